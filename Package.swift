@@ -1,0 +1,102 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Tollgate: a local enforcement point for API tokens and licenses.
+///
+/// Module map (one job each):
+/// - `TollgateModel`: the shared vocabulary (plain values) and the binary primitives both codecs use.
+/// - `TollgateProtocol`: the wire codec (frames, messages). No I/O, no clocks.
+/// - `TollgateEngine`: the licensing engine. Pure values, injected time, every change applied by `apply(_:)`.
+/// - `TollgateJournal`: the write-ahead file: record codec, segments, fsync, snapshots, replay, repair.
+/// - `TollgateServer`: SwiftNIO over AF_UNIX; dispatch, limits, group commit wiring.
+/// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
+/// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
+let package = Package(
+    name: "tollgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tollgated", targets: ["tollgated"]),
+        .executable(name: "tollgate", targets: ["tollgate"]),
+        .library(name: "TollgateClient", targets: ["TollgateClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+    ],
+    targets: [
+        .target(
+            name: "TollgateModel",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "TollgateProtocol",
+            dependencies: ["TollgateModel", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "TollgateEngine",
+            dependencies: [
+                "TollgateModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "TollgateJournal",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .target(
+            name: "TollgateServer",
+            dependencies: [
+                "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateJournal",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "TollgateClient",
+            dependencies: [
+                "TollgateModel", "TollgateProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "TollgateDaemon",
+            dependencies: [
+                "TollgateServer", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "tollgated",
+            dependencies: [
+                "TollgateDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tollgate",
+            dependencies: [
+                "TollgateClient", "TollgateProtocol", "TollgateModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
+        .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel"]),
+        .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
+        .testTarget(
+            name: "TollgateDaemonTests",
+            dependencies: ["TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

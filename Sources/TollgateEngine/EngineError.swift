@@ -1,0 +1,23 @@
+/// Why the engine refused a control-plane request. Codes are stable; the server maps them to wire statuses.
+public struct EngineError: Error, Hashable, CustomStringConvertible {
+    public enum Code: Hashable, Sendable {
+        /// The license, plan or token named does not exist.
+        case notFound
+        /// A value is not acceptable (the message says which).
+        case invalidArgument
+    }
+
+    public var code: Code
+    /// Never contains a token secret.
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    static func notFound(_ message: String) -> EngineError { EngineError(.notFound, message) }
+    static func invalid(_ message: String) -> EngineError { EngineError(.invalidArgument, message) }
+}

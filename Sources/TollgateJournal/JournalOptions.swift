@@ -1,0 +1,36 @@
+/// When a record's completion may run.
+public enum Durability: Sendable, Hashable {
+    /// The completion runs after the record is written and fsynced (fdatasync). The writer wakes at once.
+    case durable
+    /// The record is written and synced within `JournalOptions.flushInterval` (or sooner, with the next
+    /// durable record); the completion runs after that sync. For usage counters, where losing the last
+    /// fraction of a second on power loss is acceptable.
+    case buffered
+}
+
+/// Tuning knobs of a `Journal`. The defaults suit the daemon; tests shrink them.
+public struct JournalOptions: Sendable {
+    /// The largest payload `append` accepts, in bytes (default 16 MiB, at most `UInt32.max`). On replay, a record
+    /// declaring a longer payload is invalid (a torn tail or corruption, see JOURNAL.md).
+    public var maxRecordSize: Int
+    /// A hint (default 64 MiB): `needsSnapshot` turns true once this many bytes were written since the last
+    /// snapshot. The journal never snapshots on its own; the owner decides when.
+    public var segmentTargetBytes: Int
+    /// The longest a `.buffered` record waits before it is written and synced (default 100 ms).
+    public var flushInterval: Duration
+    /// Whether to fsync at all (default true). `false` is only for tests and benchmarks that opt out of
+    /// durability: completions then report success once the bytes are written.
+    public var fsync: Bool
+
+    public init(
+        maxRecordSize: Int = 16 * 1024 * 1024,
+        segmentTargetBytes: Int = 64 * 1024 * 1024,
+        flushInterval: Duration = .milliseconds(100),
+        fsync: Bool = true
+    ) {
+        self.maxRecordSize = max(0, min(maxRecordSize, Int(UInt32.max)))
+        self.segmentTargetBytes = segmentTargetBytes
+        self.flushInterval = flushInterval
+        self.fsync = fsync
+    }
+}
