@@ -121,10 +121,11 @@ extension LicensingState {
         return (plan, change)
     }
 
-    /// A value from a request, made safe to put in an error message (bounded, and never a token secret).
-    static func printable(_ value: String) -> String {
-        if TokenFormat.validate(value) != nil { return "(a token secret)" }
-        let cut = value.unicodeScalars.prefix(64).map { $0.properties.isWhitespace || $0.value < 0x20 ? "?" : Character($0) }
+    /// A value from a request, made safe to put in an error message or a log line: bounded, control characters
+    /// replaced, and anything that could be a token secret (even a mistyped one) withheld.
+    public static func printable(_ value: String) -> String {
+        if value.hasPrefix(TokenFormat.prefix) { return "(withheld: looks like a token secret)" }
+        let cut = value.unicodeScalars.prefix(64).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) }
         return "'" + String(cut) + (value.unicodeScalars.count > 64 ? "…" : "") + "'"
     }
 }

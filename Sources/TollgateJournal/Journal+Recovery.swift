@@ -68,6 +68,7 @@ enum JournalRecovery {
         var expected = segments[startIndex]
         var lastSegmentEnd = 0
         var liveBytes = 0
+        var tornTail: (name: String, validEnd: Int, bytesCut: Int)?
         for index in startIndex..<segments.count {
             let first = segments[index]
             let name = JournalFormat.segmentFileName(firstSequence: first)
@@ -109,7 +110,7 @@ enum JournalRecovery {
                         throw JournalError.corruption(
                             "\(path(name)) at offset \(offset): invalid record in a segment that is not the last (expected sequence \(expected))")
                     }
-                    if false, let later = findValidRecord(after: offset, in: raw, minimumSequence: expected, maxRecordSize: options.maxRecordSize) {
+                    if let later = findValidRecord(after: offset, in: raw, minimumSequence: expected, maxRecordSize: options.maxRecordSize) {
                         throw JournalError.corruption(
                             "\(path(name)) at offset \(offset): invalid record (expected sequence \(expected)) followed by valid record \(later.sequence) at offset \(later.offset)")
                     }
@@ -117,20 +118,7 @@ enum JournalRecovery {
                 return offset
             }
             if validEnd < bytes.count {
-                // Torn tail: cut the file back to the end of its last valid record, durably.
-                let file = try fs.open(path(name), mode: .readWrite)
-                do {
-                    try fs.truncate(file, to: Int64(validEnd))
-                    if options.fsync { try fs.fsync(file) }
-                } catch {
-                    try? fs.close(file)
-                    throw error
-                }
-                try fs.close(file)
-                report.tornTailRepaired = true
-                report.truncatedBytes = bytes.count - validEnd
-                report.repairedFile = name
-                report.repairedOffset = validEnd
+                tornTail = (name, validEnd, bytes.count - validEnd)
             }
             lastSegmentEnd = validEnd
             liveBytes += validEnd
@@ -138,6 +126,22 @@ enum JournalRecovery {
         guard expected - 1 >= base else {
             throw JournalError.corruption(
                 "\(directory): the segments end at sequence \(expected - 1), before snapshot sequence \(base)")
+        }
+        if let tornTail {
+            // Only now that nothing is corrupt: cut the last segment back to its last valid record, durably.
+            let file = try fs.open(path(tornTail.name), mode: .readWrite)
+            do {
+                try fs.truncate(file, to: Int64(tornTail.validEnd))
+                if options.fsync { try fs.fsync(file) }
+            } catch {
+                try? fs.close(file)
+                throw error
+            }
+            try fs.close(file)
+            report.tornTailRepaired = true
+            report.truncatedBytes = tornTail.bytesCut
+            report.repairedFile = tornTail.name
+            report.repairedOffset = tornTail.validEnd
         }
 
         // 4. Make what we saw durable (a rename seen here may not have reached the disk yet), then remove what

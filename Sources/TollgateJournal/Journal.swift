@@ -5,7 +5,8 @@ import Dispatch
 ///
 /// Thread safety: every method may be called from any thread. Completions run on the journal's writer thread
 /// (records), on its snapshot queue (snapshots), or on a global Dispatch queue (immediate rejections); never
-/// on the caller's thread, so a caller may hold its own lock while calling `append`.
+/// on the caller's thread, so a caller may hold its own lock while calling `append`. A completion may call
+/// `append` and `snapshot`, but MUST NOT call `flush` or `close` (they wait for the thread running it).
 ///
 /// Call `close()` before dropping the last reference: the writer thread keeps the journal alive until then.
 public final class Journal: @unchecked Sendable {
@@ -386,7 +387,7 @@ public final class Journal: @unchecked Sendable {
     /// offset so that bytes nobody was told are durable cannot reappear on replay.
     private func fail(with error: JournalError) {
         var repaired = false
-        if false {
+        if (try? self.fileSystem.truncate(self.file, to: self.fileOffset)) != nil {
             repaired = true
             if self.options.fsync { try? self.fileSystem.fsync(self.file) }
         }

@@ -1,0 +1,197 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TollgateEngine
+import TollgateJournal
+import TollgateModel
+import TollgateProtocol
+import TollgateServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The composition root shared by `tollgated` and the tests: it opens the state directory, replays the journal,
+/// puts the configured plans, and starts the server. Tests start the real daemon in-process with it.
+public final class Daemon: Service, @unchecked Sendable {
+    public struct Dependencies: Sendable {
+        public var clock: any WallClock
+        public var fileSystem: any JournalFileSystem
+        /// Listening sockets to adopt instead of binding the configured paths (socket activation, tests).
+        public var inheritedListeners: TollgateServer.Listeners?
+        public var eventLoopThreads: Int
+
+        public init(
+            clock: any WallClock = SystemWallClock(), fileSystem: any JournalFileSystem = PosixFileSystem(),
+            inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int = System.coreCount
+        ) {
+            self.clock = clock
+            self.fileSystem = fileSystem
+            self.inheritedListeners = inheritedListeners
+            self.eventLoopThreads = eventLoopThreads
+        }
+    }
+
+    public let configuration: DaemonConfiguration
+    let dependencies: Dependencies
+    let logger: Logger
+
+    public private(set) var core: TollgateCore?
+    private var server: TollgateServer?
+    private var group: MultiThreadedEventLoopGroup?
+    private var journal: Journal?
+    private var lockDescriptor: CInt = -1
+    private var boundPaths: [String] = []
+
+    public init(configuration: DaemonConfiguration, dependencies: Dependencies = .init(), logger: Logger) {
+        self.configuration = configuration
+        self.dependencies = dependencies
+        self.logger = logger
+    }
+
+    /// Runs until graceful shutdown (SIGTERM/SIGINT through the service group), then stops in order: stop
+    /// accepting, flush pending usage, fsync the journal, close connections.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        try await stop()
+    }
+
+    /// Everything before READY: when this returns, the journal is replayed and both sockets accept.
+    public func start() async throws {
+        try prepareStateDirectory()
+        let options = JournalOptions(
+            segmentTargetBytes: configuration.snapshotAfterBytes,
+            flushInterval: .milliseconds(configuration.usageFlushIntervalMilliseconds),
+            fsync: configuration.journalFsync)
+        let (journal, recovered): (Journal, RecoveredState)
+        do {
+            (journal, recovered) = try Journal.open(directory: configuration.journalDirectory, options: options, fileSystem: dependencies.fileSystem)
+        } catch let error as JournalError {
+            throw DaemonError("cannot open the journal in \(configuration.journalDirectory): \(error.message)")
+        }
+        self.journal = journal
+        let state = try Self.replay(recovered)
+        let report = recovered.report
+        if report.tornTailRepaired {
+            logger.warning("journal had a torn tail; cut back to the last valid record", metadata: [
+                "tollgate.journal.file": "\(report.repairedFile ?? "?")", "tollgate.journal.offset": "\(report.repairedOffset ?? -1)",
+                "tollgate.journal.truncated_bytes": "\(report.truncatedBytes)",
+            ])
+        }
+        logger.info("journal replayed", metadata: [
+            "tollgate.journal.snapshot": "\(report.snapshotSequence.map(String.init) ?? "none")",
+            "tollgate.journal.records": "\(report.recordsReplayed)", "tollgate.journal.last_seq": "\(report.lastSequence)",
+            "tollgate.tokens": "\(state.tokens.count)", "tollgate.licenses": "\(state.licenses.count)",
+        ])
+
+        let core = TollgateCore(
+            state: state, journal: journal, recovery: report, clock: dependencies.clock,
+            options: .init(
+                maxFrameSize: configuration.maxFrameBytes, maxTokens: configuration.maxTokens, maxLicenses: configuration.maxLicenses,
+                usageFlushInterval: .milliseconds(Int64(configuration.usageFlushIntervalMilliseconds))),
+            logger: logger)
+        self.core = core
+        for plan in configuration.plans { try await core.putDurably(.planPut(plan)) }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads))
+        self.group = group
+        let server = TollgateServer(core: core, group: group, logger: logger)
+        self.server = server
+        let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
+            api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
+            admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))
+        for case .path(let path, _) in [listeners.api, listeners.admin] { try refuseIfServed(path) }
+        try await server.start(listeners)
+        boundPaths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
+        logger.notice("tollgated ready", metadata: [
+            "tollgate.api_socket": "\(configuration.resolvedAPISocket)", "tollgate.admin_socket": "\(configuration.resolvedAdminSocket)",
+        ])
+    }
+
+    /// Graceful stop. Idempotent.
+    public func stop() async throws {
+        await server?.stopAccepting()
+        server = nil
+        core?.flushPendingUsage()
+        var firstError: Error?
+        do { try journal?.flush() } catch { firstError = error; logger.error("final journal flush failed", metadata: ["tollgate.error": "\(error)"]) }
+        if let group {
+            try? await group.shutdownGracefully()
+            self.group = nil
+        }
+        do { try journal?.close() } catch { firstError = firstError ?? error }
+        journal = nil
+        for path in boundPaths { unlink(path) }
+        boundPaths = []
+        if lockDescriptor >= 0 {
+            close(lockDescriptor)
+            lockDescriptor = -1
+        }
+        logger.notice("tollgated stopped")
+        if let firstError { throw firstError }
+    }
+
+    /// Rebuilds the state from the snapshot and the records after it. A record that passed its checksum but does
+    /// not decode is refused: skipping it could resurrect a revoked token.
+    static func replay(_ recovered: RecoveredState) throws -> LicensingState {
+        var state = LicensingState()
+        if let snapshot = recovered.snapshot {
+            do {
+                state = try LicensingState.decodeSnapshot(snapshot.payload)
+            } catch {
+                throw DaemonError("the snapshot at sequence \(snapshot.sequence) does not decode: \(error)")
+            }
+        }
+        for record in recovered.records {
+            do {
+                state.apply(try StateChange.decode(type: record.type, payload: ByteBuffer(bytes: record.payload)))
+            } catch {
+                throw DaemonError("journal record \(record.sequence) does not decode: \(error); refusing to start")
+            }
+        }
+        return state
+    }
+
+    private func prepareStateDirectory() throws {
+        let dir = configuration.stateDirectory
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw DaemonError("cannot create the state directory \(dir): \(String(cString: strerror(errno)))")
+        }
+        let lockPath = dir + "/LOCK"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DaemonError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw DaemonError("the state directory \(dir) is in use by another tollgated")
+        }
+        lockDescriptor = fd
+    }
+
+    /// Refuses to take over a socket path on which another process still answers.
+    private func refuseIfServed(_ path: String) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw DaemonError("the socket path \(path) is longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected == 0 { throw DaemonError("another process is serving \(path)") }
+    }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,216 @@
+import Foundation
+import TollgateModel
+
+/// Everything `tollgated` can be told, from a JSON file or from the embedded default.
+///
+/// Unknown keys are rejected (a mistyped option must not be silently ignored). Paths that are relative are
+/// taken relative to the working directory of the daemon.
+public struct DaemonConfiguration: Sendable, Equatable {
+    public var stateDirectory: String = "./state"
+    /// Empty: `<state dir>/tollgate.sock`.
+    public var apiSocket: String = ""
+    /// Empty: `<state dir>/tollgate-admin.sock`.
+    public var adminSocket: String = ""
+    public var apiSocketMode: UInt32 = 0o660
+    public var adminSocketMode: UInt32 = 0o600
+    public var maxFrameBytes: Int = 65536
+    public var usageFlushIntervalMilliseconds: Int = 100
+    public var journalFsync: Bool = true
+    public var snapshotAfterBytes: Int = 64 << 20
+    public var maxTokens: Int = 10_000_000
+    public var maxLicenses: Int = 1_000_000
+    public var logLevel: String = "info"
+    /// Plans put (upserted) at every start, so the configuration is the source of truth for the tiers it names.
+    public var plans: [Plan] = []
+
+    public init() {}
+
+    public var resolvedAPISocket: String { apiSocket.isEmpty ? stateDirectory + "/tollgate.sock" : apiSocket }
+    public var resolvedAdminSocket: String { adminSocket.isEmpty ? stateDirectory + "/tollgate-admin.sock" : adminSocket }
+    public var journalDirectory: String { stateDirectory + "/journal" }
+
+    /// The configuration `tollgated` runs on when given none: a local `./state` directory and example plans.
+    public static let embeddedDefaultJSON = #"""
+    {
+      "state_dir": "./state",
+      "api_socket_mode": "0660",
+      "admin_socket_mode": "0600",
+      "max_frame_bytes": 65536,
+      "usage_flush_interval_ms": 100,
+      "journal": { "fsync": true, "snapshot_after_bytes": 67108864 },
+      "limits": { "max_tokens": 10000000, "max_licenses": 1000000 },
+      "log_level": "info",
+      "plans": [
+        { "id": "free", "entitlements": ["read"],
+          "quotas": [{ "meter": "requests", "period": "month", "limit": 1000 }],
+          "rate_per_second": 5, "burst": 10 },
+        { "id": "trial", "entitlements": ["read", "write"],
+          "quotas": [{ "meter": "requests", "period": "day", "limit": 500 }],
+          "rate_per_second": 10, "burst": 20 },
+        { "id": "pro", "entitlements": ["read", "write", "reports"],
+          "quotas": [{ "meter": "requests", "period": "month", "limit": 1000000 },
+                     { "meter": "bytes", "period": "month", "limit": 100000000000 }],
+          "rate_per_second": 200, "burst": 400 },
+        { "id": "enterprise", "entitlements": ["*"], "quotas": [] }
+      ]
+    }
+    """#
+
+    public static func embeddedDefault() -> DaemonConfiguration {
+        // The embedded default is tested; failing to parse it is a build defect.
+        try! parse(json: Data(embeddedDefaultJSON.utf8))
+    }
+
+    public static func load(path: String) throws -> DaemonConfiguration {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ConfigurationError("cannot read the configuration file \(path): \(error.localizedDescription)")
+        }
+        do {
+            return try parse(json: data)
+        } catch let error as ConfigurationError {
+            throw ConfigurationError("\(path): \(error.message)")
+        }
+    }
+
+    public static func parse(json data: Data) throws -> DaemonConfiguration {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw ConfigurationError("not valid JSON: \(error.localizedDescription)")
+        }
+        var reader = try ObjectReader(object, path: "")
+        var config = DaemonConfiguration()
+        config.stateDirectory = try reader.string("state_dir") ?? config.stateDirectory
+        config.apiSocket = try reader.string("api_socket") ?? ""
+        config.adminSocket = try reader.string("admin_socket") ?? ""
+        config.apiSocketMode = try reader.mode("api_socket_mode") ?? config.apiSocketMode
+        config.adminSocketMode = try reader.mode("admin_socket_mode") ?? config.adminSocketMode
+        config.maxFrameBytes = try reader.int("max_frame_bytes", range: 1024...(16 << 20)) ?? config.maxFrameBytes
+        config.usageFlushIntervalMilliseconds = try reader.int("usage_flush_interval_ms", range: 1...60_000) ?? config.usageFlushIntervalMilliseconds
+        config.logLevel = try reader.string("log_level") ?? config.logLevel
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) else {
+            throw ConfigurationError("log_level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if var journal = try reader.object("journal") {
+            config.journalFsync = try journal.bool("fsync") ?? config.journalFsync
+            config.snapshotAfterBytes = try journal.int("snapshot_after_bytes", range: 4096...(1 << 40)) ?? config.snapshotAfterBytes
+            try journal.finish()
+        }
+        if var limits = try reader.object("limits") {
+            config.maxTokens = try limits.int("max_tokens", range: 1...(1 << 32)) ?? config.maxTokens
+            config.maxLicenses = try limits.int("max_licenses", range: 1...(1 << 32)) ?? config.maxLicenses
+            try limits.finish()
+        }
+        for var planReader in try reader.objects("plans") {
+            let id = try planReader.required { try $0.string("id") }
+            var plan = Plan(id: id, entitlements: try planReader.strings("entitlements") ?? [])
+            for var quotaReader in try planReader.objects("quotas") {
+                let meter = try quotaReader.required { try $0.string("meter") }
+                let periodName = try quotaReader.required { try $0.string("period") }
+                guard let period = Period(name: periodName) else {
+                    throw ConfigurationError("\(quotaReader.path).period must be hour, day or month")
+                }
+                let limit = try quotaReader.required { try $0.int("limit", range: 0...Int.max) }
+                plan.quotas.append(QuotaRule(meter: meter, period: period, limit: UInt64(limit)))
+                try quotaReader.finish()
+            }
+            plan.ratePerSecond = UInt32(try planReader.int("rate_per_second", range: 0...1_000_000_000) ?? 0)
+            plan.burst = UInt32(try planReader.int("burst", range: 0...1_000_000_000) ?? 0)
+            try planReader.finish()
+            guard !config.plans.contains(where: { $0.id == plan.id }) else { throw ConfigurationError("plan \(plan.id) is defined twice") }
+            config.plans.append(plan)
+        }
+        try reader.finish()
+        return config
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Reads one JSON object strictly: typed fields, and every key must have been read by `finish()`.
+struct ObjectReader {
+    let object: [String: Any]
+    let path: String
+    private var seen = Set<String>()
+
+    init(_ value: Any, path: String) throws {
+        guard let object = value as? [String: Any] else { throw ConfigurationError("\(path.isEmpty ? "the configuration" : path) must be an object") }
+        self.object = object
+        self.path = path
+    }
+
+    private func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    mutating func value(_ key: String) -> Any? {
+        seen.insert(key)
+        guard let value = object[key], !(value is NSNull) else { return nil }
+        return value
+    }
+
+    mutating func string(_ key: String) throws -> String? {
+        guard let value = value(key) else { return nil }
+        guard let string = value as? String else { throw ConfigurationError("\(name(key)) must be a string") }
+        return string
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        guard let value = value(key) else { return nil }
+        guard let bool = value as? Bool else { throw ConfigurationError("\(name(key)) must be true or false") }
+        return bool
+    }
+
+    mutating func int(_ key: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let value = value(key) else { return nil }
+        guard let number = value as? NSNumber, let int = Int(exactly: number.doubleValue) else {
+            throw ConfigurationError("\(name(key)) must be an integer")
+        }
+        guard range.contains(int) else { throw ConfigurationError("\(name(key)) must be between \(range.lowerBound) and \(range.upperBound)") }
+        return int
+    }
+
+    /// File modes are written as octal strings ("0660") so that they read as they do in `chmod`.
+    mutating func mode(_ key: String) throws -> UInt32? {
+        guard let text = try string(key) else { return nil }
+        guard let mode = UInt32(text, radix: 8), mode <= 0o777 else { throw ConfigurationError("\(name(key)) must be an octal mode such as \"0660\"") }
+        return mode
+    }
+
+    mutating func strings(_ key: String) throws -> [String]? {
+        guard let value = value(key) else { return nil }
+        guard let strings = value as? [String] else { throw ConfigurationError("\(name(key)) must be a list of strings") }
+        return strings
+    }
+
+    mutating func object(_ key: String) throws -> ObjectReader? {
+        guard let value = value(key) else { return nil }
+        return try ObjectReader(value, path: name(key))
+    }
+
+    mutating func objects(_ key: String) throws -> [ObjectReader] {
+        guard let value = value(key) else { return [] }
+        guard let list = value as? [Any] else { throw ConfigurationError("\(name(key)) must be a list") }
+        return try list.enumerated().map { try ObjectReader($0.element, path: "\(name(key))[\($0.offset)]") }
+    }
+
+    mutating func required<T>(_ read: (inout ObjectReader) throws -> T?) throws -> T {
+        let before = seen
+        guard let value = try read(&self) else {
+            let key = seen.subtracting(before).first ?? "?"
+            throw ConfigurationError("\(name(key)) is required")
+        }
+        return value
+    }
+
+    func finish() throws {
+        let unknown = Set(object.keys).subtracting(seen).sorted()
+        guard unknown.isEmpty else { throw ConfigurationError("unknown key\(unknown.count > 1 ? "s" : "") \(unknown.map { name($0) }.joined(separator: ", "))") }
+    }
+}

@@ -1,0 +1,336 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TollgateEngine
+import TollgateJournal
+import TollgateModel
+import TollgateProtocol
+
+/// The daemon's state machine behind the sockets: one `LicensingState` under one lock, the journal, the clock.
+///
+/// Every request is decided and applied under the lock, and the change it made is appended to the journal under
+/// the same lock, so the journal's order is exactly the order in which changes became visible. Durable requests
+/// are answered only once the journal reports the record fsynced (group commit batches them). CHECK never waits
+/// for I/O: its consumption is applied at once and journaled in batches every `usageFlushInterval`.
+///
+/// No NIO channel appears here, so the whole request path can be tested without sockets.
+public final class TollgateCore: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var maxFrameSize: Int
+        public var maxTokens: Int
+        public var maxLicenses: Int
+        /// Check consumption is journaled at least this often; a crash may forget at most this window.
+        public var usageFlushInterval: TimeAmount
+        /// Pending check consumption entries that trigger a flush before the interval elapses.
+        public var usageFlushBatch: Int
+        public var serverName: String
+
+        public init(
+            maxFrameSize: Int = 65536, maxTokens: Int = 10_000_000, maxLicenses: Int = 1_000_000,
+            usageFlushInterval: TimeAmount = .milliseconds(100), usageFlushBatch: Int = 4096, serverName: String = "tollgated/0.1.0"
+        ) {
+            self.maxFrameSize = maxFrameSize
+            self.maxTokens = maxTokens
+            self.maxLicenses = maxLicenses
+            self.usageFlushInterval = usageFlushInterval
+            self.usageFlushBatch = usageFlushBatch
+            self.serverName = serverName
+        }
+    }
+
+    /// Counters reported by STATS. Guarded by `lock`.
+    struct Counters {
+        var checks: UInt64 = 0
+        var checksDenied: UInt64 = 0
+        var meters: UInt64 = 0
+        var meterDuplicates: UInt64 = 0
+        var durableWrites: UInt64 = 0
+        var durableFailures: UInt64 = 0
+        var snapshots: UInt64 = 0
+        var snapshotFailures: UInt64 = 0
+    }
+
+    public let options: Options
+    let journal: Journal
+    let clock: any WallClock
+    let logger: Logger
+    let recovery: RecoveryReport
+    let startedAt: Timestamp
+
+    private let lock = NIOLock()
+    private var state: LicensingState
+    private var pendingUsage: [UsageEntry] = []
+    private var counters = Counters()
+    private var snapshotInProgress = false
+    private var rng = SystemRandomNumberGenerator()
+
+    public init(state: LicensingState, journal: Journal, recovery: RecoveryReport, clock: any WallClock, options: Options, logger: Logger) {
+        self.state = state
+        self.journal = journal
+        self.recovery = recovery
+        self.clock = clock
+        self.options = options
+        self.logger = logger
+        self.startedAt = clock.now()
+    }
+
+    /// Reads the state under the lock (tests, STATUS lines).
+    public func withState<T>(_ body: (LicensingState) throws -> T) rethrows -> T {
+        try lock.withLock { try body(state) }
+    }
+
+    // MARK: - Dispatch
+
+    /// Answers `request` arriving on a socket of `role`. Returns the response when it is ready now; otherwise
+    /// returns nil and calls `completion` (on the journal's thread) once the change is durable or has failed.
+    public func handle(_ request: Request, role: SocketRole, completion: @escaping @Sendable (Response) -> Void) -> Response? {
+        if role == .api {
+            guard request.opcode.isDataPlane else {
+                return .error(.notPermitted, "\(request.opcode.name) is served on the admin socket only")
+            }
+            if case .revoke(let revoke) = request, case .secret = revoke.target {} else if case .revoke = request {
+                return .error(.notPermitted, "on the api socket REVOKE accepts a secret only; revoke by id or license on the admin socket")
+            }
+        }
+        switch request {
+        case .hello(let hello):
+            guard hello.minVersion <= tollgateProtocolVersion, tollgateProtocolVersion <= hello.maxVersion else {
+                return .error(.unsupportedVersion, "this server speaks protocol version \(tollgateProtocolVersion) only")
+            }
+            return .hello(HelloResponse(version: tollgateProtocolVersion, role: role, maxFrameSize: UInt32(options.maxFrameSize), server: options.serverName))
+        case .ping:
+            return .pong
+        case .check(let check):
+            return .check(self.check(check))
+        case .stats:
+            return .stats(statistics())
+        case .licenseGet(let id):
+            return lock.withLock { state.licenseInfo(id: id) }.map(Response.license) ?? .error(.notFound, "license \(LicensingState.printable(id)) does not exist")
+        case .planGet(let id):
+            return lock.withLock { state.plans[id] }.map(Response.plan) ?? .error(.notFound, "plan \(LicensingState.printable(id)) does not exist")
+        case .tokenGet(let id):
+            return lock.withLock { state.token(id: id)?.info }.map(Response.token) ?? .error(.notFound, "token \(LicensingState.printable(id)) does not exist")
+        case .tokenList(let list):
+            return listTokens(list)
+        case .meter, .revoke, .issue, .licensePut, .planPut:
+            return mutate(request, completion: completion)
+        }
+    }
+
+    /// The hot path: decide and consume under the lock, no I/O.
+    public func check(_ request: CheckRequest) -> CheckResult {
+        let now = clock.now()
+        let (result, flushNeeded) = lock.withLock { () -> (CheckResult, Bool) in
+            let (result, consumed) = state.check(request, at: now)
+            counters.checks &+= 1
+            if !result.allowed { counters.checksDenied &+= 1 }
+            if let consumed { pendingUsage.append(consumed) }
+            return (result, pendingUsage.count >= options.usageFlushBatch)
+        }
+        if flushNeeded { flushPendingUsage() }
+        return result
+    }
+
+    /// Journals the check consumption gathered since the last flush, as one buffered record.
+    public func flushPendingUsage() {
+        lock.withLock { flushPendingUsageLocked() }
+    }
+
+    private func flushPendingUsageLocked() {
+        guard !pendingUsage.isEmpty else { return }
+        let change = StateChange.consumed(pendingUsage)
+        pendingUsage.removeAll(keepingCapacity: true)
+        appendLocked(change, durability: .buffered, completion: nil)
+    }
+
+    private func mutate(_ request: Request, completion: @escaping @Sendable (Response) -> Void) -> Response? {
+        let now = clock.now()
+        let outcome: (response: Response, change: StateChange?)
+        do {
+            outcome = try lock.withLock { () throws -> (Response, StateChange?) in
+                let decided = try decideLocked(request, now: now)
+                if let change = decided.1 { appendLocked(change, durability: .durable, completion: { result in
+                    switch result {
+                    case .success: completion(decided.0)
+                    case .failure(let error): completion(.error(.unavailable, "the change could not be made durable: \(error.message)"))
+                    }
+                }) }
+                return decided
+            }
+        } catch let error as EngineError {
+            return .error(error.code == .notFound ? .notFound : .invalidArgument, error.message)
+        } catch {
+            logger.error("request failed", metadata: ["tollgate.opcode": "\(request.opcode.name)", "tollgate.error": "\(error)"])
+            return .error(.internal, "the request failed inside the server")
+        }
+        if outcome.change == nil { return outcome.response }
+        maybeSnapshot()
+        return nil
+    }
+
+    /// Decides a control- or data-plane change and applies it to the state. Called with the lock held.
+    private func decideLocked(_ request: Request, now: Timestamp) throws -> (Response, StateChange?) {
+        switch request {
+        case .meter(let meter):
+            let (result, change) = try state.meter(meter, at: now)
+            counters.meters &+= 1
+            if result.duplicate { counters.meterDuplicates &+= 1 }
+            return (.meter(result), change)
+        case .revoke(let revoke):
+            let (count, change) = try state.revoke(revoke, at: now)
+            if let change, case .tokensRevoked(let ids, _, _) = change {
+                logger.notice("tokens revoked", metadata: [
+                    "tollgate.revoke.by": "\(["secret", "token_id", "license"][Int(revoke.target.code)])",
+                    "tollgate.token_ids": "\(ids.prefix(10).joined(separator: ","))\(ids.count > 10 ? ",…" : "")",
+                    "tollgate.count": "\(ids.count)",
+                ])
+            }
+            return (.revoke(revoked: count), change)
+        case .issue(let issue):
+            guard state.tokens.count < options.maxTokens else {
+                throw EngineError(.invalidArgument, "the token store is full (\(options.maxTokens) tokens); raise limits.max_tokens")
+            }
+            let (secret, token, change) = try state.issue(issue, at: now, using: &rng)
+            logger.info("token issued", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.license": "\(token.licenseID)"])
+            return (.issue(secret: secret, token: token), change)
+        case .licensePut(let spec):
+            guard state.licenses[spec.id] != nil || state.licenses.count < options.maxLicenses else {
+                throw EngineError(.invalidArgument, "the license store is full (\(options.maxLicenses) licenses); raise limits.max_licenses")
+            }
+            let (info, change) = try state.putLicense(spec, at: now)
+            logger.info("license put", metadata: ["tollgate.license": "\(spec.id)", "tollgate.plan": "\(spec.plan)", "tollgate.status": "\(spec.status.name)"])
+            return (.license(info), change)
+        case .planPut(let plan):
+            let (stored, change) = try state.putPlan(plan, at: now)
+            if change != nil { logger.info("plan put", metadata: ["tollgate.plan": "\(plan.id)"]) }
+            return (.plan(stored), change)
+        default:
+            preconditionFailure("\(request.opcode.name) is not a state change")
+        }
+    }
+
+    /// Appends a change to the journal. Must be called with the lock held so journal order equals apply order.
+    private func appendLocked(_ change: StateChange, durability: Durability, completion: (@Sendable (Result<UInt64, JournalError>) -> Void)?) {
+        let payload: [UInt8]
+        do {
+            payload = try change.encodedPayload()
+        } catch {
+            // Lengths are validated before a change is made, so this is a bug; fail the request, not the process.
+            logger.critical("a state change could not be encoded", metadata: ["tollgate.error": "\(error)"])
+            completion?(.failure(JournalError(code: .io, message: "the change could not be encoded")))
+            return
+        }
+        if durability == .durable { counters.durableWrites &+= 1 }
+        let logger = self.logger
+        journal.append(type: change.typeCode, payload: payload, durability: durability) { [weak self] result in
+            if case .failure(let error) = result {
+                logger.error("journal write failed", metadata: ["tollgate.error": "\(error)"])
+                self?.lock.withLock { self?.counters.durableFailures &+= 1 }
+            }
+            completion?(result)
+        }
+    }
+
+    // MARK: - Snapshots
+
+    /// Starts a snapshot when the journal has grown past its target, off the request path.
+    public func maybeSnapshot(force: Bool = false) {
+        guard force || journal.needsSnapshot else { return }
+        let taken: (LicensingState, UInt64)? = lock.withLock {
+            guard !snapshotInProgress else { return nil }
+            snapshotInProgress = true
+            // Consumption applied in memory but not yet journaled must land before the snapshot's sequence,
+            // or replay would count it twice (once in the snapshot, once in the later record).
+            flushPendingUsageLocked()
+            return (state, journal.lastSequence)
+        }
+        guard let (copy, sequence) = taken else { return }
+        let now = clock.now().millis
+        let logger = self.logger
+        journal.snapshot(upTo: sequence, encode: {
+            // Every stored value was validated to fit its encoding, so this cannot fail.
+            try! copy.encodeSnapshot(now: now)
+        }) { [weak self] result in
+            guard let self else { return }
+            self.lock.withLock {
+                self.snapshotInProgress = false
+                switch result {
+                case .success: self.counters.snapshots &+= 1
+                case .failure: self.counters.snapshotFailures &+= 1
+                }
+            }
+            switch result {
+            case .success: logger.info("snapshot written", metadata: ["tollgate.journal.sequence": "\(sequence)"])
+            case .failure(let error): logger.error("snapshot failed", metadata: ["tollgate.error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - Reads
+
+    private func listTokens(_ request: TokenListRequest) -> Response {
+        let limit = request.limit == 0 ? 100 : min(Int(request.limit), 500)
+        var (tokens, more) = lock.withLock { state.listTokens(licenseID: request.licenseID, after: request.after, limit: limit) }
+        // Keep the answer within one frame: drop tokens from the end until it fits.
+        while true {
+            var buffer = ByteBufferAllocator().buffer(capacity: 4096)
+            buffer.writeResponse(.tokenList(tokens: tokens, next: tokens.last?.id ?? ""), opcode: Opcode.tokenList.rawValue, requestID: 0)
+            if buffer.readableBytes - 4 <= options.maxFrameSize || tokens.count <= 1 { break }
+            tokens.removeLast(max(1, tokens.count / 4))
+            more = true
+        }
+        return .tokenList(tokens: tokens, next: more ? (tokens.last?.id ?? "") : "")
+    }
+
+    public func statistics() -> [KeyValue] {
+        let journalStats = journal.statistics
+        let now = clock.now()
+        return lock.withLock {
+            let active = state.tokens.values.reduce(into: 0) { n, t in if t.info.revokedAt == 0 { n += 1 } }
+            return [
+                KeyValue("tokens", "\(state.tokens.count)"),
+                KeyValue("tokens_active", "\(active)"),
+                KeyValue("licenses", "\(state.licenses.count)"),
+                KeyValue("plans", "\(state.plans.count)"),
+                KeyValue("checks_total", "\(counters.checks)"),
+                KeyValue("checks_denied", "\(counters.checksDenied)"),
+                KeyValue("meters_total", "\(counters.meters)"),
+                KeyValue("meters_duplicate", "\(counters.meterDuplicates)"),
+                KeyValue("durable_writes", "\(counters.durableWrites)"),
+                KeyValue("durable_failures", "\(counters.durableFailures)"),
+                KeyValue("usage_pending", "\(pendingUsage.count)"),
+                KeyValue("snapshots", "\(counters.snapshots)"),
+                KeyValue("journal_last_seq", "\(journalStats.lastSequence)"),
+                KeyValue("journal_durable_seq", "\(journalStats.durableSequence)"),
+                KeyValue("journal_bytes", "\(journalStats.segmentBytes)"),
+                KeyValue("journal_fsyncs", "\(journalStats.fsyncCount)"),
+                KeyValue("journal_batches", "\(journalStats.batches)"),
+                KeyValue("journal_failed", journalStats.failed ? "1" : "0"),
+                KeyValue("journal_repairs", recovery.tornTailRepaired ? "1" : "0"),
+                KeyValue("journal_repaired_bytes", "\(recovery.truncatedBytes)"),
+                KeyValue("journal_replayed_records", "\(recovery.recordsReplayed)"),
+                KeyValue("uptime_seconds", "\((now.nanoseconds - startedAt.nanoseconds) / 1_000_000_000)"),
+            ]
+        }
+    }
+}
+
+extension TollgateCore {
+    /// Applies a state change and waits until it is durable (start-up provisioning from the configuration).
+    public func putDurably(_ request: Request) async throws {
+        let response: Response = await withCheckedContinuation { continuation in
+            if let immediate = handle(request, role: .admin, completion: { continuation.resume(returning: $0) }) {
+                continuation.resume(returning: immediate)
+            }
+        }
+        if case .error(let status, let message) = response {
+            throw TollgateCoreError(status: status, message: message)
+        }
+    }
+}
+
+public struct TollgateCoreError: Error, CustomStringConvertible {
+    public var status: Status
+    public var message: String
+    public var description: String { "\(status.name): \(message)" }
+}

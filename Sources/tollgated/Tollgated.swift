@@ -1,0 +1,96 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import TollgateDaemon
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tollgated`: the daemon. A thin shell over `Daemon`: read the configuration, apply the command-line
+/// overrides, set up logging, and run until SIGTERM or SIGINT.
+@main
+struct Tollgated: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tollgated",
+        abstract: "Tollgate: the local enforcement point for API tokens and licenses.",
+        discussion: "With no options it runs on the embedded default configuration, with its state in ./state.")
+
+    @Option(name: .long, help: "A JSON configuration file (default: the embedded configuration).")
+    var config: String?
+
+    @Option(name: .customLong("state-dir"), help: "Directory of the journal and the sockets (default: ./state).")
+    var stateDir: String?
+
+    @Option(name: .long, help: "Path of the api socket (default: <state-dir>/tollgate.sock).")
+    var socket: String?
+
+    @Option(name: .customLong("admin-socket"), help: "Path of the admin socket (default: <state-dir>/tollgate-admin.sock).")
+    var adminSocket: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    @Flag(name: .customLong("print-default-config"), help: "Print the embedded default configuration and exit.")
+    var printDefaultConfig = false
+
+    @Flag(name: .customLong("check-config"), help: "Validate the configuration and exit.")
+    var checkConfig = false
+
+    func run() async throws {
+        if printDefaultConfig {
+            print(DaemonConfiguration.embeddedDefaultJSON)
+            return
+        }
+        var configuration: DaemonConfiguration
+        do {
+            configuration = try config.map(DaemonConfiguration.load(path:)) ?? .embeddedDefault()
+        } catch {
+            Self.fail("\(error)")
+        }
+        if let stateDir { configuration.stateDirectory = stateDir }
+        if let socket { configuration.apiSocket = socket }
+        if let adminSocket { configuration.adminSocket = adminSocket }
+        if let logLevel { configuration.logLevel = logLevel }
+        guard let level = Logger.Level(rawValue: configuration.logLevel) else { Self.fail("unknown log level \(configuration.logLevel)") }
+        if checkConfig {
+            print("configuration OK")
+            return
+        }
+
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "tollgated")
+        let daemon = Daemon(configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            Self.fail("\(Self.unwrap(error))")
+        }
+    }
+
+    /// ServiceGroup wraps a failing service's error; show the cause.
+    static func unwrap(_ error: Error) -> Error {
+        if let error = error as? DaemonError { return error }
+        let mirror = Mirror(reflecting: error)
+        for child in mirror.children { if let inner = child.value as? Error { return unwrap(inner) } }
+        return error
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardErrorWrite("tollgated: \(message)\n")
+        Glibc.exit(1)
+    }
+}
+
+enum FileHandle {
+    static func standardErrorWrite(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,750 @@
+"""Tollgate wire protocol v1 client (Python 3.11, standard library only).
+
+Written from Protocol/PROTOCOL.md and Protocol/vectors/ alone, as an
+independent second implementation of the protocol.
+
+Layers:
+
+* value codec: a small schema language (``u8``/``u16``/``u32``/``u64``/``i64``/
+  ``time``/``str``/``list<T>``/``pair``/enums/nested structs) with a strict
+  reader that rejects short bodies, leftover bytes, invalid UTF-8 and unknown
+  ``u8`` codes;
+* frames: :func:`encode_frame`, :func:`parse_header`, :class:`Frame`;
+* per-opcode request/response schemas (:data:`REQUEST_SCHEMAS`,
+  :data:`RESPONSE_SCHEMAS`) with :func:`encode_request`,
+  :func:`decode_response`;
+* :class:`Client`: one connection, typed methods, pipelining
+  (:meth:`Client.send_request` / :meth:`Client.recv_response`,
+  :meth:`Client.call_many`), and raw access (:meth:`Client.send_raw`,
+  :meth:`Client.recv_frame`) for conformance tests.
+
+Decoded bodies are dicts keyed by the field names of the spec (the same names as
+``vectors.json``); ``list<pair>`` values decode to lists of ``[key, value]``
+lists, nested structures (the quota block, ``TokenInfo`` inside ISSUE and
+TOKEN_LIST, ``Quota`` inside PlanInfo) decode to nested dicts.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import zlib
+from collections import namedtuple
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = [
+    "PROTOCOL_VERSION", "HEADER_LEN", "DEFAULT_MAX_FRAME", "MAGIC", "FLAG_RESPONSE",
+    "OP", "OPCODE_NAMES", "STATUS", "STATUS_NAMES", "REASON", "REASON_NAMES",
+    "LICENSE_STATUS", "PERIOD", "REVOKE_BY", "ENVIRONMENT", "ROLE",
+    "TollgateError", "ProtocolError", "DecodeError", "ConnectionClosed",
+    "Frame", "encode_frame", "parse_header", "parse_frame",
+    "encode_body", "decode_body", "encode_request", "encode_response",
+    "decode_response", "decode_response_fields",
+    "TOKEN_RE", "TOKEN_ID_RE", "token_checksum", "is_valid_token", "make_token",
+    "Client",
+]
+
+# ---------------------------------------------------------------------------
+# Constants (sections 4, 5, 6)
+# ---------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+HEADER_LEN = 12              # bytes after the length field that are header
+DEFAULT_MAX_FRAME = 65536
+MAGIC = b"TG"
+FLAG_RESPONSE = 0x01
+
+OP = {
+    "HELLO": 0x01, "PING": 0x02,
+    "CHECK": 0x10, "METER": 0x11, "REVOKE": 0x12,
+    "ISSUE": 0x20, "LICENSE_PUT": 0x21, "LICENSE_GET": 0x22, "PLAN_PUT": 0x23,
+    "PLAN_GET": 0x24, "TOKEN_GET": 0x25, "TOKEN_LIST": 0x26, "STATS": 0x27,
+}
+OPCODE_NAMES = {v: k for k, v in OP.items()}
+
+STATUS_NAMES = {
+    0: "ok", 1: "denied", 2: "malformed", 3: "unsupported_version",
+    4: "unknown_opcode", 5: "too_large", 6: "not_permitted", 7: "internal",
+    8: "not_found", 9: "invalid_argument", 10: "unavailable",
+}
+STATUS = {v: k for k, v in STATUS_NAMES.items()}
+
+REASON_NAMES = {
+    0: "none", 1: "malformed_token", 2: "unknown_token", 3: "revoked",
+    4: "not_yet_valid", 5: "expired", 6: "license_inactive",
+    7: "insufficient_scope", 8: "quota_exceeded", 9: "rate_limited",
+}
+REASON = {v: k for k, v in REASON_NAMES.items()}
+
+LICENSE_STATUS = {"active": 0, "trialing": 1, "past_due": 2, "canceled": 3}
+PERIOD = {"hour": 0, "day": 1, "month": 2}
+REVOKE_BY = {"secret": 0, "token_id": 1, "license_id": 2}
+ENVIRONMENT = {"live": 0, "test": 1}
+ROLE = {"api": 0, "admin": 1}
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+class TollgateError(Exception):
+    """The server answered with an error status (anything but ok/denied)."""
+
+    def __init__(self, status_code: int, status_name: str, message: str,
+                 opcode: int | None = None, request_id: int | None = None):
+        super().__init__(f"{status_name} ({status_code}): {message}")
+        self.status_code = status_code
+        self.status_name = status_name
+        self.message = message
+        self.opcode = opcode
+        self.request_id = request_id
+
+
+class ProtocolError(Exception):
+    """The peer sent something that does not follow PROTOCOL.md."""
+
+
+class DecodeError(ProtocolError):
+    """A body or frame could not be decoded strictly."""
+
+
+class ConnectionClosed(ProtocolError):
+    """The server closed the connection (EOF), possibly mid-frame."""
+
+
+# ---------------------------------------------------------------------------
+# Value codec (section 3)
+# ---------------------------------------------------------------------------
+#
+# A schema is a list of (field_name, type). A type is one of
+#   "u8" "u16" "u32" "u64" "i64" "time" "str" "pair"
+#   ("enum", frozenset_of_allowed_u8_codes)
+#   ("list", element_type)
+#   ("struct", schema)
+
+_INT_FORMATS = {"u8": ">B", "u16": ">H", "u32": ">I", "u64": ">Q", "i64": ">q", "time": ">q"}
+_INT_SIZES = {k: struct.calcsize(v) for k, v in _INT_FORMATS.items()}
+
+
+def _enum(codes: Iterable[int]):
+    return ("enum", frozenset(codes))
+
+
+def _list(t):
+    return ("list", t)
+
+
+def _struct(schema):
+    return ("struct", schema)
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes):
+        self.buf = memoryview(bytes(buf))
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.buf) - self.pos:   # check before slicing/allocating
+            raise DecodeError(f"body too short: need {n} bytes at offset {self.pos}, "
+                              f"have {len(self.buf) - self.pos}")
+        b = self.buf[self.pos:self.pos + n].tobytes()
+        self.pos += n
+        return b
+
+    def read(self, t, path: str) -> Any:
+        if isinstance(t, str):
+            if t in _INT_FORMATS:
+                return struct.unpack(_INT_FORMATS[t], self.take(_INT_SIZES[t]))[0]
+            if t == "str":
+                n = struct.unpack(">H", self.take(2))[0]
+                raw = self.take(n)
+                try:
+                    return raw.decode("utf-8", errors="strict")
+                except UnicodeDecodeError as e:
+                    raise DecodeError(f"{path}: invalid UTF-8: {e}") from None
+            if t == "pair":
+                return [self.read("str", path + ".key"), self.read("str", path + ".value")]
+            raise AssertionError(f"unknown type {t!r}")
+        kind = t[0]
+        if kind == "enum":
+            v = self.take(1)[0]
+            if v not in t[1]:
+                raise DecodeError(f"{path}: unknown code {v}")
+            return v
+        if kind == "list":
+            n = struct.unpack(">H", self.take(2))[0]
+            return [self.read(t[1], f"{path}[{i}]") for i in range(n)]
+        if kind == "struct":
+            return self.read_struct(t[1], path)
+        raise AssertionError(f"unknown type {t!r}")
+
+    def read_struct(self, schema, path: str = "") -> dict:
+        out = {}
+        for name, t in schema:
+            out[name] = self.read(t, f"{path}.{name}" if path else name)
+        return out
+
+    def finish(self) -> None:
+        left = len(self.buf) - self.pos
+        if left:
+            raise DecodeError(f"{left} bytes left over after the body")
+
+
+def _write(out: bytearray, t, value: Any, path: str) -> None:
+    if isinstance(t, str):
+        if t in _INT_FORMATS:
+            try:
+                out += struct.pack(_INT_FORMATS[t], value)
+            except (struct.error, TypeError) as e:
+                raise ValueError(f"{path}: {value!r} does not fit {t}: {e}") from None
+            return
+        if t == "str":
+            if not isinstance(value, str):
+                raise TypeError(f"{path}: expected str, got {type(value).__name__}")
+            raw = value.encode("utf-8")
+            if len(raw) > 0xFFFF:
+                raise ValueError(f"{path}: string of {len(raw)} bytes exceeds 65535")
+            out += struct.pack(">H", len(raw)) + raw
+            return
+        if t == "pair":
+            k, v = value
+            _write(out, "str", k, path + ".key")
+            _write(out, "str", v, path + ".value")
+            return
+        raise AssertionError(f"unknown type {t!r}")
+    kind = t[0]
+    if kind == "enum":
+        # The client may deliberately send unknown codes (conformance tests),
+        # so only the u8 range is enforced here.
+        _write(out, "u8", value, path)
+        return
+    if kind == "list":
+        if isinstance(value, Mapping):
+            value = list(value.items())
+        value = list(value)
+        if len(value) > 0xFFFF:
+            raise ValueError(f"{path}: list of {len(value)} elements exceeds 65535")
+        out += struct.pack(">H", len(value))
+        for i, item in enumerate(value):
+            _write(out, t[1], item, f"{path}[{i}]")
+        return
+    if kind == "struct":
+        _write_struct(out, t[1], value, path)
+        return
+    raise AssertionError(f"unknown type {t!r}")
+
+
+def _write_struct(out: bytearray, schema, fields: Mapping[str, Any], path: str = "") -> None:
+    unknown = set(fields) - {name for name, _ in schema}
+    if unknown:
+        raise ValueError(f"{path or 'body'}: unknown fields {sorted(unknown)}")
+    for name, t in schema:
+        if name not in fields:
+            raise ValueError(f"{path or 'body'}: missing field {name!r}")
+        _write(out, t, fields[name], f"{path}.{name}" if path else name)
+
+
+def encode_body(schema, fields: Mapping[str, Any]) -> bytes:
+    out = bytearray()
+    _write_struct(out, schema, fields)
+    return bytes(out)
+
+
+def decode_body(schema, body: bytes) -> dict:
+    r = _Reader(body)
+    out = r.read_struct(schema)
+    r.finish()
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Shared structures and per-opcode schemas (section 6)
+# ---------------------------------------------------------------------------
+
+STR_LIST = _list("str")
+PAIR_LIST = _list("pair")
+BOOL8 = _enum((0, 1))
+REASON_T = _enum(REASON_NAMES)
+LICENSE_STATUS_T = _enum(LICENSE_STATUS.values())
+PERIOD_T = _enum(PERIOD.values())
+ENV_T = _enum(ENVIRONMENT.values())
+
+QUOTA_BLOCK = [("present", BOOL8), ("limit", "u64"), ("remaining", "u64"), ("reset_at", "time")]
+
+TOKEN_INFO = [
+    ("token_id", "str"), ("license_id", "str"), ("subject", "str"), ("scopes", STR_LIST),
+    ("issued_at", "time"), ("not_before", "time"), ("expires_at", "time"),
+    ("revoked_at", "time"), ("revoke_reason", "str"), ("metadata", PAIR_LIST),
+    ("environment", ENV_T),
+]
+
+LICENSE_INFO = [
+    ("license_id", "str"), ("customer", "str"), ("plan", "str"), ("status", LICENSE_STATUS_T),
+    ("valid_until", "time"), ("updated_at", "time"), ("active_tokens", "u32"),
+]
+
+QUOTA = [("meter", "str"), ("period", PERIOD_T), ("limit", "u64")]
+
+PLAN_INFO = [
+    ("plan_id", "str"), ("entitlements", STR_LIST), ("quotas", _list(_struct(QUOTA))),
+    ("rate_per_second", "u32"), ("burst", "u32"),
+]
+
+ERROR_BODY = [("message", "str")]
+
+REQUEST_SCHEMAS: dict[int, list] = {
+    OP["HELLO"]: [("min_version", "u8"), ("max_version", "u8"), ("client_name", "str")],
+    OP["PING"]: [],
+    OP["CHECK"]: [("token", "str"), ("scopes", STR_LIST), ("meter", "str"), ("cost", "u64")],
+    OP["METER"]: [("token", "str"), ("meter", "str"), ("quantity", "u64"),
+                  ("idempotency_key", "str")],
+    OP["REVOKE"]: [("by", _enum(REVOKE_BY.values())), ("value", "str"), ("reason", "str")],
+    OP["ISSUE"]: [("license_id", "str"), ("subject", "str"), ("scopes", STR_LIST),
+                  ("not_before", "time"), ("expires_at", "time"), ("metadata", PAIR_LIST),
+                  ("environment", ENV_T)],
+    OP["LICENSE_PUT"]: [("license_id", "str"), ("customer", "str"), ("plan", "str"),
+                        ("status", LICENSE_STATUS_T), ("valid_until", "time")],
+    OP["LICENSE_GET"]: [("license_id", "str")],
+    OP["PLAN_PUT"]: PLAN_INFO,
+    OP["PLAN_GET"]: [("plan_id", "str")],
+    OP["TOKEN_GET"]: [("token_id", "str")],
+    OP["TOKEN_LIST"]: [("license_id", "str"), ("after", "str"), ("limit", "u16")],
+    OP["STATS"]: [],
+}
+
+RESPONSE_SCHEMAS: dict[int, list] = {
+    OP["HELLO"]: [("version", "u8"), ("role", _enum(ROLE.values())), ("max_frame", "u32"),
+                  ("server", "str")],
+    OP["PING"]: [],
+    OP["CHECK"]: [("decision", BOOL8), ("reason", REASON_T), ("token_id", "str"),
+                  ("license_id", "str"), ("subject", "str"), ("quota", _struct(QUOTA_BLOCK)),
+                  ("retry_after_ms", "u32")],
+    OP["METER"]: [("decision", BOOL8), ("reason", REASON_T), ("token_id", "str"),
+                  ("license_id", "str"), ("duplicate", BOOL8), ("quota", _struct(QUOTA_BLOCK))],
+    OP["REVOKE"]: [("revoked", "u32")],
+    OP["ISSUE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
+    OP["LICENSE_PUT"]: LICENSE_INFO,
+    OP["LICENSE_GET"]: LICENSE_INFO,
+    OP["PLAN_PUT"]: PLAN_INFO,
+    OP["PLAN_GET"]: PLAN_INFO,
+    OP["TOKEN_GET"]: TOKEN_INFO,
+    OP["TOKEN_LIST"]: [("tokens", _list(_struct(TOKEN_INFO))), ("next", "str")],
+    OP["STATS"]: [("stats", PAIR_LIST)],
+}
+
+_DECISION_OPCODES = (OP["CHECK"], OP["METER"])
+
+
+# ---------------------------------------------------------------------------
+# Frames (section 4)
+# ---------------------------------------------------------------------------
+
+_HEADER = struct.Struct(">I2sBBBBHI")   # 16 bytes including the length field
+
+Frame = namedtuple("Frame", "length magic version opcode flags status reserved request_id body")
+Frame.__doc__ = "One decoded frame; ``body`` is the raw body bytes."
+
+
+def encode_frame(opcode: int, request_id: int, body: bytes = b"", *, flags: int = 0,
+                 status: int = 0, version: int = PROTOCOL_VERSION, reserved: int = 0,
+                 magic: bytes = MAGIC, length: int | None = None) -> bytes:
+    """Build a frame. Keyword overrides exist so tests can build bad frames."""
+    if length is None:
+        length = HEADER_LEN + len(body)
+    return _HEADER.pack(length, magic, version, opcode, flags, status, reserved,
+                        request_id) + body
+
+
+def parse_header(header: bytes) -> Frame:
+    """Parse the 16 header bytes (length field included); body is left empty."""
+    if len(header) != _HEADER.size:
+        raise DecodeError(f"header must be {_HEADER.size} bytes, got {len(header)}")
+    return Frame(*_HEADER.unpack(header), b"")
+
+
+def parse_frame(data: bytes, *, max_frame: int | None = None) -> Frame:
+    """Parse exactly one complete frame (no trailing bytes)."""
+    if len(data) < 4:
+        raise DecodeError("frame shorter than its length field")
+    (length,) = struct.unpack(">I", data[:4])
+    if length < HEADER_LEN:
+        raise DecodeError(f"declared length {length} < {HEADER_LEN}")
+    if max_frame is not None and length > max_frame:
+        raise DecodeError(f"declared length {length} > max_frame {max_frame}")
+    if len(data) != 4 + length:
+        raise DecodeError(f"frame declares {length} bytes after the length field, "
+                          f"has {len(data) - 4}")
+    return parse_header(data[:16])._replace(body=bytes(data[16:]))
+
+
+def _check_response_header(f: Frame) -> None:
+    if f.magic != MAGIC:
+        raise DecodeError(f"bad magic {f.magic!r}")
+    if f.version != PROTOCOL_VERSION:
+        raise DecodeError(f"unsupported response version {f.version}")
+    if f.flags != FLAG_RESPONSE:
+        raise DecodeError(f"response flags must be 0x01, got {f.flags:#04x}")
+    if f.reserved != 0:
+        raise DecodeError(f"reserved bytes must be 0, got {f.reserved:#06x}")
+
+
+# ---------------------------------------------------------------------------
+# Request / response bodies
+# ---------------------------------------------------------------------------
+
+def encode_request(opcode: int, fields: Mapping[str, Any], request_id: int) -> bytes:
+    """Encode a complete request frame for ``opcode`` from its field dict."""
+    try:
+        schema = REQUEST_SCHEMAS[opcode]
+    except KeyError:
+        raise ValueError(f"unknown opcode {opcode:#04x}") from None
+    return encode_frame(opcode, request_id, encode_body(schema, fields))
+
+
+def encode_response(opcode: int, status: int, fields: Mapping[str, Any],
+                    request_id: int) -> bytes:
+    """Encode a response frame (used by tests to check the codec is symmetric)."""
+    if status in (STATUS["ok"], STATUS["denied"]):
+        body = encode_body(RESPONSE_SCHEMAS[opcode], fields)
+    else:
+        body = encode_body(ERROR_BODY, {"message": fields["message"]})
+    return encode_frame(opcode, request_id, body, flags=FLAG_RESPONSE, status=status)
+
+
+def decode_response_fields(frame: Frame) -> dict:
+    """Strictly decode a response frame's body into a field dict.
+
+    For ``ok``/``denied`` this is the opcode's response body; for every other
+    status (including unknown ones) it is ``{"status": code, "message": str}``.
+    Raises :class:`DecodeError` on any violation.
+    """
+    _check_response_header(frame)
+    if frame.status in (STATUS["ok"], STATUS["denied"]):
+        if frame.status == STATUS["denied"] and frame.opcode not in _DECISION_OPCODES:
+            raise DecodeError(f"status denied on opcode {frame.opcode:#04x}")
+        try:
+            schema = RESPONSE_SCHEMAS[frame.opcode]
+        except KeyError:
+            raise DecodeError(f"{STATUS_NAMES[frame.status]} response to unknown opcode "
+                              f"{frame.opcode:#04x}") from None
+        fields = decode_body(schema, frame.body)
+        if frame.opcode in _DECISION_OPCODES:
+            allowed = frame.status == STATUS["ok"]
+            if fields["decision"] != (1 if allowed else 0):
+                raise DecodeError(f"decision {fields['decision']} with status "
+                                  f"{STATUS_NAMES[frame.status]}")
+            if (fields["reason"] == REASON["none"]) != allowed:
+                raise DecodeError(f"reason {fields['reason']} with status "
+                                  f"{STATUS_NAMES[frame.status]}")
+        return fields
+    body = decode_body(ERROR_BODY, frame.body)
+    return {"status": frame.status, "message": body["message"]}
+
+
+def decode_response(frame: Frame) -> dict:
+    """Like :func:`decode_response_fields`, but raises :class:`TollgateError`
+    for error statuses. Unknown status codes are reported as ``internal``
+    (section 5), with the original code kept in ``status_code``."""
+    fields = decode_response_fields(frame)
+    if frame.status in (STATUS["ok"], STATUS["denied"]):
+        return fields
+    name = STATUS_NAMES.get(frame.status, "internal")
+    raise TollgateError(frame.status, name, fields["message"], frame.opcode, frame.request_id)
+
+
+# ---------------------------------------------------------------------------
+# Tokens (section 7.1)
+# ---------------------------------------------------------------------------
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+TOKEN_RE = re.compile(r"tg_(live|test)_[0-9A-Za-z]{49}")
+TOKEN_ID_RE = re.compile(r"tok_[0-9A-Za-z]{22}")
+
+
+def token_checksum(prefix: str) -> str:
+    """Base62 CRC-32 of ``prefix`` (everything before the checksum), 6 chars."""
+    n = zlib.crc32(prefix.encode("ascii"))
+    digits = []
+    while n:
+        n, r = divmod(n, 62)
+        digits.append(BASE62[r])
+    return "".join(reversed(digits)).rjust(6, "0")
+
+
+def is_valid_token(token: str) -> bool:
+    """True if ``token`` has the shape of section 7.1 and a correct checksum."""
+    if not isinstance(token, str) or TOKEN_RE.fullmatch(token) is None:
+        return False
+    return token_checksum(token[:-6]) == token[-6:]
+
+
+def make_token(environment: str = "test", randomness: str | None = None) -> str:
+    """Build a well-formed token (random unless ``randomness``, 43 base62 chars, given)."""
+    if randomness is None:
+        import secrets
+        randomness = "".join(secrets.choice(BASE62) for _ in range(43))
+    if environment not in ("live", "test") or len(randomness) != 43 or \
+            any(c not in BASE62 for c in randomness):
+        raise ValueError("bad environment or randomness")
+    prefix = f"tg_{environment}_{randomness}"
+    return prefix + token_checksum(prefix)
+
+
+# ---------------------------------------------------------------------------
+# Client
+# ---------------------------------------------------------------------------
+
+class Client:
+    """One connection to a tollgated socket (api or admin).
+
+    Request ids start at 1 and increase (wrapping, never 0: the server uses
+    request id 0 for connection-level errors). Responses are matched by
+    request id; frames that arrive for other outstanding requests while
+    waiting are buffered, so :meth:`send_request` may be called many times
+    before :meth:`recv_response`.
+    """
+
+    def __init__(self, path: str, timeout: float | None = 10.0, *, connect: bool = True):
+        self.path = path
+        self.timeout = timeout
+        self.max_frame = DEFAULT_MAX_FRAME
+        self._sock: socket.socket | None = None
+        self._rbuf = bytearray()
+        self._next_id = 1
+        self._pending: dict[int, Frame] = {}
+        self._outstanding: set[int] = set()
+        if connect:
+            self.connect()
+
+    # -- connection ---------------------------------------------------------
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.path)
+        except BaseException:
+            s.close()
+            raise
+        self._sock = s
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- raw I/O ------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes as-is (for conformance tests)."""
+        self._sock.sendall(data)
+
+    def _fill(self, n: int) -> None:
+        while len(self._rbuf) < n:
+            chunk = self._sock.recv(max(65536, n - len(self._rbuf)))
+            if not chunk:
+                raise ConnectionClosed(
+                    "connection closed by server" +
+                    (f" ({len(self._rbuf)} bytes of a partial frame)" if self._rbuf else ""))
+            self._rbuf += chunk
+
+    def recv_frame(self) -> Frame:
+        """Read exactly one frame (header checked for length only)."""
+        self._fill(4)
+        (length,) = struct.unpack(">I", self._rbuf[:4])
+        if length < HEADER_LEN or length > max(self.max_frame, DEFAULT_MAX_FRAME):
+            raise DecodeError(f"server frame declares length {length}")
+        self._fill(4 + length)
+        data = bytes(self._rbuf[:4 + length])
+        del self._rbuf[:4 + length]
+        return parse_frame(data)
+
+    def at_eof(self, timeout: float = 2.0) -> bool:
+        """True if the server has closed the connection (and nothing is buffered)."""
+        if self._rbuf:
+            return False
+        old = self._sock.gettimeout()
+        self._sock.settimeout(timeout)
+        try:
+            chunk = self._sock.recv(65536)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        finally:
+            self._sock.settimeout(old)
+        if chunk:
+            self._rbuf += chunk
+            return False
+        return True
+
+    # -- request / response -------------------------------------------------
+
+    def _alloc_id(self) -> int:
+        rid = self._next_id
+        self._next_id = rid % 0xFFFFFFFF + 1        # 1..2^32-1, never 0
+        return rid
+
+    def encode(self, opcode: int, fields: Mapping[str, Any] | None = None,
+               request_id: int | None = None) -> tuple[int, bytes]:
+        rid = self._alloc_id() if request_id is None else request_id
+        return rid, encode_request(opcode, fields or {}, rid)
+
+    def send_request(self, opcode: int, fields: Mapping[str, Any] | None = None) -> int:
+        """Send one request without waiting; returns its request id."""
+        rid, frame = self.encode(opcode, fields)
+        if len(frame) - 4 > self.max_frame:
+            raise ValueError(f"request of {len(frame) - 4} bytes exceeds max_frame "
+                             f"{self.max_frame}")
+        self.send_raw(frame)
+        self._outstanding.add(rid)
+        return rid
+
+    def recv_response_frame(self, request_id: int) -> Frame:
+        if request_id in self._pending:
+            self._outstanding.discard(request_id)
+            return self._pending.pop(request_id)
+        while True:
+            f = self.recv_frame()
+            if f.request_id == request_id:
+                self._outstanding.discard(request_id)
+                return f
+            if f.request_id == 0 and f.opcode == 0:
+                # connection-level error (too_large / malformed framing)
+                decode_response(f)
+                raise ProtocolError(f"unexpected frame with request id 0: {f}")
+            if f.request_id not in self._outstanding:
+                raise ProtocolError(f"response for unknown request id {f.request_id}")
+            self._pending[f.request_id] = f
+
+    def recv_response(self, request_id: int) -> dict:
+        """Wait for the response to ``request_id``; raise TollgateError on error status."""
+        f = self.recv_response_frame(request_id)
+        return decode_response(f)
+
+    def call(self, opcode: int, fields: Mapping[str, Any] | None = None) -> dict:
+        return self.recv_response(self.send_request(opcode, fields))
+
+    def call_many(self, requests: Sequence[tuple[int, Mapping[str, Any]]], *,
+                  return_exceptions: bool = True) -> list:
+        """Pipeline: write all requests in one write, then read every answer.
+
+        Returns results in request order; with ``return_exceptions`` a failed
+        request's slot holds its :class:`TollgateError` instead of raising.
+        """
+        ids, data = [], bytearray()
+        for opcode, fields in requests:
+            rid, frame = self.encode(opcode, fields)
+            ids.append(rid)
+            data += frame
+        self.send_raw(bytes(data))
+        self._outstanding.update(ids)
+        out = []
+        for rid in ids:
+            try:
+                out.append(self.recv_response(rid))
+            except TollgateError as e:
+                if not return_exceptions:
+                    raise
+                out.append(e)
+        return out
+
+    # -- typed operations ---------------------------------------------------
+
+    def hello(self, min_version: int = 1, max_version: int = 1,
+              client_name: str = "tollgate-python/0.1") -> dict:
+        r = self.call(OP["HELLO"], {"min_version": min_version, "max_version": max_version,
+                                    "client_name": client_name})
+        self.max_frame = r["max_frame"]
+        return r
+
+    def ping(self) -> dict:
+        return self.call(OP["PING"])
+
+    def check(self, token: str, scopes: Sequence[str] = (), meter: str = "",
+              cost: int = 0) -> dict:
+        """CHECK. Returns the body for both ``ok`` (allow) and ``denied``."""
+        return self.call(OP["CHECK"], {"token": token, "scopes": list(scopes),
+                                       "meter": meter, "cost": cost})
+
+    def meter(self, token: str, meter: str, quantity: int, idempotency_key: str = "") -> dict:
+        return self.call(OP["METER"], {"token": token, "meter": meter, "quantity": quantity,
+                                       "idempotency_key": idempotency_key})
+
+    def revoke(self, by: int | str, value: str, reason: str = "") -> dict:
+        if isinstance(by, str):
+            by = REVOKE_BY[by]
+        return self.call(OP["REVOKE"], {"by": by, "value": value, "reason": reason})
+
+    def issue(self, license_id: str, subject: str, scopes: Sequence[str] = (),
+              not_before: int = 0, expires_at: int = 0,
+              metadata: Mapping[str, str] | Sequence[Sequence[str]] = (),
+              environment: int | str = 0) -> dict:
+        if isinstance(environment, str):
+            environment = ENVIRONMENT[environment]
+        return self.call(OP["ISSUE"], {
+            "license_id": license_id, "subject": subject, "scopes": list(scopes),
+            "not_before": not_before, "expires_at": expires_at,
+            "metadata": metadata, "environment": environment})
+
+    def license_put(self, license_id: str, customer: str, plan: str,
+                    status: int | str = 0, valid_until: int = 0) -> dict:
+        if isinstance(status, str):
+            status = LICENSE_STATUS[status]
+        return self.call(OP["LICENSE_PUT"], {"license_id": license_id, "customer": customer,
+                                             "plan": plan, "status": status,
+                                             "valid_until": valid_until})
+
+    def license_get(self, license_id: str) -> dict:
+        return self.call(OP["LICENSE_GET"], {"license_id": license_id})
+
+    def plan_put(self, plan_id: str, entitlements: Sequence[str] = ("*",),
+                 quotas: Sequence[Mapping[str, Any]] = (), rate_per_second: int = 0,
+                 burst: int = 0) -> dict:
+        """``quotas``: dicts with ``meter``, ``period`` (int or "hour"/"day"/"month"), ``limit``."""
+        qs = []
+        for q in quotas:
+            q = dict(q)
+            if isinstance(q.get("period"), str):
+                q["period"] = PERIOD[q["period"]]
+            qs.append(q)
+        return self.call(OP["PLAN_PUT"], {"plan_id": plan_id, "entitlements": list(entitlements),
+                                          "quotas": qs, "rate_per_second": rate_per_second,
+                                          "burst": burst})
+
+    def plan_get(self, plan_id: str) -> dict:
+        return self.call(OP["PLAN_GET"], {"plan_id": plan_id})
+
+    def token_get(self, token_id: str) -> dict:
+        return self.call(OP["TOKEN_GET"], {"token_id": token_id})
+
+    def token_list(self, license_id: str = "", after: str = "", limit: int = 0) -> dict:
+        return self.call(OP["TOKEN_LIST"], {"license_id": license_id, "after": after,
+                                            "limit": limit})
+
+    def token_list_all(self, license_id: str = "", limit: int = 0) -> list[dict]:
+        """Follow ``next`` until the listing is complete."""
+        tokens, after = [], ""
+        while True:
+            page = self.token_list(license_id, after, limit)
+            tokens += page["tokens"]
+            if not page["next"]:
+                return tokens
+            after = page["next"]
+
+    def stats(self) -> dict:
+        """STATS: ``{"stats": [[key, value], ...]}`` (values are decimal strings)."""
+        return self.call(OP["STATS"])
+
+    def stats_map(self) -> dict[str, str]:
+        """STATS as a plain ``{key: value}`` dict."""
+        return dict(self.stats()["stats"])
