@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import TollgateClient
+import TollgateModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Connects, makes one call, closes; turns client errors into a clear message and exit status 1.
+func call<T>(_ global: GlobalOptions, admin: Bool, _ body: (TollgateConnection) async throws -> T) async throws -> T {
+    let connection = try await wrap { try await global.connect(admin: admin) }
+    defer { Task { await connection.close() } }
+    return try await wrap { try await body(connection) }
+}
+
+func wrap<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as TollgateClientError {
+        FileHandleStderr.write("tollgate: \(error.message)\n")
+        throw ExitCode.failure
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+}
+
+func printJSON(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func printFields(_ object: [String: Any]) {
+    for key in object.keys.sorted() { print("\(key): \(object[key]!)") }
+}
+
+/// RFC 3339 (`2027-01-01T00:00:00Z`) or Unix milliseconds.
+func parseTime(_ text: String) throws -> UnixMillis {
+    if let millis = Int64(text) { return millis }
+    let formatter = ISO8601DateFormatter()
+    if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
+    throw ValidationError("\(text) is neither an RFC 3339 time nor Unix milliseconds")
+}
+
+/// `90s`, `15m`, `12h`, `30d` → milliseconds.
+func parseDuration(_ text: String) throws -> Int64 {
+    let units: [Character: Int64] = ["s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
+    guard let unit = text.last.flatMap({ units[$0] }), let value = Int64(text.dropLast()), value > 0 else {
+        throw ValidationError("\(text) is not a duration such as 3600s, 30m, 12h or 90d")
+    }
+    return value * unit
+}
+
+func formatTime(_ millis: UnixMillis) -> String {
+    millis == 0 ? "-" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+}
+
+extension TokenInfo {
+    var json: [String: Any] {
+        [
+            "token_id": id, "license_id": licenseID, "subject": subject, "scopes": scopes, "issued_at": issuedAt,
+            "not_before": notBefore, "expires_at": expiresAt, "revoked_at": revokedAt, "revoke_reason": revokeReason,
+            "metadata": Dictionary(metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }), "environment": environment.name,
+        ]
+    }
+}
+
+extension QuotaState {
+    var json: [String: Any] { ["limit": limit, "remaining": remaining, "reset_at": resetAt] }
+}
+
+extension CheckResult {
+    var json: [String: Any] {
+        var object: [String: Any] = [
+            "decision": allowed ? "allow" : "deny", "reason": reason.name, "token_id": tokenID, "license_id": licenseID, "subject": subject,
+        ]
+        object["quota"] = quota?.json ?? NSNull()
+        if retryAfterMillis > 0 { object["retry_after_ms"] = retryAfterMillis }
+        return object
+    }
+}
+
+extension MeterResult {
+    var json: [String: Any] {
+        ["decision": allowed ? "allow" : "deny", "reason": reason.name, "token_id": tokenID, "license_id": licenseID, "duplicate": duplicate, "quota": quota?.json ?? NSNull()]
+    }
+}
+
+extension LicenseInfo {
+    var json: [String: Any] {
+        [
+            "license_id": spec.id, "customer": spec.customer, "plan": spec.plan, "status": spec.status.name, "valid_until": spec.validUntil,
+            "updated_at": updatedAt, "active_tokens": activeTokens,
+        ]
+    }
+}
+
+extension Plan {
+    var json: [String: Any] {
+        [
+            "plan_id": id, "entitlements": entitlements, "rate_per_second": ratePerSecond, "burst": burst,
+            "quotas": quotas.map { ["meter": $0.meter, "period": $0.period.name, "limit": $0.limit] as [String: Any] },
+        ]
+    }
+}
+
+/// Global options may come before the command name; ArgumentParser wants them after it.
+func reorderedArguments(_ arguments: [String]) -> [String] {
+    var leading: [String] = []
+    var rest = arguments
+    while let first = rest.first, first.hasPrefix("--") {
+        let name = first.split(separator: "=", maxSplits: 1).first.map(String.init) ?? first
+        guard ["--socket", "--admin-socket", "--json"].contains(name) else { break }
+        leading.append(rest.removeFirst())
+        if name != "--json", !first.contains("="), !rest.isEmpty { leading.append(rest.removeFirst()) }
+    }
+    guard !leading.isEmpty else { return arguments }
+    // Insert after the command path (subcommand names), before the command's own arguments.
+    var path: [String] = []
+    let commands: Set<String> = ["issue", "revoke", "check", "meter", "inspect", "list", "license", "plan", "stats", "ping", "set", "get"]
+    while let first = rest.first, commands.contains(first), path.count < 2 { path.append(rest.removeFirst()) }
+    return path + leading + rest
+}
+
+@main
+enum Main {
+    static func main() async {
+        let arguments = reorderedArguments(Array(CommandLine.arguments.dropFirst()))
+        do {
+            var command = try Tollgate.parseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            Tollgate.exit(withError: error)
+        }
+    }
+}
