@@ -68,6 +68,11 @@ public final class Daemon: Service, @unchecked Sendable {
         let (journal, recovered): (Journal, RecoveredState)
         do {
             (journal, recovered) = try Journal.open(directory: configuration.journalDirectory, options: options, fileSystem: dependencies.fileSystem)
+        } catch let error as JournalError where error.code == .corruption {
+            throw DaemonError(
+                "the journal in \(configuration.journalDirectory) is corrupt in the middle, not just torn at its end: \(error.message). "
+                    + "Refusing to start, because skipping the damage could lose acknowledged changes or resurrect revoked tokens; "
+                    + "restore the directory from a backup, or move the damaged file aside if losing the records after the damage is acceptable")
         } catch let error as JournalError {
             throw DaemonError("cannot open the journal in \(configuration.journalDirectory): \(error.message)")
         }

@@ -354,6 +354,47 @@ def _can_connect(path: str) -> bool:
         s.close()
 
 
+def _spawn_daemon(binary: str, d: str, log_name: str = "tollgated.log"):
+    """Start tollgated with its state in ``d``; wait (max 30 s) for both sockets."""
+    api, admin = os.path.join(d, "api.sock"), os.path.join(d, "admin.sock")
+    log_path = os.path.join(d, log_name)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([binary, "--state-dir", d, "--socket", api,
+                                 "--admin-socket", admin],
+                                cwd=d, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tollgated exited with {proc.returncode}:\n"
+                               + _read_log(log_path))
+        if _can_connect(api) and _can_connect(admin):
+            return proc, api, admin, log_path
+        time.sleep(0.1)
+    _stop(proc)
+    raise RuntimeError("tollgated sockets did not come up within 30 s:\n" + _read_log(log_path))
+
+
+def _stop(proc: subprocess.Popen, kill: bool = False) -> None:
+    if proc.poll() is None:
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _read_log(path: str | None) -> str:
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            return f.read()[-4000:].decode("utf-8", "replace")
+    return ""
+
+
 def _start_daemon() -> None:
     if _Daemon.started:
         return
@@ -361,25 +402,10 @@ def _start_daemon() -> None:
     binary = os.environ.get("TOLLGATED")
     api, admin = os.environ.get("TOLLGATE_SOCKET"), os.environ.get("TOLLGATE_ADMIN_SOCKET")
     if binary:
-        d = tempfile.mkdtemp(prefix="tg-py-")
-        _Daemon.tmp = d
-        _Daemon.api, _Daemon.admin = os.path.join(d, "api.sock"), os.path.join(d, "admin.sock")
-        _Daemon.log_path = os.path.join(d, "tollgated.log")
-        log = open(_Daemon.log_path, "wb")
-        _Daemon.proc = subprocess.Popen(
-            [binary, "--state-dir", d, "--socket", _Daemon.api,
-             "--admin-socket", _Daemon.admin],
-            cwd=d, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if _Daemon.proc.poll() is not None:
-                raise RuntimeError(f"tollgated exited with {_Daemon.proc.returncode}:\n"
-                                   + _daemon_log())
-            if _can_connect(_Daemon.api) and _can_connect(_Daemon.admin):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("tollgated sockets did not come up within 30 s:\n" + _daemon_log())
+        _Daemon.tmp = tempfile.mkdtemp(prefix="tg-py-")
+        _Daemon.proc, _Daemon.api, _Daemon.admin, _Daemon.log_path = \
+            _spawn_daemon(binary, _Daemon.tmp)
+        return
     if api and admin:
         _Daemon.api, _Daemon.admin = api, admin
         return
@@ -388,22 +414,12 @@ def _start_daemon() -> None:
 
 
 def _daemon_log() -> str:
-    if _Daemon.log_path and os.path.exists(_Daemon.log_path):
-        with open(_Daemon.log_path, "rb") as f:
-            return f.read()[-4000:].decode("utf-8", "replace")
-    return ""
+    return _read_log(_Daemon.log_path)
 
 
 def tearDownModule():
-    p = _Daemon.proc
-    if p is not None:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+    if _Daemon.proc is not None:
+        _stop(_Daemon.proc)
         _Daemon.proc = None
     if _Daemon.tmp:
         shutil.rmtree(_Daemon.tmp, ignore_errors=True)
@@ -823,12 +839,23 @@ class LiveCheckTests(LiveBase):
         self.assertAllow(r)
         self.assertEqual(r["quota"]["remaining"], 7, "usage must survive LICENSE_PUT")
 
-    def test_deny_license_on_missing_plan(self):
+    def test_license_put_missing_plan(self):
+        # PROTOCOL.md 6 (LicenseInfo.plan) says a license whose plan does not exist
+        # denies every check with license_inactive, but 6.7 does not say whether
+        # LICENSE_PUT may name a missing plan. Both readings are accepted: either
+        # LICENSE_PUT answers not_found (status 8: "the ... plan ... named in the
+        # request does not exist"), or it succeeds and checks deny license_inactive.
         plan = self.make_plan()
         lic = self.make_license(plan)
         tok = self.make_token(lic)
-        self.A.license_put(lic, "X", "py-missing-plan-" + uid(), 0, 0)
-        self.assertDeny(self.P.check(tok["secret"]), "license_inactive")
+        try:
+            self.A.license_put(lic, "X", "py-missing-plan-" + uid(), 0, 0)
+        except TollgateError as e:
+            self.assertEqual(e.status_name, "not_found", e)
+            self.assertEqual(self.A.license_get(lic)["plan"], plan, "failed PUT changed state")
+            self.assertAllow(self.P.check(tok["secret"]))
+        else:
+            self.assertDeny(self.P.check(tok["secret"]), "license_inactive")
 
     def test_plan_change_applies_to_next_check(self):
         plan, lic, tok = self.setup_token(quotas=[{"meter": "r", "period": 1, "limit": 10}])
@@ -848,6 +875,63 @@ class LiveCheckTests(LiveBase):
         self.assertDeny(r2, "rate_limited")
         self.assertGreater(r2["retry_after_ms"], 0)
         self.assertLessEqual(r2["retry_after_ms"], 1000)
+
+    def test_check_order(self):
+        # "token shape and checksum, lookup, revocation, not-before, expiry, license
+        #  (exists, status, valid-until, plan exists), scopes, rate limit, quota"
+        plan = self.make_plan(["read"], [{"meter": "r", "period": 1, "limit": 1}])
+        canceled = self.make_license(plan, status=3)
+        nb = now_ms() + 365 * 86400_000
+        early = self.make_token(canceled, not_before=nb)["secret"]
+        self.assertDeny(self.P.check(early, ["write"], "r", 5), "not_yet_valid")
+        tok = self.make_token(canceled)["secret"]
+        self.assertDeny(self.P.check(tok, ["write"], "r", 5), "license_inactive")
+        active = self.make_license(plan)
+        tok = self.make_token(active)["secret"]
+        self.assertDeny(self.P.check(tok, ["write"], "r", 5), "insufficient_scope")
+        self.assertDeny(self.P.check(tok, ["read"], "r", 5), "quota_exceeded")
+
+    def test_huge_cost_does_not_overflow(self):
+        m = 2**64 - 1
+        _, _, tok = self.setup_token(quotas=[{"meter": "s", "period": 1, "limit": 10},
+                                             {"meter": "b", "period": 1, "limit": m}])
+        s = tok["secret"]
+        self.assertDeny(self.P.check(s, (), "s", m), "quota_exceeded")
+        self.assertEqual(self.P.check(s, (), "s", 5)["quota"]["remaining"], 5)
+        for cost in (m, m - 4, m - 5, 2**63):
+            with self.subTest(cost=cost):
+                r = self.P.check(s, (), "s", cost)
+                self.assertDeny(r, "quota_exceeded")
+        self.assertEqual(self.P.check(s, (), "s", 0)["quota"]["remaining"], 5)
+        r = self.P.check(s, (), "b", m)
+        self.assertAllow(r)
+        self.assertEqual(r["quota"]["remaining"], 0)
+        self.assertDeny(self.P.check(s, (), "b", 1), "quota_exceeded")
+
+    def test_concurrent_checks_are_atomic(self):
+        _, _, tok = self.setup_token(quotas=[{"meter": "r", "period": 1, "limit": 300}])
+        fields = {"token": tok["secret"], "scopes": [], "meter": "r", "cost": 1}
+        results = []
+        lock = threading.Lock()
+
+        def worker():
+            with Client(_Daemon.api, timeout=10) as c:
+                out = c.call_many([(OP["CHECK"], fields)] * 40)
+            with lock:
+                results.extend(out)
+
+        threads = [threading.Thread(target=worker) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(len(results), 400)
+        allowed = [r for r in results if r["decision"] == 1]
+        denied = [r for r in results if r["decision"] == 0]
+        self.assertEqual(len(allowed), 300)
+        self.assertTrue(all(r["reason"] == REASON["quota_exceeded"] for r in denied))
+        self.assertEqual(sorted(r["quota"]["remaining"] for r in allowed), list(range(300)))
+        self.assertEqual(self.P.check(tok["secret"], (), "r", 0)["quota"]["remaining"], 0)
 
     def test_check_order_revoked_before_license(self):
         plan = self.make_plan()
@@ -880,6 +964,21 @@ class LiveMeterTests(LiveBase):
         self.P.meter(s, "bytes", 50)
         r = self.P.meter(s, "bytes", 50)
         self.assertEqual((r["duplicate"], r["quota"]["remaining"]), (0, 800))
+
+    def test_meter_huge_quantity_saturates(self):
+        # "Metering never denies for quota: usage that happened is counted" and
+        # remaining is "0 when used up": usage must not wrap around at 2^64.
+        m = 2**64 - 1
+        _, _, tok = self.setup_token(quotas=[{"meter": "s", "period": 1, "limit": 10}])
+        s = tok["secret"]
+        self.assertEqual(self.P.meter(s, "s", 5)["quota"]["remaining"], 5)
+        r = self.P.meter(s, "s", m)
+        self.assertAllow(r)
+        self.assertEqual(r["quota"]["remaining"], 0,
+                         "usage wrapped around after METER quantity 2^64-1")
+        r = self.P.meter(s, "s", m)
+        self.assertEqual(r["quota"]["remaining"], 0)
+        self.assertDeny(self.P.check(s, (), "s", 1), "quota_exceeded")
 
     def test_meter_never_denies_for_quota(self):
         _, _, tok = self.setup_token(quotas=[{"meter": "bytes", "period": 1, "limit": 10}])
@@ -1100,6 +1199,101 @@ class LiveProtocolErrorTests(LiveBase):
                 self.assertErrorFrame(f, "malformed", op, 89)
                 self.assertUsable(a)
 
+    def test_invalid_utf8_variants_malformed(self):
+        c = self.P
+        tail = b"\x00\x00" + b"\x00\x00" + b"\x00" * 8     # scopes [], meter "", cost 0
+        for name, bad in [("overlong_nul", b"\xc0\x80"), ("overlong_slash", b"\xe0\x80\xaf"),
+                          ("surrogate", b"\xed\xa0\x80"), ("above_10ffff", b"\xf4\x90\x80\x80"),
+                          ("truncated", b"ab\xe2\x82"), ("lone_continuation", b"\x80"),
+                          ("ff", b"\xff")]:
+            with self.subTest(case=name):
+                body = struct.pack(">H", len(bad)) + bad + tail
+                f = self.raw_exchange(c, tg.encode_frame(OP["CHECK"], 55, body))
+                self.assertErrorFrame(f, "malformed", OP["CHECK"], 55)
+        # valid multi-byte UTF-8 and NUL are fine (CHECK answers malformed_token, not malformed)
+        body = tg.encode_body(tg.REQUEST_SCHEMAS[OP["CHECK"]],
+                              {"token": "Zürich ✓ 😀\x00", "scopes": ["ü"], "meter": "é", "cost": 0})
+        f = self.raw_exchange(c, tg.encode_frame(OP["CHECK"], 56, body))
+        self.assertDeny(tg.decode_response(f), "malformed_token")
+
+    def test_declared_counts_beyond_body_malformed(self):
+        c = self.P
+        for name, body in [("scopes_count", b"\x00\x01a\xff\xff\x00\x01x"),
+                           ("token_len", b"\xff\xff" + b"a" * 20)]:
+            with self.subTest(case=name):
+                f = self.raw_exchange(c, tg.encode_frame(OP["CHECK"], 57, body))
+                self.assertErrorFrame(f, "malformed", OP["CHECK"], 57)
+        self.assertUsable(c)
+
+    def test_unknown_opcode_body_is_skipped(self):
+        c = self.P
+        c.send_raw(tg.encode_frame(0x7F, 7, b"\x00\x00\x00\x0cTG\x01\x02" + b"x" * 100)
+                   + tg.encode_frame(OP["PING"], 8))
+        self.assertErrorFrame(c.recv_frame(), "unknown_opcode", 0x7F, 7)
+        f = c.recv_frame()
+        self.assertEqual((f.opcode, f.request_id, f.status), (OP["PING"], 8, 0))
+
+    def test_short_frame_inside_pipeline(self):
+        c = self.P
+        c.send_raw(tg.encode_frame(OP["PING"], 1) + b"\x00\x00\x00\x02ab"
+                   + tg.encode_frame(OP["PING"], 2))
+        f1, f2, f3 = c.recv_frame(), c.recv_frame(), c.recv_frame()
+        self.assertEqual((f1.opcode, f1.request_id, f1.status), (OP["PING"], 1, 0))
+        self.assertErrorFrame(f2, "malformed", 0, 0)
+        self.assertEqual((f3.opcode, f3.request_id, f3.status), (OP["PING"], 2, 0))
+
+    def test_bad_magic_after_pipelined_requests(self):
+        c = self.api()
+        c.send_raw(tg.encode_frame(OP["PING"], 1) + tg.encode_frame(OP["PING"], 2, magic=b"GT")
+                   + tg.encode_frame(OP["PING"], 3))
+        f1, f2 = c.recv_frame(), c.recv_frame()
+        self.assertEqual((f1.request_id, f1.status), (1, 0))
+        self.assertErrorFrame(f2, "malformed", 0, 0)
+        self.assertTrue(c.at_eof(5), "ping after bad magic must not be answered")
+
+    def test_large_pipeline_with_concurrent_reader(self):
+        c = self.api()
+        n = 3000
+        data = b"".join(tg.encode_frame(OP["PING"], i + 1) for i in range(n))
+        err = []
+
+        def writer():
+            try:
+                c.send_raw(data)
+            except Exception as e:  # pragma: no cover
+                err.append(e)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        got = [c.recv_frame().request_id for _ in range(n)]
+        t.join(30)
+        self.assertEqual(err, [])
+        self.assertEqual(got, list(range(1, n + 1)))
+
+    def test_unicode_roundtrip(self):
+        plan = self.make_plan()
+        lic = self.make_license(plan)
+        cust = "Zürich GmbH ✓ 😀"
+        self.assertEqual(self.A.license_put(lic, cust, plan)["customer"], cust)
+        # (metadata keys are limited to 1-64 bytes and values to 0-256 bytes by the
+        # daemon; PROTOCOL.md 6.6 does not state these limits)
+        md = [["ключ", "値😀"], ["empty", ""]]
+        t = self.A.issue(lic, "ünïcødé 😀", ["read"], 0, 0, md, 0)
+        self.assertEqual(t["token"]["subject"], "ünïcødé 😀")
+        self.assertEqual(t["token"]["metadata"], md)
+        self.assertEqual(self.A.token_get(t["token"]["token_id"]), t["token"])
+
+    def test_token_list_stays_within_max_frame(self):
+        plan = self.make_plan()
+        lic = self.make_license(plan)
+        big = [[f"k{i:02d}", "v" * 256] for i in range(32)]        # ~8.5 KB per token
+        ids = {self.A.issue(lic, "s", (), 0, 0, big, 0)["token"]["token_id"] for _ in range(20)}
+        page = self.A.token_list(lic, "", 500)
+        self.assertLess(len(page["tokens"]), 20, "170 KB of tokens cannot fit one 64 KiB frame")
+        self.assertNotEqual(page["next"], "")
+        listed = self.A.token_list_all(lic, 500)
+        self.assertEqual({t["token_id"] for t in listed}, ids)
+
     def test_pipelining_50_checks(self):
         _, _, tok = self.setup_token(quotas=[{"meter": "requests", "period": 1, "limit": 1000}])
         c = self.api()
@@ -1153,6 +1347,55 @@ class LiveProtocolErrorTests(LiveBase):
         f = c.recv_frame()
         self.assertEqual(f.request_id, rid)
         self.assertDeny(tg.decode_response(f), "malformed_token")
+
+
+class LiveDurabilityTests(unittest.TestCase):
+    """Needs TOLLGATED: runs its own daemon, kills it with SIGKILL and restarts it
+    on the same state directory. Every change answered ok by METER, REVOKE, ISSUE,
+    LICENSE_PUT, PLAN_PUT must survive (PROTOCOL.md 7.2)."""
+
+    def setUp(self):
+        self.binary = os.environ.get("TOLLGATED")
+        if not self.binary:
+            self.skipTest("durability test needs TOLLGATED (it restarts its own daemon)")
+        self.dir = tempfile.mkdtemp(prefix="tg-py-dur-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.proc = None
+        self.addCleanup(lambda: self.proc is not None and _stop(self.proc))
+
+    def start(self):
+        self.proc, api, admin, self.log = _spawn_daemon(self.binary, self.dir)
+        a, p = Client(admin, timeout=5), Client(api, timeout=5)
+        self.addCleanup(a.close)
+        self.addCleanup(p.close)
+        return a, p
+
+    def test_changes_survive_sigkill(self):
+        a, p = self.start()
+        plan = a.plan_put("py-dur", ["read"], [{"meter": "bytes", "period": 2, "limit": 1000}],
+                          0, 0)
+        lic = a.license_put("lic_dur", "Durable Inc", "py-dur", 1, 0)
+        keep = a.issue("lic_dur", "keeper", ["read"], 0, 0, [["a", "b"]], 0)
+        gone = a.issue("lic_dur", "goner", [], 0, 0, [], 1)
+        self.assertEqual(a.revoke(0, gone["secret"], "bye"), {"revoked": 1})
+        self.assertEqual(p.meter(keep["secret"], "bytes", 300, "dur-key")["quota"]["remaining"],
+                         700)
+        _stop(self.proc, kill=True)
+
+        a, p = self.start()
+        self.assertEqual(a.plan_get("py-dur"), plan)
+        lic2 = a.license_get("lic_dur")
+        self.assertEqual({k: v for k, v in lic2.items() if k != "active_tokens"},
+                         {k: v for k, v in lic.items() if k != "active_tokens"})
+        self.assertEqual(lic2["active_tokens"], 1)
+        self.assertEqual(a.token_get(keep["token"]["token_id"]), keep["token"])
+        self.assertEqual(a.token_get(gone["token"]["token_id"])["revoke_reason"], "bye")
+        r = p.check(keep["secret"], ["read"], "bytes", 0)
+        self.assertEqual((r["decision"], r["quota"]["remaining"]), (1, 700), r)
+        self.assertEqual(p.check(gone["secret"])["reason"], REASON["revoked"])
+        r = p.meter(keep["secret"], "bytes", 300, "dur-key")
+        self.assertEqual((r["duplicate"], r["quota"]["remaining"]), (1, 700),
+                         "idempotency key forgotten across restart")
 
 
 if __name__ == "__main__":
