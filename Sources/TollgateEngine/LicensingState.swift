@@ -58,8 +58,8 @@ public struct LicensingState: Sendable {
         case .consumed(let entries):
             for entry in entries { recordUsage(entry) }
         case .countersRestored(let counters):
-            for (key, value) in counters.licenseUsage { licenseUsage[key, default: 0] += value }
-            for (key, value) in counters.tokenUsage { tokenUsage[key, default: 0] += value }
+            for (key, value) in counters.licenseUsage { licenseUsage[key, default: 0].saturatingAdd(value) }
+            for (key, value) in counters.tokenUsage { tokenUsage[key, default: 0].saturatingAdd(value) }
             for (key, at) in counters.idempotencyKeys { idempotencyKeys[key] = at }
         }
     }
@@ -70,10 +70,10 @@ public struct LicensingState: Sendable {
         guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID else { return }
         for period in Period.allCases {
             let start = UTCCalendar.bounds(of: period, containing: entry.at).start
-            licenseUsage[LicenseUsageKey(licenseID: licenseID, meter: entry.meter, period: period, periodStart: start), default: 0] &+= entry.quantity
+            licenseUsage[LicenseUsageKey(licenseID: licenseID, meter: entry.meter, period: period, periodStart: start), default: 0].saturatingAdd(entry.quantity)
         }
         let month = UTCCalendar.bounds(of: .month, containing: entry.at).start
-        tokenUsage[TokenUsageKey(tokenID: entry.tokenID, meter: entry.meter, monthStart: month), default: 0] &+= entry.quantity
+        tokenUsage[TokenUsageKey(tokenID: entry.tokenID, meter: entry.meter, monthStart: month), default: 0].saturatingAdd(entry.quantity)
     }
 
     // MARK: - Reads
@@ -86,9 +86,12 @@ public struct LicensingState: Sendable {
     public static func hash(utf8: UnsafeBufferPointer<UInt8>) -> TokenHash {
         let digest = SHA256.hash(data: UnsafeRawBufferPointer(utf8))
         return digest.withUnsafeBytes { raw in
+            // Big-endian words, so that writing them big-endian gives the digest's bytes in order.
             TokenHash(
-                raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
-                raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
         }
     }
 
@@ -113,7 +116,7 @@ public struct LicensingState: Sendable {
     /// Usage of `meter` by the token, summed over all time.
     public func usage(tokenID: String, meter: String) -> UInt64 {
         tokenUsage.reduce(into: 0) { sum, element in
-            if element.key.tokenID == tokenID, element.key.meter == meter { sum += element.value }
+            if element.key.tokenID == tokenID, element.key.meter == meter { sum.saturatingAdd(element.value) }
         }
     }
 
@@ -127,5 +130,14 @@ public struct LicensingState: Sendable {
         }
         let page = ids.prefix(limit).compactMap { token(id: $0)?.info }
         return (page, ids.count > limit)
+    }
+}
+
+extension UInt64 {
+    /// Usage counters stop at the maximum instead of wrapping: a wrapped counter would hand a caller a fresh quota.
+    @inline(__always)
+    mutating func saturatingAdd(_ other: UInt64) {
+        let (sum, overflow) = addingReportingOverflow(other)
+        self = overflow ? .max : sum
     }
 }

@@ -1,0 +1,26 @@
+# The two commands of the README: `make run` and `make test`.
+SWIFT ?= swift
+
+.PHONY: run test build release setup clean
+
+## Run the daemon on its embedded default configuration (state and sockets in ./state).
+run: setup
+	$(SWIFT) build -c release --product tollgated
+	$(SWIFT) build -c release --product tollgate
+	exec "$$($(SWIFT) build -c release --show-bin-path)/tollgated"
+
+## Run the whole test suite (installs what it needs first).
+test:
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+build:
+	$(SWIFT) build
+
+release:
+	$(SWIFT) build -c release
+
+clean:
+	rm -rf .build state

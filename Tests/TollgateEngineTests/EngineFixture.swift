@@ -1,0 +1,182 @@
+import NIOCore
+import TollgateModel
+import XCTest
+
+@testable import TollgateEngine
+
+/// A seeded, deterministic generator (SplitMix64): every test run draws the same numbers.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func bytes(_ count: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) }
+    }
+}
+
+enum Millis {
+    static let second: Int64 = 1_000
+    static let minute: Int64 = 60_000
+    static let hour: Int64 = 3_600_000
+    static let day: Int64 = 86_400_000
+}
+
+/// One `LicensingState`, a seeded generator and a manual clock. Nothing here reads the system clock or sleeps:
+/// time moves only when a test calls `advance`. Every change the engine returns is recorded in `changes`, and
+/// usage consumed by checks in `consumed`, so tests can replay them.
+final class EngineFixture {
+    /// 2028-02-17T12:30:00Z: mid-hour, mid-day, mid-month, in a leap year.
+    static let epoch: UnixMillis = 1_834_403_400_000
+
+    var state = LicensingState()
+    var rng: SplitMix64
+    var now: Timestamp
+    private(set) var changes: [StateChange] = []
+    private(set) var consumed: [UsageEntry] = []
+
+    init(seed: UInt64 = 0x5EED, now: UnixMillis = EngineFixture.epoch) {
+        rng = SplitMix64(seed: seed)
+        self.now = Timestamp(millis: now)
+    }
+
+    var nowMillis: UnixMillis { now.millis }
+
+    func advance(millis: Int64) { now = now.adding(millis: millis) }
+    func advance(nanoseconds: Int64) { now = Timestamp(nanoseconds: now.nanoseconds + nanoseconds) }
+    func set(millis: UnixMillis) { now = Timestamp(millis: millis) }
+
+    @discardableResult
+    func putPlan(
+        _ id: String, entitlements: [String] = ["*"], quotas: [QuotaRule] = [], rate: UInt32 = 0, burst: UInt32 = 0
+    ) throws -> Plan {
+        let (plan, change) = try state.putPlan(
+            Plan(id: id, entitlements: entitlements, quotas: quotas, ratePerSecond: rate, burst: burst), at: now)
+        if let change { changes.append(change) }
+        return plan
+    }
+
+    @discardableResult
+    func putLicense(_ id: String, plan: String, status: LicenseStatus = .active, validUntil: UnixMillis = 0) throws -> LicenseInfo {
+        let (info, change) = try state.putLicense(
+            LicenseSpec(id: id, customer: "Customer of \(id)", plan: plan, status: status, validUntil: validUntil), at: now)
+        changes.append(change)
+        return info
+    }
+
+    @discardableResult
+    func issue(
+        license: String, subject: String = "alice", scopes: [String] = [], notBefore: UnixMillis = 0,
+        expiresAt: UnixMillis = 0, metadata: [KeyValue] = [], environment: TokenEnvironment = .live
+    ) throws -> (secret: String, info: TokenInfo) {
+        let request = IssueRequest(
+            licenseID: license, subject: subject, scopes: scopes, notBefore: notBefore, expiresAt: expiresAt,
+            metadata: metadata, environment: environment)
+        let (secret, info, change) = try state.issue(request, at: now, using: &rng)
+        changes.append(change)
+        return (secret, info)
+    }
+
+    @discardableResult
+    func check(_ token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0) -> CheckResult {
+        let (result, entry) = state.check(CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost), at: now)
+        if let entry { consumed.append(entry) }
+        return result
+    }
+
+    /// A check that must come back allowed or the test fails; returns the usage it consumed.
+    @discardableResult
+    func checkAllowed(
+        _ token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0,
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> CheckResult {
+        let result = check(token, scopes: scopes, meter: meter, cost: cost)
+        XCTAssertEqual(result.reason, .none, "expected the check to be allowed", file: file, line: line)
+        return result
+    }
+
+    @discardableResult
+    func meter(_ token: String, meter: String = "bytes", quantity: UInt64 = 1, key: String = "") throws -> (result: MeterResult, change: StateChange?) {
+        let outcome = try state.meter(MeterRequest(token: token, meter: meter, quantity: quantity, idempotencyKey: key), at: now)
+        if let change = outcome.change { changes.append(change) }
+        return outcome
+    }
+
+    @discardableResult
+    func revoke(_ target: RevokeTarget, reason: String = "test") throws -> (revoked: UInt32, change: StateChange?) {
+        let outcome = try state.revoke(RevokeRequest(target: target, reason: reason), at: now)
+        if let change = outcome.change { changes.append(change) }
+        return outcome
+    }
+
+    /// A well-formed token that was never issued (valid shape and checksum).
+    func unissuedToken(environment: TokenEnvironment = .live) -> String {
+        TokenFormat.make(environment: environment, randomBytes: rng.bytes(32))
+    }
+
+    /// Plan `pro` (entitlements `read`, `write`), license `lic-1` on it, and one `*` token of `lic-1`.
+    static func standard(
+        quotas: [QuotaRule] = [], rate: UInt32 = 0, burst: UInt32 = 0, entitlements: [String] = ["read", "write"]
+    ) throws -> (fixture: EngineFixture, secret: String, token: TokenInfo) {
+        let f = EngineFixture()
+        try f.putPlan("pro", entitlements: entitlements, quotas: quotas, rate: rate, burst: burst)
+        try f.putLicense("lic-1", plan: "pro")
+        let (secret, info) = try f.issue(license: "lic-1", subject: "alice")
+        return (f, secret, info)
+    }
+}
+
+/// Asserts that `body` throws an `EngineError` with `code`.
+func assertEngineError<T>(
+    _ code: EngineError.Code, _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line,
+    _ body: () throws -> T
+) {
+    do {
+        _ = try body()
+        XCTFail("expected EngineError \(code), nothing was thrown. \(message())", file: file, line: line)
+    } catch let error as EngineError {
+        XCTAssertEqual(error.code, code, "\(error.message). \(message())", file: file, line: line)
+    } catch {
+        XCTFail("expected EngineError \(code), got \(error). \(message())", file: file, line: line)
+    }
+}
+
+/// Asserts that two states hold the same durable content (everything but the non-journaled rate limiter).
+func assertSameDurableState(
+    _ actual: LicensingState, _ expected: LicensingState, _ what: String, file: StaticString = #filePath, line: UInt = #line
+) {
+    XCTAssertEqual(actual.plans, expected.plans, "\(what): plans", file: file, line: line)
+    XCTAssertEqual(actual.licenses, expected.licenses, "\(what): licenses", file: file, line: line)
+    XCTAssertEqual(actual.tokens, expected.tokens, "\(what): tokens", file: file, line: line)
+    XCTAssertEqual(actual.tokenIDs, expected.tokenIDs, "\(what): token ids", file: file, line: line)
+    XCTAssertEqual(actual.licenseTokens, expected.licenseTokens, "\(what): license tokens", file: file, line: line)
+    XCTAssertEqual(actual.licenseUsage, expected.licenseUsage, "\(what): license usage", file: file, line: line)
+    XCTAssertEqual(actual.tokenUsage, expected.tokenUsage, "\(what): token usage", file: file, line: line)
+    XCTAssertEqual(actual.idempotencyKeys, expected.idempotencyKeys, "\(what): idempotency keys", file: file, line: line)
+}
+
+extension Array where Element == UInt8 {
+    /// Whether `needle` occurs as a contiguous run of bytes.
+    func containsSubsequence(_ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, needle.count <= count else { return needle.isEmpty }
+        for start in 0...(count - needle.count) where self[start] == needle[0] {
+            if self[start..<(start + needle.count)].elementsEqual(needle) { return true }
+        }
+        return false
+    }
+}
+
+extension StateChange {
+    /// Encodes and decodes through the journal payload codec.
+    func roundTripped() throws -> StateChange {
+        try StateChange.decode(type: typeCode, payload: ByteBuffer(bytes: try encodedPayload()))
+    }
+}

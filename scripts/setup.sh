@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing Tollgate needs on a fresh Debian 12 machine with Swift at /opt/swift.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+packages=(python3 pkg-config)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}"
+fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected under /opt/swift)" >&2; exit 1; }

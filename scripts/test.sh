@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: Swift unit and integration tests, then the Python client's conformance tests against the
+# live daemon. Ends with one line "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh || exit 1
+log_dir=$(mktemp -d)
+trap 'rm -rf "$log_dir"' EXIT
+
+echo "== building"
+swift build --build-tests 2>&1 | tail -n 3
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "0 passed, 1 failed"; exit 1; }
+
+echo "== swift test"
+swift test --skip-build 2>&1 | tee "$log_dir/swift.log" | grep -E "^(Test Suite|.*error:|.*failed|\s+Executed)" || true
+swift_status=${PIPESTATUS[0]}
+swift_line=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log_dir/swift.log" | tail -n 1)
+swift_total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$swift_line")
+swift_failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$swift_line")
+[ -n "$swift_total" ] || { swift_total=0; swift_failed=1; }
+[ "$swift_status" -eq 0 ] || [ "$swift_failed" -gt 0 ] || swift_failed=1
+
+echo "== python conformance client against the live daemon"
+TOLLGATED="$(swift build --show-bin-path)/tollgated" python3 clients/python/test_conformance.py -v >"$log_dir/python.log" 2>&1
+python_status=$?
+tail -n 5 "$log_dir/python.log"
+python_total=$(grep -E "^Ran [0-9]+ tests?" "$log_dir/python.log" | sed -E 's/Ran ([0-9]+).*/\1/')
+python_failed=$(grep -E "^FAILED" "$log_dir/python.log" | grep -oE "(failures|errors)=[0-9]+" | cut -d= -f2 | awk '{ n += $1 } END { print n + 0 }')
+[ -n "$python_total" ] || python_total=0
+[ -n "$python_failed" ] || python_failed=0
+if [ "$python_status" -ne 0 ] && [ "$python_failed" -eq 0 ]; then python_failed=1; cat "$log_dir/python.log"; fi
+[ "$python_status" -eq 0 ] || grep -E "^(FAIL|ERROR):" "$log_dir/python.log"
+
+total=$((swift_total + python_total))
+failed=$((swift_failed + python_failed))
+echo "swift: ${swift_total} tests, ${swift_failed} failed; python: ${python_total} tests, ${python_failed} failed"
+echo "$((total - failed)) passed, ${failed} failed"
+[ "$failed" -eq 0 ]
