@@ -42,6 +42,10 @@ final class EngineFixture {
     var now: Timestamp
     private(set) var changes: [StateChange] = []
     private(set) var consumed: [UsageEntry] = []
+    /// Every secret `issue` returned, in order.
+    private(set) var issuedSecrets: [String] = []
+    /// Index into `consumed` of the first entry not yet flushed into `changes`.
+    private var unflushed = 0
 
     init(seed: UInt64 = 0x5EED, now: UnixMillis = EngineFixture.epoch) {
         rng = SplitMix64(seed: seed)
@@ -82,6 +86,7 @@ final class EngineFixture {
             metadata: metadata, environment: environment)
         let (secret, info, change) = try state.issue(request, at: now, using: &rng)
         changes.append(change)
+        issuedSecrets.append(secret)
         return (secret, info)
     }
 
@@ -115,6 +120,14 @@ final class EngineFixture {
         let outcome = try state.revoke(RevokeRequest(target: target, reason: reason), at: now)
         if let change = outcome.change { changes.append(change) }
         return outcome
+    }
+
+    /// Appends the usage consumed by checks since the last flush to `changes` as one `.consumed` change, as the
+    /// daemon does at each journal flush.
+    func flushConsumed() {
+        guard unflushed < consumed.count else { return }
+        changes.append(.consumed(Array(consumed[unflushed...])))
+        unflushed = consumed.count
     }
 
     /// A well-formed token that was never issued (valid shape and checksum).

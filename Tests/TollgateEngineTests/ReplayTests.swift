@@ -1,0 +1,264 @@
+import NIOCore
+import TollgateModel
+import XCTest
+
+@testable import TollgateEngine
+
+/// The core property: the changes the engine returns, applied in order to an empty state (after a trip through
+/// the journal payload codec), rebuild the same state; and so does a snapshot.
+final class ReplayTests: XCTestCase {
+    /// 2028-02-29T20:00:00Z: a run of a few hours crosses midnight and the end of a leap February.
+    static let start: UnixMillis = 1_835_467_200_000
+
+    struct RunStats {
+        var reasons: [DenyReason: Int] = [:]
+        var consumedChecks = 0
+        var duplicates = 0
+        var meters = 0
+        var revoked = 0
+        var validationErrors = 0
+    }
+
+    /// Drives a fixture through `operations` random operations and returns it with what happened.
+    func randomRun(seed: UInt64, operations: Int) throws -> (EngineFixture, RunStats) {
+        let f = EngineFixture(seed: seed, now: Self.start)
+        var rng = SplitMix64(seed: seed ^ 0xA5A5_A5A5)
+        var stats = RunStats()
+        var secrets: [String] = []
+        var tokenIDs: [String] = []
+        var licenseIDs: [String] = []
+        let scopePool = ["read", "write", "admin"]
+        let meterPool = ["requests", "bytes", "other"]
+
+        func pick<T>(_ values: [T]) -> T { values[Int(rng.next() % UInt64(values.count))] }
+        func chance(_ percent: UInt64) -> Bool { rng.next() % 100 < percent }
+        func number(_ range: ClosedRange<Int64>) -> Int64 { range.lowerBound + Int64(rng.next() % UInt64(range.upperBound - range.lowerBound + 1)) }
+        func someScopes() -> [String] { scopePool.filter { _ in chance(40) } }
+
+        func putRandomPlan() throws {
+            var entitlements = someScopes()
+            if chance(25) { entitlements.append("*") }
+            let quotas = ["requests", "bytes"].compactMap { meter -> QuotaRule? in
+                chance(60) ? QuotaRule(meter: meter, period: pick(Period.allCases), limit: UInt64(number(5...80))) : nil
+            }
+            let rate: UInt32 = chance(40) ? 0 : UInt32(number(1...5))
+            try f.putPlan(pick(["free", "pro", "team"]), entitlements: entitlements, quotas: quotas, rate: rate, burst: UInt32(number(0...3)))
+        }
+        func putRandomLicense() throws {
+            let id = "lic-\(number(0...3))"
+            let status: LicenseStatus = chance(80) ? pick([.active, .trialing]) : pick([.pastDue, .canceled])
+            let validUntil = chance(80) ? 0 : f.nowMillis + number(-Millis.hour...(5 * Millis.hour))
+            try f.putLicense(id, plan: pick(Array(f.state.plans.keys).sorted()), status: status, validUntil: validUntil)
+            if !licenseIDs.contains(id) { licenseIDs.append(id) }
+        }
+
+        try putRandomPlan()
+        try putRandomLicense()
+        for _ in 0..<operations {
+            // Time stands still (bursts for the rate limiter), moves by up to 20 s (with nanoseconds), or
+            // sometimes by half an hour.
+            if chance(2) { f.advance(millis: number(20...40) * Millis.minute) }
+            if chance(60) { f.advance(nanoseconds: number(0...20_000_000_000)) }
+            let op = rng.next() % 100
+            switch op {
+            case 0..<4:
+                try putRandomPlan()
+            case 4..<9:
+                try putRandomLicense()
+            case 9..<20:
+                let notBefore = chance(15) ? f.nowMillis + number(-Millis.hour...Millis.hour) : 0
+                let expiresAt = chance(30) ? max(notBefore, f.nowMillis) + number(1...(3 * Millis.hour)) : 0
+                let metadata = chance(30) ? [KeyValue("n", "\(secrets.count)")] : []
+                let scopes = chance(30) ? [] : someScopes()
+                let (secret, info) = try f.issue(
+                    license: pick(licenseIDs), subject: "subject-\(secrets.count)", scopes: scopes, notBefore: notBefore,
+                    expiresAt: expiresAt, metadata: metadata, environment: pick(TokenEnvironment.allCases))
+                secrets.append(secret)
+                tokenIDs.append(info.id)
+            case 20..<62:
+                guard !secrets.isEmpty else { continue }
+                let token = chance(90) ? pick(secrets) : (chance(50) ? f.unissuedToken() : "tg_live_bad")
+                let scopes = Array(scopePool.filter { _ in chance(20) }.prefix(1))
+                let cost = UInt64(number(0...8))
+                let meter = pick(["", "requests", "bytes", "other"])
+                // Sometimes a few at once, for the rate limiter.
+                for _ in 0..<number(1...3) {
+                    let consumedBefore = f.consumed.count
+                    let result = f.check(token, scopes: scopes, meter: meter, cost: cost)
+                    stats.reasons[result.reason, default: 0] += 1
+                    if f.consumed.count > consumedBefore { stats.consumedChecks += 1 }
+                }
+            case 62..<89:
+                guard !secrets.isEmpty else { continue }
+                let key = chance(50) ? "" : "key-\(number(0...14))"
+                let quantity: UInt64 = chance(3) ? 0 : UInt64(number(1...100))
+                do {
+                    let (result, change) = try f.meter(pick(secrets), meter: pick(meterPool), quantity: quantity, key: key)
+                    stats.meters += 1
+                    if result.duplicate {
+                        stats.duplicates += 1
+                        XCTAssertNil(change)
+                    }
+                } catch let error as EngineError {
+                    XCTAssertEqual(error.code, .invalidArgument)
+                    XCTAssertEqual(quantity, 0)
+                    stats.validationErrors += 1
+                }
+            case 89..<92:
+                guard !secrets.isEmpty else { continue }
+                let target: RevokeTarget
+                switch rng.next() % 10 {
+                case 0: target = .license(pick(licenseIDs))
+                case 1..<5: target = .tokenID(pick(tokenIDs))
+                default: target = .secret(pick(secrets))
+                }
+                stats.revoked += Int(try f.revoke(target, reason: "reason-\(op)").revoked)
+            default:
+                f.flushConsumed()
+            }
+        }
+        f.flushConsumed()
+        return (f, stats)
+    }
+
+    func testReplayOfChangesRebuildsTheState() throws {
+        for seed: UInt64 in [1, 2, 3] {
+            let (f, stats) = try randomRun(seed: seed, operations: 700)
+            // The run must have exercised what it is meant to.
+            XCTAssertGreaterThan(stats.consumedChecks, 20, "seed \(seed)")
+            XCTAssertGreaterThan(stats.duplicates, 5, "seed \(seed)")
+            XCTAssertGreaterThan(stats.revoked, 0, "seed \(seed)")
+            XCTAssertGreaterThan(stats.validationErrors, 0, "seed \(seed)")
+            XCTAssertGreaterThan(stats.reasons[.none] ?? 0, 50, "seed \(seed)")
+            XCTAssertGreaterThan(stats.reasons.count, 6, "seed \(seed): reasons \(stats.reasons)")
+            XCTAssertNotNil(stats.reasons[.rateLimited], "seed \(seed): reasons \(stats.reasons)")
+            XCTAssertNotNil(stats.reasons[.quotaExceeded], "seed \(seed): reasons \(stats.reasons)")
+            XCTAssertGreaterThan(f.nowMillis, Self.start + 4 * Millis.hour, "the run crosses midnight and March 1")
+            XCTAssertLessThan(f.nowMillis, Self.start + 20 * Millis.hour, "nothing is old enough to be pruned")
+            XCTAssertFalse(f.state.idempotencyKeys.isEmpty)
+            XCTAssertTrue(f.changes.contains { if case .consumed = $0 { return true } else { return false } })
+
+            var replayed = LicensingState()
+            for change in f.changes {
+                let decoded = try change.roundTripped()
+                XCTAssertEqual(decoded, change, "payload round trip")
+                replayed.apply(decoded)
+            }
+            assertSameDurableState(replayed, f.state, "replay of seed \(seed)")
+
+            let snapshot = try f.state.encodeSnapshot(now: f.nowMillis)
+            let restored = try LicensingState.decodeSnapshot(snapshot)
+            assertSameDurableState(restored, f.state, "snapshot of seed \(seed)")
+            let replayedSnapshot = try LicensingState.decodeSnapshot(try replayed.encodeSnapshot(now: f.nowMillis))
+            assertSameDurableState(replayedSnapshot, f.state, "snapshot of the replayed state, seed \(seed)")
+        }
+    }
+
+    /// The rebuilt states decide like the original (once the non-journaled rate limiter has refilled).
+    func testRebuiltStatesDecideLikeTheOriginal() throws {
+        let (f, _) = try randomRun(seed: 4, operations: 500)
+        var original = f.state
+        var replayed = LicensingState()
+        for change in f.changes { replayed.apply(try change.roundTripped()) }
+        var restored = try LicensingState.decodeSnapshot(try f.state.encodeSnapshot(now: f.nowMillis))
+        let later = f.now.adding(millis: 10 * Millis.minute)
+        var reasons = Set<DenyReason>()
+        XCTAssertGreaterThan(f.issuedSecrets.count, 20)
+        for secret in f.issuedSecrets {
+            for (meter, cost) in [("requests", UInt64(1)), ("bytes", 3), ("", 0)] {
+                let request = CheckRequest(token: secret, scopes: ["read"], meter: meter, cost: cost)
+                let expected = original.check(request, at: later)
+                XCTAssertEqual(replayed.check(request, at: later).result, expected.result)
+                XCTAssertEqual(restored.check(request, at: later).result, expected.result)
+                reasons.insert(expected.result.reason)
+            }
+        }
+        XCTAssertTrue(reasons.contains(.none))
+        XCTAssertGreaterThan(reasons.count, 2, "\(reasons)")
+    }
+
+    func testTruncatedPayloadsAreRejected() throws {
+        let (f, _) = try randomRun(seed: 5, operations: 300)
+        var samples: [UInt8: [StateChange]] = [:]
+        for change in f.changes where samples[change.typeCode, default: []].count < 3 {
+            samples[change.typeCode, default: []].append(change)
+        }
+        // A snapshot's counters record covers type 7.
+        let counters = CounterSnapshot(
+            licenseUsage: f.state.licenseUsage.prefix(5).map { (key: $0.key, value: $0.value) },
+            tokenUsage: f.state.tokenUsage.prefix(5).map { (key: $0.key, value: $0.value) },
+            idempotencyKeys: f.state.idempotencyKeys.prefix(5).map { (key: $0.key, at: $0.value) })
+        samples[7] = [.countersRestored(counters)]
+        XCTAssertEqual(Set(samples.keys), Set(1...7), "every record type is sampled")
+
+        var cuts = 0
+        for change in samples.values.joined() {
+            let payload = try change.encodedPayload()
+            XCTAssertEqual(try StateChange.decode(type: change.typeCode, payload: ByteBuffer(bytes: payload)), change)
+            for length in 0..<payload.count {
+                cuts += 1
+                XCTAssertThrowsError(
+                    try StateChange.decode(type: change.typeCode, payload: ByteBuffer(bytes: payload[0..<length])),
+                    "type \(change.typeCode) cut at \(length) of \(payload.count)")
+            }
+            XCTAssertThrowsError(try StateChange.decode(type: change.typeCode, payload: ByteBuffer(bytes: payload + [0])), "trailing byte")
+        }
+        XCTAssertGreaterThan(cuts, 500)
+        for type: UInt8 in [0, 8, 255] {
+            XCTAssertThrowsError(try StateChange.decode(type: type, payload: ByteBuffer(bytes: try samples[1]![0].encodedPayload())))
+        }
+    }
+
+    func testTruncatedSnapshotInsideAnEntryIsRejected() throws {
+        let (f, _) = try randomRun(seed: 6, operations: 120)
+        let snapshot = try f.state.encodeSnapshot(now: f.nowMillis)
+        // Entry boundaries: u8 type, u32 length, payload.
+        var boundaries: Set<Int> = [0]
+        var offset = 0
+        while offset < snapshot.count {
+            let length = snapshot[(offset + 1)...(offset + 4)].reduce(0) { $0 << 8 | Int($1) }
+            offset += 5 + length
+            boundaries.insert(offset)
+        }
+        XCTAssertEqual(offset, snapshot.count)
+        XCTAssertGreaterThan(boundaries.count, 5)
+        var rng = SplitMix64(seed: 6)
+        let firstEntryEnd = boundaries.filter { $0 > 0 }.min()!
+        let cuts = Array(1..<min(firstEntryEnd, snapshot.count)) + (0..<300).map { _ in 1 + Int(rng.next() % UInt64(snapshot.count - 1)) }
+        for cut in cuts where !boundaries.contains(cut) {
+            XCTAssertThrowsError(try LicensingState.decodeSnapshot(Array(snapshot[0..<cut])), "cut at \(cut)")
+        }
+    }
+
+    func testSnapshotPrunesOnlyOldKeysAndShortPeriodCounters() throws {
+        let (f, secret, _) = try EngineFixture.standard(quotas: [QuotaRule(meter: "bytes", period: .month, limit: 100)])
+        let t0 = f.nowMillis
+        try f.meter(secret, meter: "bytes", quantity: 40, key: "once")
+        f.set(millis: t0 + Millis.day)
+        var restored = try LicensingState.decodeSnapshot(try f.state.encodeSnapshot(now: f.nowMillis))
+        XCTAssertEqual(restored.idempotencyKeys["once"], t0, "kept for 24 hours")
+        XCTAssertEqual(restored.usage(licenseID: "lic-1", meter: "bytes", period: .hour, at: t0), 40)
+
+        f.set(millis: t0 + 3 * Millis.day)
+        restored = try LicensingState.decodeSnapshot(try f.state.encodeSnapshot(now: f.nowMillis))
+        XCTAssertNil(restored.idempotencyKeys["once"])
+        XCTAssertEqual(restored.usage(licenseID: "lic-1", meter: "bytes", period: .hour, at: t0), 0, "old hourly counter pruned")
+        XCTAssertEqual(restored.usage(licenseID: "lic-1", meter: "bytes", period: .day, at: t0), 0, "old daily counter pruned")
+        XCTAssertEqual(restored.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), 40, "monthly counter kept")
+        XCTAssertEqual(restored.tokens, f.state.tokens)
+        let result = restored.check(CheckRequest(token: secret, meter: "bytes", cost: 61), at: f.now).result
+        XCTAssertEqual(result.reason, .quotaExceeded, "the month's usage survives the snapshot")
+    }
+
+    func testApplyIgnoresRevocationsOfUnknownOrRevokedTokens() throws {
+        let (f, secret, token) = try EngineFixture.standard()
+        f.state.apply(.tokensRevoked(tokenIDs: ["tok_unknown"], reason: "x", at: 5))
+        f.checkAllowed(secret)
+        f.state.apply(.tokensRevoked(tokenIDs: [token.id], reason: "first", at: 10))
+        f.state.apply(.tokensRevoked(tokenIDs: [token.id], reason: "second", at: 20))
+        XCTAssertEqual(f.state.token(id: token.id)?.info.revokedAt, 10)
+        XCTAssertEqual(f.state.token(id: token.id)?.info.revokeReason, "first")
+        f.state.apply(.consumed([UsageEntry(tokenID: "tok_unknown", meter: "m", quantity: 1, at: f.nowMillis)]))
+        XCTAssertTrue(f.state.licenseUsage.isEmpty)
+    }
+}
