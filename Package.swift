@@ -8,6 +8,7 @@ import PackageDescription
 /// - `TollgateProtocol`: the wire codec (frames, messages). No I/O, no clocks.
 /// - `TollgateEngine`: the licensing engine. Pure values, injected time, every change applied by `apply(_:)`.
 /// - `TollgateJournal`: the write-ahead file: record codec, segments, fsync, snapshots, replay, repair.
+/// - `TollgateSystemd`: systemd glue (notify, socket activation, journald log handler, watchdog) over libsystemd.
 /// - `TollgateServer`: SwiftNIO over AF_UNIX; dispatch, limits, group commit wiring.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -44,6 +45,20 @@ let package = Package(
             ]
         ),
         .target(name: "TollgateJournal"),
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "TollgateSystemd",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "TollgateServer",
             dependencies: [
@@ -67,7 +82,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateServer", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateServer", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -91,6 +106,14 @@ let package = Package(
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
+        .testTarget(
+            name: "TollgateSystemdTests",
+            dependencies: [
+                "TollgateSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "TollgateDaemonTests",
             dependencies: ["TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel"]

@@ -361,6 +361,11 @@ final class CheckTests: XCTestCase {
             XCTAssertEqual(result.reason, reason)
             XCTAssertEqual(result.retryAfterMillis, 0)
             XCTAssertNil(entry, "\(reason.name) consumed usage")
+            if reason == .quotaExceeded {
+                XCTAssertEqual(result.quota?.remaining, 90, "quota_exceeded shows the unchanged remaining quota")
+            } else {
+                XCTAssertNil(result.quota, "\(reason.name) has no quota block")
+            }
         }
         XCTAssertEqual(f.state.licenseUsage, licenseUsage)
         XCTAssertEqual(f.state.tokenUsage, tokenUsage)
@@ -371,6 +376,8 @@ final class CheckTests: XCTestCase {
         f.checkAllowed(secret, meter: "requests", cost: 1)
         let (limited, entry) = f.state.check(CheckRequest(token: secret, meter: "requests", cost: 5), at: f.now)
         XCTAssertEqual(limited.reason, .rateLimited)
+        XCTAssertNil(limited.quota, "rate_limited has no quota block")
+        XCTAssertGreaterThan(limited.retryAfterMillis, 0)
         XCTAssertNil(entry)
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "requests", period: .day, at: f.nowMillis), 11)
         XCTAssertEqual(f.state.usage(tokenID: token.id, meter: "requests"), 11)

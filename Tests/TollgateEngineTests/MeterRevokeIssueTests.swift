@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import TollgateModel
 import XCTest
@@ -120,6 +121,15 @@ final class MeterTests: XCTestCase {
         let used = f.state.usage(licenseID: "lic-1", meter: "bytes", period: .day, at: f.nowMillis)
         XCTAssertGreaterThanOrEqual(used, 10, "the counter wrapped around")
         XCTAssertEqual(f.check(secret, meter: "bytes", cost: 1).reason, .quotaExceeded, "metering reset the quota")
+        // Counters saturate at 2^64 - 1, also when summed over months.
+        let (_, change) = try f.meter(secret, meter: "bytes", quantity: .max)
+        XCTAssertNotNil(change)
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), .max)
+        f.set(millis: UTCCalendar.bounds(of: .month, containing: f.nowMillis).end)
+        try f.meter(secret, meter: "bytes", quantity: .max)
+        let tokenID = f.state.tokenIDs.keys.first!
+        XCTAssertEqual(f.state.usage(tokenID: tokenID, meter: "bytes"), .max, "two months of 2^64 - 1 sum to 2^64 - 1")
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), .max)
     }
 
     func testRejectsInvalidMeterRequests() throws {
@@ -333,6 +343,17 @@ final class IssueTests: XCTestCase {
             license: "lic-1", subject: String(repeating: "s", count: 256), scopes: scopes64,
             metadata: Array(pairs33.prefix(32)))
         XCTAssertEqual(ok.info.scopes.count, 64)
+    }
+
+    /// The stored hash is SHA-256 of the whole token string, and the journal payload carries its bytes in order.
+    func testTokenHashIsSHA256OfTheTokenInDigestOrder() throws {
+        let sample = TokenFormatTests.specSample
+        // hashlib.sha256(sample).hexdigest()
+        let digest = "ad6167343e73d19f14c512388ac926da716fad954664499704e30cf4357b1b7e"
+        let info = TokenInfo(id: "tok_x", licenseID: "l", subject: "s", scopes: ["*"], issuedAt: 1, notBefore: 0, expiresAt: 0, environment: .test)
+        let payload = try StateChange.tokenIssued(TokenRecord(hash: LicensingState.hash(of: sample), info: info)).encodedPayload()
+        XCTAssertEqual(payload.prefix(32).map { String(format: "%02x", $0) }.joined(), digest)
+        XCTAssertNotEqual(LicensingState.hash(of: sample), LicensingState.hash(of: String(sample.dropLast()) + "N"))
     }
 
     func testSecretIsNeitherInTheChangeNorInTheSnapshot() throws {
