@@ -85,13 +85,14 @@ let package = Package(
                 "TollgateServer", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .executableTarget(
             name: "tollgated",
             dependencies: [
-                "TollgateDaemon",
+                "TollgateDaemon", "TollgateSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -103,20 +104,21 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(name: "TollgateTestSupport", path: "Tests/TollgateTestSupport"),
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
         .testTarget(
             name: "TollgateSystemdTests",
             dependencies: [
-                "TollgateSystemd",
+                "TollgateSystemd", "TollgateTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "TollgateDaemonTests",
-            dependencies: ["TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel"]
+            dependencies: ["TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel", "TollgateTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -8,7 +8,8 @@
 #
 # Options (or environment): --runs R (BENCH_RUNS), --duration S (BENCH_DURATION), --tokens N (BENCH_TOKENS),
 # --licenses L (BENCH_LICENSES), --no-swift-build (use the release binaries already built), --echo-threads T
-# (BENCH_ECHO_THREADS, default 1), TOLLGATED=path (a tollgated binary to use instead of building one).
+# (BENCH_ECHO_THREADS, default nproc:
+# one epoll loop per core measured fastest), TOLLGATED=path (a tollgated binary to use instead of building one).
 #
 # The systems are run alternately (echo, redis, tollgate, echo, ...) R times per point and the medians reported.
 # Output: a table, then one line per measured point: `BENCH {"system":...,"op":...,"connections":...,"depth":...,
@@ -24,7 +25,7 @@ RUNS=${BENCH_RUNS:-}
 DURATION=${BENCH_DURATION:-}
 TOKENS=${BENCH_TOKENS:-}
 LICENSES=${BENCH_LICENSES:-}
-ECHO_THREADS=${BENCH_ECHO_THREADS:-1}
+ECHO_THREADS=${BENCH_ECHO_THREADS:-$(nproc)}
 SWIFT=${SWIFT:-swift}
 [ -x /opt/swift/usr/bin/swift ] && ! command -v "$SWIFT" >/dev/null 2>&1 && SWIFT=/opt/swift/usr/bin/swift
 
@@ -167,7 +168,9 @@ start_all() {
 }
 stop_all() {
     local p
-    for p in "$ECHO_PID" "$REDIS_PID" "$TG_PID"; do [ -n "$p" ] && { stop_pid "$p"; forget_pid "$p"; }; done
+    for p in "$ECHO_PID" "$REDIS_PID" "$TG_PID"; do
+        if [ -n "$p" ]; then stop_pid "$p"; forget_pid "$p"; fi
+    done
     ECHO_PID= REDIS_PID= TG_PID=
 }
 
@@ -246,7 +249,7 @@ start_all
 log "preloading tollgate"
 timeout 600 "$LOADGEN" preload --socket "$SOCK/tg-admin.sock" --licenses "$LICENSES" --count "$TOKENS" --plan bench \
     --out "$WORK/tokens.txt" --revoke-count "$REVOKE_POOL" --revoke-out "$WORK/revoke.txt" || die "preloading tollgate failed"
-((HAVE_REDIS)) && preload_redis
+if ((HAVE_REDIS)); then preload_redis; fi
 
 for point in "${POINTS[@]}"; do
     read -r c d <<<"$point"
@@ -272,18 +275,18 @@ fi
 read -r c d <<<"$DURABLE_POINT"
 for ((run = 1; run <= RUNS; run++)); do
     measure fsync-baseline write "$c" "$d" no "$SOCK/fsync.sock" echo
-    ((HAVE_REDIS)) && measure redis-aof incr "$c" "$d" no "$SOCK/redis-aof.sock" redis --op incr
+    if ((HAVE_REDIS)); then measure redis-aof incr "$c" "$d" no "$SOCK/redis-aof.sock" redis --op incr; fi
     measure tollgate meter "$c" "$d" no "$SOCK/tg.sock" tollgate --op meter --tokens-file "$WORK/tokens.txt"
 done
 stop_pid "$FSYNC_PID"; forget_pid "$FSYNC_PID"
-[ -n "$AOF_PID" ] && { stop_pid "$AOF_PID"; forget_pid "$AOF_PID"; }
+if [ -n "$AOF_PID" ]; then stop_pid "$AOF_PID"; forget_pid "$AOF_PID"; fi
 
 # One connection, one in flight, server and load generator pinned to the same CPU.
 log "restarting the servers pinned to CPU 0"
 stop_all
 PIN=(taskset -c 0)
 start_all
-((HAVE_REDIS)) && preload_redis
+if ((HAVE_REDIS)); then preload_redis; fi
 for ((run = 1; run <= RUNS; run++)); do run_point 1 1 cpu0; done
 stop_all
 PIN=()
@@ -304,10 +307,10 @@ for key in "${KEYS[@]}"; do
     IFS='|' read -r system op c d pinned <<<"$key"
     rps=$(stat_of "$key" rps)
     vs_redis="" vs_raw=""
-    if [ "$system" = tollgate ] && [ "$op" != meter ]; then
+    if [ "$system" = tollgate ] && [ "$op" = check ] || [ "$op" = check-cost ]; then
         vs_redis=$(ratio "$rps" "$(ref_rps "$key" redis check)")
         vs_raw=$(ratio "$rps" "$(ref_rps "$key" echo echo)")
-    elif [ "$system" = tollgate ]; then
+    elif [ "$system" = tollgate ] && [ "$op" = meter ]; then
         vs_redis=$(ratio "$rps" "$(ref_rps "$key" redis-aof incr)")
         vs_raw="$(ratio "$rps" "$(ref_rps "$key" fsync-baseline write)")*"
     fi
@@ -325,6 +328,33 @@ for key in "${KEYS[@]}"; do
         "$system" "$op" "$c" "$d" "$([ "$pinned" = no ] && echo false || echo true)" "$(stat_of "$key" rps)" \
         "$(stat_of "$key" p50)" "$(stat_of "$key" p99)" "$(stat_of "$key" p999)" "$(runs_of "$key")"
 done
+
+# The targets of issue 6, judged on the medians above (informative: a benchmark is not a pass/fail test).
+echo
+target() { # target NAME VALUE GOAL(>=x or <=x)
+    local verdict
+    verdict=$(awk -v v="$2" -v g="$3" 'BEGIN { if (v == "-" || v == "nan") { print "n/a"; exit }
+        op = substr(g, 1, 2); x = substr(g, 3) + 0
+        if ((op == ">=" && v + 0 >= x) || (op == "<=" && v + 0 <= x)) print "met"; else print "MISSED" }')
+    printf 'TARGET %-52s %8s  (goal %s)  %s\n' "$1" "$2" "$3" "$verdict"
+}
+med() { stat_of "$1" "$2"; }
+t_ratio() { ratio "$(med "$1" rps)" "$(med "$2" rps)"; }
+target "1x1 check / raw echo (unpinned)" "$(t_ratio "tollgate|check|1|1|no" "echo|echo|1|1|no")" ">=0.9"
+target "1x1 check / raw echo (both on cpu0)" "$(t_ratio "tollgate|check|1|1|cpu0" "echo|echo|1|1|cpu0")" ">=0.9"
+for c in 8 64; do
+    target "${c}x1 check / redis check script" "$(t_ratio "tollgate|check|$c|1|no" "redis|check|$c|1|no")" ">=1.5"
+    target "${c}x1 check-cost / redis check script" "$(t_ratio "tollgate|check-cost|$c|1|no" "redis|check|$c|1|no")" ">=1.5"
+    target "${c}x1 check / raw echo" "$(t_ratio "tollgate|check|$c|1|no" "echo|echo|$c|1|no")" ">=0.6"
+done
+for c in 1 8 64; do
+    target "${c}x16 check / redis check script" "$(t_ratio "tollgate|check|$c|16|no" "redis|check|$c|16|no")" ">=4"
+    target "${c}x16 check-cost / redis check script" "$(t_ratio "tollgate|check-cost|$c|16|no" "redis|check|$c|16|no")" ">=4"
+done
+target "8x1 check p99 / raw echo p99" "$(ratio "$(med "tollgate|check|8|1|no" p99)" "$(med "echo|echo|8|1|no" p99)")" "<=2"
+read -r c d <<<"$DURABLE_POINT"
+target "${c}x${d} meter / one-fsync-per-write baseline" "$(t_ratio "tollgate|meter|$c|$d|no" "fsync-baseline|write|$c|$d|no")" ">=5"
+target "${c}x${d} meter / redis appendfsync always INCR" "$(t_ratio "tollgate|meter|$c|$d|no" "redis-aof|incr|$c|$d|no")" ">=1"
 
 if ((FAILURES)); then
     log "$FAILURES measurement(s) failed"

@@ -7,6 +7,7 @@ import TollgateJournal
 import TollgateModel
 import TollgateProtocol
 import TollgateServer
+import TollgateSystemd
 
 #if canImport(Glibc)
 import Glibc
@@ -21,15 +22,31 @@ public final class Daemon: Service, @unchecked Sendable {
         /// Listening sockets to adopt instead of binding the configured paths (socket activation, tests).
         public var inheritedListeners: TollgateServer.Listeners?
         public var eventLoopThreads: Int
+        /// The file a SIGHUP re-reads; nil: the embedded default.
+        public var configurationPath: String?
+        /// A log level given on the command line, which a reload must not undo.
+        public var logLevelOverride: String?
+        /// The daemon-wide log level, changed by a reload.
+        public var logLevelControl: LogLevelControl?
+        public var notifier: SystemdNotifier
+        /// From `WATCHDOG_USEC`; nil: no watchdog.
+        public var watchdogInterval: Duration?
 
         public init(
             clock: any WallClock = SystemWallClock(), fileSystem: any JournalFileSystem = PosixFileSystem(),
-            inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int = System.coreCount
+            inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int = System.coreCount,
+            configurationPath: String? = nil, logLevelOverride: String? = nil, logLevelControl: LogLevelControl? = nil,
+            notifier: SystemdNotifier = SystemdNotifier(environment: [:]), watchdogInterval: Duration? = nil
         ) {
             self.clock = clock
             self.fileSystem = fileSystem
             self.inheritedListeners = inheritedListeners
             self.eventLoopThreads = eventLoopThreads
+            self.configurationPath = configurationPath
+            self.logLevelOverride = logLevelOverride
+            self.logLevelControl = logLevelControl
+            self.notifier = notifier
+            self.watchdogInterval = watchdogInterval
         }
     }
 
@@ -40,6 +57,7 @@ public final class Daemon: Service, @unchecked Sendable {
     public private(set) var core: TollgateCore?
     private var server: TollgateServer?
     private var group: MultiThreadedEventLoopGroup?
+    var eventLoopGroup: MultiThreadedEventLoopGroup? { group }
     private var journal: Journal?
     private var lockDescriptor: CInt = -1
     private var boundPaths: [String] = []
@@ -54,7 +72,7 @@ public final class Daemon: Service, @unchecked Sendable {
     /// accepting, flush pending usage, fsync the journal, close connections.
     public func run() async throws {
         try await start()
-        try? await gracefulShutdown()
+        try await serveUntilShutdown()
         try await stop()
     }
 

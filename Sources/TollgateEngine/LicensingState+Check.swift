@@ -34,7 +34,9 @@ extension LicensingState {
         if plan.ratePerSecond > 0 {
             let interval = 1_000_000_000 / Int64(plan.ratePerSecond)
             let tolerance = interval * Int64(max(plan.burst, 1) - 1)
-            let tat = max(rateLimiterTAT[token.licenseID] ?? now.nanoseconds, now.nanoseconds)
+            // Clamping the debt to what this policy can accrue is a no-op under an unchanged plan, and makes a
+            // changed rate apply from the next check instead of carrying the old plan's debt.
+            let tat = min(max(rateLimiterTAT[token.licenseID] ?? now.nanoseconds, now.nanoseconds), now.nanoseconds + tolerance + interval)
             if tat - now.nanoseconds > tolerance {
                 let wait = tat - now.nanoseconds - tolerance
                 result.reason = .rateLimited

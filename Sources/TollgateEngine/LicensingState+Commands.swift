@@ -112,6 +112,7 @@ extension LicensingState {
             try Validate.length(quota.meter, max: Limits.maxMeterName, "a quota's meter name", allowEmpty: false)
             guard meters.insert(quota.meter).inserted else { throw EngineError.invalid("meter \(quota.meter) has two quotas") }
         }
+        guard plan.ratePerSecond <= Limits.maxRatePerSecond else { throw EngineError.invalid("rate_per_second must be at most \(Limits.maxRatePerSecond)") }
         var plan = plan
         if plan.ratePerSecond > 0 && plan.burst == 0 { plan.burst = 1 }
         if plan.ratePerSecond == 0 { plan.burst = 0 }

@@ -12,6 +12,8 @@ public enum Limits {
     public static let maxReason = 256
     public static let maxCustomer = 256
     public static let maxQuotas = 64
+    /// Above this the GCRA interval (1 s / rate) would fall below a microsecond.
+    public static let maxRatePerSecond: UInt32 = 1_000_000
 }
 
 enum Validate {

@@ -50,6 +50,7 @@ public final class TollgateCore: @unchecked Sendable {
         var snapshotFailures: UInt64 = 0
     }
 
+    /// Fixed at start-up; the store limits in it are the initial ones (a reload may change them: `updateLimits`).
     public let options: Options
     let journal: Journal
     let clock: any WallClock
@@ -63,6 +64,10 @@ public final class TollgateCore: @unchecked Sendable {
     private var counters = Counters()
     private var snapshotInProgress = false
     private var rng = SystemRandomNumberGenerator()
+    private var decisionLog = DecisionLogSampler(perSecond: 20)
+    private var maxTokens: Int
+    private var maxLicenses: Int
+    private var lastStatus: (at: Timestamp, checks: UInt64)?
 
     public init(state: LicensingState, journal: Journal, recovery: RecoveryReport, clock: any WallClock, options: Options, logger: Logger) {
         self.state = state
@@ -70,6 +75,8 @@ public final class TollgateCore: @unchecked Sendable {
         self.recovery = recovery
         self.clock = clock
         self.options = options
+        self.maxTokens = options.maxTokens
+        self.maxLicenses = options.maxLicenses
         self.logger = logger
         self.startedAt = clock.now()
     }
@@ -101,6 +108,9 @@ public final class TollgateCore: @unchecked Sendable {
         case .ping:
             return .pong
         case .check(let check):
+            guard check.meter.utf8.count <= Limits.maxMeterName else {
+                return .error(.invalidArgument, "the meter name must be at most \(Limits.maxMeterName) bytes")
+            }
             return .check(self.check(check))
         case .stats:
             return .stats(statistics())
@@ -120,14 +130,25 @@ public final class TollgateCore: @unchecked Sendable {
     /// The hot path: decide and consume under the lock, no I/O.
     public func check(_ request: CheckRequest) -> CheckResult {
         let now = clock.now()
-        let (result, flushNeeded) = lock.withLock { () -> (CheckResult, Bool) in
+        let (result, flushNeeded, logDecision) = lock.withLock { () -> (CheckResult, Bool, Bool) in
             let (result, consumed) = state.check(request, at: now)
             counters.checks &+= 1
-            if !result.allowed { counters.checksDenied &+= 1 }
+            var logDecision = false
+            if !result.allowed {
+                counters.checksDenied &+= 1
+                logDecision = decisionLog.admit(at: now)
+            }
             if let consumed { pendingUsage.append(consumed) }
-            return (result, pendingUsage.count >= options.usageFlushBatch)
+            return (result, pendingUsage.count >= options.usageFlushBatch, logDecision)
         }
         if flushNeeded { flushPendingUsage() }
+        if logDecision {
+            // Sampled: at most `perSecond` lines, so a flood of bad tokens cannot slow the hot path or fill the disk.
+            logger.info("check denied", metadata: [
+                "tollgate.decision": "deny", "tollgate.reason": "\(result.reason.name)",
+                "tollgate.token_id": "\(result.tokenID)", "tollgate.license": "\(result.licenseID)",
+            ])
+        }
         return result
     }
 
@@ -187,15 +208,15 @@ public final class TollgateCore: @unchecked Sendable {
             }
             return (.revoke(revoked: count), change)
         case .issue(let issue):
-            guard state.tokens.count < options.maxTokens else {
-                throw EngineError(.invalidArgument, "the token store is full (\(options.maxTokens) tokens); raise limits.max_tokens")
+            guard state.tokens.count < maxTokens else {
+                throw EngineError(.invalidArgument, "the token store is full (\(maxTokens) tokens); raise limits.max_tokens")
             }
             let (secret, token, change) = try state.issue(issue, at: now, using: &rng)
             logger.info("token issued", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.license": "\(token.licenseID)"])
             return (.issue(secret: secret, token: token), change)
         case .licensePut(let spec):
-            guard state.licenses[spec.id] != nil || state.licenses.count < options.maxLicenses else {
-                throw EngineError(.invalidArgument, "the license store is full (\(options.maxLicenses) licenses); raise limits.max_licenses")
+            guard state.licenses[spec.id] != nil || state.licenses.count < maxLicenses else {
+                throw EngineError(.invalidArgument, "the license store is full (\(maxLicenses) licenses); raise limits.max_licenses")
             }
             let (info, change) = try state.putLicense(spec, at: now)
             logger.info("license put", metadata: ["tollgate.license": "\(spec.id)", "tollgate.plan": "\(spec.plan)", "tollgate.status": "\(spec.status.name)"])
@@ -228,6 +249,29 @@ public final class TollgateCore: @unchecked Sendable {
                 self?.lock.withLock { self?.counters.durableFailures &+= 1 }
             }
             completion?(result)
+        }
+    }
+
+    /// Applies new limits from a reloaded configuration.
+    public func updateLimits(maxTokens: Int, maxLicenses: Int) {
+        lock.withLock {
+            self.maxTokens = maxTokens
+            self.maxLicenses = maxLicenses
+        }
+    }
+
+    /// One line for systemd's STATUS=: sizes, the check rate since the previous call, the journal's health.
+    public func statusLine() -> String {
+        let now = clock.now()
+        let journalStats = journal.statistics
+        return lock.withLock {
+            var rate = 0.0
+            if let last = lastStatus, now.nanoseconds > last.at.nanoseconds {
+                rate = Double(counters.checks &- last.checks) * 1e9 / Double(now.nanoseconds - last.at.nanoseconds)
+            }
+            lastStatus = (now, counters.checks)
+            let journalState = journalStats.failed ? "FAILED" : (recovery.tornTailRepaired ? "ok (torn tail repaired at start)" : "ok")
+            return "tokens=\(state.tokens.count) licenses=\(state.licenses.count) checks/s=\(Int(rate.rounded())) journal=\(journalState) seq=\(journalStats.lastSequence)"
         }
     }
 
@@ -333,4 +377,24 @@ public struct TollgateCoreError: Error, CustomStringConvertible {
     public var status: Status
     public var message: String
     public var description: String { "\(status.name): \(message)" }
+}
+
+/// Lets through at most `perSecond` decision log lines per wall-clock second.
+struct DecisionLogSampler {
+    let perSecond: Int
+    var windowStart: Int64 = 0
+    var admitted = 0
+
+    init(perSecond: Int) { self.perSecond = perSecond }
+
+    mutating func admit(at now: Timestamp) -> Bool {
+        let second = now.nanoseconds / 1_000_000_000
+        if second != windowStart {
+            windowStart = second
+            admitted = 0
+        }
+        guard admitted < perSecond else { return false }
+        admitted += 1
+        return true
+    }
 }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import TollgateDaemon
+import TollgateServer
+import TollgateSystemd
 
 #if canImport(Glibc)
 import Glibc
@@ -58,15 +60,32 @@ struct Tollgated: AsyncParsableCommand {
             return
         }
 
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        // Structured entries straight to journald when standard error is the journal; readable lines otherwise.
+        let levelControl = LogLevelControl(level)
+        let toJournal = JournaldLogHandler.standardErrorIsJournal()
+        LoggingSystem.bootstrap { label -> any LogHandler in
+            if toJournal { return JournaldLogHandler(identifier: "tollgated", control: levelControl) }
+            return ControlledStreamLogHandler(label: label, control: levelControl)
         }
         let logger = Logger(label: "tollgated")
-        let daemon = Daemon(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+
+        var inherited: TollgateServer.Listeners?
+        if let activation = ListenDescriptors.takeFromEnvironment() {
+            do {
+                inherited = .init(api: .descriptor(try activation.descriptor(named: "api")), admin: .descriptor(try activation.descriptor(named: "admin")))
+            } catch {
+                Self.fail("\(error)")
+            }
+        }
+        let dependencies = Daemon.Dependencies(
+            inheritedListeners: inherited, configurationPath: config, logLevelOverride: logLevel, logLevelControl: levelControl,
+            notifier: SystemdNotifier(), watchdogInterval: SystemdNotifier.watchdogInterval())
+        let daemon = Daemon(configuration: configuration, dependencies: dependencies, logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        // Graceful stop is bounded: after this the service is cancelled (systemd's TimeoutStopSec is the outer bound).
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(20)
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch {

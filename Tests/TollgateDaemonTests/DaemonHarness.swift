@@ -5,6 +5,7 @@ import TollgateClient
 import TollgateDaemon
 import TollgateModel
 import TollgateProtocol
+@_exported import TollgateTestSupport
 import XCTest
 
 /// Starts the real daemon in-process on sockets in a temporary directory, through the same composition root as
@@ -73,12 +74,6 @@ final class DaemonHarness {
     func segmentPaths() throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: journalDirectory).filter { $0.hasSuffix(".log") }.sorted().map { journalDirectory + "/" + $0 }
     }
-}
-
-func makeTemporaryDirectory() throws -> String {
-    var template = Array("/tmp/tg-XXXXXX".utf8CString)
-    guard let result = mkdtemp(&template) else { throw POSIXError(.EIO) }
-    return String(cString: result)
 }
 
 /// Collects every log line the daemon emits (to check that secrets never appear and refusals are logged).

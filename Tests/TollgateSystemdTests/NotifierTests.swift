@@ -3,48 +3,12 @@ import Logging
 import NIOCore
 import NIOPosix
 import TollgateSystemd
+import TollgateTestSupport
 import XCTest
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A datagram socket standing in for systemd's notification socket.
-final class NotifySocket {
-    let path: String
-    let fd: CInt
-
-    init() throws {
-        path = "/tmp/tg-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        fd = socket(AF_UNIX, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else { throw POSIXError(.EADDRINUSE) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)  // a bound on a test that would otherwise hang, not a timing
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    /// The next datagram, or nil after the receive bound.
-    func receive() -> String? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = recv(fd, &buffer, buffer.count, 0)
-        guard count > 0 else { return nil }
-        return String(decoding: buffer.prefix(count), as: UTF8.self)
-    }
-
-    deinit {
-        close(fd)
-        unlink(path)
-    }
-}
 
 final class NotifierTests: XCTestCase {
     func testMessagesReachTheNotifySocket() throws {
