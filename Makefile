@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: run test build release setup clean
+.PHONY: run test build release setup clean install
 
 ## Run the daemon on its embedded default configuration (state and sockets in ./state).
 run: setup
@@ -12,6 +12,10 @@ run: setup
 ## Run the whole test suite (installs what it needs first).
 test:
 	bash scripts/test.sh
+
+## Install binaries, systemd units, sysusers entry and a default configuration (PREFIX, DESTDIR honoured).
+install:
+	bash scripts/install.sh
 
 setup:
 	bash scripts/setup.sh
