@@ -19,6 +19,11 @@ let package = Package(
         .executable(name: "tollgated", targets: ["tollgated"]),
         .executable(name: "tollgate", targets: ["tollgate"]),
         .library(name: "TollgateClient", targets: ["TollgateClient"]),
+        // Libraries exposed for the fuzz package in Fuzz/ (it depends on this package by path).
+        .library(name: "TollgateModel", targets: ["TollgateModel"]),
+        .library(name: "TollgateProtocol", targets: ["TollgateProtocol"]),
+        .library(name: "TollgateEngine", targets: ["TollgateEngine"]),
+        .library(name: "TollgateJournal", targets: ["TollgateJournal"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

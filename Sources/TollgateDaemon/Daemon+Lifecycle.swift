@@ -102,6 +102,10 @@ extension Daemon {
             return
         }
         core.updateLimits(maxTokens: applied.maxTokens, maxLicenses: applied.maxLicenses)
+        server?.updateAccess(applied.access)
+        if applied.connectionLimits != configuration.connectionLimits {
+            logger.warning("changing connection limits needs a restart; the new values are ignored until then")
+        }
         dependencies.logLevelControl?.level = Logger.Level(rawValue: applied.logLevel)!
         logger.notice("configuration reloaded", metadata: ["tollgate.plans": "\(applied.plans.map(\.id).joined(separator: ","))", "tollgate.log_level": "\(applied.logLevel)"])
     }

@@ -55,7 +55,7 @@ public final class Daemon: Service, @unchecked Sendable {
     let logger: Logger
 
     public private(set) var core: TollgateCore?
-    private var server: TollgateServer?
+    private(set) var server: TollgateServer?
     private var group: MultiThreadedEventLoopGroup?
     var eventLoopGroup: MultiThreadedEventLoopGroup? { group }
     private var journal: Journal?
@@ -120,8 +120,15 @@ public final class Daemon: Service, @unchecked Sendable {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads))
         self.group = group
-        let server = TollgateServer(core: core, group: group, logger: logger)
+        let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server
+        core.setExtraStatistics { [weak server] in
+            guard let stats = server?.connectionStatistics else { return [] }
+            return [
+                KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
+                KeyValue("requests_refused", "\(stats.refusedRequests)"),
+            ]
+        }
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
             admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))

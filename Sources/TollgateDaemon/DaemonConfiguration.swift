@@ -1,5 +1,6 @@
 import Foundation
 import TollgateModel
+import TollgateServer
 
 /// Everything `tollgated` can be told, from a JSON file or from the embedded default.
 ///
@@ -20,6 +21,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var maxTokens: Int = 10_000_000
     public var maxLicenses: Int = 1_000_000
     public var logLevel: String = "info"
+    /// Who may use each socket, by peer credentials (`SO_PEERCRED`), on top of the socket files' modes.
+    public var access = AccessPolicy(api: .anyone, admin: SocketAccess(uids: [0, UInt32(geteuid())]))
+    public var connectionLimits = ConnectionLimits()
     /// Plans put (upserted) at every start, so the configuration is the source of truth for the tiers it names.
     public var plans: [Plan] = []
 
@@ -38,7 +42,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
       "max_frame_bytes": 65536,
       "usage_flush_interval_ms": 100,
       "journal": { "fsync": true, "snapshot_after_bytes": 67108864 },
-      "limits": { "max_tokens": 10000000, "max_licenses": 1000000 },
+      "limits": { "max_tokens": 10000000, "max_licenses": 1000000, "max_connections": 4096,
+                  "idle_timeout_ms": 600000, "frame_timeout_ms": 10000,
+                  "max_pipelined": 1024, "max_output_bytes": 4194304 },
+      "access": { "admin": { "uids": [0], "allow_own_user": true } },
       "log_level": "info",
       "plans": [
         { "id": "free", "entitlements": ["read"],
@@ -103,7 +110,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if var limits = try reader.object("limits") {
             config.maxTokens = try limits.int("max_tokens", range: 1...(1 << 32)) ?? config.maxTokens
             config.maxLicenses = try limits.int("max_licenses", range: 1...(1 << 32)) ?? config.maxLicenses
+            var c = config.connectionLimits
+            c.maxConnections = try limits.int("max_connections", range: 1...1_000_000) ?? c.maxConnections
+            c.idleTimeoutMilliseconds = Int64(try limits.int("idle_timeout_ms", range: 0...86_400_000) ?? Int(c.idleTimeoutMilliseconds))
+            c.frameTimeoutMilliseconds = Int64(try limits.int("frame_timeout_ms", range: 0...3_600_000) ?? Int(c.frameTimeoutMilliseconds))
+            c.maxPipelined = try limits.int("max_pipelined", range: 1...1_000_000) ?? c.maxPipelined
+            c.maxOutputBytes = try limits.int("max_output_bytes", range: 4096...(1 << 30)) ?? c.maxOutputBytes
+            config.connectionLimits = c
             try limits.finish()
+        }
+        if var access = try reader.object("access") {
+            config.access.api = try access.object("api").map { var r = $0; return try Self.socketAccess(&r) } ?? .anyone
+            config.access.admin = try access.object("admin").map { var r = $0; return try Self.socketAccess(&r) } ?? .anyone
+            try access.finish()
         }
         for var planReader in try reader.objects("plans") {
             let id = try planReader.required { try $0.string("id") }
@@ -126,6 +145,26 @@ public struct DaemonConfiguration: Sendable, Equatable {
         }
         try reader.finish()
         return config
+    }
+}
+
+extension DaemonConfiguration {
+    /// `{ "uids": [0], "users": ["deploy"], "gids": [], "groups": ["tollgate-admin"], "allow_own_user": true }`.
+    /// Names are resolved when the configuration is read; an unknown name is an error.
+    static func socketAccess(_ reader: inout ObjectReader) throws -> SocketAccess {
+        var uids = Set((try reader.integers("uids") ?? []).map(UInt32.init))
+        var gids = Set((try reader.integers("gids") ?? []).map(UInt32.init))
+        for name in try reader.strings("users") ?? [] {
+            guard let entry = getpwnam(name) else { throw ConfigurationError("\(reader.path).users: no user named \(name)") }
+            uids.insert(entry.pointee.pw_uid)
+        }
+        for name in try reader.strings("groups") ?? [] {
+            guard let entry = getgrnam(name) else { throw ConfigurationError("\(reader.path).groups: no group named \(name)") }
+            gids.insert(entry.pointee.gr_gid)
+        }
+        if try reader.bool("allow_own_user") ?? false { uids.insert(UInt32(geteuid())) }
+        try reader.finish()
+        return SocketAccess(uids: uids, gids: gids)
     }
 }
 
@@ -181,6 +220,14 @@ struct ObjectReader {
         guard let text = try string(key) else { return nil }
         guard let mode = UInt32(text, radix: 8), mode <= 0o777 else { throw ConfigurationError("\(name(key)) must be an octal mode such as \"0660\"") }
         return mode
+    }
+
+    mutating func integers(_ key: String) throws -> [Int]? {
+        guard let value = value(key) else { return nil }
+        guard let numbers = value as? [NSNumber], let ints = Optional(numbers.compactMap { Int(exactly: $0.doubleValue) }), ints.count == numbers.count,
+            ints.allSatisfy({ $0 >= 0 && $0 <= Int(UInt32.max) })
+        else { throw ConfigurationError("\(name(key)) must be a list of ids (non-negative integers)") }
+        return ints
     }
 
     mutating func strings(_ key: String) throws -> [String]? {

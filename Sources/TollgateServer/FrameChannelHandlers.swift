@@ -3,14 +3,23 @@ import NIOCore
 import TollgateModel
 import TollgateProtocol
 
-/// Serves one connection: validates headers, dispatches requests to the core, and writes responses in
-/// request order even when a durable request is answered later than a check pipelined behind it.
-final class RequestChannelHandler: ChannelInboundHandler {
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves one connection: checks the peer against the socket's allow-list, validates headers, dispatches
+/// requests to the core, and writes responses in request order even when a durable request is answered later than
+/// a check pipelined behind it. Enforces the connection limits: idle and stalled-frame timeouts, and
+/// backpressure (stop reading) when too many requests wait for the journal or too many answers wait for a client
+/// that does not read.
+final class RequestChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = FrameDecoder.Event
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let core: TollgateCore
     private let role: SocketRole
+    private let registry: ConnectionRegistry
     private let logger: Logger
 
     /// Responses not yet written because an earlier response is still waiting for the journal.
@@ -19,6 +28,13 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private var output: ByteBuffer
     private var wantsFlush = false
     private var closeAfterFlush = false
+    private var counted = false
+    private var peer: PeerCredentials?
+    private var refusalLogged = false
+    private var frameTimer: Scheduled<Void>?
+    private var idleTimer: Scheduled<Void>?
+    private var readingPaused = false
+    private var pendingDurable = 0
 
     private struct Slot {
         var token: UInt64
@@ -27,9 +43,10 @@ final class RequestChannelHandler: ChannelInboundHandler {
 
     private var nextToken: UInt64 = 0
 
-    init(core: TollgateCore, role: SocketRole, logger: Logger) {
+    init(core: TollgateCore, role: SocketRole, registry: ConnectionRegistry, logger: Logger) {
         self.core = core
         self.role = role
+        self.registry = registry
         self.logger = logger
         self.output = ByteBufferAllocator().buffer(capacity: 0)
     }
@@ -38,7 +55,80 @@ final class RequestChannelHandler: ChannelInboundHandler {
         output = context.channel.allocator.buffer(capacity: 4096)
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        guard registry.open() else {
+            logger.warning("connection refused: too many connections", metadata: ["tollgate.socket": "\(role.name)", "tollgate.limit": "\(registry.limits.maxConnections)"])
+            var refusal = context.channel.allocator.buffer(capacity: 64)
+            refusal.writeResponse(.error(.unavailable, "too many connections (the limit is \(registry.limits.maxConnections)); retry later"), opcode: 0, requestID: 0)
+            context.writeAndFlush(wrapOutboundOut(refusal)).whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        counted = true
+        readPeerCredentials(context: context)
+        rearmIdleTimer(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if counted {
+            registry.close()
+            counted = false
+        }
+        frameTimer?.cancel()
+        idleTimer?.cancel()
+        context.fireChannelInactive()
+    }
+
+    /// `SO_PEERCRED`: the kernel's word on who connected. Supplementary groups come from /proc when visible.
+    private func readPeerCredentials(context: ChannelHandlerContext) {
+        guard let provider = context.channel as? SocketOptionProvider else { return }
+        let future: EventLoopFuture<KernelPeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        future.whenSuccess { [self] credentials in
+            self.peer = PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, groups: Self.supplementaryGroups(pid: credentials.pid))
+        }
+    }
+
+    static func supplementaryGroups(pid: Int32) -> [UInt32] {
+        guard pid > 0, let file = fopen("/proc/\(pid)/status", "r") else { return [] }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            let text = String(cString: line!)
+            if text.hasPrefix("Groups:") {
+                return text.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt32($0) }
+            }
+        }
+        return []
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let partial = event as? PartialFrameEvent else { return context.fireUserInboundEventTriggered(event) }
+        frameTimer?.cancel()
+        frameTimer = nil
+        let timeout = registry.limits.frameTimeoutMilliseconds
+        if partial == .started, timeout > 0 {
+            frameTimer = context.eventLoop.scheduleTask(in: .milliseconds(timeout)) { [self] in
+                logger.info("closing a connection that left a frame unfinished", metadata: ["tollgate.socket": "\(role.name)", "tollgate.peer": "\(peer?.description ?? "unknown")", "tollgate.timeout_ms": "\(timeout)"])
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func rearmIdleTimer(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        let timeout = registry.limits.idleTimeoutMilliseconds
+        guard timeout > 0 else { return }
+        idleTimer = context.eventLoop.scheduleTask(in: .milliseconds(timeout)) { [self] in
+            guard queue.isEmpty else { return rearmIdleTimer(context: context) }
+            logger.debug("closing an idle connection", metadata: ["tollgate.socket": "\(role.name)"])
+            context.close(promise: nil)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        rearmIdleTimer(context: context)
         switch unwrapInboundIn(data) {
         case .framingError(let status, let message, let close):
             logger.debug("framing error", metadata: ["tollgate.status": "\(status.name)", "tollgate.error": "\(message)"])
@@ -66,6 +156,15 @@ final class RequestChannelHandler: ChannelInboundHandler {
         } catch {
             return emit(context: context, .error(.malformed, "\(error)"), opcode: header.opcode, requestID: header.requestID)
         }
+        guard registry.permits(peer, role: role) else {
+            if !refusalLogged {
+                refusalLogged = true
+                logger.warning("request refused: the peer is not on the socket's allow-list", metadata: [
+                    "tollgate.socket": "\(role.name)", "tollgate.peer": "\(peer?.description ?? "unknown")", "tollgate.opcode": "\(opcode.name)",
+                ])
+            }
+            return emit(context: context, .error(.notPermitted, "this peer (\(peer?.description ?? "credentials unknown")) is not allowed on the \(role.name) socket"), opcode: header.opcode, requestID: header.requestID)
+        }
 
         let token = nextToken
         nextToken &+= 1
@@ -81,6 +180,8 @@ final class RequestChannelHandler: ChannelInboundHandler {
             emit(context: context, immediate, opcode: header.opcode, requestID: header.requestID)
         } else {
             queue.append(Slot(token: token, bytes: nil))
+            pendingDurable += 1
+            updateReading(context: context)
         }
     }
 
@@ -99,6 +200,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
 
     /// A durable response arrived: fill its slot and write every completed slot at the head of the queue.
     private func complete(context: ChannelHandlerContext, token: UInt64, _ response: Response, opcode: UInt8, requestID: UInt32) {
+        pendingDurable -= 1
         guard let index = queue.firstIndex(where: { $0.token == token }) else { return }
         var bytes = context.channel.allocator.buffer(capacity: 64)
         bytes.writeResponse(response, opcode: opcode, requestID: requestID)
@@ -109,10 +211,26 @@ final class RequestChannelHandler: ChannelInboundHandler {
             wantsFlush = true
         }
         flushIfNeeded(context: context)
+        updateReading(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         flushIfNeeded(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        updateReading(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Backpressure: stop reading while too many requests wait for the journal or while the client does not read
+    /// its answers (the outbound buffer is above its high-water mark); resume when both clear.
+    private func updateReading(context: ChannelHandlerContext) {
+        let shouldPause = pendingDurable >= registry.limits.maxPipelined || !context.channel.isWritable
+        guard shouldPause != readingPaused else { return }
+        readingPaused = shouldPause
+        context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
+        if !shouldPause { context.read() }
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {
@@ -135,4 +253,12 @@ final class RequestChannelHandler: ChannelInboundHandler {
         logger.debug("connection error", metadata: ["tollgate.error": "\(error)"])
         context.close(promise: nil)
     }
+}
+
+/// The layout of Linux's `struct ucred` (pid_t, uid_t, gid_t), which Swift's Glibc module does not export
+/// (it needs `_GNU_SOURCE`).
+struct KernelPeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
 }

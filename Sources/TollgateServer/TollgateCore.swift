@@ -65,6 +65,7 @@ public final class TollgateCore: @unchecked Sendable {
     private var snapshotInProgress = false
     private var rng = SystemRandomNumberGenerator()
     private var decisionLog = DecisionLogSampler(perSecond: 20)
+    private var extraStatistics: (@Sendable () -> [KeyValue])?
     private var maxTokens: Int
     private var maxLicenses: Int
     private var lastStatus: (at: Timestamp, checks: UInt64)?
@@ -252,6 +253,11 @@ public final class TollgateCore: @unchecked Sendable {
         }
     }
 
+    /// Adds counters kept outside the core (connections) to STATS.
+    public func setExtraStatistics(_ provider: @escaping @Sendable () -> [KeyValue]) {
+        lock.withLock { extraStatistics = provider }
+    }
+
     /// Applies new limits from a reloaded configuration.
     public func updateLimits(maxTokens: Int, maxLicenses: Int) {
         lock.withLock {
@@ -329,7 +335,8 @@ public final class TollgateCore: @unchecked Sendable {
     public func statistics() -> [KeyValue] {
         let journalStats = journal.statistics
         let now = clock.now()
-        return lock.withLock {
+        let extra = lock.withLock { extraStatistics }?() ?? []
+        return extra + lock.withLock {
             let active = state.tokens.values.reduce(into: 0) { n, t in if t.info.revokedAt == 0 { n += 1 } }
             return [
                 KeyValue("tokens", "\(state.tokens.count)"),

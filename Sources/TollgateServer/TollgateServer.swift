@@ -29,13 +29,25 @@ public final class TollgateServer: @unchecked Sendable {
     let core: TollgateCore
     let group: EventLoopGroup
     let logger: Logger
+    let registry: ConnectionRegistry
     private var listeners: [Channel] = []
     private var flushTask: RepeatedTask?
 
-    public init(core: TollgateCore, group: EventLoopGroup, logger: Logger) {
+    public init(core: TollgateCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, logger: Logger) {
         self.core = core
         self.group = group
         self.logger = logger
+        self.registry = ConnectionRegistry(policy: access, limits: limits)
+    }
+
+    /// Replaces the allow-lists (reload); every connection applies them from its next request.
+    public func updateAccess(_ policy: AccessPolicy) {
+        registry.policy = policy
+    }
+
+    /// Open connections, refused connections, refused requests.
+    public var connectionStatistics: (connections: Int, refusedConnections: UInt64, refusedRequests: UInt64) {
+        registry.statistics
     }
 
     /// Binds (or adopts) both listeners and starts the periodic usage flush. When this returns, both sockets
@@ -55,14 +67,16 @@ public final class TollgateServer: @unchecked Sendable {
         let core = self.core
         let logger = self.logger
         let maxFrame = core.options.maxFrameSize
+        let registry = self.registry
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: min(32 << 10, registry.limits.maxOutputBytes / 2), high: registry.limits.maxOutputBytes))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrameByteDecoder(decoder: FrameDecoder(maxFrameSize: maxFrame)), maximumBufferSize: maxFrame + 4 + 65536))
-                    try channel.pipeline.syncOperations.addHandler(RequestChannelHandler(core: core, role: role, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(RequestChannelHandler(core: core, role: role, registry: registry, logger: logger))
                 }
             }
         switch source {

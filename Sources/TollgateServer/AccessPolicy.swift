@@ -1,0 +1,128 @@
+import NIOConcurrencyHelpers
+import TollgateProtocol
+
+/// Who is at the other end of a Unix socket, as the kernel reports it (`SO_PEERCRED`): not forgeable by the peer.
+public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Supplementary groups, when `/proc/<pid>/status` was readable (best effort).
+    public var groups: [UInt32]
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+
+    public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
+}
+
+/// Which peers may use one socket. A peer is allowed when its uid is listed, or its primary or a supplementary
+/// group is listed. `nil` lists mean "anyone who can open the socket file" (the file mode decides).
+public struct SocketAccess: Sendable, Hashable {
+    public var uids: Set<UInt32>?
+    public var gids: Set<UInt32>?
+
+    public init(uids: Set<UInt32>? = nil, gids: Set<UInt32>? = nil) {
+        self.uids = uids
+        self.gids = gids
+    }
+
+    public static let anyone = SocketAccess()
+
+    public func permits(_ peer: PeerCredentials) -> Bool {
+        if uids == nil && gids == nil { return true }
+        if let uids, uids.contains(peer.uid) { return true }
+        if let gids, gids.contains(peer.gid) || peer.groups.contains(where: gids.contains) { return true }
+        return false
+    }
+}
+
+/// The allow-lists of both sockets; a reload replaces them and every connection sees the change on its next
+/// request.
+public struct AccessPolicy: Sendable, Hashable {
+    public var api: SocketAccess
+    public var admin: SocketAccess
+
+    public init(api: SocketAccess, admin: SocketAccess) {
+        self.api = api
+        self.admin = admin
+    }
+
+    public func access(for role: SocketRole) -> SocketAccess { role == .api ? api : admin }
+}
+
+/// Limits that keep one client from holding resources forever or exhausting memory.
+public struct ConnectionLimits: Sendable, Hashable {
+    /// Connections over both sockets; the next one is answered `unavailable` and closed.
+    public var maxConnections: Int
+    /// A connection with no traffic for this long is closed (0: never).
+    public var idleTimeoutMilliseconds: Int64
+    /// A frame begun but not finished within this long closes the connection (a stalled or slow client).
+    public var frameTimeoutMilliseconds: Int64
+    /// Requests of one connection awaiting the journal before the daemon stops reading from it.
+    public var maxPipelined: Int
+    /// Bytes of answers queued for a client that does not read before the daemon stops reading from it.
+    public var maxOutputBytes: Int
+
+    public init(maxConnections: Int = 4096, idleTimeoutMilliseconds: Int64 = 600_000, frameTimeoutMilliseconds: Int64 = 10_000, maxPipelined: Int = 1024, maxOutputBytes: Int = 4 << 20) {
+        self.maxConnections = maxConnections
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        self.frameTimeoutMilliseconds = frameTimeoutMilliseconds
+        self.maxPipelined = maxPipelined
+        self.maxOutputBytes = maxOutputBytes
+    }
+}
+
+/// State shared by every connection: the live access policy and the connection count.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var policy: AccessPolicy
+        var connections = 0
+        var refusedConnections: UInt64 = 0
+        var refusedRequests: UInt64 = 0
+    }
+
+    private let state: NIOLockedValueBox<State>
+    let limits: ConnectionLimits
+
+    init(policy: AccessPolicy, limits: ConnectionLimits) {
+        state = NIOLockedValueBox(State(policy: policy))
+        self.limits = limits
+    }
+
+    var policy: AccessPolicy {
+        get { state.withLockedValue { $0.policy } }
+        set { state.withLockedValue { $0.policy = newValue } }
+    }
+
+    func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
+        state.withLockedValue { s in
+            let access = s.policy.access(for: role)
+            // Without credentials only an unrestricted socket may be used: fail closed.
+            let ok = peer.map(access.permits) ?? (access == .anyone)
+            if !ok { s.refusedRequests &+= 1 }
+            return ok
+        }
+    }
+
+    /// Counts a new connection; false when the limit is reached (the caller refuses it).
+    func open() -> Bool {
+        state.withLockedValue { s in
+            guard s.connections < limits.maxConnections else {
+                s.refusedConnections &+= 1
+                return false
+            }
+            s.connections += 1
+            return true
+        }
+    }
+
+    func close() { state.withLockedValue { $0.connections -= 1 } }
+
+    var statistics: (connections: Int, refusedConnections: UInt64, refusedRequests: UInt64) {
+        state.withLockedValue { ($0.connections, $0.refusedConnections, $0.refusedRequests) }
+    }
+}

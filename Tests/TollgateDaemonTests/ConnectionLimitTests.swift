@@ -1,0 +1,168 @@
+import Foundation
+import TollgateClient
+import TollgateDaemon
+import TollgateModel
+import TollgateProtocol
+import TollgateServer
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who may connect, and how much one connection may hold: allow-lists by peer credentials, connection count,
+/// idle and stalled-frame timeouts, and backpressure against a client that never reads.
+final class ConnectionLimitTests: XCTestCase {
+    var harness: DaemonHarness!
+
+    override func setUp() async throws {
+        harness = try DaemonHarness()
+    }
+
+    override func tearDown() async throws {
+        try await harness.stop()
+        harness.cleanUp()
+    }
+
+    func testAdminRequestsFromAPeerNotOnTheAllowListAreRefusedAndLogged() async throws {
+        harness.configuration.access = AccessPolicy(api: .anyone, admin: SocketAccess(uids: [UInt32(geteuid()) &+ 4242]))
+        try await harness.start()
+        let admin = try await harness.admin()
+        let stats = try await admin.send(.stats)
+        XCTAssertEqual(stats.status, .notPermitted)
+        let hello = try await admin.send(.hello(HelloRequest(clientName: "t")))
+        XCTAssertEqual(hello.status, .notPermitted, "every request is checked, not only control-plane ones")
+        XCTAssertTrue(harness.logs.text.contains("uid=\(geteuid())"), "the refusal names the peer in the log")
+        XCTAssertTrue(harness.logs.text.contains("not on the socket's allow-list"))
+
+        // The api socket, open to anyone, still serves.
+        let api = try await harness.api()
+        try await api.ping()
+    }
+
+    func testGroupsOnTheAllowListAdmitThePeer() async throws {
+        harness.configuration.access = AccessPolicy(api: SocketAccess(uids: [], gids: [UInt32(getegid())]), admin: SocketAccess(uids: [UInt32(geteuid())]))
+        try await harness.start()
+        try await (try await harness.api()).ping()
+        _ = try await (try await harness.admin()).stats()
+    }
+
+    func testAnUnprivilegedUserIsRefusedWithNotPermitted() async throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root to run a client as another user") }
+        let setpriv = "/usr/bin/setpriv"
+        let cli = try XCTUnwrap(KillTests.daemonBinary?.deletingLastPathComponent().appendingPathComponent("tollgate").path)
+        guard FileManager.default.isExecutableFile(atPath: setpriv), FileManager.default.isExecutableFile(atPath: cli) else {
+            throw XCTSkip("setpriv or the tollgate CLI is missing")
+        }
+        // A copy of the CLI that the unprivileged user can execute, and sockets it can open (mode 0666), so that
+        // only the allow-list stands in its way.
+        let exposed = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: exposed) }
+        chmod(exposed, 0o755)
+        try FileManager.default.copyItem(atPath: cli, toPath: exposed + "/tollgate")
+        chmod(exposed + "/tollgate", 0o755)
+        harness.configuration.adminSocket = exposed + "/admin.sock"
+        harness.configuration.apiSocket = exposed + "/api.sock"
+        harness.configuration.adminSocketMode = 0o666
+        try await harness.start()
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: setpriv)
+        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", exposed + "/tollgate", "--admin-socket", exposed + "/admin.sock", "stats"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(process.terminationStatus, 1)
+        XCTAssertTrue(message.contains("not_permitted"), message)
+        XCTAssertTrue(harness.logs.text.contains("uid=65534"), "the refusal is in the log with the peer's uid")
+    }
+
+    func testConnectionsBeyondTheLimitAreRefusedCleanly() async throws {
+        harness.configuration.connectionLimits.maxConnections = 3
+        try await harness.start()
+        var open: [TollgateConnection] = []
+        for _ in 0..<3 {
+            let connection = try await harness.api()
+            try await connection.ping()
+            open.append(connection)
+        }
+        let excess = try await harness.api()
+        let refusal = try await excess.nextUnsolicitedFrame()
+        XCTAssertEqual(refusal.header.status, Status.unavailable.rawValue)
+        try await excess.closeFuture.get()
+        // Closing one makes room again.
+        await open[0].close()
+        var admitted: TollgateConnection?
+        for _ in 0..<100 where admitted == nil {
+            let candidate = try await harness.api()
+            if (try? await candidate.ping()) != nil { admitted = candidate } else { await candidate.close() }
+        }
+        XCTAssertNotNil(admitted, "a slot freed by a closed connection is reused")
+    }
+
+    func testAStalledHalfFrameIsClosedAfterTheFrameTimeout() async throws {
+        harness.configuration.connectionLimits.frameTimeoutMilliseconds = 100
+        try await harness.start()
+        let stalled = try await harness.api()
+        try await stalled.sendRaw(RawFrame.header(length: 100, opcode: Opcode.check.rawValue, requestID: 1))
+        try await stalled.closeFuture.get()  // the server closes it; an unbounded wait would fail the suite's time limit
+        let healthy = try await harness.api()
+        try await healthy.ping()
+    }
+
+    func testAnIdleConnectionIsClosed() async throws {
+        harness.configuration.connectionLimits.idleTimeoutMilliseconds = 100
+        try await harness.start()
+        let idle = try await harness.api()
+        try await idle.ping()
+        try await idle.closeFuture.get()
+    }
+
+    /// A client that pipelines requests but never reads its answers must hit backpressure: the daemon stops
+    /// reading from it once its answers fill the output limit, so the client's own writes block (EAGAIN) after a
+    /// bounded number of bytes instead of the daemon buffering without end.
+    func testAClientThatNeverReadsIsThrottledNotBuffered() async throws {
+        harness.configuration.connectionLimits.maxOutputBytes = 64 << 10
+        try await harness.start()
+        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(harness.apiSocket.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let ping = RawFrame.request(.ping, id: 1)
+        let chunk = [UInt8]((0..<4096).flatMap { _ in ping })
+        var written = 0
+        let ceiling = 256 << 20
+        var blocked = 0
+        // Keep writing until the kernel refuses more for a sustained stretch; the daemon reading everything would
+        // let us reach the ceiling.
+        while written < ceiling && blocked < 200 {
+            let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                written += n
+                blocked = 0
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                blocked += 1
+                try await Task.yield()
+                try await (try await harness.admin()).ping()  // gives the daemon a turn; also shows it still serves others
+            } else {
+                return XCTFail("send failed: errno \(errno)")
+            }
+        }
+        XCTAssertLessThan(written, ceiling, "the daemon kept reading a client that never reads its answers")
+        let stats = Dictionary(try await (try await harness.admin()).stats().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertNotNil(stats["connections"])
+    }
+}
