@@ -244,6 +244,8 @@ runs_of() { awk -v k="$1" '$1 == k' "$RESULTS" | wc -l | tr -d ' '; }
 
 # ----------------------------------------------------------------------------------------------- the run
 log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); $(date -u +%FT%TZ)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before: $LOAD_START (other processes compete with the servers and the load generator)"
 log "N=$TOKENS tokens over L=$LICENSES licenses; $RUNS run(s) of ${DURATION}s (+${WARMUP}s warm-up) per point"
 start_all
 log "preloading tollgate"
@@ -301,13 +303,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "nan" || a == "nan" || b + 0
 
 echo
 echo "Tollgate benchmark: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(date -u +%F)," \
-    "N=$TOKENS tokens / L=$LICENSES licenses, medians of $RUNS run(s) of ${DURATION}s"
+    "N=$TOKENS tokens / L=$LICENSES licenses, medians of $RUNS run(s) of ${DURATION}s;" \
+    "load average before $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-13s %-15s %-11s %11s %9s %9s %9s %8s %8s\n' point system op "req/s" "p50 us" "p99 us" "p99.9 us" "T/Redis" "T/raw"
 for key in "${KEYS[@]}"; do
     IFS='|' read -r system op c d pinned <<<"$key"
     rps=$(stat_of "$key" rps)
     vs_redis="" vs_raw=""
-    if [ "$system" = tollgate ] && [ "$op" = check ] || [ "$op" = check-cost ]; then
+    if [ "$system" = tollgate ] && { [ "$op" = check ] || [ "$op" = check-cost ]; }; then
         vs_redis=$(ratio "$rps" "$(ref_rps "$key" redis check)")
         vs_raw=$(ratio "$rps" "$(ref_rps "$key" echo echo)")
     elif [ "$system" = tollgate ] && [ "$op" = meter ]; then

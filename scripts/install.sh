@@ -21,7 +21,7 @@ if [ "$PREFIX" != /usr/local ]; then
 fi
 # Keep an existing configuration; install the embedded default (with the production state dir) otherwise.
 if [ ! -e "$DESTDIR/etc/tollgate/tollgated.json" ]; then
-    "$bin/tollgated" --print-default-config | sed 's|"state_dir": "./state"|"state_dir": "/var/lib/tollgate"|' >"$DESTDIR/etc/tollgate/tollgated.json"
+    bash scripts/production-config.sh "$bin/tollgated" >"$DESTDIR/etc/tollgate/tollgated.json"
     chmod 0644 "$DESTDIR/etc/tollgate/tollgated.json"
 fi
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then

@@ -32,8 +32,20 @@ python_failed=$(grep -E "^FAILED" "$log_dir/python.log" | grep -oE "(failures|er
 if [ "$python_status" -ne 0 ] && [ "$python_failed" -eq 0 ]; then python_failed=1; cat "$log_dir/python.log"; fi
 [ "$python_status" -eq 0 ] || grep -E "^(FAIL|ERROR):" "$log_dir/python.log"
 
-total=$((swift_total + python_total))
-failed=$((swift_failed + python_failed))
-echo "swift: ${swift_total} tests, ${swift_failed} failed; python: ${python_total} tests, ${python_failed} failed"
+echo "== systemd end-to-end"
+bash Tests/systemd/e2e.sh "$(swift build --show-bin-path)" >"$log_dir/systemd.log" 2>&1
+systemd_status=$?
+grep -E "^(ok|not ok) |^# (SKIP|exposure)|^[0-9]+ passed, [0-9]+ failed" "$log_dir/systemd.log"
+systemd_line=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log_dir/systemd.log" | tail -n 1)
+systemd_passed=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$systemd_line")
+systemd_failed=$(sed -E 's/.*, ([0-9]+) failed.*/\1/' <<<"$systemd_line")
+[ -n "$systemd_line" ] || { systemd_passed=0; systemd_failed=1; }
+if [ "$systemd_status" -ne 0 ] && [ "$systemd_failed" -eq 0 ]; then systemd_failed=1; fi
+[ "$systemd_failed" -eq 0 ] || cat "$log_dir/systemd.log"
+systemd_total=$((systemd_passed + systemd_failed))
+
+total=$((swift_total + python_total + systemd_total))
+failed=$((swift_failed + python_failed + systemd_failed))
+echo "swift: ${swift_total} tests, ${swift_failed} failed; python: ${python_total} tests, ${python_failed} failed; systemd: ${systemd_total} checks, ${systemd_failed} failed"
 echo "$((total - failed)) passed, ${failed} failed"
 [ "$failed" -eq 0 ]

@@ -79,28 +79,17 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    /// `SO_PEERCRED`: the kernel's word on who connected. Supplementary groups come from /proc when visible.
+    /// `SO_PEERCRED` and `SO_PEERGROUPS`: the kernel's word on who connected, read once per connection. (Reading
+    /// /proc/<pid>/status instead would fail under `ProtectProc=invisible` and race with pid reuse.)
     private func readPeerCredentials(context: ChannelHandlerContext) {
         guard let provider = context.channel as? SocketOptionProvider else { return }
-        let future: EventLoopFuture<KernelPeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        future.whenSuccess { [self] credentials in
-            self.peer = PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, groups: Self.supplementaryGroups(pid: credentials.pid))
+        let credentials: EventLoopFuture<KernelPeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        let groups: EventLoopFuture<KernelPeerGroups> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: KernelPeerGroups.option)
+        credentials.whenSuccess { [self] credentials in
+            self.peer = PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+            // More than 64 groups (ERANGE) leaves the primary group only: allow-lists may then refuse, never admit wrongly.
+            groups.whenSuccess { [self] groups in self.peer?.groups = groups.list }
         }
-    }
-
-    static func supplementaryGroups(pid: Int32) -> [UInt32] {
-        guard pid > 0, let file = fopen("/proc/\(pid)/status", "r") else { return [] }
-        defer { fclose(file) }
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) > 0 {
-            let text = String(cString: line!)
-            if text.hasPrefix("Groups:") {
-                return text.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt32($0) }
-            }
-        }
-        return []
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -261,4 +250,13 @@ struct KernelPeerCredentials: Sendable {
     var pid: Int32 = 0
     var uid: UInt32 = 0
     var gid: UInt32 = 0
+}
+
+/// The peer's supplementary groups (`SO_PEERGROUPS`, Linux 4.13): up to 64 `gid_t`. Slots the kernel did not fill
+/// keep the invalid gid (uid_t)-1.
+struct KernelPeerGroups: Sendable {
+    static let option = SocketOptionName(59)  // SO_PEERGROUPS; not exported by Swift's Glibc module
+    var gids = SIMD64<UInt32>(repeating: UInt32.max)
+
+    var list: [UInt32] { (0..<64).map { gids[$0] }.filter { $0 != UInt32.max } }
 }

@@ -30,10 +30,11 @@ now_ms() { date +%s%3N; }
 
 # --- Preconditions: anything missing here means "cannot run on this machine", not a failure. ---
 [ "$(id -u)" -eq 0 ] || skip "needs root (unshare, mounts, cgroups)"
-for tool in unshare nsenter script setsid timeout systemctl journalctl systemd-analyze systemd-sysusers; do
+for tool in unshare nsenter script setsid setpriv findmnt pgrep timeout systemctl journalctl systemd-analyze systemd-sysusers; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done
 [ -x /lib/systemd/systemd ] || skip "/lib/systemd/systemd is not installed"
+[ -e /dev/console ] || skip "no /dev/console to bind systemd's console onto"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
 grep -qw overlay /proc/filesystems || skip "no overlay file system (needed for private /etc and /usr/local)"
 cgroup_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -n 1)
@@ -147,7 +148,7 @@ for unit in systemd-journald-dev-log.socket systemd-journald-audit.socket \
     ln -s /dev/null "$testdir/units/$unit"
 done
 # The configuration: the embedded default with the production state directory, as scripts/install.sh writes it.
-"$testdir/bin/tollgated" --print-default-config | sed 's|"state_dir": "./state"|"state_dir": "/var/lib/tollgate"|' >"$testdir/tollgated.json"
+bash "$repo/scripts/production-config.sh" "$testdir/bin/tollgated" >"$testdir/tollgated.json"
 chmod 0644 "$testdir/tollgated.json"
 grep -q '"state_dir": "/var/lib/tollgate"' "$testdir/tollgated.json" ||
     { fail "configuration" "could not set state_dir in the default configuration"; exit 1; }
@@ -265,6 +266,16 @@ check_group_access() {
     fi
 }
 check_group_access ""
+admins_gid=$(in_ns getent group tollgate-admin | cut -d: -f3)
+admin_out=$(as_nobody --groups="$admins_gid" /usr/local/bin/tollgate --admin-socket "$admin" stats 2>&1)
+admin_status=$?
+client_out=$(as_nobody --groups="$clients_gid" /usr/local/bin/tollgate --admin-socket "$admin" stats 2>&1)
+client_status=$?
+if [ -n "$admins_gid" ] && [ "$admin_status" -eq 0 ] && [ "$client_status" -ne 0 ]; then
+    pass "a non-root member of tollgate-admin may administer (socket mode and allow-list agree), a client may not"
+else
+    fail "a non-root member of tollgate-admin may administer, a client may not" "admin member: exit $admin_status: $admin_out"$'\n'"client: exit $client_status: $client_out"
+fi
 
 # --- 3. Provisioning on the admin socket; allowed and denied checks on the api socket. ---
 secret="" doomed=""
