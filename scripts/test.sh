@@ -15,10 +15,19 @@ swift build --build-tests 2>&1 | tail -n 3
 echo "== swift test"
 swift test --skip-build 2>&1 | tee "$log_dir/swift.log" | grep -E "^(Test Suite|.*error:|.*failed|\s+Executed)" || true
 swift_status=${PIPESTATUS[0]}
-swift_line=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log_dir/swift.log" | tail -n 1)
-swift_total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$swift_line")
-swift_failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$swift_line")
-[ -n "$swift_total" ] || { swift_total=0; swift_failed=1; }
+# Count test cases one by one: a crash ends the run without a summary line, and a test that started but never
+# finished counts as failed.
+swift_started=$(grep -cE "^Test Case '.*' started" "$log_dir/swift.log")
+swift_passed=$(grep -cE "^Test Case '.*' passed" "$log_dir/swift.log")
+swift_failed=$(grep -cE "^Test Case '.*' failed" "$log_dir/swift.log")
+swift_crashed=$((swift_started - swift_passed - swift_failed))
+if [ "$swift_crashed" -gt 0 ]; then
+    echo "swift: $swift_crashed test(s) started and never finished (crash):"
+    grep -E "crashed|Fatal error|runtime failure" "$log_dir/swift.log" | head -n 5
+    swift_failed=$((swift_failed + swift_crashed))
+fi
+swift_total=$((swift_passed + swift_failed))
+[ "$swift_total" -gt 0 ] || swift_failed=1
 [ "$swift_status" -eq 0 ] || [ "$swift_failed" -gt 0 ] || swift_failed=1
 
 echo "== python conformance client against the live daemon"

@@ -6,8 +6,14 @@ public enum UTCCalendar {
     static let millisPerHour: Int64 = 3_600_000
     static let millisPerDay: Int64 = 86_400_000
 
-    /// The start and end (exclusive) of the period of kind `period` that contains `time`.
+    /// The earliest and latest times periods are computed for (years 1 to 9999). Times outside are clamped, so that
+    /// a timestamp from a damaged or hostile record can never overflow the arithmetic below.
+    public static let supportedRange: ClosedRange<UnixMillis> = -62_135_596_800_000...253_402_300_799_999
+
+    /// The start and end (exclusive) of the period of kind `period` that contains `time` (clamped to
+    /// `supportedRange`).
     public static func bounds(of period: Period, containing time: UnixMillis) -> (start: UnixMillis, end: UnixMillis) {
+        let time = min(max(time, supportedRange.lowerBound), supportedRange.upperBound)
         switch period {
         case .hour:
             let start = floorDiv(time, millisPerHour) * millisPerHour

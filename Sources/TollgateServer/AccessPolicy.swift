@@ -6,7 +6,7 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
     public var pid: Int32
     public var uid: UInt32
     public var gid: UInt32
-    /// Supplementary groups, when `/proc/<pid>/status` was readable (best effort).
+    /// Supplementary groups (`SO_PEERGROUPS`; empty when the peer has more than 64).
     public var groups: [UInt32]
 
     public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
