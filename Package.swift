@@ -123,7 +123,10 @@ let package = Package(
         ),
         .testTarget(
             name: "TollgateDaemonTests",
-            dependencies: ["TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel", "TollgateTestSupport"]
+            dependencies: [
+                "TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel", "TollgateJournal",
+                "TollgateServer", "TollgateTestSupport",
+            ]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -95,7 +95,12 @@ public final class Daemon: Service, @unchecked Sendable {
             throw DaemonError("cannot open the journal in \(configuration.journalDirectory): \(error.message)")
         }
         self.journal = journal
-        let state = try Self.replay(recovered)
+        let state: LicensingState
+        do {
+            state = try TollgateCore.rebuildState(from: recovered)
+        } catch {
+            throw DaemonError("\(error); refusing to start")
+        }
         let report = recovered.report
         if report.tornTailRepaired {
             logger.warning("journal had a torn tail; cut back to the last valid record", metadata: [
@@ -110,7 +115,7 @@ public final class Daemon: Service, @unchecked Sendable {
         ])
 
         let core = TollgateCore(
-            state: state, journal: journal, recovery: report, clock: dependencies.clock,
+            state: state, journal: journal, recovery: report, fileSystem: dependencies.fileSystem, clock: dependencies.clock,
             options: .init(
                 maxFrameSize: configuration.maxFrameBytes, maxTokens: configuration.maxTokens, maxLicenses: configuration.maxLicenses,
                 usageFlushInterval: .milliseconds(Int64(configuration.usageFlushIntervalMilliseconds))),
@@ -145,6 +150,7 @@ public final class Daemon: Service, @unchecked Sendable {
         await server?.stopAccepting()
         server = nil
         core?.flushPendingUsage()
+        journal = core?.currentJournal ?? journal
         var firstError: Error?
         do { try journal?.flush() } catch { firstError = error; logger.error("final journal flush failed", metadata: ["tollgate.error": "\(error)"]) }
         if let group {
@@ -161,27 +167,6 @@ public final class Daemon: Service, @unchecked Sendable {
         }
         logger.notice("tollgated stopped")
         if let firstError { throw firstError }
-    }
-
-    /// Rebuilds the state from the snapshot and the records after it. A record that passed its checksum but does
-    /// not decode is refused: skipping it could resurrect a revoked token.
-    static func replay(_ recovered: RecoveredState) throws -> LicensingState {
-        var state = LicensingState()
-        if let snapshot = recovered.snapshot {
-            do {
-                state = try LicensingState.decodeSnapshot(snapshot.payload)
-            } catch {
-                throw DaemonError("the snapshot at sequence \(snapshot.sequence) does not decode: \(error)")
-            }
-        }
-        for record in recovered.records {
-            do {
-                state.apply(try StateChange.decode(type: record.type, payload: ByteBuffer(bytes: record.payload)))
-            } catch {
-                throw DaemonError("journal record \(record.sequence) does not decode: \(error); refusing to start")
-            }
-        }
-        return state
     }
 
     private func prepareStateDirectory() throws {

@@ -52,7 +52,11 @@ public final class TollgateCore: @unchecked Sendable {
 
     /// Fixed at start-up; the store limits in it are the initial ones (a reload may change them: `updateLimits`).
     public let options: Options
-    let journal: Journal
+    /// Replaced (under the lock) when a failed journal is recovered; read it through `currentJournal` off the lock.
+    private var journal: Journal
+    private let fileSystem: any JournalFileSystem
+    private var nextRecoveryAttempt: Timestamp?
+    private var recoveryBackoffMillis: Int64 = 250
     let clock: any WallClock
     let logger: Logger
     let recovery: RecoveryReport
@@ -61,6 +65,8 @@ public final class TollgateCore: @unchecked Sendable {
     private let lock = NIOLock()
     private var state: LicensingState
     private var pendingUsage: [UsageEntry] = []
+    /// Idempotency keys whose METER record is appended but not yet durable, with the repeats waiting on it.
+    private var keysInFlight: [String: [@Sendable (Bool) -> Void]] = [:]
     private var counters = Counters()
     private var snapshotInProgress = false
     private var rng = SystemRandomNumberGenerator()
@@ -70,9 +76,13 @@ public final class TollgateCore: @unchecked Sendable {
     private var maxLicenses: Int
     private var lastStatus: (at: Timestamp, checks: UInt64)?
 
-    public init(state: LicensingState, journal: Journal, recovery: RecoveryReport, clock: any WallClock, options: Options, logger: Logger) {
+    public init(
+        state: LicensingState, journal: Journal, recovery: RecoveryReport, fileSystem: any JournalFileSystem = PosixFileSystem(),
+        clock: any WallClock, options: Options, logger: Logger
+    ) {
         self.state = state
         self.journal = journal
+        self.fileSystem = fileSystem
         self.recovery = recovery
         self.clock = clock
         self.options = options
@@ -167,17 +177,44 @@ public final class TollgateCore: @unchecked Sendable {
 
     private func mutate(_ request: Request, completion: @escaping @Sendable (Response) -> Void) -> Response? {
         let now = clock.now()
-        let outcome: (response: Response, change: StateChange?)
+        // While the journal cannot write, refuse changes before applying them: an applied-but-lost change could
+        // otherwise answer a retry (an idempotency key seen) with a false ok.
+        if currentJournal.statistics.failed {
+            return .error(.unavailable, "the journal cannot write (disk full or I/O error); the change was not made. It recovers by itself; retry later")
+        }
+        enum Outcome {
+            case now(Response)
+            case later
+        }
+        let outcome: Outcome
         do {
-            outcome = try lock.withLock { () throws -> (Response, StateChange?) in
-                let decided = try decideLocked(request, now: now)
-                if let change = decided.1 { appendLocked(change, durability: .durable, completion: { result in
+            outcome = try lock.withLock { () throws -> Outcome in
+                let (response, change) = try decideLocked(request, now: now)
+                guard let change else {
+                    // A repeated idempotency key whose first record is not durable yet is answered only when that
+                    // record is: if it fails, the repeat must not have been told "ok, already counted".
+                    if case .meter(let meter) = request, case .meter(let result) = response, result.duplicate,
+                        keysInFlight[meter.idempotencyKey] != nil
+                    {
+                        keysInFlight[meter.idempotencyKey]!.append { durable in
+                            completion(durable ? response : .error(.unavailable, "the first request with this idempotency key could not be made durable; retry"))
+                        }
+                        return .later
+                    }
+                    return .now(response)
+                }
+                let key: String? = if case .metered(_, let key) = change, !key.isEmpty { key } else { nil }
+                if let key { keysInFlight[key] = [] }
+                appendLocked(change, durability: .durable) { [weak self] result in
+                    let waiters = key.flatMap { key in self?.lock.withLock { self?.keysInFlight.removeValue(forKey: key) } } ?? []
                     switch result {
-                    case .success: completion(decided.0)
+                    case .success: completion(response)
                     case .failure(let error): completion(.error(.unavailable, "the change could not be made durable: \(error.message)"))
                     }
-                }) }
-                return decided
+                    let durable = (try? result.get()) != nil
+                    for waiter in waiters { waiter(durable) }
+                }
+                return .later
             }
         } catch let error as EngineError {
             return .error(error.code == .notFound ? .notFound : .invalidArgument, error.message)
@@ -185,9 +222,11 @@ public final class TollgateCore: @unchecked Sendable {
             logger.error("request failed", metadata: ["tollgate.opcode": "\(request.opcode.name)", "tollgate.error": "\(error)"])
             return .error(.internal, "the request failed inside the server")
         }
-        if outcome.change == nil { return outcome.response }
-        maybeSnapshot()
-        return nil
+        guard case .now(let response) = outcome else {
+            maybeSnapshot()
+            return nil
+        }
+        return response
     }
 
     /// Decides a control- or data-plane change and applies it to the state. Called with the lock held.
@@ -269,7 +308,7 @@ public final class TollgateCore: @unchecked Sendable {
     /// One line for systemd's STATUS=: sizes, the check rate since the previous call, the journal's health.
     public func statusLine() -> String {
         let now = clock.now()
-        let journalStats = journal.statistics
+        let journalStats = currentJournal.statistics
         return lock.withLock {
             var rate = 0.0
             if let last = lastStatus, now.nanoseconds > last.at.nanoseconds {
@@ -281,20 +320,94 @@ public final class TollgateCore: @unchecked Sendable {
         }
     }
 
+    /// The journal in use (it changes only when a failed one is recovered).
+    public var currentJournal: Journal { lock.withLock { journal } }
+
+    // MARK: - Journal failure and recovery
+
+    /// When the journal has failed (disk full, I/O error), tries to recover: reopen it, which cuts it back to the
+    /// last durable record, and rebuild the state from it, so that memory again equals what is durable. Changes that
+    /// were answered `unavailable` are dropped by the rebuild; check consumption not yet journaled is kept. Retries
+    /// with backoff (up to 5 s) until the disk accepts writes again. Called periodically; cheap when healthy.
+    public func recoverJournalIfFailed() {
+        let now = clock.now()
+        lock.withLock {
+            guard journal.statistics.failed else { return }
+            if let next = nextRecoveryAttempt, now < next { return }
+            do {
+                // Reopening only reads; prove first that the disk takes a write and an fsync again.
+                try Self.probeWritable(directory: journal.directory, fileSystem: fileSystem)
+                try? journal.close()
+                let (reopened, recovered) = try Journal.open(directory: journal.directory, options: journal.options, fileSystem: fileSystem)
+                var rebuilt = try Self.rebuildState(from: recovered)
+                if !pendingUsage.isEmpty { rebuilt.apply(.consumed(pendingUsage)) }
+                journal = reopened
+                state = rebuilt
+                nextRecoveryAttempt = nil
+                recoveryBackoffMillis = 250
+                logger.notice("journal recovered; state rebuilt from the durable records", metadata: [
+                    "tollgate.journal.last_seq": "\(recovered.report.lastSequence)", "tollgate.tokens": "\(rebuilt.tokens.count)",
+                ])
+            } catch {
+                nextRecoveryAttempt = now.adding(millis: recoveryBackoffMillis)
+                recoveryBackoffMillis = min(recoveryBackoffMillis * 2, 5000)
+                logger.error("journal still cannot be recovered", metadata: ["tollgate.error": "\(error)", "tollgate.retry_ms": "\(recoveryBackoffMillis)"])
+            }
+        }
+    }
+
+    static func probeWritable(directory: String, fileSystem: any JournalFileSystem) throws {
+        let path = directory + "/write-probe.tmp"
+        let file = try fileSystem.open(path, mode: .createTruncate)
+        defer {
+            try? fileSystem.close(file)
+            try? fileSystem.unlink(path)
+        }
+        let bytes: [UInt8] = Array(repeating: 0, count: 4096)
+        let written = try bytes.withUnsafeBytes { try fileSystem.write(file, $0, at: 0) }
+        guard written == bytes.count else { throw JournalError(code: .io, message: "short write while probing the disk") }
+        try fileSystem.fdatasync(file)
+    }
+
+    /// Rebuilds a state from a snapshot and the records after it. A record that passed its checksum but does not
+    /// decode is refused: skipping it could resurrect a revoked token.
+    public static func rebuildState(from recovered: RecoveredState) throws -> LicensingState {
+        var state = LicensingState()
+        if let snapshot = recovered.snapshot {
+            do {
+                state = try LicensingState.decodeSnapshot(snapshot.payload)
+            } catch {
+                throw RebuildError(description: "the snapshot at sequence \(snapshot.sequence) does not decode: \(error)")
+            }
+        }
+        for record in recovered.records {
+            do {
+                state.apply(try StateChange.decode(type: record.type, payload: ByteBuffer(bytes: record.payload)))
+            } catch {
+                throw RebuildError(description: "journal record \(record.sequence) does not decode: \(error)")
+            }
+        }
+        return state
+    }
+
+    public struct RebuildError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
     // MARK: - Snapshots
 
     /// Starts a snapshot when the journal has grown past its target, off the request path.
     public func maybeSnapshot(force: Bool = false) {
-        guard force || journal.needsSnapshot else { return }
-        let taken: (LicensingState, UInt64)? = lock.withLock {
+        guard force || currentJournal.needsSnapshot else { return }
+        let taken: (LicensingState, UInt64, Journal)? = lock.withLock {
             guard !snapshotInProgress else { return nil }
             snapshotInProgress = true
             // Consumption applied in memory but not yet journaled must land before the snapshot's sequence,
             // or replay would count it twice (once in the snapshot, once in the later record).
             flushPendingUsageLocked()
-            return (state, journal.lastSequence)
+            return (state, journal.lastSequence, journal)
         }
-        guard let (copy, sequence) = taken else { return }
+        guard let (copy, sequence, journal) = taken else { return }
         let now = clock.now().millis
         let logger = self.logger
         journal.snapshot(upTo: sequence, encode: {
@@ -333,7 +446,7 @@ public final class TollgateCore: @unchecked Sendable {
     }
 
     public func statistics() -> [KeyValue] {
-        let journalStats = journal.statistics
+        let journalStats = currentJournal.statistics
         let now = clock.now()
         let extra = lock.withLock { extraStatistics }?() ?? []
         return extra + lock.withLock {

@@ -58,6 +58,7 @@ public final class TollgateServer: @unchecked Sendable {
         self.listeners = [api, admin]
         let core = self.core
         flushTask = group.next().scheduleRepeatedTask(initialDelay: core.options.usageFlushInterval, delay: core.options.usageFlushInterval) { _ in
+            core.recoverJournalIfFailed()
             core.flushPendingUsage()
             core.maybeSnapshot()
         }

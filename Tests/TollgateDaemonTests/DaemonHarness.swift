@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import TollgateClient
 import TollgateDaemon
+import TollgateJournal
 import TollgateModel
 import TollgateProtocol
 @_exported import TollgateTestSupport
@@ -15,6 +16,8 @@ final class DaemonHarness {
     var configuration: DaemonConfiguration
     private(set) var daemon: Daemon?
     let logs = LogCapture()
+    /// The journal's syscall seam (tests inject faults through it).
+    var fileSystem: any JournalFileSystem = PosixFileSystem()
 
     init(fsync: Bool = false, file: StaticString = #filePath) throws {
         // Short paths: sun_path holds at most 107 bytes.
@@ -32,7 +35,7 @@ final class DaemonHarness {
     func start() async throws {
         let logs = self.logs
         let logger = Logger(label: "tollgated-test") { label in logs.handler(label: label) }
-        let daemon = Daemon(configuration: configuration, dependencies: .init(eventLoopThreads: 1), logger: logger)
+        let daemon = Daemon(configuration: configuration, dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1), logger: logger)
         try await daemon.start()
         self.daemon = daemon
     }

@@ -36,11 +36,12 @@ final class FuzzRegressionTests: XCTestCase {
         ])
     }
 
-    /// The same through a consumed batch (type 6).
+    /// The same through a consumed batch (type 6): `recordUsage` from `apply(.consumed)`, LicensingState.swift line 59.
     func testConsumedUsageAtInt64MinDoesNotCrash() {
         replay(type: 6, payload: [
-            0x00, 0x00, 0x00, 0x01,  // one entry
-            0x00, 0x01, 0x74, 0x00, 0x01, 0x6d,  // "t", "m"
+            0x00, 0x00, 0x00, 0x01,  // one entry (30 bytes: the decoder wants at least 28 per entry)
+            0x00, 0x01, 0x74,  // token_id "t"
+            0x00, 0x09, 0x6d, 0x6d, 0x6d, 0x6d, 0x6d, 0x6d, 0x6d, 0x6d, 0x6d,  // meter "mmmmmmmmm"
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // quantity 1
             0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // at = Int64.min
         ])
