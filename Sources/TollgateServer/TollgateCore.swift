@@ -48,7 +48,11 @@ public final class TollgateCore: @unchecked Sendable {
         var durableFailures: UInt64 = 0
         var snapshots: UInt64 = 0
         var snapshotFailures: UInt64 = 0
+        var usageDropped: UInt64 = 0
     }
+
+    /// Check consumption entries kept in memory while the journal cannot write (about 100 bytes each).
+    static let maxUsageHeldDuringOutage = 1_000_000
 
     /// Fixed at start-up; the store limits in it are the initial ones (a reload may change them: `updateLimits`).
     public let options: Options
@@ -170,6 +174,15 @@ public final class TollgateCore: @unchecked Sendable {
 
     private func flushPendingUsageLocked() {
         guard !pendingUsage.isEmpty else { return }
+        // While the journal cannot write, keep the consumption: recovery re-applies it to the rebuilt state and
+        // journals it then. Bounded, so that a long outage cannot exhaust memory.
+        if journal.statistics.failed {
+            if pendingUsage.count > Self.maxUsageHeldDuringOutage {
+                counters.usageDropped &+= UInt64(pendingUsage.count - Self.maxUsageHeldDuringOutage)
+                pendingUsage.removeFirst(pendingUsage.count - Self.maxUsageHeldDuringOutage)
+            }
+            return
+        }
         let change = StateChange.consumed(pendingUsage)
         pendingUsage.removeAll(keepingCapacity: true)
         appendLocked(change, durability: .buffered, completion: nil)
@@ -463,6 +476,7 @@ public final class TollgateCore: @unchecked Sendable {
                 KeyValue("durable_writes", "\(counters.durableWrites)"),
                 KeyValue("durable_failures", "\(counters.durableFailures)"),
                 KeyValue("usage_pending", "\(pendingUsage.count)"),
+                KeyValue("usage_dropped", "\(counters.usageDropped)"),
                 KeyValue("snapshots", "\(counters.snapshots)"),
                 KeyValue("journal_last_seq", "\(journalStats.lastSequence)"),
                 KeyValue("journal_durable_seq", "\(journalStats.durableSequence)"),

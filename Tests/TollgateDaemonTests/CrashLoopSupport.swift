@@ -152,6 +152,7 @@ final class CrashLedger: @unchecked Sendable {
     }
 
     func setProbe(worker: Int, secret: String) { withLock { probeSecrets[worker] = secret } }
+    func probeSecret(_ worker: Int) -> String { withLock { probeSecrets[worker]! } }
 
     /// Starts a load round against the process `pid`, which is killed at the `target`-th acknowledgement.
     func beginRound(_ round: Int, pid: pid_t, target: Int, workers: Int) {
@@ -363,14 +364,6 @@ final class CrashLedger: @unchecked Sendable {
         withLock {
             landedUnknownIssues.formUnion(landed)
             inDoubtIssues = [:]
-        }
-    }
-
-    func recordMeterRegistration(worker: Int, key: String, quantity: UInt64) {
-        withLock {
-            let m = AckedMeter(key: key, worker: worker, quantity: quantity, round: round)
-            meters.append(m)
-            meterSum[worker, default: 0] += quantity
         }
     }
 }
