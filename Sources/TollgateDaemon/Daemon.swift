@@ -21,7 +21,8 @@ public final class Daemon: Service, @unchecked Sendable {
         public var fileSystem: any JournalFileSystem
         /// Listening sockets to adopt instead of binding the configured paths (socket activation, tests).
         public var inheritedListeners: TollgateServer.Listeners?
-        public var eventLoopThreads: Int
+        /// Overrides the configuration's `event_loop_threads` (tests).
+        public var eventLoopThreads: Int?
         /// The file a SIGHUP re-reads; nil: the embedded default.
         public var configurationPath: String?
         /// A log level given on the command line, which a reload must not undo.
@@ -34,7 +35,7 @@ public final class Daemon: Service, @unchecked Sendable {
 
         public init(
             clock: any WallClock = SystemWallClock(), fileSystem: any JournalFileSystem = PosixFileSystem(),
-            inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int = System.coreCount,
+            inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int? = nil,
             configurationPath: String? = nil, logLevelOverride: String? = nil, logLevelControl: LogLevelControl? = nil,
             notifier: SystemdNotifier = SystemdNotifier(environment: [:]), watchdogInterval: Duration? = nil
         ) {
@@ -123,7 +124,7 @@ public final class Daemon: Service, @unchecked Sendable {
         self.core = core
         for plan in configuration.plans { try await core.putDurably(.planPut(plan)) }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
         self.group = group
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server

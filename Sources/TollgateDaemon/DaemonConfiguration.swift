@@ -21,6 +21,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var maxTokens: Int = 10_000_000
     public var maxLicenses: Int = 1_000_000
     public var logLevel: String = "info"
+    /// Event loops serving the sockets. One by default: every request takes the state lock, and on a small host
+    /// a second loop mostly adds lock hand-offs and wake-ups, while the callers need the other cores.
+    public var eventLoopThreads: Int = 1
     /// Who may use each socket, by peer credentials (`SO_PEERCRED`), on top of the socket files' modes.
     public var access = AccessPolicy(api: .anyone, admin: SocketAccess(uids: [0, UInt32(geteuid())]))
     public var connectionLimits = ConnectionLimits()
@@ -47,6 +50,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
                   "max_pipelined": 1024, "max_output_bytes": 4194304 },
       "access": { "admin": { "uids": [0], "allow_own_user": true } },
       "log_level": "info",
+      "event_loop_threads": 1,
       "plans": [
         { "id": "free", "entitlements": ["read"],
           "quotas": [{ "meter": "requests", "period": "month", "limit": 1000 }],
@@ -99,6 +103,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         config.maxFrameBytes = try reader.int("max_frame_bytes", range: 1024...(16 << 20)) ?? config.maxFrameBytes
         config.usageFlushIntervalMilliseconds = try reader.int("usage_flush_interval_ms", range: 1...60_000) ?? config.usageFlushIntervalMilliseconds
         config.logLevel = try reader.string("log_level") ?? config.logLevel
+        config.eventLoopThreads = try reader.int("event_loop_threads", range: 1...256) ?? config.eventLoopThreads
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) else {
             throw ConfigurationError("log_level must be one of trace, debug, info, notice, warning, error, critical")
         }

@@ -86,7 +86,8 @@ extension StateChange {
         case 5:
             change = .metered(try r.usage(), idempotencyKey: try r.string("idempotency_key"))
         case 6:
-            let n = try r.longCount("entries", minimumElementSize: 28)
+            // The smallest entry: two empty strings (2 + 2) and two 8-byte integers.
+            let n = try r.longCount("entries", minimumElementSize: 20)
             var entries: [UsageEntry] = []
             entries.reserveCapacity(n)
             for _ in 0..<n { entries.append(try r.usage()) }

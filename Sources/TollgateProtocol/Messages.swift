@@ -174,6 +174,9 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         try r.expectEnd()
         return .error(status, message)
     }
+    guard status == .ok || opcode == .check || opcode == .meter else {
+        throw WireError(.malformed, "\(opcode.name) response: status denied is only defined for CHECK and METER")
+    }
     let response: Response
     switch opcode {
     case .hello:

@@ -193,8 +193,14 @@ final class CrashLoopTests: XCTestCase {
                 try await Task.sleep(for: .seconds(90))
                 kill(pid, SIGKILL)
             }
-            let outcome = try await verify(round: round, full: round == rounds, ledger: ledger, stateDir: stateDir, workers: workers, rng: &rng)
-            guardTask.cancel()
+            let outcome: RoundOutcome
+            do {
+                outcome = try await verify(round: round, full: round == rounds, ledger: ledger, stateDir: stateDir, workers: workers, rng: &rng)
+                guardTask.cancel()
+            } catch {
+                guardTask.cancel()
+                throw error
+            }
             lossPerKill.append(outcome.loss)
             inDoubtCallsCounted += outcome.inDoubtCallsCounted
             landedInDoubtIssues += outcome.landedIssues

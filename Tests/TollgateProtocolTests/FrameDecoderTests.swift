@@ -106,6 +106,7 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertEqual(frame.header.status, Status.denied.rawValue)
         XCTAssertEqual(try decodeResponse(opcode: .check, status: .denied, body: frame.body), denied)
         XCTAssertThrowsError(try decodeResponse(opcode: .check, status: .ok, body: frame.body), "a deny body under status ok")
+        XCTAssertThrowsError(try decodeResponse(opcode: .ping, status: .denied, body: ByteBuffer()), "denied exists for CHECK and METER only")
     }
 
     func testAnOversizedValueIsAnEncodingErrorNotACorruptStream() {
