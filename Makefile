@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: run test build release setup clean install
+.PHONY: run test build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke
 
 ## Run the daemon on its embedded default configuration (state and sockets in ./state).
 run: setup
@@ -16,6 +16,26 @@ test:
 ## Install binaries, systemd units, sysusers entry and a default configuration (PREFIX, DESTDIR honoured).
 install:
 	bash scripts/install.sh
+
+## The Swift tests under ThreadSanitizer and AddressSanitizer.
+sanitize: setup
+	bash scripts/sanitize.sh
+
+## libFuzzer targets for the frame and message decoders, journal replay and record payloads (30 s each).
+fuzz: setup
+	bash scripts/fuzz.sh 30
+
+## The same, a fixed number of inputs with a fixed seed (CI).
+fuzz-smoke: setup
+	FUZZ_RUNS=20000 bash scripts/fuzz.sh
+
+## The side-by-side benchmark: raw AF_UNIX echo, Redis with a Lua check script, Tollgate.
+bench: setup
+	bash scripts/bench.sh
+
+## The same at a tiny size (CI checks that it runs to completion).
+bench-smoke: setup
+	bash scripts/bench.sh --smoke
 
 setup:
 	bash scripts/setup.sh

@@ -7,6 +7,8 @@
 #   FUZZ_TARGETS   targets to run (default: fuzz-frames fuzz-messages fuzz-journal fuzz-payloads)
 #   FUZZ_WORK      directory for corpora, logs and crash inputs (default: a new temporary directory, kept)
 #   FUZZ_SANITIZE  sanitizers to build with (default: fuzzer,address)
+#   FUZZ_RUNS      run each target for exactly this many inputs with a fixed seed instead of SECONDS (used by CI,
+#                  so that a CI run is reproducible)
 #
 # Exits non-zero if a target crashes (or violates an invariant, or times out); the crash input's path is printed
 # as "CRASH <target>: <path>" together with the tail of its log. Reproduce with:
@@ -43,8 +45,9 @@ for target in $targets; do
     mkdir -p "$corpus" "$artifacts"
     cp -n "$work/seeds/$target/"* "$corpus/" 2>/dev/null || true
     log="$work/$target.log"
-    echo "== $target for ${seconds}s (corpus $corpus, log $log)"
-    "$bin/$target" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=5 -detect_leaks=0 \
+    echo "== $target for ${FUZZ_RUNS:+${FUZZ_RUNS} runs}${FUZZ_RUNS:-${seconds}s} (corpus $corpus, log $log)"
+    if [ -n "${FUZZ_RUNS:-}" ]; then budget=(-runs="$FUZZ_RUNS" -seed=1); else budget=(-max_total_time="$seconds"); fi
+    "$bin/$target" "$corpus" "${budget[@]}" -rss_limit_mb=2048 -timeout=5 -detect_leaks=0 \
         -print_final_stats=1 -artifact_prefix="$artifacts" >"$log" 2>&1
     rc=$?
     grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)" "$log" | tail -n 2

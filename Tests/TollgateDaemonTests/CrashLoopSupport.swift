@@ -115,6 +115,12 @@ final class CrashLedger: @unchecked Sendable {
     private(set) var acks = 0
     private(set) var killed = false
     private(set) var killedByTimeout = false
+    /// Monotonic nanoseconds at which SIGKILL was sent.
+    private(set) var killTime: UInt64 = 0
+    /// This round: only CHECKs, so no durable write carries the usage record along (the flush timer alone).
+    private(set) var checksOnly = false
+    /// (monotonic nanoseconds of the answer, cost) of every acknowledged CHECK with a cost, this round.
+    private(set) var checkAcks: [(at: UInt64, cost: UInt64)] = []
     private(set) var roundIssued: [String] = []
     private(set) var roundRevoked: [String] = []
     private(set) var roundMeters: [AckedMeter] = []
@@ -155,8 +161,11 @@ final class CrashLedger: @unchecked Sendable {
     func probeSecret(_ worker: Int) -> String { withLock { probeSecrets[worker]! } }
 
     /// Starts a load round against the process `pid`, which is killed at the `target`-th acknowledgement.
-    func beginRound(_ round: Int, pid: pid_t, target: Int, workers: Int) {
+    func beginRound(_ round: Int, pid: pid_t, target: Int, workers: Int, checksOnly: Bool) {
         withLock {
+            self.checksOnly = checksOnly
+            checkAcks = []
+            killTime = 0
             self.round = round
             self.pid = pid
             self.target = target
@@ -187,6 +196,7 @@ final class CrashLedger: @unchecked Sendable {
             guard !killed else { return }
             killed = true
             killedByTimeout = timeout
+            killTime = monotonicNanoseconds()
             kill(pid, SIGKILL)
         }
     }
@@ -197,7 +207,8 @@ final class CrashLedger: @unchecked Sendable {
             var rng = rngs[w]!
             defer { rngs[w] = rng }
             sequence += 1
-            let roll = Int.random(in: 0..<100, using: &rng)
+            var roll = Int.random(in: 0..<100, using: &rng)
+            if checksOnly { roll = roll < 80 ? 0 : 30 }
             switch roll {
             case 0..<30:
                 return .checkCost(worker: w, cost: UInt64.random(in: 1...5, using: &rng))
@@ -231,6 +242,7 @@ final class CrashLedger: @unchecked Sendable {
         acks += 1
         if !killed && acks >= target {
             killed = true
+            killTime = monotonicNanoseconds()
             kill(pid, SIGKILL)
         }
     }
@@ -238,6 +250,7 @@ final class CrashLedger: @unchecked Sendable {
     func ackCheckCost(worker: Int, cost: UInt64) {
         withLock {
             callsAcked[worker, default: 0] += cost
+            checkAcks.append((monotonicNanoseconds(), cost))
             acknowledgedLocked("check_cost")
         }
     }
@@ -366,6 +379,24 @@ final class CrashLedger: @unchecked Sendable {
             inDoubtIssues = [:]
         }
     }
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// How long before the kill the oldest forgotten check consumption was acknowledged, assuming what is forgotten
+/// is the most recent consumption (`lost` units of the newest acknowledgements). Nil when nothing was lost.
+func lossWindowMillis(lost: UInt64, acks: [(at: UInt64, cost: UInt64)], killTime: UInt64) -> UInt64? {
+    guard lost > 0 else { return nil }
+    var sum: UInt64 = 0
+    for ack in acks.sorted(by: { $0.at > $1.at }) {
+        sum += ack.cost
+        if sum >= lost { return killTime > ack.at ? (killTime - ack.at) / 1_000_000 : 0 }
+    }
+    return acks.map(\.at).min().map { killTime > $0 ? (killTime - $0) / 1_000_000 : 0 }
 }
 
 /// Runs `body` over `items` with at most `width` calls in flight (requests are pipelined on one connection).
