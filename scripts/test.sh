@@ -41,6 +41,18 @@ python_failed=$(grep -E "^FAILED" "$log_dir/python.log" | grep -oE "(failures|er
 if [ "$python_status" -ne 0 ] && [ "$python_failed" -eq 0 ]; then python_failed=1; cat "$log_dir/python.log"; fi
 [ "$python_status" -eq 0 ] || grep -E "^(FAIL|ERROR):" "$log_dir/python.log"
 
+echo "== hostile-load soak"
+timeout 300 python3 scripts/soak.py --tollgated "$(swift build --show-bin-path)/tollgated" --seconds 10 >"$log_dir/soak.log" 2>&1
+soak_status=$?
+grep -E "^(ok|not ok) |^# (RSS|probe):|^[0-9]+ passed, [0-9]+ failed" "$log_dir/soak.log"
+soak_line=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log_dir/soak.log" | tail -n 1)
+soak_passed=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$soak_line")
+soak_failed=$(sed -E 's/.*, ([0-9]+) failed.*/\1/' <<<"$soak_line")
+[ -n "$soak_line" ] || { soak_passed=0; soak_failed=1; }
+if [ "$soak_status" -ne 0 ] && [ "$soak_failed" -eq 0 ]; then soak_failed=1; fi
+[ "$soak_failed" -eq 0 ] || cat "$log_dir/soak.log"
+soak_total=$((soak_passed + soak_failed))
+
 echo "== systemd end-to-end"
 bash Tests/systemd/e2e.sh "$(swift build --show-bin-path)" >"$log_dir/systemd.log" 2>&1
 systemd_status=$?
@@ -53,8 +65,8 @@ if [ "$systemd_status" -ne 0 ] && [ "$systemd_failed" -eq 0 ]; then systemd_fail
 [ "$systemd_failed" -eq 0 ] || cat "$log_dir/systemd.log"
 systemd_total=$((systemd_passed + systemd_failed))
 
-total=$((swift_total + python_total + systemd_total))
-failed=$((swift_failed + python_failed + systemd_failed))
-echo "swift: ${swift_total} tests, ${swift_failed} failed; python: ${python_total} tests, ${python_failed} failed; systemd: ${systemd_total} checks, ${systemd_failed} failed"
+total=$((swift_total + python_total + soak_total + systemd_total))
+failed=$((swift_failed + python_failed + soak_failed + systemd_failed))
+echo "swift: ${swift_total} tests, ${swift_failed} failed; python: ${python_total} tests, ${python_failed} failed; soak: ${soak_total} checks, ${soak_failed} failed; systemd: ${systemd_total} checks, ${systemd_failed} failed"
 echo "$((total - failed)) passed, ${failed} failed"
 [ "$failed" -eq 0 ]

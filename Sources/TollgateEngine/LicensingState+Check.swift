@@ -30,20 +30,23 @@ extension LicensingState {
         }
 
         // Decide every limit before committing any of them.
-        var newTAT: Int64?
+        var limiter: RateLimiterState?
         if plan.ratePerSecond > 0 {
             let interval = 1_000_000_000 / Int64(plan.ratePerSecond)
             let tolerance = interval * Int64(max(plan.burst, 1) - 1)
-            // Clamping the debt to what this policy can accrue is a no-op under an unchanged plan, and makes a
-            // changed rate apply from the next check instead of carrying the old plan's debt.
-            let tat = min(max(rateLimiterTAT[token.licenseID] ?? now.nanoseconds, now.nanoseconds), now.nanoseconds + tolerance + interval)
+            // A limiter state left by another rate or burst (the plan changed) is discarded, so the new plan applies
+            // from the next check instead of the old plan's debt.
+            var tat = now.nanoseconds
+            if let previous = rateLimiterTAT[token.licenseID], previous.interval == interval, previous.tolerance == tolerance {
+                tat = max(previous.tat, now.nanoseconds)
+            }
             if tat - now.nanoseconds > tolerance {
                 let wait = tat - now.nanoseconds - tolerance
                 result.reason = .rateLimited
                 result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
                 return (result, nil)
             }
-            newTAT = tat + interval
+            limiter = RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)
         }
 
         var consumed: UsageEntry?
@@ -64,7 +67,7 @@ extension LicensingState {
             }
         }
 
-        if let newTAT { rateLimiterTAT[token.licenseID] = newTAT }
+        if let limiter { rateLimiterTAT[token.licenseID] = limiter }
         if let consumed { recordUsage(consumed) }
         return (result, consumed)
     }

@@ -19,9 +19,16 @@ public struct LicensingState: Sendable {
     public internal(set) var idempotencyKeys: [String: UnixMillis] = [:]
     /// Rate limiter state (GCRA theoretical arrival time, in nanoseconds) per license. Not journaled: after a
     /// restart every license starts with a full burst.
-    var rateLimiterTAT: [String: Int64] = [:]
+    var rateLimiterTAT: [String: RateLimiterState] = [:]
 
     public init() {}
+
+    /// GCRA state of one license, with the policy it was computed under.
+    struct RateLimiterState: Sendable, Hashable {
+        var tat: Int64
+        var interval: Int64
+        var tolerance: Int64
+    }
 
     public struct LicenseRecord: Sendable, Hashable {
         public var spec: LicenseSpec

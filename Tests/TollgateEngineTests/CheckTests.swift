@@ -165,6 +165,25 @@ final class CheckTests: XCTestCase {
         XCTAssertEqual(f.check(secret).reason, .rateLimited)
     }
 
+    func testARaisedRateAppliesFromTheNextCheckWithoutTheOldPlansDebt() throws {
+        let (f, secret, _) = try EngineFixture.standard(rate: 1, burst: 1)  // one per second
+        f.checkAllowed(secret)
+        XCTAssertEqual(f.check(secret).reason, .rateLimited)
+        XCTAssertEqual(f.check(secret).retryAfterMillis, 1000, "the old plan would make the caller wait a second")
+        // Upsell to 1000/s with a burst of 5: the next checks follow the new plan at once.
+        try f.putPlan("pro", entitlements: ["read", "write"], rate: 1000, burst: 5)
+        for i in 0..<5 { XCTAssertEqual(f.check(secret).reason, .none, "request \(i) under the new plan (burst 5)") }
+        let limited = f.check(secret)
+        XCTAssertEqual(limited.reason, .rateLimited, "the new burst is bounded too")
+        XCTAssertLessThanOrEqual(limited.retryAfterMillis, 1, "and its waits are the new plan's")
+    }
+
+    func testRatesAboveTheMaximumAreRefused() throws {
+        let f = EngineFixture()
+        assertEngineError(.invalidArgument) { try f.putPlan("fast", rate: Limits.maxRatePerSecond + 1, burst: 1) }
+        XCTAssertEqual(try f.putPlan("fast", rate: Limits.maxRatePerSecond, burst: 0).burst, 1)
+    }
+
     func testRateLimitRetryAfterRoundsUpSubMillisecondIntervals() throws {
         let (f, secret, _) = try EngineFixture.standard(rate: 3, burst: 0)  // burst normalized to 1; interval 333_333_333 ns
         XCTAssertEqual(f.state.plans["pro"]?.burst, 1)
