@@ -82,7 +82,9 @@ public final class Daemon: Service, @unchecked Sendable {
         try prepareStateDirectory()
         let options = JournalOptions(
             segmentTargetBytes: configuration.snapshotAfterBytes,
-            flushInterval: .milliseconds(configuration.usageFlushIntervalMilliseconds),
+            // The core already batches check consumption for `usage_flush_interval_ms`; the journal must then write
+            // that batch promptly, or a crash could lose two intervals instead of one.
+            flushInterval: .milliseconds(min(10, configuration.usageFlushIntervalMilliseconds)),
             fsync: configuration.journalFsync)
         let (journal, recovered): (Journal, RecoveredState)
         do {
