@@ -37,6 +37,14 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         }
     }
 
+    /// Whether the request changes state (and so is answered only once its journal record is durable).
+    public var changesState: Bool {
+        switch self {
+        case .meter, .revoke, .issue, .licensePut, .planPut: return true
+        default: return false
+        }
+    }
+
     /// Data-plane opcodes are served on the api socket; everything else needs the admin socket.
     public var isDataPlane: Bool {
         switch self {

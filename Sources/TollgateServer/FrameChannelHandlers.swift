@@ -43,6 +43,9 @@ final class RequestChannelHandler: ChannelDuplexHandler {
 
     private var nextToken: UInt64 = 0
 
+    /// The completion of requests that never wait for the journal.
+    private static let answeredAtOnce: @Sendable (Response) -> Void = { _ in }
+
     init(core: TollgateCore, role: SocketRole, registry: ConnectionRegistry, logger: Logger) {
         self.core = core
         self.role = role
@@ -155,6 +158,11 @@ final class RequestChannelHandler: ChannelDuplexHandler {
             return emit(context: context, .error(.notPermitted, "this peer (\(peer?.description ?? "credentials unknown")) is not allowed on the \(role.name) socket"), opcode: header.opcode, requestID: header.requestID)
         }
 
+        // Reads (CHECK above all) are answered at once: no completion closure is allocated for them.
+        guard opcode.changesState else {
+            let response = core.handle(request, role: role, completion: Self.answeredAtOnce)
+            return emit(context: context, response ?? .error(.internal, "no answer"), opcode: header.opcode, requestID: header.requestID)
+        }
         let token = nextToken
         nextToken &+= 1
         let loop = context.eventLoop
