@@ -111,7 +111,7 @@ let package = Package(
         ),
         .target(name: "TollgateTestSupport", path: "Tests/TollgateTestSupport"),
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
-        .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel"]),
+        .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
         .testTarget(
             name: "TollgateSystemdTests",

@@ -7,19 +7,6 @@ import TollgateProtocol
 import Glibc
 #endif
 
-/// SplitMix64: a small seeded generator, so a failing crash-loop run can be replayed with the same choices
-/// (the interleaving of answers is still up to the scheduler).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// One operation of the crash-loop load.
 enum CrashOp: Sendable {
@@ -140,7 +127,7 @@ final class CrashLedger: @unchecked Sendable {
     private(set) var ackedByKind: [String: Int] = [:]
     private(set) var inDoubtByKind: [String: Int] = [:]
     private(set) var violations: [String] = []
-    private var rngs: [Int: SeededGenerator] = [:]
+    private var rngs: [Int: SplitMix64] = [:]
     private var sequence = 0
     let seed: UInt64
 
@@ -183,7 +170,7 @@ final class CrashLedger: @unchecked Sendable {
             inDoubtPuts = [:]
             dirtyRevokedObservations = []
             for w in 0..<workers where rngs[w] == nil {
-                rngs[w] = SeededGenerator(seed: seed &+ UInt64(w + 1) &* 0x1000_0001)
+                rngs[w] = SplitMix64(seed: seed &+ UInt64(w + 1) &* 0x1000_0001)
             }
         }
     }

@@ -109,7 +109,7 @@ final class CrashLoopTests: XCTestCase {
         let logPath = directory + "/tollgated.log"
         try Data(#"{ "usage_flush_interval_ms": 100, "journal": { "fsync": true, "snapshot_after_bytes": \#(snapshotBytes) } }"#.utf8)
             .write(to: URL(fileURLWithPath: config))
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let ledger = CrashLedger(seed: seed)
         var child = try startDaemon(config: config, stateDir: stateDir, logPath: logPath)
         try await waitUntilServing(child, stateDir: stateDir, logPath: logPath)
@@ -310,7 +310,7 @@ final class CrashLoopTests: XCTestCase {
     }
 
     /// Up to `count` elements of `items`, chosen at random.
-    static func sample<T>(_ items: [T], _ count: Int, using rng: inout SeededGenerator) -> [T] {
+    static func sample<T>(_ items: [T], _ count: Int, using rng: inout SplitMix64) -> [T] {
         guard items.count > count else { return items }
         return (0..<count).map { _ in items[Int.random(in: 0..<items.count, using: &rng)] }
     }
@@ -325,7 +325,7 @@ final class CrashLoopTests: XCTestCase {
         return quota.limit - quota.remaining
     }
 
-    func verify(round: Int, full: Bool, ledger: CrashLedger, stateDir: String, workers: Int, rng: inout SeededGenerator) async throws -> RoundOutcome {
+    func verify(round: Int, full: Bool, ledger: CrashLedger, stateDir: String, workers: Int, rng: inout SplitMix64) async throws -> RoundOutcome {
         var outcome = RoundOutcome()
         let admin = try await TollgateConnection.connect(path: stateDir + "/tollgate-admin.sock")
         let api = try await TollgateConnection.connect(path: stateDir + "/tollgate.sock")

@@ -1,5 +1,6 @@
 import Foundation
 import TollgateModel
+import TollgateTestSupport
 import XCTest
 
 @testable import TollgateEngine

@@ -1,5 +1,6 @@
 import NIOCore
 import TollgateModel
+import TollgateTestSupport
 import XCTest
 
 @testable import TollgateEngine

@@ -1,4 +1,5 @@
 import TollgateModel
+import TollgateTestSupport
 import XCTest
 
 @testable import TollgateEngine
