@@ -410,6 +410,27 @@ else
     pass "no issued secret appears in the journal ($(grep -ac '^__CURSOR=' "$testdir/journal.export") entries searched)"
 fi
 
+# --- 6b. A restart under socket activation loses no connection attempt: clients queue on the sockets. ---
+before_pid=$(prop tollgated.service MainPID)
+restart_log="$testdir/restart-pings"
+mkdir -p "$restart_log"
+sctl restart --no-block tollgated.service >/dev/null 2>&1
+ping_pids=()
+for i in $(seq 1 20); do
+    (tg ping >"$restart_log/$i.out" 2>&1; echo $? >"$restart_log/$i.rc") &
+    ping_pids+=($!)
+done
+wait "${ping_pids[@]}"  # only these: a bare `wait` would also wait for the namespace itself
+ok_pings=$(grep -lx 0 "$restart_log"/*.rc 2>/dev/null | wc -l)
+service_running() { [ "$(state tollgated.service)" = active/running ]; }
+wait_for 20 service_running || true
+after_pid=$(prop tollgated.service MainPID)
+if [ "$ok_pings" -eq 20 ] && [ "$after_pid" != "$before_pid" ] && [ "$after_pid" != 0 ]; then
+    pass "20 pings sent while the service restarts all succeed (MainPID $before_pid -> $after_pid): none lost"
+else
+    fail "20 pings sent while the service restarts all succeed" "$ok_pings of 20 succeeded; MainPID $before_pid -> $after_pid"$'\n'"$(cat "$restart_log"/*.out 2>/dev/null | sort | uniq -c | head -n 5)"
+fi
+
 # --- 8 (before the stop, while the unit is loaded). The sandbox's exposure, for information. ---
 # The live unit carries the test's DefaultDependencies=no, for which systemd-analyze skips PrivateTmp=,
 # ProtectHome=, ProtectSystem= and RootDirectory= ("special boot phase"); the unit file as shipped is scored
