@@ -55,7 +55,7 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        output = context.channel.allocator.buffer(capacity: 4096)
+        output = context.channel.allocator.buffer(capacity: 1024)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -235,7 +235,9 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         if wantsFlush {
             wantsFlush = false
             let chunk = output
-            output = context.channel.allocator.buffer(capacity: 4096)
+            // Small: with pipelined durable requests each answer is its own write, and the output limit counts
+            // the bytes written, not the capacity behind them.
+            output = context.channel.allocator.buffer(capacity: 128)
             if closeAfterFlush && queue.isEmpty {
                 context.writeAndFlush(wrapOutboundOut(chunk)).whenComplete { _ in context.close(promise: nil) }
                 return
