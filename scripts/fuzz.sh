@@ -45,7 +45,8 @@ for target in $targets; do
     mkdir -p "$corpus" "$artifacts"
     cp -n "$work/seeds/$target/"* "$corpus/" 2>/dev/null || true
     log="$work/$target.log"
-    echo "== $target for ${FUZZ_RUNS:+${FUZZ_RUNS} runs}${FUZZ_RUNS:-${seconds}s} (corpus $corpus, log $log)"
+    if [ -n "${FUZZ_RUNS:-}" ]; then amount="$FUZZ_RUNS runs"; else amount="${seconds}s"; fi
+    echo "== $target for $amount (corpus $corpus, log $log)"
     if [ -n "${FUZZ_RUNS:-}" ]; then budget=(-runs="$FUZZ_RUNS" -seed=1); else budget=(-max_total_time="$seconds"); fi
     "$bin/$target" "$corpus" "${budget[@]}" -rss_limit_mb=2048 -timeout=5 -detect_leaks=0 \
         -print_final_stats=1 -artifact_prefix="$artifacts" >"$log" 2>&1
