@@ -80,6 +80,22 @@ final class ConnectionLimitTests: XCTestCase {
         XCTAssertTrue(harness.logs.text.contains("uid=65534"), "the refusal is in the log with the peer's uid")
     }
 
+    func testFullStoresRefuseNewTokensAndLicensesWithAClearError() async throws {
+        harness.configuration.maxTokens = 2
+        harness.configuration.maxLicenses = 1
+        try await harness.start()
+        let p = try await harness.provision()
+        let admin = try await harness.admin()
+        _ = try await admin.issue(IssueRequest(licenseID: p.licenseID, subject: "second"))
+        let third = try await admin.send(.issue(IssueRequest(licenseID: p.licenseID, subject: "third")))
+        XCTAssertEqual(third.status, .invalidArgument)
+        if case .error(_, let message) = third { XCTAssertTrue(message.contains("full"), message) }
+        let newLicense = try await admin.send(.licensePut(LicenseSpec(id: "lic_other", customer: "c", plan: "free", status: .active)))
+        XCTAssertEqual(newLicense.status, .invalidArgument)
+        let sameLicense = try await admin.send(.licensePut(LicenseSpec(id: p.licenseID, customer: "renamed", plan: "free", status: .active)))
+        XCTAssertEqual(sameLicense.status, .ok, "an existing license can still be changed when the store is full")
+    }
+
     func testConnectionsBeyondTheLimitAreRefusedCleanly() async throws {
         harness.configuration.connectionLimits.maxConnections = 3
         try await harness.start()
