@@ -5,18 +5,21 @@ extension LicensingState {
     /// under the caller's exclusive access. A denied check changes nothing (neither usage nor the rate limiter).
     ///
     /// - Returns: the answer, and the usage to journal (within the flush window) when something was consumed.
-    public mutating func check(_ request: CheckRequest, at now: Timestamp) -> (result: CheckResult, consumed: UsageEntry?) {
+    /// - Parameter caller: the uid of the process that presented the token (peer credentials), checked against a
+    ///   token bound to callers; nil when unknown, which a bound token refuses.
+    public mutating func check(_ request: CheckRequest, at now: Timestamp, caller: UInt32? = nil) -> (result: CheckResult, consumed: UsageEntry?) {
         var tokenString = request.token
         let hash: TokenHash? = tokenString.withUTF8 { utf8 in
             guard TokenFormat.validate(utf8: utf8) != nil else { return nil }
             return Self.hash(utf8: utf8)
         }
         guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
-        guard let token = tokens[hash]?.info else { return (CheckResult(reason: .unknownToken), nil) }
+        guard let record = tokens[hash] else { return (CheckResult(reason: .unknownToken), nil) }
+        let token = record.info
 
         var result = CheckResult(reason: .none, tokenID: token.id, licenseID: token.licenseID, subject: token.subject)
         let plan: Plan
-        switch usability(of: token, at: now.millis) {
+        switch usability(of: record, at: now.millis, caller: caller) {
         case .failure(let denial):
             result.reason = denial.reason
             return (result, nil)
@@ -79,7 +82,8 @@ extension LicensingState {
 
     /// The token-level and license-level gates shared by CHECK and METER: revocation, validity window, license
     /// standing. On success, the license's plan.
-    func usability(of token: TokenInfo, at now: UnixMillis) -> Result<Plan, DenyReasonError> {
+    func usability(of record: TokenRecord, at now: UnixMillis, caller: UInt32?) -> Result<Plan, DenyReasonError> {
+        let token = record.info
         if token.revokedAt != 0 { return .failure(DenyReasonError(.revoked)) }
         if token.notBefore != 0 && now < token.notBefore { return .failure(DenyReasonError(.notYetValid)) }
         if token.expiresAt != 0 && now >= token.expiresAt { return .failure(DenyReasonError(.expired)) }
@@ -87,6 +91,7 @@ extension LicensingState {
             license.validUntil == 0 || now < license.validUntil,
             let plan = plans[license.plan]
         else { return .failure(DenyReasonError(.licenseInactive)) }
+        if let bound = record.boundUIDs, !bound.contains(where: { $0 == caller }) { return .failure(DenyReasonError(.callerNotAllowed)) }
         return .success(plan)
     }
 }

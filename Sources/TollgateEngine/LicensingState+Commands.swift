@@ -4,16 +4,17 @@ import TollgateModel
 /// records it, applies that change through `apply(_:)`, and returns it so the caller can journal it.
 extension LicensingState {
     /// Records usage the caller served. Quota never denies a METER: usage that happened is counted.
-    public mutating func meter(_ request: MeterRequest, at now: Timestamp) throws -> (result: MeterResult, change: StateChange?) {
+    public mutating func meter(_ request: MeterRequest, at now: Timestamp, caller: UInt32? = nil) throws -> (result: MeterResult, change: StateChange?) {
         try Validate.length(request.meter, max: Limits.maxMeterName, "the meter name", allowEmpty: false)
         try Validate.length(request.idempotencyKey, max: Limits.maxIdempotencyKey, "the idempotency key")
         guard request.quantity > 0 else { throw EngineError.invalid("the quantity must be at least 1") }
 
         guard TokenFormat.validate(request.token) != nil else { return (MeterResult(reason: .malformedToken), nil) }
-        guard let token = tokens[Self.hash(of: request.token)]?.info else { return (MeterResult(reason: .unknownToken), nil) }
+        guard let record = tokens[Self.hash(of: request.token)] else { return (MeterResult(reason: .unknownToken), nil) }
+        let token = record.info
         var result = MeterResult(reason: .none, tokenID: token.id, licenseID: token.licenseID)
         let plan: Plan
-        switch usability(of: token, at: now.millis) {
+        switch usability(of: record, at: now.millis, caller: caller) {
         case .failure(let denial):
             result.reason = denial.reason
             return (result, nil)
@@ -72,6 +73,14 @@ extension LicensingState {
         for pair in request.metadata {
             try Validate.length(pair.key, max: Limits.maxMetadataKey, "a metadata key", allowEmpty: false)
             try Validate.length(pair.value, max: Limits.maxMetadataValue, "a metadata value")
+            if pair.key.hasPrefix(TokenBinding.reservedPrefix) {
+                guard pair.key == TokenBinding.metadataKey else {
+                    throw EngineError.invalid("metadata keys starting with \(TokenBinding.reservedPrefix) are reserved; the only one defined is \(TokenBinding.metadataKey)")
+                }
+                guard TokenBinding.parse(pair.value) != nil else {
+                    throw EngineError.invalid("\(TokenBinding.metadataKey) must be a comma-separated list of 1 to 16 uids")
+                }
+            }
         }
         let notBefore = request.notBefore
         guard request.expiresAt == 0 || request.expiresAt > max(notBefore, now.millis) else {

@@ -16,6 +16,7 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, Hashable {
     case insufficientScope = 7
     case quotaExceeded = 8
     case rateLimited = 9
+    case callerNotAllowed = 10
 
     /// The stable, machine-readable name used in logs, JSON output and the spec.
     public var name: String {
@@ -30,6 +31,7 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, Hashable {
         case .insufficientScope: return "insufficient_scope"
         case .quotaExceeded: return "quota_exceeded"
         case .rateLimited: return "rate_limited"
+        case .callerNotAllowed: return "caller_not_allowed"
         }
     }
 }

@@ -160,7 +160,7 @@ final class RequestChannelHandler: ChannelDuplexHandler {
 
         // Reads (CHECK above all) are answered at once: no completion closure is allocated for them.
         guard opcode.changesState else {
-            let response = core.handle(request, role: role, completion: Self.answeredAtOnce)
+            let response = core.handle(request, role: role, caller: peer?.uid, completion: Self.answeredAtOnce)
             return emit(context: context, response ?? .error(.internal, "no answer"), opcode: header.opcode, requestID: header.requestID)
         }
         let token = nextToken
@@ -168,7 +168,7 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         let loop = context.eventLoop
         let boundContext = NIOLoopBound(context, eventLoop: loop)
         let bound = NIOLoopBound(self, eventLoop: loop)
-        let immediate = core.handle(request, role: role) { response in
+        let immediate = core.handle(request, role: role, caller: peer?.uid) { response in
             loop.execute {
                 bound.value.complete(context: boundContext.value, token: token, response, opcode: header.opcode, requestID: header.requestID)
             }

@@ -105,7 +105,8 @@ public final class TollgateCore: @unchecked Sendable {
 
     /// Answers `request` arriving on a socket of `role`. Returns the response when it is ready now; otherwise
     /// returns nil and calls `completion` (on the journal's thread) once the change is durable or has failed.
-    public func handle(_ request: Request, role: SocketRole, completion: @escaping @Sendable (Response) -> Void) -> Response? {
+    /// `caller` is the peer's uid (from `SO_PEERCRED`), which tokens bound to callers are checked against.
+    public func handle(_ request: Request, role: SocketRole, caller: UInt32? = nil, completion: @escaping @Sendable (Response) -> Void) -> Response? {
         if role == .api {
             guard request.opcode.isDataPlane else {
                 return .error(.notPermitted, "\(request.opcode.name) is served on the admin socket only")
@@ -126,7 +127,7 @@ public final class TollgateCore: @unchecked Sendable {
             guard check.meter.utf8.count <= Limits.maxMeterName else {
                 return .error(.invalidArgument, "the meter name must be at most \(Limits.maxMeterName) bytes")
             }
-            return .check(self.check(check))
+            return .check(self.check(check, caller: caller))
         case .stats:
             return .stats(statistics())
         case .licenseGet(let id):
@@ -138,15 +139,15 @@ public final class TollgateCore: @unchecked Sendable {
         case .tokenList(let list):
             return listTokens(list)
         case .meter, .revoke, .issue, .licensePut, .planPut:
-            return mutate(request, completion: completion)
+            return mutate(request, caller: caller, completion: completion)
         }
     }
 
     /// The hot path: decide and consume under the lock, no I/O.
-    public func check(_ request: CheckRequest) -> CheckResult {
+    public func check(_ request: CheckRequest, caller: UInt32? = nil) -> CheckResult {
         let now = clock.now()
         let (result, flushNeeded, logDecision) = lock.withLock { () -> (CheckResult, Bool, Bool) in
-            let (result, consumed) = state.check(request, at: now)
+            let (result, consumed) = state.check(request, at: now, caller: caller)
             counters.checks &+= 1
             var logDecision = false
             if !result.allowed {
@@ -188,7 +189,7 @@ public final class TollgateCore: @unchecked Sendable {
         appendLocked(change, durability: .buffered, completion: nil)
     }
 
-    private func mutate(_ request: Request, completion: @escaping @Sendable (Response) -> Void) -> Response? {
+    private func mutate(_ request: Request, caller: UInt32?, completion: @escaping @Sendable (Response) -> Void) -> Response? {
         let now = clock.now()
         // While the journal cannot write, refuse changes before applying them: an applied-but-lost change could
         // otherwise answer a retry (an idempotency key seen) with a false ok.
@@ -202,7 +203,7 @@ public final class TollgateCore: @unchecked Sendable {
         let outcome: Outcome
         do {
             outcome = try lock.withLock { () throws -> Outcome in
-                let (response, change) = try decideLocked(request, now: now)
+                let (response, change) = try decideLocked(request, now: now, caller: caller)
                 guard let change else {
                     // A repeated idempotency key whose first record is not durable yet is answered only when that
                     // record is: if it fails, the repeat must not have been told "ok, already counted".
@@ -243,10 +244,10 @@ public final class TollgateCore: @unchecked Sendable {
     }
 
     /// Decides a control- or data-plane change and applies it to the state. Called with the lock held.
-    private func decideLocked(_ request: Request, now: Timestamp) throws -> (Response, StateChange?) {
+    private func decideLocked(_ request: Request, now: Timestamp, caller: UInt32?) throws -> (Response, StateChange?) {
         switch request {
         case .meter(let meter):
-            let (result, change) = try state.meter(meter, at: now)
+            let (result, change) = try state.meter(meter, at: now, caller: caller)
             counters.meters &+= 1
             if result.duplicate { counters.meterDuplicates &+= 1 }
             return (.meter(result), change)

@@ -4,6 +4,10 @@ import TollgateModel
 import TollgateProtocol
 import XCTest
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The real daemon on temporary sockets, spoken to by the client library.
 final class EndToEndTests: XCTestCase {
     var harness: DaemonHarness!
@@ -140,6 +144,22 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(reasons, [.none, .none, .rateLimited], "a burst of 2 lets two through at once")
         XCTAssertGreaterThan(retry, 0)
         XCTAssertLessThanOrEqual(retry, 1000)
+    }
+
+    func testATokenBoundToCallersIsUselessToAnyOtherProcess() async throws {
+        let p = try await harness.provision()
+        let admin = try await harness.admin()
+        let me = UInt32(geteuid())
+        let (mine, _) = try await admin.issue(IssueRequest(licenseID: p.licenseID, subject: "bound-to-me", metadata: [KeyValue("tollgate.bind_uids", "\(me)")]))
+        let (theirs, _) = try await admin.issue(IssueRequest(licenseID: p.licenseID, subject: "bound-elsewhere", metadata: [KeyValue("tollgate.bind_uids", "\(me &+ 1)")]))
+        let api = try await harness.api()
+        let allowed = try await api.check(CheckRequest(token: mine))
+        XCTAssertTrue(allowed.allowed, "the peer uid of this connection is the bound one")
+        let refused = try await api.check(CheckRequest(token: theirs))
+        XCTAssertEqual(refused.reason, .callerNotAllowed)
+        XCTAssertEqual(refused.subject, "bound-elsewhere")
+        let meter = try await api.meter(MeterRequest(token: theirs, meter: "requests", quantity: 1))
+        XCTAssertEqual(meter.reason, .callerNotAllowed)
     }
 
     func testAdminRequestsAreRefusedOnTheAPISocket() async throws {

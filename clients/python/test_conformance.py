@@ -176,7 +176,7 @@ class StrictDecodingTests(unittest.TestCase):
     def test_unknown_reason_rejected(self):
         f = tg.parse_frame(self.check_allow)
         body = bytearray(f.body)
-        body[0], body[1] = 0, 10                     # decision deny, reason 10 (unknown)
+        body[0], body[1] = 0, 11                     # decision deny, reason 11 (unknown)
         with self.assertRaises(DecodeError):
             tg.decode_response(f._replace(body=bytes(body), status=1))
 

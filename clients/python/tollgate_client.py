@@ -73,7 +73,7 @@ STATUS = {v: k for k, v in STATUS_NAMES.items()}
 REASON_NAMES = {
     0: "none", 1: "malformed_token", 2: "unknown_token", 3: "revoked",
     4: "not_yet_valid", 5: "expired", 6: "license_inactive",
-    7: "insufficient_scope", 8: "quota_exceeded", 9: "rate_limited",
+    7: "insufficient_scope", 8: "quota_exceeded", 9: "rate_limited", 10: "caller_not_allowed",
 }
 REASON = {v: k for k, v in REASON_NAMES.items()}
 
