@@ -22,10 +22,20 @@ let package = Package(
     targets: [
         .target(name: "CLibFuzzer", path: "Sources/CLibFuzzer"),
         .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Sources/FuzzSupport"),
+        .target(
+            name: "CodecChecks",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "TollgateProtocol", package: "tollgate"),
+                .product(name: "TollgateModel", package: "tollgate"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/CodecChecks"
+        ),
         .executableTarget(
             name: "fuzz-frames",
             dependencies: [
-                "FuzzSupport",
+                "FuzzSupport", "CodecChecks",
                 .product(name: "TollgateProtocol", package: "tollgate"),
                 .product(name: "TollgateModel", package: "tollgate"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -34,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "fuzz-messages",
             dependencies: [
-                "FuzzSupport",
+                "FuzzSupport", "CodecChecks",
                 .product(name: "TollgateProtocol", package: "tollgate"),
                 .product(name: "TollgateModel", package: "tollgate"),
                 .product(name: "NIOCore", package: "swift-nio"),
