@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: run test build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke
+.PHONY: run test build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke scale
 
 ## Run the daemon on its embedded default configuration (state and sockets in ./state).
 run: setup
@@ -36,6 +36,10 @@ bench: setup
 ## The same at a tiny size (CI checks that it runs to completion).
 bench-smoke: setup
 	bash scripts/bench.sh --smoke
+
+## The scale run: 1 M tokens over 100 k licenses (memory per token, start-up time, check latency vs 1 k tokens).
+scale: setup
+	bash scripts/scale.sh
 
 setup:
 	bash scripts/setup.sh
