@@ -137,46 +137,98 @@ final class ConnectionLimitTests: XCTestCase {
         try await idle.closeFuture.get()
     }
 
-    /// A client that pipelines requests but never reads its answers must hit backpressure: the daemon stops
-    /// reading from it once its answers fill the output limit, so the client's own writes block (EAGAIN) after a
-    /// bounded number of bytes instead of the daemon buffering without end.
-    func testAClientThatNeverReadsIsThrottledNotBuffered() async throws {
-        harness.configuration.connectionLimits.maxOutputBytes = 64 << 10
+    /// While the journal is slow, a connection may have at most `max_pipelined` requests waiting for it; beyond
+    /// that the daemon stops reading the connection, so the client's writes block instead of the daemon queueing
+    /// every request it sent. Releasing the disk lets all of them through, in order.
+    func testDurableRequestsBeyondThePipeliningLimitWaitInTheClientNotInTheDaemon() async throws {
+        let disk = DiskThatStalls()
+        harness.fileSystem = disk
+        harness.configuration.journalFsync = true  // the stall is in fdatasync
+        harness.configuration.connectionLimits.maxPipelined = 4
         try await harness.start()
-        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        let p = try await harness.provision()
+        disk.stall()
+        let fd = try connectRaw(harness.apiSocket)
         defer { close(fd) }
+        let meter = RawFrame.request(.meter(MeterRequest(token: p.secret, meter: "requests", quantity: 1)), id: 1)
+        let chunk = [UInt8]((0..<1024).flatMap { _ in meter })
+        let ceiling = 16 << 20
+        let written = try await sendUntilBlocked(fd, repeating: chunk, ceiling: ceiling)
+        XCTAssertLessThan(written, ceiling, "the daemon kept reading while its requests waited for the journal")
+        // The daemon has one event loop here: after these admin round trips it has had every chance to read more
+        // from the stalled client. With the limit in force it read nothing more.
+        let decided = Int(try await statistic("meters_total")) ?? -1
+        let admin = try await harness.admin()
+        for _ in 0..<50 { try await admin.ping() }
+        let decidedLater = Int(try await statistic("meters_total")) ?? -1
+        XCTAssertGreaterThan(decided, 0)
+        XCTAssertEqual(decidedLater, decided, "no request is read while max_pipelined requests wait for the journal")
+        XCTAssertLessThan(decided, written / meter.count, "what the client sent beyond the limit waits in the client")
+        // What one read burst can carry (16 reads of at most 64 KiB) bounds what is decided past the limit.
+        XCTAssertLessThanOrEqual(decided, 4 + 16 * 65536 / meter.count)
+        disk.release()
+    }
+
+    /// Writes `chunk` again and again (whole frames only, resuming partial sends) until `ceiling` bytes are
+    /// written or the kernel refuses more for a sustained stretch; returns the bytes written. Between refusals it
+    /// pings the admin socket, which gives the daemon a turn and shows it still serves others.
+    func sendUntilBlocked(_ fd: CInt, repeating chunk: [UInt8], ceiling: Int) async throws -> Int {
+        let admin = try await harness.admin()
+        defer { Task { await admin.close() } }
+        var written = 0
+        var offset = 0
+        var blocked = 0
+        while written < ceiling && blocked < 200 {
+            let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                written += n
+                offset = (offset + n) % chunk.count
+                blocked = 0
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                blocked += 1
+                try await admin.ping()
+            } else {
+                throw TestSupportError("send failed: errno \(errno)")
+            }
+        }
+        return written
+    }
+
+    func statistic(_ key: String) async throws -> String {
+        let stats = try await (try await harness.admin()).stats()
+        return stats.first { $0.key == key }?.value ?? ""
+    }
+
+    func connectRaw(_ path: String) throws -> CInt {
+        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(harness.apiSocket.utf8)
+            let bytes = Array(path.utf8)
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
         }
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        XCTAssertEqual(connected, 0)
+        guard connected == 0 else { throw TestSupportError("connect \(path): errno \(errno)") }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return fd
+    }
+
+    /// A client that pipelines requests but never reads its answers must hit backpressure: the daemon stops
+    /// reading from it once its answers fill the output limit, so the client's own writes block (EAGAIN) after a
+    /// bounded number of bytes instead of the daemon buffering without end.
+    func testAClientThatNeverReadsIsThrottledNotBuffered() async throws {
+        harness.configuration.connectionLimits.maxOutputBytes = 64 << 10
+        try await harness.start()
+        let fd = try connectRaw(harness.apiSocket)
+        defer { close(fd) }
         let ping = RawFrame.request(.ping, id: 1)
         let chunk = [UInt8]((0..<4096).flatMap { _ in ping })
-        var written = 0
         let ceiling = 256 << 20
-        var blocked = 0
-        // Keep writing until the kernel refuses more for a sustained stretch; the daemon reading everything would
-        // let us reach the ceiling.
-        while written < ceiling && blocked < 200 {
-            let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                written += n
-                blocked = 0
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                blocked += 1
-                try await Task.yield()
-                try await (try await harness.admin()).ping()  // gives the daemon a turn; also shows it still serves others
-            } else {
-                return XCTFail("send failed: errno \(errno)")
-            }
-        }
+        // The daemon reading everything would let us reach the ceiling.
+        let written = try await sendUntilBlocked(fd, repeating: chunk, ceiling: ceiling)
         XCTAssertLessThan(written, ceiling, "the daemon kept reading a client that never reads its answers")
         let stats = Dictionary(try await (try await harness.admin()).stats().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         XCTAssertNotNil(stats["connections"])

@@ -51,6 +51,38 @@ final class DiskThatFills: JournalFileSystem, @unchecked Sendable {
     func fsyncDirectory(_ path: String) throws { try real.fsyncDirectory(path) }
 }
 
+/// The real file system, with a switch that holds every fdatasync until it is released (a slow disk).
+final class DiskThatStalls: JournalFileSystem, @unchecked Sendable {
+    private let real = PosixFileSystem()
+    private let condition = NSCondition()
+    private var stalled = false
+
+    func stall() { condition.withLock { stalled = true } }
+
+    func release() {
+        condition.withLock {
+            stalled = false
+            condition.broadcast()
+        }
+    }
+
+    func createDirectory(_ path: String) throws { try real.createDirectory(path) }
+    func listDirectory(_ path: String) throws -> [String] { try real.listDirectory(path) }
+    func readFile(_ path: String) throws -> [UInt8] { try real.readFile(path) }
+    func open(_ path: String, mode: JournalOpenMode) throws -> JournalFile { try real.open(path, mode: mode) }
+    func write(_ file: JournalFile, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws -> Int { try real.write(file, bytes, at: offset) }
+    func fsync(_ file: JournalFile) throws { try real.fsync(file) }
+    func fdatasync(_ file: JournalFile) throws {
+        condition.withLock { while stalled { condition.wait() } }
+        try real.fdatasync(file)
+    }
+    func truncate(_ file: JournalFile, to length: Int64) throws { try real.truncate(file, to: length) }
+    func close(_ file: JournalFile) throws { try real.close(file) }
+    func rename(_ from: String, to: String) throws { try real.rename(from, to: to) }
+    func unlink(_ path: String) throws { try real.unlink(path) }
+    func fsyncDirectory(_ path: String) throws { try real.fsyncDirectory(path) }
+}
+
 /// A full disk: writes that cannot be made durable are answered `unavailable`, never `ok`; checks keep being
 /// answered from memory; the daemon recovers by itself when space returns, and nothing acknowledged is lost.
 final class DiskFullTests: XCTestCase {
