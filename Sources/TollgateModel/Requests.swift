@@ -88,6 +88,12 @@ public enum RevokeTarget: Sendable, Hashable {
         }
     }
 
+    /// Revocation by the secret itself is the only kind a data-plane caller may ask for.
+    public var isSecret: Bool {
+        if case .secret = self { return true }
+        return false
+    }
+
     public var value: String {
         switch self {
         case .secret(let v), .tokenID(let v), .license(let v): return v

@@ -188,20 +188,23 @@ final class RequestChannelHandler: ChannelDuplexHandler {
             output.writeResponse(response, opcode: opcode, requestID: requestID)
             wantsFlush = true
         } else {
-            var bytes = context.channel.allocator.buffer(capacity: 64)
-            bytes.writeResponse(response, opcode: opcode, requestID: requestID)
-            queue.append(Slot(token: nextToken, bytes: bytes))
+            queue.append(Slot(token: nextToken, bytes: encoded(context: context, response, opcode: opcode, requestID: requestID)))
             nextToken &+= 1
         }
+    }
+
+    /// A response in a buffer of its own, to wait in the queue for the answers ahead of it.
+    private func encoded(context: ChannelHandlerContext, _ response: Response, opcode: UInt8, requestID: UInt32) -> ByteBuffer {
+        var bytes = context.channel.allocator.buffer(capacity: 64)
+        bytes.writeResponse(response, opcode: opcode, requestID: requestID)
+        return bytes
     }
 
     /// A durable response arrived: fill its slot and write every completed slot at the head of the queue.
     private func complete(context: ChannelHandlerContext, token: UInt64, _ response: Response, opcode: UInt8, requestID: UInt32) {
         pendingDurable -= 1
         guard let index = queue.firstIndex(where: { $0.token == token }) else { return }
-        var bytes = context.channel.allocator.buffer(capacity: 64)
-        bytes.writeResponse(response, opcode: opcode, requestID: requestID)
-        queue[index].bytes = bytes
+        queue[index].bytes = encoded(context: context, response, opcode: opcode, requestID: requestID)
         while let head = queue.first, var ready = head.bytes {
             queue.removeFirst()
             output.writeBuffer(&ready)

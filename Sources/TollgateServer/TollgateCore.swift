@@ -69,6 +69,9 @@ public final class TollgateCore: @unchecked Sendable {
     private let lock = NIOLock()
     private var state: LicensingState
     private var pendingUsage: [UsageEntry] = []
+    /// The pending count at which a check flushes early: `usageFlushBatch`, raised while the journal cannot write
+    /// so that checks do not retry a flush that cannot happen.
+    private var nextFlushAt: Int
     /// Idempotency keys whose METER record is appended but not yet durable, with the repeats waiting on it.
     private var keysInFlight: [String: [@Sendable (Bool) -> Void]] = [:]
     private var counters = Counters()
@@ -90,6 +93,7 @@ public final class TollgateCore: @unchecked Sendable {
         self.recovery = recovery
         self.clock = clock
         self.options = options
+        self.nextFlushAt = options.usageFlushBatch
         self.maxTokens = options.maxTokens
         self.maxLicenses = options.maxLicenses
         self.logger = logger
@@ -111,7 +115,7 @@ public final class TollgateCore: @unchecked Sendable {
             guard request.opcode.isDataPlane else {
                 return .error(.notPermitted, "\(request.opcode.name) is served on the admin socket only")
             }
-            if case .revoke(let revoke) = request, case .secret = revoke.target {} else if case .revoke = request {
+            if case .revoke(let revoke) = request, !revoke.target.isSecret {
                 return .error(.notPermitted, "on the api socket REVOKE accepts a secret only; revoke by id or license on the admin socket")
             }
         }
@@ -155,7 +159,7 @@ public final class TollgateCore: @unchecked Sendable {
                 logDecision = decisionLog.admit(at: now)
             }
             if let consumed { pendingUsage.append(consumed) }
-            return (result, pendingUsage.count >= options.usageFlushBatch, logDecision)
+            return (result, pendingUsage.count >= nextFlushAt, logDecision)
         }
         if flushNeeded { flushPendingUsage() }
         if logDecision {
@@ -182,8 +186,10 @@ public final class TollgateCore: @unchecked Sendable {
                 counters.usageDropped &+= UInt64(pendingUsage.count - Self.maxUsageHeldDuringOutage)
                 pendingUsage.removeFirst(pendingUsage.count - Self.maxUsageHeldDuringOutage)
             }
+            nextFlushAt = pendingUsage.count + options.usageFlushBatch
             return
         }
+        nextFlushAt = options.usageFlushBatch
         let change = StateChange.consumed(pendingUsage)
         pendingUsage.removeAll(keepingCapacity: true)
         appendLocked(change, durability: .buffered, completion: nil)
