@@ -57,6 +57,8 @@ MIXED_POINTS=("8 1")       # the 95/4/1 mix is measured here
 TG_OPS=(check check-cost)  # tollgate ops measured beside redis's check script at every point
 
 log() { printf 'bench: %s\n' "$*" >&2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 die() { log "$*"; exit 1; }
 
 # ----------------------------------------------------------------------------------------------- workspace, cleanup
@@ -198,29 +200,12 @@ FAILURES=0
 KEYS=() # measured points, in order of first measurement
 
 measure() { # measure SYSTEM OP C D PINNED SOCKET LOADGEN_ARGS...
-    local system=$1 op=$2 c=$3 d=$4 pinned=$5 sock=$6 out status
+    local system=$1 op=$2 c=$3 d=$4 pinned=$5 sock=$6
     shift 6
     local key="$system|$op|$c|$d|$pinned"
     [[ " ${KEYS[*]} " == *" $key "* ]] || KEYS+=("$key")
-    set +e
-    out=$(timeout -k 5 "$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 30 }')" \
-        "${PIN[@]}" "$LOADGEN" "$@" --socket "$sock" -c "$c" -d "$d" --duration "$DURATION" --warmup "$WARMUP" 2>"$WORK/loadgen.err")
-    status=$?
-    set -e
-    local line
-    line=$(grep '^RESULT ' <<<"$out" | tail -1 || true)
-    if ((status != 0)) || [ -z "$line" ]; then
-        FAILURES=$((FAILURES + 1))
-        log "FAILED: $system $op c=$c d=$d (exit $status): $(head -c 600 "$WORK/loadgen.err" | tr '\n' ' ')"
-        [ -n "$line" ] || return 0
-    fi
-    local rps p50 p99 p999
-    rps=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")
-    p50=$(sed -E 's/.* p50_us=([0-9.]+).*/\1/' <<<"$line")
-    p99=$(sed -E 's/.* p99_us=([0-9.]+).*/\1/' <<<"$line")
-    p999=$(sed -E 's/.* p999_us=([0-9.]+).*/\1/' <<<"$line")
-    echo "$key $rps $p50 $p99 $p999" >>"$RESULTS"
-    log "$(printf '%-8s %-10s c=%-3s d=%-3s %-6s %10s req/s  p50 %8s us  p99 %8s us' "$system" "$op" "$c" "$d" "$pinned" "$rps" "$p50" "$p99")"
+    run_loadgen "$key" "$(printf '%-8s %-10s c=%-3s d=%-3s %-6s' "$system" "$op" "$c" "$d" "$pinned")" \
+        "${PIN[@]}" "$LOADGEN" "$@" --socket "$sock" -c "$c" -d "$d"
 }
 
 run_point() { # run_point C D PINNED: every system once, in turn
@@ -234,13 +219,6 @@ run_point() { # run_point C D PINNED: every system once, in turn
     done
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-stat_of() { # stat_of KEY FIELD(rps|p50|p99|p999)
-    local col
-    case $2 in rps) col=2 ;; p50) col=3 ;; p99) col=4 ;; p999) col=5 ;; esac
-    awk -v k="$1" -v c="$col" '$1 == k { print $c }' "$RESULTS" | median
-}
-runs_of() { awk -v k="$1" '$1 == k' "$RESULTS" | wc -l | tr -d ' '; }
 
 # ----------------------------------------------------------------------------------------------- the run
 log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); $(date -u +%FT%TZ)"
@@ -299,7 +277,6 @@ ref_rps() { # the median rps of SYSTEM OP at the same point as KEY
     rest=$(cut -d'|' -f3- <<<"$key")
     awk -v k="$system|$op|$rest" '$1 == k { print $2 }' "$RESULTS" | median
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "nan" || a == "nan" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 
 echo
 echo "Tollgate benchmark: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(date -u +%F)," \

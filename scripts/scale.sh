@@ -55,6 +55,8 @@ POINTS=("1 1" "8 1" "8 16")
 OPS=(check check-cost)
 
 log() { printf 'scale: %s\n' "$*" >&2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 die() { log "$*"; exit 1; }
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
@@ -305,26 +307,9 @@ RESULTS=$WORK/results.txt
 : >"$RESULTS"
 FAILURES=0
 measure() { # measure SIZE(small|big) OP C D
-    local name=$1 op=$2 c=$3 d=$4 out status line
-    set +e
-    out=$(timeout -k 5 "$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 30 }')" "$LOADGEN" tollgate \
-        --op "$op" --socket "$SOCK/$name.sock" --tokens-file "$WORK/$name-tokens.txt" -c "$c" -d "$d" \
-        --duration "$DURATION" --warmup "$WARMUP" 2>"$WORK/loadgen.err")
-    status=$?
-    set -e
-    line=$(grep '^RESULT ' <<<"$out" | tail -1 || true)
-    if ((status != 0)) || [ -z "$line" ]; then
-        FAILURES=$((FAILURES + 1))
-        log "FAILED: $name $op c=$c d=$d (exit $status): $(head -c 600 "$WORK/loadgen.err" | tr '\n' ' ')"
-        [ -n "$line" ] || return 0
-    fi
-    local rps p50 p99 p999
-    rps=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")
-    p50=$(sed -E 's/.* p50_us=([0-9.]+).*/\1/' <<<"$line")
-    p99=$(sed -E 's/.* p99_us=([0-9.]+).*/\1/' <<<"$line")
-    p999=$(sed -E 's/.* p999_us=([0-9.]+).*/\1/' <<<"$line")
-    echo "$name|$op|$c|$d $rps $p50 $p99 $p999" >>"$RESULTS"
-    log "$(printf '%-5s %-10s c=%-2s d=%-2s %10s req/s  p50 %8s us  p99 %8s us' "$name" "$op" "$c" "$d" "$rps" "$p50" "$p99")"
+    local name=$1 op=$2 c=$3 d=$4
+    run_loadgen "$name|$op|$c|$d" "$(printf '%-5s %-10s c=%-2s d=%-2s' "$name" "$op" "$c" "$d")" \
+        "$LOADGEN" tollgate --op "$op" --socket "$SOCK/$name.sock" --tokens-file "$WORK/$name-tokens.txt" -c "$c" -d "$d"
 }
 for point in "${POINTS[@]}"; do
     read -r c d <<<"$point"
@@ -341,14 +326,6 @@ stop_daemon "$BIG_PID"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ----------------------------------------------------------------------------------------------- report
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-stat_of() { # stat_of KEY rps|p50|p99|p999
-    local col
-    case $2 in rps) col=2 ;; p50) col=3 ;; p99) col=4 ;; p999) col=5 ;; esac
-    awk -v k="$1" -v c="$col" '$1 == k { print $c }' "$RESULTS" | median
-}
-runs_of() { awk -v k="$1" '$1 == k' "$RESULTS" | wc -l | tr -d ' '; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 echo
