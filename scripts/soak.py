@@ -79,18 +79,6 @@ def write_config(d: str, a) -> str:
     return path
 
 
-def can_connect(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(1)
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def start_daemon(binary: str, d: str, config: str):
     api, admin = os.path.join(d, "api.sock"), os.path.join(d, "admin.sock")
     log_path = os.path.join(d, "tollgated.log")
@@ -102,7 +90,7 @@ def start_daemon(binary: str, d: str, config: str):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"tollgated exited with {proc.returncode}:\n{read_tail(log_path)}")
-        if can_connect(api) and can_connect(admin):
+        if tg.socket_accepts(api) and tg.socket_accepts(admin):
             return proc, api, admin, log_path
         time.sleep(0.1)
     raise RuntimeError("tollgated sockets did not come up within 30 s:\n" + read_tail(log_path))

@@ -342,18 +342,6 @@ class _Daemon:
     started = False
 
 
-def _can_connect(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(1)
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def _spawn_daemon(binary: str, d: str, log_name: str = "tollgated.log"):
     """Start tollgated with its state in ``d``; wait (max 30 s) for both sockets."""
     api, admin = os.path.join(d, "api.sock"), os.path.join(d, "admin.sock")
@@ -368,7 +356,7 @@ def _spawn_daemon(binary: str, d: str, log_name: str = "tollgated.log"):
         if proc.poll() is not None:
             raise RuntimeError(f"tollgated exited with {proc.returncode}:\n"
                                + _read_log(log_path))
-        if _can_connect(api) and _can_connect(admin):
+        if tg.socket_accepts(api) and tg.socket_accepts(admin):
             return proc, api, admin, log_path
         time.sleep(0.1)
     _stop(proc)

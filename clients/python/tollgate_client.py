@@ -88,6 +88,19 @@ ROLE = {"api": 0, "admin": 1}
 # Errors
 # ---------------------------------------------------------------------------
 
+
+def socket_accepts(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket at ``path`` (used to wait for a daemon)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
 class TollgateError(Exception):
     """The server answered with an error status (anything but ok/denied)."""
 
