@@ -84,11 +84,6 @@ ENVIRONMENT = {"live": 0, "test": 1}
 ROLE = {"api": 0, "admin": 1}
 
 
-# ---------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------
-
-
 def socket_accepts(path: str) -> bool:
     """Whether something accepts connections on the Unix socket at ``path`` (used to wait for a daemon)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -100,6 +95,12 @@ def socket_accepts(path: str) -> bool:
         return False
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
 
 class TollgateError(Exception):
     """The server answered with an error status (anything but ok/denied)."""
