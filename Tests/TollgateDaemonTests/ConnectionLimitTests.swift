@@ -12,18 +12,7 @@ import Glibc
 
 /// Who may connect, and how much one connection may hold: allow-lists by peer credentials, connection count,
 /// idle and stalled-frame timeouts, and backpressure against a client that never reads.
-final class ConnectionLimitTests: XCTestCase {
-    var harness: DaemonHarness!
-
-    override func setUp() async throws {
-        harness = try DaemonHarness()
-    }
-
-    override func tearDown() async throws {
-        try await harness.stop()
-        harness.cleanUp()
-    }
-
+final class ConnectionLimitTests: DaemonTestCase {
     func testAdminRequestsFromAPeerNotOnTheAllowListAreRefusedAndLogged() async throws {
         harness.configuration.access = AccessPolicy(api: .anyone, admin: SocketAccess(uids: [UInt32(geteuid()) &+ 4242]))
         try await harness.start()

@@ -79,6 +79,21 @@ final class DaemonHarness {
     }
 }
 
+/// A test case with a fresh, not yet started daemon harness per test; tear-down stops the daemon and removes its
+/// directory.
+class DaemonTestCase: XCTestCase {
+    var harness: DaemonHarness!
+
+    override func setUp() async throws {
+        harness = try DaemonHarness()
+    }
+
+    override func tearDown() async throws {
+        try await harness.stop()
+        harness.cleanUp()
+    }
+}
+
 /// Collects every log line the daemon emits (to check that secrets never appear and refusals are logged).
 final class LogCapture: @unchecked Sendable {
     private let lock = NSLock()

@@ -6,18 +6,7 @@ import XCTest
 
 /// What was acknowledged survives a restart, a `kill -9`, a torn journal tail and compaction; what is corrupt
 /// in the middle is refused; no secret ever reaches the disk.
-final class DurabilityTests: XCTestCase {
-    var harness: DaemonHarness!
-
-    override func setUp() async throws {
-        harness = try DaemonHarness()
-    }
-
-    override func tearDown() async throws {
-        try await harness.stop()
-        harness.cleanUp()
-    }
-
+final class DurabilityTests: DaemonTestCase {
     func testStateSurvivesARestart() async throws {
         try await harness.start()
         let p = try await harness.provision()

@@ -9,17 +9,10 @@ import Glibc
 #endif
 
 /// The real daemon on temporary sockets, spoken to by the client library.
-final class EndToEndTests: XCTestCase {
-    var harness: DaemonHarness!
-
+final class EndToEndTests: DaemonTestCase {
     override func setUp() async throws {
-        harness = try DaemonHarness()
+        try await super.setUp()
         try await harness.start()
-    }
-
-    override func tearDown() async throws {
-        try await harness.stop()
-        harness.cleanUp()
     }
 
     func testHelloReportsTheSocketRole() async throws {

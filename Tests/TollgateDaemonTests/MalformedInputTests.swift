@@ -5,19 +5,13 @@ import TollgateProtocol
 import XCTest
 
 /// Hostile and broken frames get the right error, and the daemon keeps serving everyone else.
-final class MalformedInputTests: XCTestCase {
-    var harness: DaemonHarness!
+final class MalformedInputTests: DaemonTestCase {
     var provisioned: Provisioned!
 
     override func setUp() async throws {
-        harness = try DaemonHarness()
+        try await super.setUp()
         try await harness.start()
         provisioned = try await harness.provision()
-    }
-
-    override func tearDown() async throws {
-        try await harness.stop()
-        harness.cleanUp()
     }
 
     /// Another connection is still served correctly.
