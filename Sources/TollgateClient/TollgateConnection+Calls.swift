@@ -66,4 +66,59 @@ extension TollgateConnection {
     public func stats() async throws -> [KeyValue] {
         try await call(.stats) { if case .stats(let s) = $0 { return s } else { return nil } }
     }
+
+    /// Releases a lease taken by a CHECK with the `lease` option; false when it was not held.
+    public func release(leaseID: UInt64) async throws -> Bool {
+        try await call(.release(leaseID: leaseID)) { if case .released(let r) = $0 { return r } else { return nil } }
+    }
+
+    public func settle(_ request: SettleRequest) async throws -> CheckResult {
+        try await call(.settle(request)) { if case .check(let r) = $0 { return r } else { return nil } }
+    }
+
+    /// Exchanges a token for a short-lived child. A denied parent is an answer (`result.allowed == false`).
+    public func derive(_ request: DeriveRequest) async throws -> (result: CheckResult, secret: String, token: TokenInfo?) {
+        try await call(.derive(request)) { if case .derive(let r, let s, let t) = $0 { return (r, s, t) } else { return nil } }
+    }
+
+    public func rotate(_ request: RotateRequest) async throws -> (secret: String, token: TokenInfo) {
+        try await call(.rotate(request)) { if case .issue(let s, let t) = $0 { return (s, t) } else { return nil } }
+    }
+
+    public func endRotation(tokenID: String) async throws -> TokenInfo {
+        try await call(.rotationEnd(tokenID: tokenID)) { if case .token(let t) = $0 { return t } else { return nil } }
+    }
+
+    public func putOrg(_ org: OrgSpec) async throws -> OrgSpec {
+        try await call(.orgPut(org)) { if case .org(let o) = $0 { return o } else { return nil } }
+    }
+
+    public func org(id: String) async throws -> OrgSpec {
+        try await call(.orgGet(orgID: id)) { if case .org(let o) = $0 { return o } else { return nil } }
+    }
+
+    /// Adds prepaid credits; returns the pool's prepaid balance after the grant.
+    public func grantCredits(_ grant: CreditsGrant) async throws -> UInt64 {
+        try await call(.creditsGrant(grant)) { if case .credits(let b) = $0 { return b } else { return nil } }
+    }
+
+    public func usagePage(_ request: UsageExportRequest) async throws -> (rows: [UsageRow], next: UInt32) {
+        try await call(.usageExport(request)) { if case .usage(let r, let n) = $0 { return (r, n) } else { return nil } }
+    }
+
+    /// Every row of a usage export, page by page.
+    public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
+        var rows: [UsageRow] = []
+        var offset: UInt32 = 0
+        repeat {
+            let page = try await usagePage(UsageExportRequest(query: query, offset: offset))
+            rows += page.rows
+            offset = page.next
+        } while offset != 0
+        return rows
+    }
+
+    public func events(after: UInt64 = 0, limit: UInt16 = 0) async throws -> [LicensingEvent] {
+        try await call(.events(after: after, limit: limit)) { if case .events(let e) = $0 { return e } else { return nil } }
+    }
 }

@@ -121,7 +121,13 @@ public final class Daemon: Service, @unchecked Sendable {
             state: state, journal: journal, recovery: report, fileSystem: dependencies.fileSystem, clock: dependencies.clock,
             options: .init(
                 maxFrameSize: configuration.maxFrameBytes, maxTokens: configuration.maxTokens, maxLicenses: configuration.maxLicenses,
-                usageFlushInterval: .milliseconds(Int64(configuration.usageFlushIntervalMilliseconds))),
+                usageFlushInterval: .milliseconds(Int64(configuration.usageFlushIntervalMilliseconds)),
+                maxDerivedLifetimeMillis: Int64(configuration.maxDerivedLifetimeSeconds) * 1000,
+                reservationLifetimeMillis: Int64(configuration.reservationLifetimeSeconds) * 1000,
+                sweepInterval: .seconds(Int64(configuration.sweepIntervalSeconds)),
+                tokenRetentionMillis: Int64(configuration.tokenRetentionDays) * 86_400_000,
+                idempotencyRetentionMillis: Int64(configuration.idempotencyRetentionHours) * 3_600_000,
+                expiryWarningMillis: Int64(configuration.expiryWarningHours) * 3_600_000),
             logger: logger)
         self.core = core
         for plan in configuration.plans { try await core.putDurably(.planPut(plan)) }

@@ -29,6 +29,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var connectionLimits = ConnectionLimits()
     /// Plans put (upserted) at every start, so the configuration is the source of truth for the tiers it names.
     public var plans: [Plan] = []
+    public var maxDerivedLifetimeSeconds = 3600
+    public var reservationLifetimeSeconds = 60
+    public var sweepIntervalSeconds = 60
+    /// Revoked or expired tokens are forgotten this long after they stopped working (0: never).
+    public var tokenRetentionDays = 30
+    public var idempotencyRetentionHours = 24
+    /// Tokens expiring within this many hours get a `token_expiring` event (0: none).
+    public var expiryWarningHours = 24
 
     public init() {}
 
@@ -51,18 +59,30 @@ public struct DaemonConfiguration: Sendable, Equatable {
       "access": { "admin": { "uids": [0], "allow_own_user": true } },
       "log_level": "info",
       "event_loop_threads": 1,
+      "licensing": { "max_derived_lifetime_s": 3600, "reservation_lifetime_s": 60, "sweep_interval_s": 60,
+                     "token_retention_days": 30, "idempotency_retention_hours": 24, "expiry_warning_hours": 24 },
       "plans": [
-        { "id": "free", "entitlements": ["read"],
-          "quotas": [{ "meter": "requests", "period": "month", "limit": 1000 }],
-          "rate_per_second": 5, "burst": 10 },
-        { "id": "trial", "entitlements": ["read", "write"],
-          "quotas": [{ "meter": "requests", "period": "day", "limit": 500 }],
-          "rate_per_second": 10, "burst": 20 },
-        { "id": "pro", "entitlements": ["read", "write", "reports"],
-          "quotas": [{ "meter": "requests", "period": "month", "limit": 1000000 },
-                     { "meter": "bytes", "period": "month", "limit": 100000000000 }],
-          "rate_per_second": 200, "burst": 400 },
-        { "id": "enterprise", "entitlements": ["*"], "quotas": [] }
+        { "id": "free", "entitlements": ["read"], "features": [],
+          "quotas": [{ "meter": "requests", "window": "month", "limit": 1000 },
+                     { "meter": "requests", "window": "rolling:60", "limit": 60, "pool": "token" }],
+          "rate_limits": [{ "pool": "license", "per_second": 5, "burst": 10 }],
+          "concurrency": [{ "pool": "license", "max": 2 }],
+          "max_token_lifetime_seconds": 7776000, "max_active_tokens": 5 },
+        { "id": "trial", "entitlements": ["read", "write"], "features": ["exports"],
+          "quotas": [{ "meter": "requests", "window": "day", "limit": 500 }],
+          "rate_limits": [{ "pool": "license", "per_second": 10, "burst": 20 }],
+          "credits": { "pool": "license", "included": 1000, "period": "month" },
+          "max_token_lifetime_seconds": 2592000, "max_active_tokens": 10 },
+        { "id": "pro", "entitlements": ["read", "write", "reports"], "features": ["exports", "sso"],
+          "quotas": [{ "meter": "requests", "window": "month", "limit": 1000000 },
+                     { "meter": "bytes", "window": "month", "limit": 100000000000 }],
+          "rate_limits": [{ "pool": "license", "per_second": 200, "burst": 400 },
+                          { "pool": "token", "per_second": 50, "burst": 100 }],
+          "concurrency": [{ "pool": "license", "max": 64 }],
+          "overage": "allow_and_record", "past_due_grace_seconds": 604800 },
+        { "id": "enterprise", "entitlements": ["*"], "features": ["*"], "quotas": [],
+          "rate_limits": [{ "pool": "org", "per_second": 5000, "burst": 10000 }],
+          "overage": "allow_and_record", "past_due_grace_seconds": 2592000 }
       ]
     }
     """#
@@ -130,23 +150,18 @@ public struct DaemonConfiguration: Sendable, Equatable {
             try access.finish()
         }
         for var planReader in try reader.objects("plans") {
-            let id = try planReader.required { try $0.string("id") }
-            var plan = Plan(id: id, entitlements: try planReader.strings("entitlements") ?? [])
-            for var quotaReader in try planReader.objects("quotas") {
-                let meter = try quotaReader.required { try $0.string("meter") }
-                let periodName = try quotaReader.required { try $0.string("period") }
-                guard let period = Period(name: periodName) else {
-                    throw ConfigurationError("\(quotaReader.path).period must be hour, day or month")
-                }
-                let limit = try quotaReader.required { try $0.int("limit", range: 0...Int.max) }
-                plan.quotas.append(QuotaRule(meter: meter, period: period, limit: UInt64(limit)))
-                try quotaReader.finish()
-            }
-            plan.ratePerSecond = UInt32(try planReader.int("rate_per_second", range: 0...1_000_000_000) ?? 0)
-            plan.burst = UInt32(try planReader.int("burst", range: 0...1_000_000_000) ?? 0)
-            try planReader.finish()
+            let plan = try Self.plan(&planReader)
             guard !config.plans.contains(where: { $0.id == plan.id }) else { throw ConfigurationError("plan \(plan.id) is defined twice") }
             config.plans.append(plan)
+        }
+        if var licensing = try reader.object("licensing") {
+            config.maxDerivedLifetimeSeconds = try licensing.int("max_derived_lifetime_s", range: 1...(30 * 86_400)) ?? config.maxDerivedLifetimeSeconds
+            config.reservationLifetimeSeconds = try licensing.int("reservation_lifetime_s", range: 1...86_400) ?? config.reservationLifetimeSeconds
+            config.sweepIntervalSeconds = try licensing.int("sweep_interval_s", range: 1...86_400) ?? config.sweepIntervalSeconds
+            config.tokenRetentionDays = try licensing.int("token_retention_days", range: 0...36_500) ?? config.tokenRetentionDays
+            config.idempotencyRetentionHours = try licensing.int("idempotency_retention_hours", range: 1...(24 * 400)) ?? config.idempotencyRetentionHours
+            config.expiryWarningHours = try licensing.int("expiry_warning_hours", range: 0...(24 * 365)) ?? config.expiryWarningHours
+            try licensing.finish()
         }
         try reader.finish()
         return config
@@ -154,6 +169,61 @@ public struct DaemonConfiguration: Sendable, Equatable {
 }
 
 extension DaemonConfiguration {
+    /// A plan, in the same shape as `tollgate apply` files (`examples/provisioning.yaml`).
+    static func plan(_ reader: inout ObjectReader) throws -> Plan {
+        let id = try reader.required { try $0.string("id") }
+        var plan = Plan(id: id, entitlements: try reader.strings("entitlements") ?? [], features: try reader.strings("features") ?? [])
+        func pool(_ reader: inout ObjectReader, default value: PoolLevel) throws -> PoolLevel {
+            guard let name = try reader.string("pool") else { return value }
+            guard let level = PoolLevel(name: name) else { throw ConfigurationError("\(reader.path).pool must be token, license or org") }
+            return level
+        }
+        for var quota in try reader.objects("quotas") {
+            let meter = try quota.required { try $0.string("meter") }
+            let windowName = try quota.string("window") ?? quota.string("period")
+            guard let windowName, let window = QuotaWindow(name: windowName) else {
+                throw ConfigurationError("\(quota.path).window must be hour, day, month or rolling:SECONDS")
+            }
+            let limit = try quota.required { try $0.int("limit", range: 0...Int.max) }
+            plan.quotas.append(QuotaRule(meter: meter, window: window, limit: UInt64(limit), pool: try pool(&quota, default: .license)))
+            try quota.finish()
+        }
+        for var rate in try reader.objects("rate_limits") {
+            let perSecond = try rate.required { try $0.int("per_second", range: 1...1_000_000) }
+            let burst = try rate.int("burst", range: 1...1_000_000_000) ?? 1
+            plan.rateLimits.append(RateRule(pool: try pool(&rate, default: .license), ratePerSecond: UInt32(perSecond), burst: UInt32(burst)))
+            try rate.finish()
+        }
+        // The core protocol's shorthand: one license-wide rate limit.
+        if let perSecond = try reader.int("rate_per_second", range: 0...1_000_000), perSecond > 0 {
+            let burst = try reader.int("burst", range: 0...1_000_000_000) ?? 1
+            plan.rateLimits.append(RateRule(pool: .license, ratePerSecond: UInt32(perSecond), burst: UInt32(max(burst, 1))))
+        } else {
+            _ = try reader.int("burst", range: 0...1_000_000_000)
+        }
+        for var rule in try reader.objects("concurrency") {
+            let max = try rule.required { try $0.int("max", range: 1...1_000_000) }
+            plan.concurrency.append(ConcurrencyRule(pool: try pool(&rule, default: .license), max: UInt32(max)))
+            try rule.finish()
+        }
+        if var credits = try reader.object("credits") {
+            let included = try credits.int("included", range: 0...Int.max) ?? 0
+            let periodName = try credits.string("period") ?? "month"
+            guard let period = Period(name: periodName) else { throw ConfigurationError("\(credits.path).period must be hour, day or month") }
+            plan.credits = CreditPolicy(pool: try pool(&credits, default: .license), included: UInt64(included), period: period)
+            try credits.finish()
+        }
+        if let overage = try reader.string("overage") {
+            guard let policy = OveragePolicy(name: overage) else { throw ConfigurationError("\(reader.path).overage must be hard_stop or allow_and_record") }
+            plan.overage = policy
+        }
+        plan.maxTokenLifetimeSeconds = UInt32(try reader.int("max_token_lifetime_seconds", range: 0...Int(UInt32.max)) ?? 0)
+        plan.maxActiveTokens = UInt32(try reader.int("max_active_tokens", range: 0...Int(UInt32.max)) ?? 0)
+        plan.pastDueGraceSeconds = UInt32(try reader.int("past_due_grace_seconds", range: 0...Int(UInt32.max)) ?? 0)
+        try reader.finish()
+        return plan
+    }
+
     /// `{ "uids": [0], "users": ["deploy"], "gids": [], "groups": ["tollgate-admin"], "allow_own_user": true }`.
     /// Names are resolved when the configuration is read; an unknown name is an error.
     static func socketAccess(_ reader: inout ObjectReader) throws -> SocketAccess {

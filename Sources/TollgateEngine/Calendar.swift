@@ -31,6 +31,20 @@ public enum UTCCalendar {
         }
     }
 
+    /// Like `bounds(of:containing:)`, with months starting on day `anchorDay` (1–28) of each month at 00:00 UTC:
+    /// a license billed on the 15th counts its monthly quota from the 15th to the 14th.
+    public static func bounds(of period: Period, containing time: UnixMillis, anchorDay: UInt8) -> (start: UnixMillis, end: UnixMillis) {
+        guard period == .month, anchorDay > 1 else { return bounds(of: period, containing: time) }
+        let anchor = Int64(min(anchorDay, 28))
+        let time = min(max(time, supportedRange.lowerBound), supportedRange.upperBound)
+        let (year, month, day) = civil(fromDays: floorDiv(time, millisPerDay))
+        var (startYear, startMonth) = (year, month)
+        if day < anchor { (startYear, startMonth) = month == 1 ? (year - 1, 12) : (year, month - 1) }
+        let (endYear, endMonth) = startMonth == 12 ? (startYear + 1, 1) : (startYear, startMonth + 1)
+        return (daysFromCivil(year: startYear, month: startMonth, day: anchor) * millisPerDay,
+                daysFromCivil(year: endYear, month: endMonth, day: anchor) * millisPerDay)
+    }
+
     static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
         let q = a / b
         return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q

@@ -1,78 +1,254 @@
 import TollgateModel
 
+/// Leases and reservations: limits on what is in flight, held in memory only.
+struct LiveLimits: Sendable {
+    struct Lease: Sendable {
+        var pools: [PoolKey]
+    }
+
+    struct Reservation: Sendable {
+        var tokenID: String
+        var meter: String
+        var amount: UInt64
+        var expiresAt: UnixMillis
+        var quotaPools: [PoolKey]
+        var creditPool: PoolKey?
+    }
+
+    struct HeldKey: Hashable, Sendable {
+        var pool: PoolKey
+        var meter: String
+    }
+
+    var leases: [UInt64: Lease] = [:]
+    var leaseCounts: [PoolKey: UInt32] = [:]
+    var reservations: [UInt64: Reservation] = [:]
+    var heldQuota: [HeldKey: UInt64] = [:]
+    var heldCredits: [PoolKey: UInt64] = [:]
+    var nextID: UInt64 = 1
+
+    mutating func makeID() -> UInt64 {
+        defer { nextID &+= 1 }
+        return nextID
+    }
+}
+
 extension LicensingState {
+    /// How long a reservation is held before it is released unsettled.
+    public static let defaultReservationLifetime: Int64 = 60_000
+
     /// Decides a CHECK and, when it is allowed and names a meter with a cost, consumes the cost — in one step,
-    /// under the caller's exclusive access. A denied check changes nothing (neither usage nor the rate limiter).
+    /// under the caller's exclusive access. Every rule that applies (scopes, features, rate limits, concurrency,
+    /// quotas at every level, credits) is evaluated before any is committed: a denied check changes nothing.
     ///
     /// - Returns: the answer, and the usage to journal (within the flush window) when something was consumed.
     /// - Parameter caller: the uid of the process that presented the token (peer credentials), checked against a
     ///   token bound to callers; nil when unknown, which a bound token refuses.
-    public mutating func check(_ request: CheckRequest, at now: Timestamp, caller: UInt32? = nil) -> (result: CheckResult, consumed: UsageEntry?) {
+    public mutating func check(
+        _ request: CheckRequest, at now: Timestamp, caller: UInt32? = nil, reservationLifetime: Int64 = LicensingState.defaultReservationLifetime
+    ) -> (result: CheckResult, consumed: UsageEntry?) {
         var tokenString = request.token
         let hash: TokenHash? = tokenString.withUTF8 { utf8 in
             guard TokenFormat.validate(utf8: utf8) != nil else { return nil }
             return Self.hash(utf8: utf8)
         }
         guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
-        guard let record = tokens[hash] else { return (CheckResult(reason: .unknownToken), nil) }
+        let record: TokenRecord
+        var retired: RetiredSecret?
+        if let current = tokens[hash] {
+            record = current
+        } else if let old = book.retiredSecrets[hash], let current = tokenIDs[old.tokenID].flatMap({ tokens[$0] }) {
+            record = current
+            retired = old
+        } else {
+            return (CheckResult(reason: .unknownToken), nil)
+        }
         let token = record.info
-
+        let explain = request.options.contains(.explain)
         var result = CheckResult(reason: .none, tokenID: token.id, licenseID: token.licenseID, subject: token.subject)
+        func deny(_ reason: DenyReason, _ evaluation: RuleEvaluation? = nil) -> (result: CheckResult, consumed: UsageEntry?) {
+            result.reason = reason
+            if explain, var evaluation {
+                evaluation.denied = true
+                result.explanation.append(evaluation)
+            }
+            return (result, nil)
+        }
+        if let retired, now.millis >= retired.validUntil {
+            return deny(.revoked, RuleEvaluation(rule: "token.rotated", owner: token.id))
+        }
+
         let plan: Plan
+        let license: LicenseSpec
         switch usability(of: record, at: now.millis, caller: caller) {
         case .failure(let denial):
-            result.reason = denial.reason
-            return (result, nil)
-        case .success(let usablePlan):
-            plan = usablePlan
+            return deny(denial.reason, RuleEvaluation(rule: denial.rule, owner: denial.owner))
+        case .success(let usable):
+            (plan, license) = usable
         }
 
         for scope in request.scopes where !Self.grants(token.scopes, scope) || !Self.grants(plan.entitlements, scope) {
-            result.reason = .insufficientScope
-            return (result, nil)
+            return deny(.insufficientScope, RuleEvaluation(rule: "scope:" + scope, owner: token.id))
+        }
+        for feature in request.features where !Self.grants(plan.features, feature) {
+            return deny(.featureNotEntitled, RuleEvaluation(rule: "feature:" + feature, owner: plan.id))
         }
 
-        // Decide every limit before committing any of them.
-        var limiter: RateLimiterState?
-        if plan.ratePerSecond > 0 {
-            let interval = 1_000_000_000 / Int64(plan.ratePerSecond)
-            let tolerance = interval * Int64(max(plan.burst, 1) - 1)
+        // Rate limits: every rule is decided; a denial reports the longest wait among the rules that denied.
+        var limiterUpdates: [(PoolKey, RateLimiterState)] = []
+        var rateDenial: RuleEvaluation?
+        var wait: Int64 = 0
+        for rule in plan.rateLimits where rule.ratePerSecond > 0 {
+            let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
+            let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
+            let tolerance = interval * Int64(max(rule.burst, 1) - 1)
             // A limiter state left by another rate or burst (the plan changed) is discarded, so the new plan applies
             // from the next check instead of the old plan's debt.
             var tat = now.nanoseconds
-            if let previous = rateLimiterTAT[token.licenseID], previous.interval == interval, previous.tolerance == tolerance {
+            if let previous = rateLimiters[pool], previous.interval == interval, previous.tolerance == tolerance {
                 tat = max(previous.tat, now.nanoseconds)
             }
+            let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
             if tat - now.nanoseconds > tolerance {
-                let wait = tat - now.nanoseconds - tolerance
-                result.reason = .rateLimited
-                result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
-                return (result, nil)
+                wait = max(wait, tat - now.nanoseconds - tolerance)
+                rateDenial = rateDenial ?? evaluation
+            } else {
+                if explain { result.explanation.append(evaluation) }
+                limiterUpdates.append((pool, RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)))
             }
-            limiter = RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)
+        }
+        if let rateDenial {
+            result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
+            return deny(.rateLimited, rateDenial)
         }
 
-        var consumed: UsageEntry?
+        // Concurrency applies to checks that take a lease.
+        var leasePools: [PoolKey] = []
+        if request.options.contains(.lease) {
+            for rule in plan.concurrency {
+                let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
+                let held = limits.leaseCounts[pool] ?? 0
+                let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.max), used: UInt64(held))
+                if held >= rule.max { return deny(.concurrencyLimited, evaluation) }
+                if explain { result.explanation.append(evaluation) }
+                leasePools.append(pool)
+            }
+        }
+
+        // Quotas on the meter, at every level that has one.
+        let cost = request.meter.isEmpty ? 0 : request.cost
+        var overage: UInt64 = 0
+        var quotaPools: [PoolKey] = []
         if !request.meter.isEmpty {
-            if let rule = plan.quota(for: request.meter) {
-                let bounds = UTCCalendar.bounds(of: rule.period, containing: now.millis)
-                let used = usage(licenseID: token.licenseID, meter: request.meter, period: rule.period, at: now.millis)
-                let (after, overflow) = used.addingReportingOverflow(request.cost)
-                if request.cost > 0 && (overflow || after > rule.limit) {
-                    result.reason = .quotaExceeded
-                    result.quota = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: bounds.end)
-                    return (result, nil)
+            for rule in plan.quotas where rule.meter == request.meter {
+                let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
+                let held = limits.heldQuota[LiveLimits.HeldKey(pool: pool, meter: rule.meter)] ?? 0
+                var (used, _) = quotaUsage(rule, pool: pool, license: license, at: now.millis)
+                used.saturatingAdd(held)
+                let (after, overflow) = used.addingReportingOverflow(cost)
+                let resetAt = quotaReset(rule, license: license, at: now.millis)
+                let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: rule.limit, used: used)
+                if cost > 0 && (overflow || after > rule.limit) {
+                    guard plan.overage == .allowAndRecord else {
+                        result.quota = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: resetAt)
+                        return deny(.quotaExceeded, evaluation)
+                    }
+                    overage = max(overage, overflow ? cost : min(cost, after - rule.limit))
                 }
-                result.quota = QuotaState(limit: rule.limit, remaining: rule.limit > after ? rule.limit - after : 0, resetAt: bounds.end)
-            }
-            if request.cost > 0 {
-                consumed = UsageEntry(tokenID: token.id, meter: request.meter, quantity: request.cost, at: now.millis)
+                if explain { result.explanation.append(evaluation) }
+                quotaPools.append(pool)
+                let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: resetAt)
+                if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
             }
         }
 
-        if let limiter { rateLimiterTAT[token.licenseID] = limiter }
-        if let consumed { recordUsage(consumed) }
-        return (result, consumed)
+        // Credits pay for the cost: the period's included credits first, then prepaid ones.
+        var payment = CreditPayment()
+        if let credits = plan.credits {
+            let pool = Self.poolKey(credits.pool, tokenID: token.id, license: license)
+            payment = creditPayment(cost, policy: credits, pool: pool, license: license, at: now.millis)
+            let evaluation = RuleEvaluation(rule: "credits:\(credits.pool.name)", owner: pool.owner, limit: credits.included, used: payment.availableBefore)
+            if payment.shortfall > 0 {
+                guard plan.overage == .allowAndRecord else {
+                    result.creditsRemaining = payment.availableBefore
+                    return deny(.creditsExhausted, evaluation)
+                }
+                overage = max(overage, payment.shortfall)
+            }
+            if explain { result.explanation.append(evaluation) }
+            result.creditsRemaining = payment.availableBefore - min(payment.availableBefore, cost)
+        }
+
+        // Everything passed: commit.
+        for (pool, state) in limiterUpdates { rateLimiters[pool] = state }
+        if request.options.contains(.lease) {
+            let id = limits.makeID()
+            limits.leases[id] = LiveLimits.Lease(pools: leasePools)
+            for pool in leasePools { limits.leaseCounts[pool, default: 0] += 1 }
+            result.leaseID = id
+        }
+        if retired != nil { lastUse[token.id, default: (0, 0)].previous = now.millis } else { lastUse[token.id, default: (0, 0)].current = now.millis }
+        result.overage = overage
+
+        guard cost > 0 else { return (result, nil) }
+        if request.options.contains(.reserve) {
+            let id = limits.makeID()
+            var reservation = LiveLimits.Reservation(
+                tokenID: token.id, meter: request.meter, amount: cost, expiresAt: now.millis + reservationLifetime, quotaPools: quotaPools, creditPool: nil)
+            for pool in quotaPools { limits.heldQuota[LiveLimits.HeldKey(pool: pool, meter: request.meter), default: 0].saturatingAdd(cost) }
+            if let credits = plan.credits {
+                let pool = Self.poolKey(credits.pool, tokenID: token.id, license: license)
+                reservation.creditPool = pool
+                limits.heldCredits[pool, default: 0].saturatingAdd(cost)
+            }
+            limits.reservations[id] = reservation
+            result.reservationID = id
+            return (result, nil)
+        }
+        let entry = UsageEntry(
+            tokenID: token.id, meter: request.meter, quantity: cost, at: now.millis, overage: overage,
+            includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
+        recordUsage(entry)
+        return (result, entry)
+    }
+
+    /// When the window of `rule` that contains `time` ends (for a rolling window: when one slice leaves it).
+    func quotaReset(_ rule: QuotaRule, license: LicenseSpec, at time: UnixMillis) -> UnixMillis {
+        switch rule.window {
+        case .calendar(let period):
+            return Self.periodBounds(period, level: rule.pool, license: license, at: time).end
+        case .rolling(let seconds):
+            let slice = RollingCounter.sliceMillis(seconds)
+            return (UTCCalendar.floorDiv(time, slice) + 1) * slice
+        }
+    }
+
+    /// How a cost is paid from credits.
+    struct CreditPayment {
+        var availableBefore: UInt64 = 0
+        var fromIncluded: UInt64 = 0
+        var fromPrepaid: UInt64 = 0
+        var shortfall: UInt64 = 0
+    }
+
+    /// Splits `cost` between the period's included credits and prepaid credits, after what reservations hold.
+    func creditPayment(_ cost: UInt64, policy: CreditPolicy, pool: PoolKey, license: LicenseSpec, at time: UnixMillis, ignoringHeld: UInt64 = 0) -> CreditPayment {
+        let start = Self.periodBounds(policy.period, level: policy.pool, license: license, at: time).start
+        let spent = book.includedSpent[IncludedCreditsKey(pool: pool, start: start)] ?? 0
+        var included = policy.included > spent ? policy.included - spent : 0
+        var prepaid = book.prepaid[pool]?.balance ?? 0
+        // Reservations hold included credits first, like spending does.
+        var held = (limits.heldCredits[pool] ?? 0) - min(limits.heldCredits[pool] ?? 0, ignoringHeld)
+        let fromIncludedHeld = min(held, included)
+        included -= fromIncludedHeld
+        held -= fromIncludedHeld
+        prepaid -= min(prepaid, held)
+        var payment = CreditPayment()
+        payment.availableBefore = included.addingReportingOverflow(prepaid).overflow ? .max : included + prepaid
+        payment.fromIncluded = min(cost, included)
+        payment.fromPrepaid = min(cost - payment.fromIncluded, prepaid)
+        payment.shortfall = cost - payment.fromIncluded - payment.fromPrepaid
+        return payment
     }
 
     /// Whether `granted` includes `scope` (`*` includes everything).
@@ -80,24 +256,123 @@ extension LicensingState {
         granted.contains(scope) || granted.contains("*")
     }
 
-    /// The token-level and license-level gates shared by CHECK and METER: revocation, validity window, license
-    /// standing. On success, the license's plan.
-    func usability(of record: TokenRecord, at now: UnixMillis, caller: UInt32?) -> Result<Plan, DenyReasonError> {
-        let token = record.info
-        if token.revokedAt != 0 { return .failure(DenyReasonError(.revoked)) }
-        if token.notBefore != 0 && now < token.notBefore { return .failure(DenyReasonError(.notYetValid)) }
-        if token.expiresAt != 0 && now >= token.expiresAt { return .failure(DenyReasonError(.expired)) }
-        guard let license = licenses[token.licenseID]?.spec, license.status.permitsUse,
-            license.validUntil == 0 || now < license.validUntil,
-            let plan = plans[license.plan]
-        else { return .failure(DenyReasonError(.licenseInactive)) }
-        if let bound = record.boundUIDs, !bound.contains(where: { $0 == caller }) { return .failure(DenyReasonError(.callerNotAllowed)) }
-        return .success(plan)
+    /// Why a token may not be used at all, with the rule that said so.
+    struct Unusable: Error {
+        var reason: DenyReason
+        var rule: String
+        var owner: String
     }
-}
 
-/// A `DenyReason` carried through `Result`.
-public struct DenyReasonError: Error, Hashable {
-    public var reason: DenyReason
-    init(_ reason: DenyReason) { self.reason = reason }
+    /// The token-level, license-level and organisation-level gates shared by CHECK, METER and DERIVE: revocation
+    /// (of the token or the token it was derived from), validity window, organisation suspended, license status and
+    /// validity, the caller binding. On success, the license and its plan.
+    func usability(of record: TokenRecord, at now: UnixMillis, caller: UInt32?) -> Result<(Plan, LicenseSpec), Unusable> {
+        let token = record.info
+        if token.revokedAt != 0 { return .failure(Unusable(reason: .revoked, rule: "token.revoked", owner: token.id)) }
+        if !token.parentID.isEmpty, tokenIDs[token.parentID].flatMap({ tokens[$0] }).map({ $0.info.revokedAt != 0 }) ?? true {
+            return .failure(Unusable(reason: .revoked, rule: "parent.revoked", owner: token.parentID))
+        }
+        if token.notBefore != 0 && now < token.notBefore { return .failure(Unusable(reason: .notYetValid, rule: "token.not_before", owner: token.id)) }
+        if token.expiresAt != 0 && now >= token.expiresAt { return .failure(Unusable(reason: .expired, rule: "token.expires_at", owner: token.id)) }
+        guard let licenseRecord = licenses[token.licenseID] else {
+            return .failure(Unusable(reason: .licenseInactive, rule: "license.missing", owner: token.licenseID))
+        }
+        let license = licenseRecord.spec
+        if !license.org.isEmpty, orgs[license.org]?.spec.suspended == true {
+            return .failure(Unusable(reason: .orgSuspended, rule: "org.suspended", owner: license.org))
+        }
+        if license.validFrom != 0 && now < license.validFrom { return .failure(Unusable(reason: .licenseNotYetValid, rule: "license.valid_from", owner: license.id)) }
+        if license.validUntil != 0 && now >= license.validUntil { return .failure(Unusable(reason: .licenseExpired, rule: "license.valid_until", owner: license.id)) }
+        guard let plan = plans[license.plan] else { return .failure(Unusable(reason: .licenseInactive, rule: "plan.missing", owner: license.plan)) }
+        switch license.status {
+        case .active:
+            break
+        case .trialing:
+            if license.trialEndsAt != 0 && now >= license.trialEndsAt { return .failure(Unusable(reason: .trialEnded, rule: "license.trial_ends_at", owner: license.id)) }
+        case .pastDue:
+            if now >= licenseRecord.pastDueSince + Int64(plan.pastDueGraceSeconds) * 1000 {
+                return .failure(Unusable(reason: .paymentOverdue, rule: "license.past_due_grace", owner: license.id))
+            }
+        case .canceled:
+            return .failure(Unusable(reason: .licenseInactive, rule: "license.canceled", owner: license.id))
+        case .expired:
+            return .failure(Unusable(reason: .licenseExpired, rule: "license.expired", owner: license.id))
+        }
+        if let bound = record.boundUIDs, !bound.contains(where: { $0 == caller }) {
+            return .failure(Unusable(reason: .callerNotAllowed, rule: "token.bind_uids", owner: token.id))
+        }
+        return .success((plan, license))
+    }
+
+    // MARK: - Leases and reservations
+
+    /// Releases a lease. Returns false when it is not held (released before, or never taken).
+    public mutating func release(leaseID: UInt64) -> Bool {
+        guard let lease = limits.leases.removeValue(forKey: leaseID) else { return false }
+        for pool in lease.pools {
+            limits.leaseCounts[pool]! -= 1
+            if limits.leaseCounts[pool] == 0 { limits.leaseCounts[pool] = nil }
+        }
+        return true
+    }
+
+    /// Leases held now (for statistics and tests).
+    public var leasesHeld: Int { limits.leases.count }
+    public var reservationsHeld: Int { limits.reservations.count }
+
+    /// Charges the actual cost of a reservation (which may exceed the estimate: usage that happened is counted,
+    /// and what exceeds a limit is recorded as overage) and releases what it held.
+    public mutating func settle(_ request: SettleRequest, at now: Timestamp) throws -> (result: CheckResult, consumed: UsageEntry?) {
+        guard let reservation = takeReservation(request.reservationID) else {
+            throw EngineError.notFound("reservation \(request.reservationID) is not held (settled, expired or never made)")
+        }
+        guard let record = token(id: reservation.tokenID) else { throw EngineError.notFound("the token of the reservation no longer exists") }
+        var result = CheckResult(reason: .none, tokenID: record.info.id, licenseID: record.info.licenseID, subject: record.info.subject)
+        guard request.actualCost > 0, let license = licenses[record.info.licenseID]?.spec else { return (result, nil) }
+        let plan = plans[license.plan]
+        var overage: UInt64 = 0
+        for rule in plan?.quotas ?? [] where rule.meter == reservation.meter {
+            let pool = Self.poolKey(rule.pool, tokenID: record.info.id, license: license)
+            let used = quotaUsage(rule, pool: pool, license: license, at: now.millis).used
+            let (after, overflow) = used.addingReportingOverflow(request.actualCost)
+            if overflow || after > rule.limit { overage = max(overage, overflow ? request.actualCost : min(request.actualCost, after - rule.limit)) }
+            let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: quotaReset(rule, license: license, at: now.millis))
+            if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
+        }
+        var payment = CreditPayment()
+        if let credits = plan?.credits {
+            let pool = Self.poolKey(credits.pool, tokenID: record.info.id, license: license)
+            payment = creditPayment(request.actualCost, policy: credits, pool: pool, license: license, at: now.millis)
+            overage = max(overage, payment.shortfall)
+            result.creditsRemaining = payment.availableBefore - min(payment.availableBefore, request.actualCost)
+        }
+        result.overage = overage
+        let entry = UsageEntry(
+            tokenID: record.info.id, meter: reservation.meter, quantity: request.actualCost, at: now.millis, overage: overage,
+            includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan?.credits?.pool ?? .license)
+        recordUsage(entry)
+        return (result, entry)
+    }
+
+    /// Releases reservations whose lifetime ended before `now`; returns how many.
+    @discardableResult
+    public mutating func expireReservations(at now: UnixMillis) -> Int {
+        let expired = limits.reservations.filter { $0.value.expiresAt <= now }.map(\.key)
+        for id in expired { _ = takeReservation(id) }
+        return expired.count
+    }
+
+    mutating func takeReservation(_ id: UInt64) -> LiveLimits.Reservation? {
+        guard let reservation = limits.reservations.removeValue(forKey: id) else { return nil }
+        for pool in reservation.quotaPools {
+            let key = LiveLimits.HeldKey(pool: pool, meter: reservation.meter)
+            limits.heldQuota[key] = (limits.heldQuota[key] ?? 0) - min(limits.heldQuota[key] ?? 0, reservation.amount)
+            if limits.heldQuota[key] == 0 { limits.heldQuota[key] = nil }
+        }
+        if let pool = reservation.creditPool {
+            limits.heldCredits[pool] = (limits.heldCredits[pool] ?? 0) - min(limits.heldCredits[pool] ?? 0, reservation.amount)
+            if limits.heldCredits[pool] == 0 { limits.heldCredits[pool] = nil }
+        }
+        return reservation
+    }
 }

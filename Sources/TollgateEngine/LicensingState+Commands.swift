@@ -3,7 +3,8 @@ import TollgateModel
 /// The data- and control-plane commands other than CHECK. Each validates, builds the one `StateChange` that
 /// records it, applies that change through `apply(_:)`, and returns it so the caller can journal it.
 extension LicensingState {
-    /// Records usage the caller served. Quota never denies a METER: usage that happened is counted.
+    /// Records usage the caller served. Quota never denies a METER: usage that happened is counted (what exceeds a
+    /// quota or the credits is recorded as overage); a token that may not be used at all is refused.
     public mutating func meter(_ request: MeterRequest, at now: Timestamp, caller: UInt32? = nil) throws -> (result: MeterResult, change: StateChange?) {
         try Validate.length(request.meter, max: Limits.maxMeterName, "the meter name", allowEmpty: false)
         try Validate.length(request.idempotencyKey, max: Limits.maxIdempotencyKey, "the idempotency key")
@@ -14,36 +15,53 @@ extension LicensingState {
         let token = record.info
         var result = MeterResult(reason: .none, tokenID: token.id, licenseID: token.licenseID)
         let plan: Plan
+        let license: LicenseSpec
         switch usability(of: record, at: now.millis, caller: caller) {
         case .failure(let denial):
             result.reason = denial.reason
             return (result, nil)
-        case .success(let usablePlan):
-            plan = usablePlan
+        case .success(let usable):
+            (plan, license) = usable
         }
 
         var change: StateChange?
-        if !request.idempotencyKey.isEmpty, idempotencyKeys[request.idempotencyKey] != nil {
+        if !request.idempotencyKey.isEmpty, book.idempotencyKeys[request.idempotencyKey] != nil {
             result.duplicate = true
         } else {
-            let entry = UsageEntry(tokenID: token.id, meter: request.meter, quantity: request.quantity, at: now.millis)
+            var overage: UInt64 = 0
+            for rule in plan.quotas where rule.meter == request.meter {
+                let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
+                let used = quotaUsage(rule, pool: pool, license: license, at: now.millis).used
+                let (after, overflow) = used.addingReportingOverflow(request.quantity)
+                if overflow || after > rule.limit { overage = max(overage, overflow ? request.quantity : min(request.quantity, after - rule.limit)) }
+            }
+            var payment = CreditPayment()
+            if let credits = plan.credits {
+                payment = creditPayment(request.quantity, policy: credits, pool: Self.poolKey(credits.pool, tokenID: token.id, license: license), license: license, at: now.millis)
+                overage = max(overage, payment.shortfall)
+            }
+            let entry = UsageEntry(
+                tokenID: token.id, meter: request.meter, quantity: request.quantity, at: now.millis, overage: overage,
+                includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
             change = .metered(entry, idempotencyKey: request.idempotencyKey)
             apply(change!)
         }
-        if let rule = plan.quota(for: request.meter) {
-            let used = usage(licenseID: token.licenseID, meter: request.meter, period: rule.period, at: now.millis)
-            result.quota = QuotaState(
-                limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0,
-                resetAt: UTCCalendar.bounds(of: rule.period, containing: now.millis).end)
+        for rule in plan.quotas where rule.meter == request.meter {
+            let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
+            let used = quotaUsage(rule, pool: pool, license: license, at: now.millis).used
+            let state = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: quotaReset(rule, license: license, at: now.millis))
+            if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
         }
         return (result, change)
     }
 
-    /// Revokes by secret, token id, or license. Returns how many tokens this request revoked (already revoked
-    /// ones are not counted) and the change, which is nil when there was nothing left to revoke.
+    /// Revokes by secret, token id, license, organisation or subject, and every token derived from those. Returns
+    /// how many tokens this request revoked (already revoked ones are not counted) and the change, which is nil
+    /// when there was nothing left to revoke.
     public mutating func revoke(_ request: RevokeRequest, at now: Timestamp) throws -> (revoked: UInt32, change: StateChange?) {
         try Validate.length(request.reason, max: Limits.maxReason, "the reason")
-        let ids: [String]
+        try Validate.length(request.actor, max: Limits.maxReason, "the actor")
+        var ids: [String]
         switch request.target {
         case .secret(let secret):
             guard TokenFormat.validate(secret) != nil else { throw EngineError.invalid("the value is not a well-formed token") }
@@ -55,80 +73,223 @@ extension LicensingState {
         case .license(let id):
             guard licenses[id] != nil || licenseTokens[id] != nil else { throw EngineError.notFound("license \(Self.printable(id)) does not exist") }
             ids = licenseTokens[id] ?? []
+        case .org(let org):
+            let members = licenses.values.filter { $0.spec.org == org }.map(\.spec.id).sorted()
+            guard orgs[org] != nil || !members.isEmpty else { throw EngineError.notFound("organisation \(Self.printable(org)) does not exist") }
+            ids = members.flatMap { licenseTokens[$0] ?? [] }
+        case .subject(let subject):
+            try Validate.length(subject, max: Limits.maxSubject, "the subject", allowEmpty: false)
+            ids = licenseTokens.keys.sorted().flatMap { licenseTokens[$0]! }.filter { token(id: $0)?.info.subject == subject }
+            guard !ids.isEmpty else { throw EngineError.notFound("no token was issued to that subject") }
         }
-        let live = ids.filter { token(id: $0)?.info.revokedAt == 0 }
+        // Derived tokens go with their parents.
+        ids += ids.flatMap { children[$0] ?? [] }
+        var seen = Set<String>()
+        let live = ids.filter { seen.insert($0).inserted && token(id: $0)?.info.revokedAt == 0 }
         guard !live.isEmpty else { return (0, nil) }
-        let change = StateChange.tokensRevoked(tokenIDs: live, reason: request.reason, at: max(now.millis, 1))
+        let change = StateChange.tokensRevoked(tokenIDs: live, reason: request.reason, actor: request.actor, at: max(now.millis, 1))
         apply(change)
         return (UInt32(clamping: live.count), change)
     }
 
     /// Mints a token. The secret is returned here and stored nowhere: the state and the change hold its hash.
     public mutating func issue<R: RandomNumberGenerator>(_ request: IssueRequest, at now: Timestamp, using rng: inout R) throws -> (secret: String, token: TokenInfo, change: StateChange) {
-        guard licenses[request.licenseID] != nil else { throw EngineError.notFound("license \(Self.printable(request.licenseID)) does not exist") }
+        guard let license = licenses[request.licenseID]?.spec else { throw EngineError.notFound("license \(Self.printable(request.licenseID)) does not exist") }
         try Validate.length(request.subject, max: Limits.maxSubject, "the subject", allowEmpty: false)
         let scopes = request.scopes.isEmpty ? ["*"] : request.scopes
         try Validate.scopes(scopes, "scopes")
-        guard request.metadata.count <= Limits.maxMetadataPairs else { throw EngineError.invalid("at most \(Limits.maxMetadataPairs) metadata pairs are allowed") }
-        for pair in request.metadata {
-            try Validate.length(pair.key, max: Limits.maxMetadataKey, "a metadata key", allowEmpty: false)
-            try Validate.length(pair.value, max: Limits.maxMetadataValue, "a metadata value")
-            if pair.key.hasPrefix(TokenBinding.reservedPrefix) {
-                guard pair.key == TokenBinding.metadataKey else {
-                    throw EngineError.invalid("metadata keys starting with \(TokenBinding.reservedPrefix) are reserved; the only one defined is \(TokenBinding.metadataKey)")
-                }
-                guard TokenBinding.parse(pair.value) != nil else {
-                    throw EngineError.invalid("\(TokenBinding.metadataKey) must be a comma-separated list of 1 to 16 uids")
-                }
-            }
-        }
-        let notBefore = request.notBefore
-        guard request.expiresAt == 0 || request.expiresAt > max(notBefore, now.millis) else {
+        try Validate.metadata(request.metadata)
+        guard request.expiresAt == 0 || request.expiresAt > max(request.notBefore, now.millis) else {
             throw EngineError.invalid("expires_at must be later than now and than not_before")
         }
-
-        var id: String
-        repeat { id = "tok_" + TokenFormat.randomIdentifier(length: 22, using: &rng) } while tokenIDs[id] != nil
-        var random = [UInt8](repeating: 0, count: 32)
-        for i in 0..<4 {
-            let word = rng.next()
-            for j in 0..<8 { random[i * 8 + j] = UInt8(truncatingIfNeeded: word >> (j * 8)) }
+        var expiresAt = request.expiresAt
+        if let plan = plans[license.plan] {
+            if plan.maxTokenLifetimeSeconds > 0 {
+                let longest = max(request.notBefore, now.millis) + Int64(plan.maxTokenLifetimeSeconds) * 1000
+                // A token asked for without an expiry gets the plan's longest lifetime; a longer one is refused.
+                guard expiresAt <= longest else {
+                    throw EngineError.invalid("plan \(plan.id) allows tokens to live at most \(plan.maxTokenLifetimeSeconds) s")
+                }
+                if expiresAt == 0 { expiresAt = longest }
+            }
+            try checkTokenLimit(plan: plan, licenseID: license.id, at: now.millis)
         }
-        let secret = TokenFormat.make(environment: request.environment, randomBytes: random)
-        let info = TokenInfo(
-            id: id, licenseID: request.licenseID, subject: request.subject, scopes: scopes, issuedAt: now.millis,
-            notBefore: notBefore, expiresAt: request.expiresAt, metadata: request.metadata, environment: request.environment)
+        var info = TokenInfo(
+            id: "", licenseID: request.licenseID, subject: request.subject, scopes: scopes, issuedAt: now.millis,
+            notBefore: request.notBefore, expiresAt: expiresAt, metadata: request.metadata, environment: request.environment)
+        let secret = mint(&info, using: &rng)
         let change = StateChange.tokenIssued(TokenRecord(hash: Self.hash(of: secret), info: info))
         apply(change)
         return (secret, info, change)
     }
 
-    public mutating func putLicense(_ spec: LicenseSpec, at now: Timestamp) throws -> (info: LicenseInfo, change: StateChange) {
+    /// Exchanges a token for a short-lived child: a subset of its scopes, a lifetime capped by `maxLifetime`, the
+    /// plan's maximum and the parent's own expiry. Revoking the parent revokes the child; a derived token cannot
+    /// derive further.
+    public mutating func derive<R: RandomNumberGenerator>(
+        _ request: DeriveRequest, at now: Timestamp, caller: UInt32? = nil, maxLifetime: Int64, using rng: inout R
+    ) throws -> (result: CheckResult, secret: String, token: TokenInfo?, change: StateChange?) {
+        guard TokenFormat.validate(request.parent) != nil else { return (CheckResult(reason: .malformedToken), "", nil, nil) }
+        guard let parent = tokens[Self.hash(of: request.parent)] else { return (CheckResult(reason: .unknownToken), "", nil, nil) }
+        var result = CheckResult(reason: .none, tokenID: parent.info.id, licenseID: parent.info.licenseID, subject: parent.info.subject)
+        let plan: Plan
+        switch usability(of: parent, at: now.millis, caller: caller) {
+        case .failure(let denial):
+            result.reason = denial.reason
+            return (result, "", nil, nil)
+        case .success(let usable):
+            plan = usable.0
+        }
+        guard parent.info.parentID.isEmpty else { throw EngineError.invalid("a derived token cannot derive further tokens") }
+        let scopes = request.scopes.isEmpty ? parent.info.scopes : request.scopes
+        try Validate.scopes(scopes, "scopes")
+        for scope in scopes where !Self.grants(parent.info.scopes, scope) {
+            result.reason = .insufficientScope
+            return (result, "", nil, nil)
+        }
+        guard request.ttlSeconds > 0 else { throw EngineError.invalid("ttl_seconds must be at least 1") }
+        var expiresAt = now.millis + min(Int64(request.ttlSeconds) * 1000, maxLifetime)
+        if plan.maxTokenLifetimeSeconds > 0 { expiresAt = min(expiresAt, now.millis + Int64(plan.maxTokenLifetimeSeconds) * 1000) }
+        if parent.info.expiresAt != 0 { expiresAt = min(expiresAt, parent.info.expiresAt) }
+        var info = TokenInfo(
+            id: "", licenseID: parent.info.licenseID, subject: parent.info.subject, scopes: scopes, issuedAt: now.millis,
+            notBefore: 0, expiresAt: expiresAt, metadata: parent.info.metadata, environment: parent.info.environment, parentID: parent.info.id)
+        let secret = mint(&info, using: &rng)
+        let change = StateChange.tokenIssued(TokenRecord(hash: Self.hash(of: secret), info: info))
+        apply(change)
+        return (result, secret, info, change)
+    }
+
+    /// A new secret for the same token; the previous one is accepted for `graceSeconds` more.
+    public mutating func rotate<R: RandomNumberGenerator>(_ request: RotateRequest, at now: Timestamp, using rng: inout R) throws -> (secret: String, token: TokenInfo, change: StateChange) {
+        guard let hash = tokenIDs[request.tokenID], let record = tokens[hash] else {
+            throw EngineError.notFound("token \(Self.printable(request.tokenID)) does not exist")
+        }
+        guard record.info.revokedAt == 0 else { throw EngineError.invalid("a revoked token cannot be rotated") }
+        let secret = TokenFormat.make(environment: record.info.environment, randomBytes: Self.randomBytes(using: &rng))
+        let change = StateChange.tokenRotated(
+            tokenID: request.tokenID, newHash: Self.hash(of: secret), previousHash: hash,
+            previousValidUntil: now.millis + Int64(request.graceSeconds) * 1000, at: now.millis)
+        apply(change)
+        return (secret, token(id: request.tokenID)!.info, change)
+    }
+
+    /// Ends a rotation's overlap now: the previous secret is refused from the next check.
+    public mutating func endRotation(tokenID: String, at now: Timestamp) throws -> (token: TokenInfo, change: StateChange?) {
+        guard let record = token(id: tokenID) else { throw EngineError.notFound("token \(Self.printable(tokenID)) does not exist") }
+        guard record.info.previousSecretValidUntil > now.millis else { return (record.info, nil) }
+        let change = StateChange.rotationEnded(tokenID: tokenID, at: now.millis)
+        apply(change)
+        return (token(id: tokenID)!.info, change)
+    }
+
+    public mutating func putLicense(_ spec: LicenseSpec, at now: Timestamp) throws -> (info: LicenseInfo, change: StateChange?) {
         try Validate.identifier(spec.id, "the license id")
         try Validate.length(spec.customer, max: Limits.maxCustomer, "the customer")
+        try Validate.length(spec.project, max: Limits.maxIdentifier, "the project")
+        if !spec.org.isEmpty { try Validate.identifier(spec.org, "the organisation id") }
+        guard (1...28).contains(spec.billingAnchorDay) else { throw EngineError.invalid("billing_anchor_day must be 1–28") }
+        guard spec.validUntil == 0 || spec.validUntil > spec.validFrom else { throw EngineError.invalid("valid_until must be later than valid_from") }
         guard plans[spec.plan] != nil else { throw EngineError.notFound("plan \(Self.printable(spec.plan)) does not exist") }
-        let change = StateChange.licensePut(spec, at: now.millis)
+        let previous = licenses[spec.id]
+        if previous?.spec == spec { return (licenseInfo(id: spec.id)!, nil) }
+        // Past due since the change that made it so; a license that stays past due keeps its date.
+        let pastDueSince = spec.status != .pastDue ? 0 : previous.flatMap { $0.spec.status == .pastDue ? $0.pastDueSince : nil } ?? now.millis
+        let change = StateChange.licensePut(spec, at: now.millis, pastDueSince: pastDueSince)
         apply(change)
         return (licenseInfo(id: spec.id)!, change)
+    }
+
+    public mutating func putOrg(_ spec: OrgSpec, at now: Timestamp) throws -> (org: OrgSpec, change: StateChange?) {
+        try Validate.identifier(spec.id, "the organisation id")
+        try Validate.length(spec.name, max: Limits.maxCustomer, "the name")
+        guard orgs[spec.id]?.spec != spec else { return (spec, nil) }
+        let change = StateChange.orgPut(spec, at: now.millis)
+        apply(change)
+        return (spec, change)
     }
 
     public mutating func putPlan(_ plan: Plan, at now: Timestamp) throws -> (plan: Plan, change: StateChange?) {
         try Validate.identifier(plan.id, "the plan id")
         try Validate.scopes(plan.entitlements, "entitlements")
-        guard plan.quotas.count <= Limits.maxQuotas else { throw EngineError.invalid("at most \(Limits.maxQuotas) quotas are allowed") }
-        var meters = Set<String>()
+        try Validate.scopes(plan.features, "features")
+        guard plan.quotas.count <= Limits.maxQuotas, plan.rateLimits.count <= Limits.maxQuotas, plan.concurrency.count <= Limits.maxQuotas else {
+            throw EngineError.invalid("at most \(Limits.maxQuotas) quotas, rate limits and concurrency limits each are allowed")
+        }
+        var seen = Set<String>()
         for quota in plan.quotas {
             try Validate.length(quota.meter, max: Limits.maxMeterName, "a quota's meter name", allowEmpty: false)
-            guard meters.insert(quota.meter).inserted else { throw EngineError.invalid("meter \(quota.meter) has two quotas") }
+            guard seen.insert(quota.name).inserted else { throw EngineError.invalid("\(quota.name) is given twice") }
+            if case .rolling(let seconds) = quota.window, seconds > 400 * 86_400 {
+                throw EngineError.invalid("a rolling window may be at most 400 days")
+            }
         }
-        guard plan.ratePerSecond <= Limits.maxRatePerSecond else { throw EngineError.invalid("rate_per_second must be at most \(Limits.maxRatePerSecond)") }
         var plan = plan
-        if plan.ratePerSecond > 0 && plan.burst == 0 { plan.burst = 1 }
-        if plan.ratePerSecond == 0 { plan.burst = 0 }
+        for i in plan.rateLimits.indices {
+            guard plan.rateLimits[i].ratePerSecond > 0, plan.rateLimits[i].ratePerSecond <= Limits.maxRatePerSecond else {
+                throw EngineError.invalid("per_second must be 1–\(Limits.maxRatePerSecond)")
+            }
+            guard seen.insert(plan.rateLimits[i].name).inserted else { throw EngineError.invalid("\(plan.rateLimits[i].name) is given twice") }
+            plan.rateLimits[i].burst = max(plan.rateLimits[i].burst, 1)
+        }
+        for rule in plan.concurrency {
+            guard rule.max > 0 else { throw EngineError.invalid("a concurrency limit must be at least 1") }
+            guard seen.insert(rule.name).inserted else { throw EngineError.invalid("\(rule.name) is given twice") }
+        }
         guard plans[plan.id] != plan else { return (plan, nil) }
         let change = StateChange.planPut(plan, at: now.millis)
         apply(change)
         return (plan, change)
+    }
+
+    public mutating func grantCredits(_ grant: CreditsGrant, at now: Timestamp) throws -> (balance: UInt64, change: StateChange) {
+        try Validate.length(grant.reason, max: Limits.maxReason, "the reason")
+        guard grant.amount > 0 else { throw EngineError.invalid("the amount must be at least 1") }
+        switch grant.pool {
+        case .token: guard tokenIDs[grant.owner] != nil else { throw EngineError.notFound("token \(Self.printable(grant.owner)) does not exist") }
+        case .license: guard licenses[grant.owner] != nil else { throw EngineError.notFound("license \(Self.printable(grant.owner)) does not exist") }
+        case .org:
+            guard orgs[grant.owner] != nil || grant.owner.hasPrefix("license:") && licenses[String(grant.owner.dropFirst(8))] != nil else {
+                throw EngineError.notFound("organisation \(Self.printable(grant.owner)) does not exist")
+            }
+        }
+        let change = StateChange.creditsGranted(pool: grant.pool, owner: grant.owner, amount: grant.amount, reason: grant.reason, at: now.millis)
+        apply(change)
+        return (book.prepaid[PoolKey(grant.pool, grant.owner)]?.balance ?? 0, change)
+    }
+
+    /// Housekeeping as one journaled change (see `StateChange.swept`).
+    public mutating func sweep(at now: Timestamp, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64) -> StateChange {
+        let change = StateChange.swept(at: now.millis, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning)
+        apply(change)
+        return change
+    }
+
+    // MARK: - Helpers
+
+    /// Refuses a new token when the license already holds the plan's maximum of active tokens.
+    func checkTokenLimit(plan: Plan, licenseID: String, at time: UnixMillis) throws {
+        guard plan.maxActiveTokens > 0 else { return }
+        guard activeTokenCount(licenseID: licenseID, at: time) < plan.maxActiveTokens else {
+            throw EngineError.invalid("license \(Self.printable(licenseID)) already holds the \(plan.maxActiveTokens) active tokens plan \(plan.id) allows")
+        }
+    }
+
+    /// Gives `info` a fresh id and returns a fresh secret for it.
+    mutating func mint<R: RandomNumberGenerator>(_ info: inout TokenInfo, using rng: inout R) -> String {
+        var id: String
+        repeat { id = "tok_" + TokenFormat.randomIdentifier(length: 22, using: &rng) } while tokenIDs[id] != nil
+        info.id = id
+        return TokenFormat.make(environment: info.environment, randomBytes: Self.randomBytes(using: &rng))
+    }
+
+    static func randomBytes<R: RandomNumberGenerator>(using rng: inout R) -> [UInt8] {
+        var random = [UInt8](repeating: 0, count: 32)
+        for i in 0..<4 {
+            let word = rng.next()
+            for j in 0..<8 { random[i * 8 + j] = UInt8(truncatingIfNeeded: word >> (j * 8)) }
+        }
+        return random
     }
 
     /// A value from a request, made safe to put in an error message or a log line: bounded, control characters

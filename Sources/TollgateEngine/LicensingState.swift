@@ -1,11 +1,16 @@
 import Crypto
 import TollgateModel
 
-/// The whole licensing state of one Tollgate: plans, licenses, tokens, usage. A plain value with no I/O and no
-/// clock: time comes in as arguments, randomness as an argument, and every durable change goes through
+/// The whole licensing state of one Tollgate: plans, organisations, licenses, tokens, usage. A plain value with no
+/// I/O and no clock: time comes in as arguments, randomness as an argument, and every durable change goes through
 /// `apply(_:)`, the same function that replays the journal.
+///
+/// Two parts are not journaled, by design: rate limiter state (after a restart every pool starts with a full
+/// burst) and leases and reservations (a restart closes every connection, which releases its leases; an unsettled
+/// reservation is released, as if it had expired).
 public struct LicensingState: Sendable {
     public internal(set) var plans: [String: Plan] = [:]
+    public internal(set) var orgs: [String: OrgRecord] = [:]
     public internal(set) var licenses: [String: LicenseRecord] = [:]
     /// Tokens by the hash of their secret: the check path's only lookup.
     public internal(set) var tokens: [TokenHash: TokenRecord] = [:]
@@ -13,17 +18,23 @@ public struct LicensingState: Sendable {
     public internal(set) var tokenIDs: [String: TokenHash] = [:]
     /// License id → its token ids, in issue order.
     public internal(set) var licenseTokens: [String: [String]] = [:]
-    public internal(set) var licenseUsage: [LicenseUsageKey: UInt64] = [:]
-    public internal(set) var tokenUsage: [TokenUsageKey: UInt64] = [:]
-    /// Idempotency key → when it was recorded.
-    public internal(set) var idempotencyKeys: [String: UnixMillis] = [:]
-    /// Rate limiter state (GCRA theoretical arrival time, in nanoseconds) per license. Not journaled: after a
-    /// restart every license starts with a full burst.
-    var rateLimiterTAT: [String: RateLimiterState] = [:]
+    /// Parent token id → the ids of tokens derived from it.
+    public internal(set) var children: [String: [String]] = [:]
+    /// Usage counters, the ledger, credits, idempotency keys, rotation overlaps and events.
+    public internal(set) var book = UsageBook()
+
+    // Not journaled.
+    var rateLimiters: [PoolKey: RateLimiterState] = [:]
+    var limits = LiveLimits()
+    /// When each token's current and previous secret were last presented (observations, not journaled).
+    var lastUse: [String: (current: UnixMillis, previous: UnixMillis)] = [:]
+
+    /// At most this many events are kept (the oldest are dropped).
+    public static let maxEvents = 10_000
 
     public init() {}
 
-    /// GCRA state of one license, with the policy it was computed under.
+    /// GCRA state of one pool, with the policy it was computed under.
     struct RateLimiterState: Sendable, Hashable {
         var tat: Int64
         var interval: Int64
@@ -32,6 +43,12 @@ public struct LicensingState: Sendable {
 
     public struct LicenseRecord: Sendable, Hashable {
         public var spec: LicenseSpec
+        public var updatedAt: UnixMillis
+        public var pastDueSince: UnixMillis
+    }
+
+    public struct OrgRecord: Sendable, Hashable {
+        public var spec: OrgSpec
         public var updatedAt: UnixMillis
     }
 
@@ -44,43 +61,221 @@ public struct LicensingState: Sendable {
         switch change {
         case .planPut(let plan, _):
             plans[plan.id] = plan
-        case .licensePut(let spec, let at):
-            licenses[spec.id] = LicenseRecord(spec: spec, updatedAt: at)
+        case .orgPut(let spec, let at):
+            orgs[spec.id] = OrgRecord(spec: spec, updatedAt: at)
+        case .licensePut(let spec, let at, let pastDueSince):
+            licenses[spec.id] = LicenseRecord(spec: spec, updatedAt: at, pastDueSince: pastDueSince)
         case .tokenIssued(let record):
             if let previous = tokenIDs[record.info.id], previous != record.hash { tokens[previous] = nil }
             if tokens[record.hash] == nil, tokenIDs[record.info.id] == nil {
                 licenseTokens[record.info.licenseID, default: []].append(record.info.id)
+                if !record.info.parentID.isEmpty { children[record.info.parentID, default: []].append(record.info.id) }
             }
             tokens[record.hash] = record
             tokenIDs[record.info.id] = record.hash
-        case .tokensRevoked(let ids, let reason, let at):
+        case .tokensRevoked(let ids, let reason, let actor, let at):
             for id in ids {
                 guard let hash = tokenIDs[id], tokens[hash]?.info.revokedAt == 0 else { continue }
                 tokens[hash]!.info.revokedAt = at
                 tokens[hash]!.info.revokeReason = reason
+                tokens[hash]!.info.revokedBy = actor
+            }
+        case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
+            guard let current = tokenIDs[id], current == previousHash, var record = tokens.removeValue(forKey: current) else { return }
+            record.hash = newHash
+            record.info.rotatedAt = at
+            record.info.previousSecretValidUntil = previousValidUntil
+            tokens[newHash] = record
+            tokenIDs[id] = newHash
+            book.retiredSecrets[previousHash] = RetiredSecret(tokenID: id, validUntil: previousValidUntil)
+        case .rotationEnded(let id, let at):
+            guard let hash = tokenIDs[id], tokens[hash] != nil else { return }
+            tokens[hash]!.info.previousSecretValidUntil = min(tokens[hash]!.info.previousSecretValidUntil, at)
+            for (secret, retired) in book.retiredSecrets where retired.tokenID == id && retired.validUntil > at {
+                book.retiredSecrets[secret]!.validUntil = at
             }
         case .metered(let entry, let key):
             recordUsage(entry)
-            if !key.isEmpty { idempotencyKeys[key] = entry.at }
+            if !key.isEmpty { book.idempotencyKeys[key] = entry.at }
         case .consumed(let entries):
             for entry in entries { recordUsage(entry) }
-        case .countersRestored(let counters):
-            for (key, value) in counters.licenseUsage { licenseUsage[key, default: 0].saturatingAdd(value) }
-            for (key, value) in counters.tokenUsage { tokenUsage[key, default: 0].saturatingAdd(value) }
-            for (key, at) in counters.idempotencyKeys { idempotencyKeys[key] = at }
+        case .creditsGranted(let pool, let owner, let amount, _, _):
+            book.prepaid[PoolKey(pool, owner), default: PrepaidCredits()].granted.saturatingAdd(amount)
+        case .countersRestored(let restored):
+            book = restored
+        case .swept(let at, let tokenRetention, let keyRetention, let expiryWarning):
+            sweep(at: at, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning)
         }
     }
 
-    /// Counts usage against the token (per month) and its license (per hour, day and month, so that a quota of
-    /// any period reads one counter).
-    mutating func recordUsage(_ entry: UsageEntry) {
-        guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID else { return }
-        for period in Period.allCases {
-            let start = UTCCalendar.bounds(of: period, containing: entry.at).start
-            licenseUsage[LicenseUsageKey(licenseID: licenseID, meter: entry.meter, period: period, periodStart: start), default: 0].saturatingAdd(entry.quantity)
+    // MARK: - Pools
+
+    /// The owner of `level`'s pool for a token of `license`.
+    static func poolKey(_ level: PoolLevel, tokenID: String, license: LicenseSpec) -> PoolKey {
+        switch level {
+        case .token: return PoolKey(.token, tokenID)
+        case .license: return PoolKey(.license, license.id)
+        case .org: return PoolKey(.org, license.orgPoolOwner)
         }
-        let month = UTCCalendar.bounds(of: .month, containing: entry.at).start
-        tokenUsage[TokenUsageKey(tokenID: entry.tokenID, meter: entry.meter, monthStart: month), default: 0].saturatingAdd(entry.quantity)
+    }
+
+    /// The start of the calendar period containing `time` for counters of `level` (monthly counters of tokens and
+    /// licenses start on the license's billing anchor day; an organisation's on the 1st).
+    static func periodBounds(_ period: Period, level: PoolLevel, license: LicenseSpec, at time: UnixMillis) -> (start: UnixMillis, end: UnixMillis) {
+        UTCCalendar.bounds(of: period, containing: time, anchorDay: level == .org ? 1 : license.billingAnchorDay)
+    }
+
+    // MARK: - Usage
+
+    /// Counts usage at every level (token, license, organisation) for every calendar period, in the rolling windows
+    /// of the plan's rules, in the ledger, and in credits; then records the threshold events it crossed.
+    mutating func recordUsage(_ entry: UsageEntry) {
+        guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID,
+            let license = licenses[licenseID]?.spec
+        else { return }
+        let plan = plans[license.plan]
+        let before = plan.map { thresholdReadings(plan: $0, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at) } ?? []
+
+        for level in PoolLevel.allCases {
+            let pool = Self.poolKey(level, tokenID: entry.tokenID, license: license)
+            for period in Period.allCases {
+                let start = Self.periodBounds(period, level: level, license: license, at: entry.at).start
+                book.counters[CounterKey(pool: pool, meter: entry.meter, period: period, start: start), default: 0].saturatingAdd(entry.quantity)
+            }
+        }
+        if let plan {
+            for rule in plan.quotas where rule.meter == entry.meter {
+                guard case .rolling(let seconds) = rule.window else { continue }
+                let pool = Self.poolKey(rule.pool, tokenID: entry.tokenID, license: license)
+                book.rolling[RollingKey(pool: pool, meter: entry.meter, seconds: seconds), default: RollingCounter()].add(entry.quantity, seconds: seconds, at: entry.at)
+            }
+        }
+        let hour = UTCCalendar.bounds(of: .hour, containing: entry.at).start
+        let ledgerKey = LedgerKey(licenseID: licenseID, tokenID: entry.tokenID, meter: entry.meter, hourStart: hour)
+        book.ledger[ledgerKey, default: LedgerValue()].quantity.saturatingAdd(entry.quantity)
+        if entry.overage > 0 { book.ledger[ledgerKey]!.overage.saturatingAdd(entry.overage) }
+
+        let creditPool = Self.poolKey(entry.creditPool, tokenID: entry.tokenID, license: license)
+        if entry.includedCredits > 0, let credits = plan?.credits {
+            let start = Self.periodBounds(credits.period, level: entry.creditPool, license: license, at: entry.at).start
+            book.includedSpent[IncludedCreditsKey(pool: creditPool, start: start), default: 0].saturatingAdd(entry.includedCredits)
+        }
+        if entry.prepaidCredits > 0 { book.prepaid[creditPool, default: PrepaidCredits()].spent.saturatingAdd(entry.prepaidCredits) }
+
+        if let plan {
+            let after = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
+            recordCrossings(before: before, after: after, at: entry.at)
+        }
+    }
+
+    /// A counter a threshold is defined on (a quota on the meter, or the credits), with the window it counts in.
+    struct ThresholdReading {
+        var owner: String
+        /// `RULE@WINDOW`: the rule's name and the start of its window (`rolling` for rolling windows).
+        var detail: String
+        var used: UInt64
+        var limit: UInt64
+        var credits: Bool
+    }
+
+    func thresholdReadings(plan: Plan, tokenID: String, license: LicenseSpec, meter: String, at time: UnixMillis) -> [ThresholdReading] {
+        var readings: [ThresholdReading] = []
+        for rule in plan.quotas where rule.meter == meter && rule.limit > 0 {
+            let pool = Self.poolKey(rule.pool, tokenID: tokenID, license: license)
+            let (used, window) = quotaUsage(rule, pool: pool, license: license, at: time)
+            readings.append(ThresholdReading(owner: pool.owner, detail: "\(rule.name)@\(window)", used: used, limit: rule.limit, credits: false))
+        }
+        if let credits = plan.credits, credits.included > 0 {
+            let pool = Self.poolKey(credits.pool, tokenID: tokenID, license: license)
+            let start = Self.periodBounds(credits.period, level: credits.pool, license: license, at: time).start
+            let spent = book.includedSpent[IncludedCreditsKey(pool: pool, start: start)] ?? 0
+            readings.append(ThresholdReading(owner: pool.owner, detail: "credits:\(credits.pool.name)@\(start)", used: spent, limit: credits.included, credits: true))
+        }
+        return readings
+    }
+
+    /// Records each threshold crossed between two readings, once per counter and window: 80 % and 100 % of a
+    /// quota; 90 % of the period's included credits spent (credits low).
+    mutating func recordCrossings(before: [ThresholdReading], after: [ThresholdReading], at time: UnixMillis) {
+        for (old, new) in zip(before, after) {
+            func crossed(_ percent: UInt64) -> Bool {
+                let threshold = max(new.limit / 100 * percent + (new.limit % 100) * percent / 100, 1)
+                return old.used < threshold && new.used >= threshold
+            }
+            if new.credits {
+                if crossed(90) { recordEvent(.creditsLow, owner: new.owner, detail: new.detail, at: time) }
+            } else {
+                if crossed(80) { recordEvent(.quota80, owner: new.owner, detail: new.detail, at: time) }
+                if crossed(100) { recordEvent(.quota100, owner: new.owner, detail: new.detail, at: time) }
+            }
+        }
+    }
+
+    /// Appends an event unless the same one (kind, owner, detail) is already recorded.
+    mutating func recordEvent(_ kind: LicensingEvent.Kind, owner: String, detail: String, at time: UnixMillis) {
+        guard !book.events.contains(where: { $0.kind == kind && $0.owner == owner && $0.detail == detail }) else { return }
+        book.events.append(LicensingEvent(sequence: book.nextEventSequence, at: time, kind: kind, owner: owner, detail: detail))
+        book.nextEventSequence += 1
+        if book.events.count > Self.maxEvents { book.events.removeFirst(book.events.count - Self.maxEvents) }
+    }
+
+    /// Usage counted by `rule` for `pool` in the window containing `time`, and the window's identity (its start, or
+    /// `rolling`).
+    func quotaUsage(_ rule: QuotaRule, pool: PoolKey, license: LicenseSpec, at time: UnixMillis) -> (used: UInt64, window: String) {
+        switch rule.window {
+        case .calendar(let period):
+            let start = Self.periodBounds(period, level: rule.pool, license: license, at: time).start
+            return (book.counters[CounterKey(pool: pool, meter: rule.meter, period: period, start: start)] ?? 0, "\(start)")
+        case .rolling(let seconds):
+            return (book.rolling[RollingKey(pool: pool, meter: rule.meter, seconds: seconds)]?.sum(seconds: seconds, at: time) ?? 0, "rolling")
+        }
+    }
+
+    // MARK: - Housekeeping
+
+    mutating func sweep(at now: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64) {
+        // Tokens expiring soon get one event each.
+        if expiryWarning > 0 {
+            for licenseID in licenseTokens.keys.sorted() {
+                for id in licenseTokens[licenseID]! {
+                    guard let info = token(id: id)?.info, info.revokedAt == 0, info.expiresAt > now, info.expiresAt - now <= expiryWarning else { continue }
+                    recordEvent(.tokenExpiring, owner: id, detail: "expires_at@\(info.expiresAt)", at: now)
+                }
+            }
+        }
+        // Tokens gone for longer than the retention are forgotten (afterwards they are unknown).
+        if tokenRetention > 0 {
+            let cutoff = now - tokenRetention
+            var forgotten = Set<String>()
+            for (hash, record) in tokens {
+                let info = record.info
+                let goneAt = info.revokedAt != 0 ? info.revokedAt : info.expiresAt
+                guard goneAt != 0, goneAt < cutoff else { continue }
+                tokens[hash] = nil
+                tokenIDs[info.id] = nil
+                forgotten.insert(info.id)
+            }
+            if !forgotten.isEmpty {
+                for (license, ids) in licenseTokens {
+                    let kept = ids.filter { !forgotten.contains($0) }
+                    licenseTokens[license] = kept.isEmpty ? nil : kept
+                }
+                for (parent, ids) in children {
+                    let kept = ids.filter { !forgotten.contains($0) }
+                    children[parent] = kept.isEmpty || forgotten.contains(parent) ? nil : kept
+                }
+                book.retiredSecrets = book.retiredSecrets.filter { !forgotten.contains($0.value.tokenID) }
+                for id in forgotten { lastUse[id] = nil }
+            }
+        }
+        // Counters of periods that ended more than one period ago; rolling windows that are empty.
+        book.counters = book.counters.filter { key, _ in
+            let length: Int64 = key.period == .hour ? UTCCalendar.millisPerHour : key.period == .day ? UTCCalendar.millisPerDay : 62 * UTCCalendar.millisPerDay
+            return key.start + 2 * length > now
+        }
+        book.includedSpent = book.includedSpent.filter { $0.key.start + 62 * UTCCalendar.millisPerDay > now }
+        book.rolling = book.rolling.filter { $0.value.sum(seconds: $0.key.seconds, at: now) > 0 }
+        if keyRetention > 0 { book.idempotencyKeys = book.idempotencyKeys.filter { $0.value >= now - keyRetention } }
     }
 
     // MARK: - Reads
@@ -102,28 +297,43 @@ public struct LicensingState: Sendable {
         }
     }
 
+    /// The stored token with its observations (last use of each secret) filled in.
     public func token(id: String) -> TokenRecord? {
-        tokenIDs[id].flatMap { tokens[$0] }
+        guard var record = tokenIDs[id].flatMap({ tokens[$0] }) else { return nil }
+        if let use = lastUse[id] {
+            record.info.lastUsedAt = use.current
+            record.info.previousSecretLastUsedAt = use.previous
+        }
+        return record
     }
 
     public func licenseInfo(id: String) -> LicenseInfo? {
         guard let record = licenses[id] else { return nil }
-        let active = (licenseTokens[id] ?? []).reduce(into: UInt32(0)) { count, tokenID in
-            if token(id: tokenID)?.info.revokedAt == 0 { count += 1 }
+        return LicenseInfo(
+            spec: record.spec, updatedAt: record.updatedAt, activeTokens: activeTokenCount(licenseID: id, at: nil),
+            pastDueSince: record.pastDueSince, prepaidCredits: book.prepaid[PoolKey(.license, id)]?.balance ?? 0)
+    }
+
+    /// Unrevoked tokens of a license (and, given a time, unexpired at that time).
+    func activeTokenCount(licenseID: String, at time: UnixMillis?) -> UInt32 {
+        (licenseTokens[licenseID] ?? []).reduce(into: UInt32(0)) { count, tokenID in
+            guard let info = tokenIDs[tokenID].flatMap({ tokens[$0] })?.info, info.revokedAt == 0 else { return }
+            if let time, info.expiresAt != 0, info.expiresAt <= time { return }
+            count += 1
         }
-        return LicenseInfo(spec: record.spec, updatedAt: record.updatedAt, activeTokens: active)
     }
 
     /// Usage of `meter` by `licenseID` in the period of kind `period` that contains `time`.
     public func usage(licenseID: String, meter: String, period: Period, at time: UnixMillis) -> UInt64 {
-        let start = UTCCalendar.bounds(of: period, containing: time).start
-        return licenseUsage[LicenseUsageKey(licenseID: licenseID, meter: meter, period: period, periodStart: start)] ?? 0
+        guard let license = licenses[licenseID]?.spec else { return 0 }
+        let start = Self.periodBounds(period, level: .license, license: license, at: time).start
+        return book.counters[CounterKey(pool: PoolKey(.license, licenseID), meter: meter, period: period, start: start)] ?? 0
     }
 
-    /// Usage of `meter` by the token, summed over all time.
+    /// Usage of `meter` by the token, summed over the ledger.
     public func usage(tokenID: String, meter: String) -> UInt64 {
-        tokenUsage.reduce(into: 0) { sum, element in
-            if element.key.tokenID == tokenID, element.key.meter == meter { sum.saturatingAdd(element.value) }
+        book.ledger.reduce(into: 0) { sum, element in
+            if element.key.tokenID == tokenID, element.key.meter == meter { sum.saturatingAdd(element.value.quantity) }
         }
     }
 

@@ -10,18 +10,17 @@ extension StateChange {
         case .planPut(let plan, let at):
             buffer.writeInteger(at)
             try buffer.writePlan(plan)
-        case .licensePut(let spec, let at):
+        case .licensePut(let spec, let at, let pastDueSince):
             buffer.writeInteger(at)
+            buffer.writeInteger(pastDueSince)
             try buffer.writeLicenseSpec(spec)
         case .tokenIssued(let record):
-            buffer.writeInteger(record.hash.bytes.0)
-            buffer.writeInteger(record.hash.bytes.1)
-            buffer.writeInteger(record.hash.bytes.2)
-            buffer.writeInteger(record.hash.bytes.3)
+            buffer.writeTokenHash(record.hash)
             try buffer.writeTokenInfo(record.info)
-        case .tokensRevoked(let ids, let reason, let at):
+        case .tokensRevoked(let ids, let reason, let actor, let at):
             buffer.writeInteger(at)
             try buffer.writeWireString(reason)
+            try buffer.writeWireString(actor)
             buffer.writeInteger(UInt32(ids.count))
             for id in ids { try buffer.writeWireString(id) }
         case .metered(let entry, let key):
@@ -30,27 +29,31 @@ extension StateChange {
         case .consumed(let entries):
             buffer.writeInteger(UInt32(entries.count))
             for entry in entries { try buffer.writeUsage(entry) }
-        case .countersRestored(let counters):
-            buffer.writeInteger(UInt32(counters.licenseUsage.count))
-            for (key, value) in counters.licenseUsage {
-                try buffer.writeWireString(key.licenseID)
-                try buffer.writeWireString(key.meter)
-                buffer.writeInteger(key.period.rawValue)
-                buffer.writeInteger(key.periodStart)
-                buffer.writeInteger(value)
-            }
-            buffer.writeInteger(UInt32(counters.tokenUsage.count))
-            for (key, value) in counters.tokenUsage {
-                try buffer.writeWireString(key.tokenID)
-                try buffer.writeWireString(key.meter)
-                buffer.writeInteger(key.monthStart)
-                buffer.writeInteger(value)
-            }
-            buffer.writeInteger(UInt32(counters.idempotencyKeys.count))
-            for (key, at) in counters.idempotencyKeys {
-                try buffer.writeWireString(key)
-                buffer.writeInteger(at)
-            }
+        case .countersRestored(let book):
+            try buffer.writeUsageBook(book)
+        case .orgPut(let spec, let at):
+            buffer.writeInteger(at)
+            try buffer.writeOrgSpec(spec)
+        case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
+            buffer.writeInteger(at)
+            try buffer.writeWireString(id)
+            buffer.writeTokenHash(newHash)
+            buffer.writeTokenHash(previousHash)
+            buffer.writeInteger(previousValidUntil)
+        case .rotationEnded(let id, let at):
+            buffer.writeInteger(at)
+            try buffer.writeWireString(id)
+        case .creditsGranted(let pool, let owner, let amount, let reason, let at):
+            buffer.writeInteger(at)
+            buffer.writeInteger(pool.rawValue)
+            try buffer.writeWireString(owner)
+            buffer.writeInteger(amount)
+            try buffer.writeWireString(reason)
+        case .swept(let at, let tokenRetention, let keyRetention, let expiryWarning):
+            buffer.writeInteger(at)
+            buffer.writeInteger(tokenRetention)
+            buffer.writeInteger(keyRetention)
+            buffer.writeInteger(expiryWarning)
         }
     }
 
@@ -71,44 +74,44 @@ extension StateChange {
             change = .planPut(try r.plan(), at: at)
         case 2:
             let at = try r.i64("at")
-            change = .licensePut(try r.licenseSpec(), at: at)
+            let pastDueSince = try r.i64("past_due_since")
+            change = .licensePut(try r.licenseSpec(), at: at, pastDueSince: pastDueSince)
         case 3:
-            let hash = TokenHash(try r.u64("hash"), try r.u64("hash"), try r.u64("hash"), try r.u64("hash"))
+            let hash = try r.tokenHash()
             change = .tokenIssued(TokenRecord(hash: hash, info: try r.tokenInfo()))
         case 4:
             let at = try r.i64("at")
             let reason = try r.string("reason")
+            let actor = try r.string("actor")
             let n = try r.longCount("token_ids", minimumElementSize: 2)
             var ids: [String] = []
             ids.reserveCapacity(n)
             for _ in 0..<n { ids.append(try r.string("token_id")) }
-            change = .tokensRevoked(tokenIDs: ids, reason: reason, at: at)
+            change = .tokensRevoked(tokenIDs: ids, reason: reason, actor: actor, at: at)
         case 5:
             change = .metered(try r.usage(), idempotencyKey: try r.string("idempotency_key"))
         case 6:
-            // The smallest entry: two empty strings (2 + 2) and two 8-byte integers.
-            let n = try r.longCount("entries", minimumElementSize: 20)
+            let n = try r.longCount("entries", minimumElementSize: UsageEntry.minimumEncodedSize)
             var entries: [UsageEntry] = []
             entries.reserveCapacity(n)
             for _ in 0..<n { entries.append(try r.usage()) }
             change = .consumed(entries)
         case 7:
-            var licenseUsage: [(key: LicenseUsageKey, value: UInt64)] = []
-            for _ in 0..<(try r.longCount("license_usage", minimumElementSize: 21)) {
-                let key = LicenseUsageKey(licenseID: try r.string("license_id"), meter: try r.string("meter"),
-                    period: try r.code("period", as: Period.self), periodStart: try r.i64("period_start"))
-                licenseUsage.append((key, try r.u64("value")))
-            }
-            var tokenUsage: [(key: TokenUsageKey, value: UInt64)] = []
-            for _ in 0..<(try r.longCount("token_usage", minimumElementSize: 20)) {
-                let key = TokenUsageKey(tokenID: try r.string("token_id"), meter: try r.string("meter"), monthStart: try r.i64("month_start"))
-                tokenUsage.append((key, try r.u64("value")))
-            }
-            var keys: [(key: String, at: UnixMillis)] = []
-            for _ in 0..<(try r.longCount("idempotency_keys", minimumElementSize: 10)) {
-                keys.append((try r.string("key"), try r.i64("at")))
-            }
-            change = .countersRestored(CounterSnapshot(licenseUsage: licenseUsage, tokenUsage: tokenUsage, idempotencyKeys: keys))
+            change = .countersRestored(try r.usageBook())
+        case 8:
+            let at = try r.i64("at")
+            change = .orgPut(try r.orgSpec(), at: at)
+        case 9:
+            let at = try r.i64("at")
+            change = .tokenRotated(tokenID: try r.string("token_id"), newHash: try r.tokenHash(), previousHash: try r.tokenHash(), previousValidUntil: try r.i64("previous_valid_until"), at: at)
+        case 10:
+            let at = try r.i64("at")
+            change = .rotationEnded(tokenID: try r.string("token_id"), at: at)
+        case 11:
+            let at = try r.i64("at")
+            change = .creditsGranted(pool: try r.code("pool", as: PoolLevel.self), owner: try r.string("owner"), amount: try r.u64("amount"), reason: try r.string("reason"), at: at)
+        case 12:
+            change = .swept(at: try r.i64("at"), tokenRetention: try r.i64("token_retention"), keyRetention: try r.i64("key_retention"), expiryWarning: try r.i64("expiry_warning"))
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }
@@ -117,18 +120,154 @@ extension StateChange {
     }
 }
 
+extension UsageEntry {
+    /// Two empty strings (2 + 2), five 8-byte integers and a byte.
+    static let minimumEncodedSize = 45
+}
+
 extension ByteBuffer {
+    mutating func writeTokenHash(_ hash: TokenHash) {
+        writeInteger(hash.bytes.0)
+        writeInteger(hash.bytes.1)
+        writeInteger(hash.bytes.2)
+        writeInteger(hash.bytes.3)
+    }
+
     mutating func writeUsage(_ entry: UsageEntry) throws {
         try writeWireString(entry.tokenID)
         try writeWireString(entry.meter)
         writeInteger(entry.quantity)
         writeInteger(entry.at)
+        writeInteger(entry.overage)
+        writeInteger(entry.includedCredits)
+        writeInteger(entry.prepaidCredits)
+        writeInteger(entry.creditPool.rawValue)
+    }
+
+    mutating func writePool(_ pool: PoolKey) throws {
+        writeInteger(pool.level.rawValue)
+        try writeWireString(pool.owner)
+    }
+
+    /// The sections of a usage book, each a `u32` count and its entries, in a fixed order (`Protocol/JOURNAL.md`).
+    mutating func writeUsageBook(_ book: UsageBook) throws {
+        writeInteger(UInt32(book.counters.count))
+        for (key, value) in book.counters {
+            try writePool(key.pool)
+            try writeWireString(key.meter)
+            writeInteger(key.period.rawValue)
+            writeInteger(key.start)
+            writeInteger(value)
+        }
+        writeInteger(UInt32(book.rolling.count))
+        for (key, counter) in book.rolling {
+            try writePool(key.pool)
+            try writeWireString(key.meter)
+            writeInteger(key.seconds)
+            try writeWireCount(counter.slices.count)
+            for slice in counter.slices {
+                writeInteger(slice.index)
+                writeInteger(slice.value)
+            }
+        }
+        writeInteger(UInt32(book.ledger.count))
+        for (key, value) in book.ledger {
+            try writeWireString(key.licenseID)
+            try writeWireString(key.tokenID)
+            try writeWireString(key.meter)
+            writeInteger(key.hourStart)
+            writeInteger(value.quantity)
+            writeInteger(value.overage)
+        }
+        writeInteger(UInt32(book.prepaid.count))
+        for (pool, credits) in book.prepaid {
+            try writePool(pool)
+            writeInteger(credits.granted)
+            writeInteger(credits.spent)
+        }
+        writeInteger(UInt32(book.includedSpent.count))
+        for (key, value) in book.includedSpent {
+            try writePool(key.pool)
+            writeInteger(key.start)
+            writeInteger(value)
+        }
+        writeInteger(UInt32(book.idempotencyKeys.count))
+        for (key, at) in book.idempotencyKeys {
+            try writeWireString(key)
+            writeInteger(at)
+        }
+        writeInteger(UInt32(book.retiredSecrets.count))
+        for (hash, retired) in book.retiredSecrets {
+            writeTokenHash(hash)
+            try writeWireString(retired.tokenID)
+            writeInteger(retired.validUntil)
+        }
+        writeInteger(UInt32(book.events.count))
+        for event in book.events {
+            writeInteger(event.sequence)
+            writeInteger(event.at)
+            writeInteger(event.kind.rawValue)
+            try writeWireString(event.owner)
+            try writeWireString(event.detail)
+        }
+        writeInteger(book.nextEventSequence)
     }
 }
 
 extension WireReader {
+    mutating func tokenHash() throws -> TokenHash {
+        TokenHash(try u64("hash"), try u64("hash"), try u64("hash"), try u64("hash"))
+    }
+
     mutating func usage() throws -> UsageEntry {
-        UsageEntry(tokenID: try string("token_id"), meter: try string("meter"), quantity: try u64("quantity"), at: try i64("at"))
+        UsageEntry(
+            tokenID: try string("token_id"), meter: try string("meter"), quantity: try u64("quantity"), at: try i64("at"),
+            overage: try u64("overage"), includedCredits: try u64("included_credits"), prepaidCredits: try u64("prepaid_credits"),
+            creditPool: try code("credit_pool", as: PoolLevel.self))
+    }
+
+    mutating func pool() throws -> PoolKey {
+        let level = try code("pool", as: PoolLevel.self)
+        return PoolKey(level, try string("owner"))
+    }
+
+    mutating func usageBook() throws -> UsageBook {
+        var book = UsageBook()
+        for _ in 0..<(try longCount("counters", minimumElementSize: 30)) {
+            let key = CounterKey(pool: try pool(), meter: try string("meter"), period: try code("period", as: Period.self), start: try i64("start"))
+            book.counters[key] = try u64("value")
+        }
+        for _ in 0..<(try longCount("rolling", minimumElementSize: 11)) {
+            let key = RollingKey(pool: try pool(), meter: try string("meter"), seconds: try u32("seconds"))
+            var counter = RollingCounter()
+            for _ in 0..<(try count("slices", minimumElementSize: 16)) { counter.slices.append((try i64("index"), try u64("value"))) }
+            book.rolling[key] = counter
+        }
+        for _ in 0..<(try longCount("ledger", minimumElementSize: 30)) {
+            let key = LedgerKey(licenseID: try string("license_id"), tokenID: try string("token_id"), meter: try string("meter"), hourStart: try i64("hour_start"))
+            book.ledger[key] = LedgerValue(quantity: try u64("quantity"), overage: try u64("overage"))
+        }
+        for _ in 0..<(try longCount("prepaid", minimumElementSize: 19)) {
+            book.prepaid[try pool()] = PrepaidCredits(granted: try u64("granted"), spent: try u64("spent"))
+        }
+        for _ in 0..<(try longCount("included_spent", minimumElementSize: 19)) {
+            book.includedSpent[IncludedCreditsKey(pool: try pool(), start: try i64("start"))] = try u64("value")
+        }
+        for _ in 0..<(try longCount("idempotency_keys", minimumElementSize: 10)) {
+            let key = try string("key")
+            book.idempotencyKeys[key] = try i64("at")
+        }
+        for _ in 0..<(try longCount("retired_secrets", minimumElementSize: 42)) {
+            let hash = try tokenHash()
+            book.retiredSecrets[hash] = RetiredSecret(tokenID: try string("token_id"), validUntil: try i64("valid_until"))
+        }
+        for _ in 0..<(try longCount("events", minimumElementSize: 21)) {
+            book.events.append(LicensingEvent(
+                sequence: try u64("sequence"), at: try i64("at"), kind: try code("kind", as: LicensingEvent.Kind.self),
+                owner: try string("owner"), detail: try string("detail")))
+        }
+        book.nextEventSequence = try u64("next_event_sequence")
+        return book
     }
 
     /// A `u32` element count, checked against the bytes left before anything is reserved.
@@ -145,8 +284,8 @@ extension WireReader {
 
 extension LicensingState {
     /// The snapshot of this state: a stream of changes that rebuild it through `apply(_:)`, each as
-    /// `u8 type, u32 length, payload`. Hourly and daily usage counters of periods that ended before
-    /// `now - retention`, and idempotency keys older than `idempotencyRetention`, are left out (pruned).
+    /// `u8 type, u32 length, payload`. Idempotency keys older than `idempotencyRetention` are left out
+    /// (pruned); counters of ended periods are pruned by the sweep, which is journaled.
     public func encodeSnapshot(now: UnixMillis, idempotencyRetention: Int64 = 86_400_000) throws -> [UInt8] {
         var buffer = ByteBufferAllocator().buffer(capacity: 1 << 16)
         func write(_ change: StateChange) throws {
@@ -157,18 +296,21 @@ extension LicensingState {
             buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
         }
         for plan in plans.values.sorted(by: { $0.id < $1.id }) { try write(.planPut(plan, at: 0)) }
-        for license in licenses.values.sorted(by: { $0.spec.id < $1.spec.id }) { try write(.licensePut(license.spec, at: license.updatedAt)) }
-        // Issue order per license is kept so that listings and counts match the live state.
+        for org in orgs.values.sorted(by: { $0.spec.id < $1.spec.id }) { try write(.orgPut(org.spec, at: org.updatedAt)) }
+        for license in licenses.values.sorted(by: { $0.spec.id < $1.spec.id }) {
+            try write(.licensePut(license.spec, at: license.updatedAt, pastDueSince: license.pastDueSince))
+        }
+        // Issue order per license is kept so that listings and counts match the live state; parents come before the
+        // tokens derived from them because a child is always issued after its parent.
         for licenseID in licenseTokens.keys.sorted() {
             for id in licenseTokens[licenseID]! {
-                if let record = token(id: id) { try write(.tokenIssued(record)) }
+                if let record = tokenIDs[id].flatMap({ tokens[$0] }) { try write(.tokenIssued(record)) }
             }
         }
-        let cutoff = now - 2 * UTCCalendar.millisPerDay
-        let licenseUsage = self.licenseUsage.filter { $0.key.period == .month || $0.key.periodStart >= cutoff }.map { (key: $0.key, value: $0.value) }
-        let tokenUsage = self.tokenUsage.map { (key: $0.key, value: $0.value) }
-        let keys = idempotencyKeys.filter { $0.value >= now - idempotencyRetention }.map { (key: $0.key, at: $0.value) }
-        try write(.countersRestored(CounterSnapshot(licenseUsage: licenseUsage, tokenUsage: tokenUsage, idempotencyKeys: keys)))
+        // Housekeeping first, so that the snapshot holds only what is still needed.
+        var book = self.book
+        book.idempotencyKeys = book.idempotencyKeys.filter { $0.value >= now - idempotencyRetention }
+        try write(.countersRestored(book))
         return Array(buffer.readableBytesView)
     }
 

@@ -50,38 +50,65 @@ public enum TokenBinding {
     }
 }
 
-/// Usage of one meter by one token, at one time.
+/// Usage of one meter by one token, at one time, with the decisions taken when it was admitted: how much of it was
+/// overage and how it was paid from credits. Recording the decision (not re-deciding it in replay) keeps replay
+/// exact whatever order batched usage lands in the journal.
 public struct UsageEntry: Sendable, Hashable {
     public var tokenID: String
     public var meter: String
     public var quantity: UInt64
     public var at: UnixMillis
+    /// The part of `quantity` beyond a quota or the credits, allowed by the plan's overage policy.
+    public var overage: UInt64
+    /// Credits paid from the period's included credits and from prepaid credits, at `creditPool` level.
+    public var includedCredits: UInt64
+    public var prepaidCredits: UInt64
+    public var creditPool: PoolLevel
 
-    public init(tokenID: String, meter: String, quantity: UInt64, at: UnixMillis) {
+    public init(
+        tokenID: String, meter: String, quantity: UInt64, at: UnixMillis, overage: UInt64 = 0,
+        includedCredits: UInt64 = 0, prepaidCredits: UInt64 = 0, creditPool: PoolLevel = .license
+    ) {
         self.tokenID = tokenID
         self.meter = meter
         self.quantity = quantity
         self.at = at
+        self.overage = overage
+        self.includedCredits = includedCredits
+        self.prepaidCredits = prepaidCredits
+        self.creditPool = creditPool
     }
 }
 
 /// One change to the licensing state: the unit of the write-ahead journal, of replay, and (later) of
 /// replication. `LicensingState.apply(_:)` is the only code that turns one into state, live and in replay.
 ///
-/// Every change carries the facts it needs to be applied deterministically (resolved ids, timestamps),
-/// never a decision that depends on the state at replay time, and never a token secret.
+/// Every change carries the facts it needs to be applied deterministically (resolved ids, timestamps, decided
+/// amounts), never a decision that depends on the state at replay time, and never a token secret.
 public enum StateChange: Sendable, Hashable {
     case planPut(Plan, at: UnixMillis)
-    case licensePut(LicenseSpec, at: UnixMillis)
+    /// `pastDueSince` is decided when the change is made: when the license became past due (0: it is not).
+    case licensePut(LicenseSpec, at: UnixMillis, pastDueSince: UnixMillis)
     case tokenIssued(TokenRecord)
-    /// Revocation of tokens resolved when the request was decided (by secret, id or license).
-    case tokensRevoked(tokenIDs: [String], reason: String, at: UnixMillis)
+    /// Revocation of tokens resolved when the request was decided (by secret, id, license, org or subject, with the
+    /// tokens derived from them).
+    case tokensRevoked(tokenIDs: [String], reason: String, actor: String, at: UnixMillis)
     /// An explicit METER event; its idempotency key (if any) is recorded in the same record as the usage.
     case metered(UsageEntry, idempotencyKey: String)
-    /// Usage consumed by allowed checks, batched between journal flushes.
+    /// Usage consumed by allowed checks and settled reservations, batched between journal flushes.
     case consumed([UsageEntry])
-    /// Snapshot only: restores usage counters and idempotency keys that are not derivable from other records.
-    case countersRestored(CounterSnapshot)
+    /// Snapshot only: restores what is not derivable from the other records (usage, credits, keys, events).
+    case countersRestored(UsageBook)
+    case orgPut(OrgSpec, at: UnixMillis)
+    /// A new secret for a token: `newHash` replaces `previousHash`, which is accepted until `previousValidUntil`.
+    case tokenRotated(tokenID: String, newHash: TokenHash, previousHash: TokenHash, previousValidUntil: UnixMillis, at: UnixMillis)
+    /// The rotation overlap of a token ended early: its previous secret is refused from `at`.
+    case rotationEnded(tokenID: String, at: UnixMillis)
+    case creditsGranted(pool: PoolLevel, owner: String, amount: UInt64, reason: String, at: UnixMillis)
+    /// Housekeeping at `at`: tokens expired or revoked before `at - tokenRetention` are forgotten, counters of
+    /// ended periods and idempotency keys older than `keyRetention` are dropped, and tokens expiring within
+    /// `expiryWarning` get a `token_expiring` event.
+    case swept(at: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64)
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -93,59 +120,183 @@ public enum StateChange: Sendable, Hashable {
         case .metered: return 5
         case .consumed: return 6
         case .countersRestored: return 7
+        case .orgPut: return 8
+        case .tokenRotated: return 9
+        case .rotationEnded: return 10
+        case .creditsGranted: return 11
+        case .swept: return 12
         }
     }
 }
 
-/// Usage counters and idempotency keys as stored in a snapshot.
-public struct CounterSnapshot: Sendable, Hashable {
-    public var licenseUsage: [(key: LicenseUsageKey, value: UInt64)]
-    public var tokenUsage: [(key: TokenUsageKey, value: UInt64)]
-    public var idempotencyKeys: [(key: String, at: UnixMillis)]
+/// Whose counter: a pool level and its owner (a token id, a license id, or an organisation).
+public struct PoolKey: Hashable, Sendable, Comparable {
+    public var level: PoolLevel
+    public var owner: String
 
-    public init(licenseUsage: [(key: LicenseUsageKey, value: UInt64)], tokenUsage: [(key: TokenUsageKey, value: UInt64)], idempotencyKeys: [(key: String, at: UnixMillis)]) {
-        self.licenseUsage = licenseUsage
-        self.tokenUsage = tokenUsage
-        self.idempotencyKeys = idempotencyKeys
+    public init(_ level: PoolLevel, _ owner: String) {
+        self.level = level
+        self.owner = owner
     }
 
-    public static func == (l: CounterSnapshot, r: CounterSnapshot) -> Bool {
-        l.licenseUsage.elementsEqual(r.licenseUsage, by: { $0.key == $1.key && $0.value == $1.value })
-            && l.tokenUsage.elementsEqual(r.tokenUsage, by: { $0.key == $1.key && $0.value == $1.value })
-            && l.idempotencyKeys.elementsEqual(r.idempotencyKeys, by: { $0.key == $1.key && $0.at == $1.at })
+    public static func < (l: PoolKey, r: PoolKey) -> Bool { (l.level, l.owner) < (r.level, r.owner) }
+}
+
+/// Usage of a meter by a pool in one calendar period.
+public struct CounterKey: Hashable, Sendable {
+    public var pool: PoolKey
+    public var meter: String
+    public var period: Period
+    public var start: UnixMillis
+
+    public init(pool: PoolKey, meter: String, period: Period, start: UnixMillis) {
+        self.pool = pool
+        self.meter = meter
+        self.period = period
+        self.start = start
+    }
+}
+
+/// A rolling-window counter of a pool and meter.
+public struct RollingKey: Hashable, Sendable {
+    public var pool: PoolKey
+    public var meter: String
+    public var seconds: UInt32
+
+    public init(pool: PoolKey, meter: String, seconds: UInt32) {
+        self.pool = pool
+        self.meter = meter
+        self.seconds = seconds
+    }
+}
+
+/// Usage of a rolling window, in 60 slices: a slice leaves the window as a whole.
+public struct RollingCounter: Hashable, Sendable {
+    public static let slices = 60
+    /// Absolute slice numbers (time / slice length) and what each holds; 0…60 entries, oldest first.
+    public var slices: [(index: Int64, value: UInt64)] = []
+
+    public init() {}
+
+    static func sliceMillis(_ seconds: UInt32) -> Int64 { max(1, Int64(seconds) * 1000 / Int64(slices)) }
+
+    /// Usage in the window that ends at `now`.
+    public func sum(seconds: UInt32, at now: UnixMillis) -> UInt64 {
+        let current = UTCCalendar.floorDiv(now, Self.sliceMillis(seconds))
+        var total: UInt64 = 0
+        for slice in slices where slice.index > current - Int64(Self.slices) && slice.index <= current { total.saturatingAdd(slice.value) }
+        return total
+    }
+
+    mutating func add(_ quantity: UInt64, seconds: UInt32, at time: UnixMillis) {
+        let index = UTCCalendar.floorDiv(time, Self.sliceMillis(seconds))
+        if let i = slices.firstIndex(where: { $0.index == index }) {
+            slices[i].value.saturatingAdd(quantity)
+        } else {
+            slices.append((index, quantity))
+            slices.sort { $0.index < $1.index }
+        }
+        let newest = slices.last!.index
+        slices.removeAll { $0.index <= newest - Int64(Self.slices) }
+    }
+
+    public static func == (l: RollingCounter, r: RollingCounter) -> Bool {
+        l.slices.elementsEqual(r.slices) { $0.index == $1.index && $0.value == $1.value }
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(licenseUsage.count)
-        hasher.combine(tokenUsage.count)
-        hasher.combine(idempotencyKeys.count)
+        for slice in slices {
+            hasher.combine(slice.index)
+            hasher.combine(slice.value)
+        }
     }
 }
 
-/// Usage of a meter by a license in one calendar period.
-public struct LicenseUsageKey: Hashable, Sendable {
+/// One row of the usage ledger: a token's usage of a meter in one UTC hour. The license is part of the key so
+/// that rows outlive the token (billing needs them after the sweep forgets it).
+public struct LedgerKey: Hashable, Sendable {
     public var licenseID: String
-    public var meter: String
-    public var period: Period
-    public var periodStart: UnixMillis
-
-    public init(licenseID: String, meter: String, period: Period, periodStart: UnixMillis) {
-        self.licenseID = licenseID
-        self.meter = meter
-        self.period = period
-        self.periodStart = periodStart
-    }
-}
-
-/// Usage of a meter by a token in one calendar month (and so, summed, in all time).
-public struct TokenUsageKey: Hashable, Sendable {
     public var tokenID: String
     public var meter: String
-    public var monthStart: UnixMillis
+    public var hourStart: UnixMillis
 
-    public init(tokenID: String, meter: String, monthStart: UnixMillis) {
+    public init(licenseID: String, tokenID: String, meter: String, hourStart: UnixMillis) {
+        self.licenseID = licenseID
         self.tokenID = tokenID
         self.meter = meter
-        self.monthStart = monthStart
+        self.hourStart = hourStart
+    }
+}
+
+public struct LedgerValue: Hashable, Sendable {
+    public var quantity: UInt64
+    public var overage: UInt64
+
+    public init(quantity: UInt64 = 0, overage: UInt64 = 0) {
+        self.quantity = quantity
+        self.overage = overage
+    }
+}
+
+/// Prepaid credits of a pool: granted in total, and spent in total (the balance is the difference).
+public struct PrepaidCredits: Hashable, Sendable {
+    public var granted: UInt64 = 0
+    public var spent: UInt64 = 0
+    public init(granted: UInt64 = 0, spent: UInt64 = 0) {
+        self.granted = granted
+        self.spent = spent
+    }
+    public var balance: UInt64 { granted > spent ? granted - spent : 0 }
+}
+
+/// A secret replaced by a rotation.
+public struct RetiredSecret: Hashable, Sendable {
+    public var tokenID: String
+    /// Accepted before this time, refused as revoked from it.
+    public var validUntil: UnixMillis
+    public init(tokenID: String, validUntil: UnixMillis) {
+        self.tokenID = tokenID
+        self.validUntil = validUntil
+    }
+}
+
+/// Included credits spent by a pool in one period.
+public struct IncludedCreditsKey: Hashable, Sendable {
+    public var pool: PoolKey
+    public var start: UnixMillis
+    public init(pool: PoolKey, start: UnixMillis) {
+        self.pool = pool
+        self.start = start
+    }
+}
+
+/// Everything `apply` built from usage, grants, rotations and events: the part of the state that is not plans,
+/// organisations, licenses or tokens. A snapshot stores it whole (`countersRestored`).
+public struct UsageBook: Sendable, Hashable {
+    public var counters: [CounterKey: UInt64]
+    public var rolling: [RollingKey: RollingCounter]
+    public var ledger: [LedgerKey: LedgerValue]
+    public var prepaid: [PoolKey: PrepaidCredits]
+    public var includedSpent: [IncludedCreditsKey: UInt64]
+    public var idempotencyKeys: [String: UnixMillis]
+    /// Secrets replaced by a rotation: still accepted until their end, then answered as revoked.
+    public var retiredSecrets: [TokenHash: RetiredSecret]
+    public var events: [LicensingEvent]
+    public var nextEventSequence: UInt64
+
+    public init(
+        counters: [CounterKey: UInt64] = [:], rolling: [RollingKey: RollingCounter] = [:], ledger: [LedgerKey: LedgerValue] = [:],
+        prepaid: [PoolKey: PrepaidCredits] = [:], includedSpent: [IncludedCreditsKey: UInt64] = [:], idempotencyKeys: [String: UnixMillis] = [:],
+        retiredSecrets: [TokenHash: RetiredSecret] = [:], events: [LicensingEvent] = [], nextEventSequence: UInt64 = 1
+    ) {
+        self.counters = counters
+        self.rolling = rolling
+        self.ledger = ledger
+        self.prepaid = prepaid
+        self.includedSpent = includedSpent
+        self.idempotencyKeys = idempotencyKeys
+        self.retiredSecrets = retiredSecrets
+        self.events = events
+        self.nextEventSequence = nextEventSequence
     }
 }

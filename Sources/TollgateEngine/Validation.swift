@@ -1,3 +1,5 @@
+import TollgateModel
+
 /// Limits on what callers may store, so that one request cannot bloat the state or the journal.
 public enum Limits {
     public static let maxIdentifier = 128
@@ -49,6 +51,24 @@ enum Validate {
     static func length(_ value: String, max: Int, _ what: String, allowEmpty: Bool = true) throws {
         guard value.utf8.count <= max, allowEmpty || !value.isEmpty else {
             throw EngineError.invalid("\(what) must be \(allowEmpty ? 0 : 1)–\(max) bytes")
+        }
+    }
+}
+
+extension Validate {
+    /// Token metadata: bounded pairs; keys under `tollgate.` are reserved, and the one defined must parse.
+    static func metadata(_ pairs: [KeyValue]) throws {
+        guard pairs.count <= Limits.maxMetadataPairs else { throw EngineError.invalid("at most \(Limits.maxMetadataPairs) metadata pairs are allowed") }
+        for pair in pairs {
+            try length(pair.key, max: Limits.maxMetadataKey, "a metadata key", allowEmpty: false)
+            try length(pair.value, max: Limits.maxMetadataValue, "a metadata value")
+            guard pair.key.hasPrefix(TokenBinding.reservedPrefix) else { continue }
+            guard pair.key == TokenBinding.metadataKey else {
+                throw EngineError.invalid("metadata keys starting with \(TokenBinding.reservedPrefix) are reserved; the only one defined is \(TokenBinding.metadataKey)")
+            }
+            guard TokenBinding.parse(pair.value) != nil else {
+                throw EngineError.invalid("\(TokenBinding.metadataKey) must be a comma-separated list of 1 to 16 uids")
+            }
         }
     }
 }

@@ -5,12 +5,54 @@ public struct CheckRequest: Sendable, Hashable {
     /// Empty: charge nothing.
     public var meter: String
     public var cost: UInt64
+    /// Features of the plan the request needs (all of them).
+    public var features: [String]
+    public var options: CheckOptions
 
-    public init(token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0) {
+    public init(token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0, features: [String] = [], options: CheckOptions = []) {
         self.token = token
         self.scopes = scopes
         self.meter = meter
         self.cost = cost
+        self.features = features
+        self.options = options
+    }
+}
+
+/// How a check is to be answered (a bit set; the wire carries `rawValue`).
+public struct CheckOptions: OptionSet, Sendable, Hashable {
+    public var rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// List every rule that was evaluated, with the counters it saw.
+    public static let explain = CheckOptions(rawValue: 1 << 0)
+    /// Take a concurrency lease, held until RELEASE or until the connection closes.
+    public static let lease = CheckOptions(rawValue: 1 << 1)
+    /// `cost` is an estimate to reserve, not to charge: SETTLE charges the actual cost later, or the reservation
+    /// expires and is released.
+    public static let reserve = CheckOptions(rawValue: 1 << 2)
+
+    public static let all: CheckOptions = [.explain, .lease, .reserve]
+}
+
+/// One rule a check evaluated, for explain mode.
+public struct RuleEvaluation: Sendable, Hashable {
+    /// `scope`, `feature`, `quota:METER:WINDOW:POOL`, `rate:POOL`, `credits:POOL`, `concurrency:POOL`, …
+    public var rule: String
+    /// Whose counter: a token id, license id or organisation id (empty for rules without a counter).
+    public var owner: String
+    public var limit: UInt64
+    /// What the counter held before this check.
+    public var used: UInt64
+    /// Whether this rule denied the check.
+    public var denied: Bool
+
+    public init(rule: String, owner: String = "", limit: UInt64 = 0, used: UInt64 = 0, denied: Bool = false) {
+        self.rule = rule
+        self.owner = owner
+        self.limit = limit
+        self.used = used
+        self.denied = denied
     }
 }
 
@@ -23,12 +65,23 @@ public struct CheckResult: Sendable, Hashable {
     public var quota: QuotaState?
     /// With `.rateLimited`: how long until a request would be allowed.
     public var retryAfterMillis: UInt32
+    /// With the `lease` option and allowed: the lease to RELEASE (0: none taken).
+    public var leaseID: UInt64
+    /// With the `reserve` option and allowed: the reservation to SETTLE (0: none).
+    public var reservationID: UInt64
+    /// Credits left after this check (included + prepaid), when the plan uses credits.
+    public var creditsRemaining: UInt64?
+    /// Units of this check's cost recorded as overage (plan policy `allow_and_record`).
+    public var overage: UInt64
+    /// With the `explain` option: every rule evaluated, in order.
+    public var explanation: [RuleEvaluation]
 
     public var allowed: Bool { reason == .none }
 
     public init(
         reason: DenyReason, tokenID: String = "", licenseID: String = "", subject: String = "",
-        quota: QuotaState? = nil, retryAfterMillis: UInt32 = 0
+        quota: QuotaState? = nil, retryAfterMillis: UInt32 = 0, leaseID: UInt64 = 0, reservationID: UInt64 = 0,
+        creditsRemaining: UInt64? = nil, overage: UInt64 = 0, explanation: [RuleEvaluation] = []
     ) {
         self.reason = reason
         self.tokenID = tokenID
@@ -36,6 +89,11 @@ public struct CheckResult: Sendable, Hashable {
         self.subject = subject
         self.quota = quota
         self.retryAfterMillis = retryAfterMillis
+        self.leaseID = leaseID
+        self.reservationID = reservationID
+        self.creditsRemaining = creditsRemaining
+        self.overage = overage
+        self.explanation = explanation
     }
 }
 
@@ -79,12 +137,17 @@ public enum RevokeTarget: Sendable, Hashable {
     case secret(String)
     case tokenID(String)
     case license(String)
+    case org(String)
+    /// Every token issued to this subject, in any license.
+    case subject(String)
 
     public var code: UInt8 {
         switch self {
         case .secret: return 0
         case .tokenID: return 1
         case .license: return 2
+        case .org: return 3
+        case .subject: return 4
         }
     }
 
@@ -96,7 +159,7 @@ public enum RevokeTarget: Sendable, Hashable {
 
     public var value: String {
         switch self {
-        case .secret(let v), .tokenID(let v), .license(let v): return v
+        case .secret(let v), .tokenID(let v), .license(let v), .org(let v), .subject(let v): return v
         }
     }
 
@@ -105,6 +168,8 @@ public enum RevokeTarget: Sendable, Hashable {
         case 0: self = .secret(value)
         case 1: self = .tokenID(value)
         case 2: self = .license(value)
+        case 3: self = .org(value)
+        case 4: self = .subject(value)
         default: return nil
         }
     }
@@ -113,9 +178,138 @@ public enum RevokeTarget: Sendable, Hashable {
 public struct RevokeRequest: Sendable, Hashable {
     public var target: RevokeTarget
     public var reason: String
-    public init(target: RevokeTarget, reason: String = "") {
+    /// Who asks (an operator's name, a system's id); the daemon adds the caller's uid. Recorded in the journal.
+    public var actor: String
+    public init(target: RevokeTarget, reason: String = "", actor: String = "") {
         self.target = target
         self.reason = reason
+        self.actor = actor
+    }
+}
+
+/// A new secret for the same token identity. The previous secret stays valid for `graceSeconds` (0: revoked at
+/// once), then is refused as revoked.
+public struct RotateRequest: Sendable, Hashable {
+    public var tokenID: String
+    public var graceSeconds: UInt32
+    public init(tokenID: String, graceSeconds: UInt32) {
+        self.tokenID = tokenID
+        self.graceSeconds = graceSeconds
+    }
+}
+
+/// Exchanges a token (presented by its secret) for a short-lived child with a subset of its scopes.
+public struct DeriveRequest: Sendable, Hashable {
+    public var parent: String
+    /// Must be a subset of the parent's scopes; empty: the parent's scopes.
+    public var scopes: [String]
+    /// The child's lifetime; capped by the daemon's maximum for derived tokens, the plan's maximum lifetime and the
+    /// parent's expiry.
+    public var ttlSeconds: UInt32
+    public init(parent: String, scopes: [String] = [], ttlSeconds: UInt32) {
+        self.parent = parent
+        self.scopes = scopes
+        self.ttlSeconds = ttlSeconds
+    }
+}
+
+/// Charges the actual cost of a reserved check and releases the rest of the reservation.
+public struct SettleRequest: Sendable, Hashable {
+    public var reservationID: UInt64
+    public var actualCost: UInt64
+    public init(reservationID: UInt64, actualCost: UInt64) {
+        self.reservationID = reservationID
+        self.actualCost = actualCost
+    }
+}
+
+/// Adds prepaid credits to a pool (a license, a token or an organisation).
+public struct CreditsGrant: Sendable, Hashable {
+    public var pool: PoolLevel
+    public var owner: String
+    public var amount: UInt64
+    public var reason: String
+    public init(pool: PoolLevel, owner: String, amount: UInt64, reason: String = "") {
+        self.pool = pool
+        self.owner = owner
+        self.amount = amount
+        self.reason = reason
+    }
+}
+
+/// Which usage to export: ledger rows whose hour starts in [from, to), optionally of one organisation or license.
+public struct UsageQuery: Sendable, Hashable {
+    public var from: UnixMillis
+    public var to: UnixMillis
+    public var org: String
+    public var licenseID: String
+    /// Rows summed per hour, day or month (months are UTC calendar months).
+    public var granularity: Period
+    public init(from: UnixMillis, to: UnixMillis, org: String = "", licenseID: String = "", granularity: Period = .hour) {
+        self.from = from
+        self.to = to
+        self.org = org
+        self.licenseID = licenseID
+        self.granularity = granularity
+    }
+}
+
+/// One row of the usage ledger: exact usage of a meter by a token in one period.
+public struct UsageRow: Sendable, Hashable {
+    public var org: String
+    public var project: String
+    public var licenseID: String
+    public var tokenID: String
+    public var meter: String
+    public var periodStart: UnixMillis
+    public var quantity: UInt64
+    /// The part of `quantity` that exceeded a quota or the credits and was allowed by the plan's overage policy.
+    public var overage: UInt64
+    public init(org: String, project: String, licenseID: String, tokenID: String, meter: String, periodStart: UnixMillis, quantity: UInt64, overage: UInt64) {
+        self.org = org
+        self.project = project
+        self.licenseID = licenseID
+        self.tokenID = tokenID
+        self.meter = meter
+        self.periodStart = periodStart
+        self.quantity = quantity
+        self.overage = overage
+    }
+}
+
+/// A threshold crossed, recorded once.
+public struct LicensingEvent: Sendable, Hashable {
+    public enum Kind: UInt8, Sendable, CaseIterable, Hashable {
+        case quota80 = 0
+        case quota100 = 1
+        case creditsLow = 2
+        case tokenExpiring = 3
+
+        public var name: String {
+            switch self {
+            case .quota80: return "quota_80"
+            case .quota100: return "quota_100"
+            case .creditsLow: return "credits_low"
+            case .tokenExpiring: return "token_expiring"
+            }
+        }
+    }
+
+    /// Position in the event log, from 1.
+    public var sequence: UInt64
+    public var at: UnixMillis
+    public var kind: Kind
+    /// A token id, license id or organisation id.
+    public var owner: String
+    /// The rule (`quota:…`, `credits:…`) or, for `token_expiring`, the expiry time in milliseconds.
+    public var detail: String
+
+    public init(sequence: UInt64, at: UnixMillis, kind: Kind, owner: String, detail: String) {
+        self.sequence = sequence
+        self.at = at
+        self.kind = kind
+        self.owner = owner
+        self.detail = detail
     }
 }
 

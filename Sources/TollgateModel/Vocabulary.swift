@@ -17,6 +17,14 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, Hashable {
     case quotaExceeded = 8
     case rateLimited = 9
     case callerNotAllowed = 10
+    case featureNotEntitled = 11
+    case creditsExhausted = 12
+    case concurrencyLimited = 13
+    case trialEnded = 14
+    case paymentOverdue = 15
+    case licenseExpired = 16
+    case licenseNotYetValid = 17
+    case orgSuspended = 18
 
     /// The stable, machine-readable name used in logs, JSON output and the spec.
     public var name: String {
@@ -32,16 +40,27 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, Hashable {
         case .quotaExceeded: return "quota_exceeded"
         case .rateLimited: return "rate_limited"
         case .callerNotAllowed: return "caller_not_allowed"
+        case .featureNotEntitled: return "feature_not_entitled"
+        case .creditsExhausted: return "credits_exhausted"
+        case .concurrencyLimited: return "concurrency_limited"
+        case .trialEnded: return "trial_ended"
+        case .paymentOverdue: return "payment_overdue"
+        case .licenseExpired: return "license_expired"
+        case .licenseNotYetValid: return "license_not_yet_valid"
+        case .orgSuspended: return "org_suspended"
         }
     }
 }
 
-/// A license's standing with the subscription system. Only `active` and `trialing` let checks through.
+/// A license's standing with the subscription system, as synced from it. `active` lets checks through;
+/// `trialing` until the license's trial end; `past_due` for the plan's grace period after the license became
+/// past due; `canceled` and `expired` never.
 public enum LicenseStatus: UInt8, Sendable, CaseIterable, Hashable {
     case active = 0
     case trialing = 1
     case pastDue = 2
     case canceled = 3
+    case expired = 4
 
     public var name: String {
         switch self {
@@ -49,6 +68,7 @@ public enum LicenseStatus: UInt8, Sendable, CaseIterable, Hashable {
         case .trialing: return "trialing"
         case .pastDue: return "past_due"
         case .canceled: return "canceled"
+        case .expired: return "expired"
         }
     }
 
@@ -56,9 +76,6 @@ public enum LicenseStatus: UInt8, Sendable, CaseIterable, Hashable {
         guard let match = Self.allCases.first(where: { $0.name == name }) else { return nil }
         self = match
     }
-
-    /// Whether a license in this status may be used at all.
-    public var permitsUse: Bool { self == .active || self == .trialing }
 }
 
 /// A calendar period in UTC over which a quota counts usage.
@@ -107,73 +124,6 @@ public struct KeyValue: Sendable, Hashable {
     }
 }
 
-/// At most `limit` units of `meter` per calendar `period`, pooled over every token of a license.
-public struct QuotaRule: Sendable, Hashable {
-    public var meter: String
-    public var period: Period
-    public var limit: UInt64
-    public init(meter: String, period: Period, limit: UInt64) {
-        self.meter = meter
-        self.period = period
-        self.limit = limit
-    }
-}
-
-/// A plan (tier): what every license on it, and so every token of those licenses, may do.
-public struct Plan: Sendable, Hashable {
-    public var id: String
-    /// Scopes the plan grants; `*` grants every scope.
-    public var entitlements: [String]
-    public var quotas: [QuotaRule]
-    /// Requests per second per license; 0 means no rate limit.
-    public var ratePerSecond: UInt32
-    /// Requests that may arrive at once beyond the steady rate.
-    public var burst: UInt32
-
-    public init(id: String, entitlements: [String], quotas: [QuotaRule] = [], ratePerSecond: UInt32 = 0, burst: UInt32 = 0) {
-        self.id = id
-        self.entitlements = entitlements
-        self.quotas = quotas
-        self.ratePerSecond = ratePerSecond
-        self.burst = burst
-    }
-
-    public func quota(for meter: String) -> QuotaRule? {
-        quotas.first { $0.meter == meter }
-    }
-}
-
-/// What LICENSE_PUT sets.
-public struct LicenseSpec: Sendable, Hashable {
-    public var id: String
-    public var customer: String
-    public var plan: String
-    public var status: LicenseStatus
-    /// 0: open-ended.
-    public var validUntil: UnixMillis
-
-    public init(id: String, customer: String, plan: String, status: LicenseStatus, validUntil: UnixMillis = 0) {
-        self.id = id
-        self.customer = customer
-        self.plan = plan
-        self.status = status
-        self.validUntil = validUntil
-    }
-}
-
-/// A license as shown to operators.
-public struct LicenseInfo: Sendable, Hashable {
-    public var spec: LicenseSpec
-    public var updatedAt: UnixMillis
-    public var activeTokens: UInt32
-
-    public init(spec: LicenseSpec, updatedAt: UnixMillis, activeTokens: UInt32) {
-        self.spec = spec
-        self.updatedAt = updatedAt
-        self.activeTokens = activeTokens
-    }
-}
-
 /// A token as shown to operators. Never carries the secret.
 public struct TokenInfo: Sendable, Hashable {
     public var id: String
@@ -190,11 +140,24 @@ public struct TokenInfo: Sendable, Hashable {
     public var revokeReason: String
     public var metadata: [KeyValue]
     public var environment: TokenEnvironment
+    /// The token this one was derived from (empty: issued directly). Revoking the parent revokes it.
+    public var parentID: String
+    /// Who revoked the token (the operator's name and the uid of the process that asked).
+    public var revokedBy: String
+    /// When the secret was last rotated (0: never).
+    public var rotatedAt: UnixMillis
+    /// The previous secret is accepted until then (0: no previous secret is accepted).
+    public var previousSecretValidUntil: UnixMillis
+    /// Observations kept in memory, not journaled: the last check that presented the current secret, and the last
+    /// that presented the previous one (so that a rotation's overlap can be ended once it is no longer used).
+    public var lastUsedAt: UnixMillis
+    public var previousSecretLastUsedAt: UnixMillis
 
     public init(
         id: String, licenseID: String, subject: String, scopes: [String], issuedAt: UnixMillis,
         notBefore: UnixMillis, expiresAt: UnixMillis, revokedAt: UnixMillis = 0, revokeReason: String = "",
-        metadata: [KeyValue] = [], environment: TokenEnvironment
+        metadata: [KeyValue] = [], environment: TokenEnvironment, parentID: String = "", revokedBy: String = "",
+        rotatedAt: UnixMillis = 0, previousSecretValidUntil: UnixMillis = 0, lastUsedAt: UnixMillis = 0, previousSecretLastUsedAt: UnixMillis = 0
     ) {
         self.id = id
         self.licenseID = licenseID
@@ -207,6 +170,12 @@ public struct TokenInfo: Sendable, Hashable {
         self.revokeReason = revokeReason
         self.metadata = metadata
         self.environment = environment
+        self.parentID = parentID
+        self.revokedBy = revokedBy
+        self.rotatedAt = rotatedAt
+        self.previousSecretValidUntil = previousSecretValidUntil
+        self.lastUsedAt = lastUsedAt
+        self.previousSecretLastUsedAt = previousSecretLastUsedAt
     }
 }
 

@@ -10,6 +10,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case check = 0x10
     case meter = 0x11
     case revoke = 0x12
+    case release = 0x13
+    case settle = 0x14
+    case derive = 0x15
     case issue = 0x20
     case licensePut = 0x21
     case licenseGet = 0x22
@@ -18,6 +21,13 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case tokenGet = 0x25
     case tokenList = 0x26
     case stats = 0x27
+    case rotate = 0x28
+    case rotationEnd = 0x29
+    case orgPut = 0x2A
+    case orgGet = 0x2B
+    case creditsGrant = 0x2C
+    case usageExport = 0x2D
+    case events = 0x2E
 
     public var name: String {
         switch self {
@@ -34,13 +44,31 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         case .tokenGet: return "TOKEN_GET"
         case .tokenList: return "TOKEN_LIST"
         case .stats: return "STATS"
+        case .release: return "RELEASE"
+        case .settle: return "SETTLE"
+        case .derive: return "DERIVE"
+        case .rotate: return "ROTATE"
+        case .rotationEnd: return "ROTATION_END"
+        case .orgPut: return "ORG_PUT"
+        case .orgGet: return "ORG_GET"
+        case .creditsGrant: return "CREDITS_GRANT"
+        case .usageExport: return "USAGE_EXPORT"
+        case .events: return "EVENTS"
         }
     }
 
     /// Whether the request changes state (and so is answered only once its journal record is durable).
     public var changesState: Bool {
         switch self {
-        case .meter, .revoke, .issue, .licensePut, .planPut: return true
+        case .meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant: return true
+        default: return false
+        }
+    }
+
+    /// Whether a response may carry status `denied` (a decision about a token).
+    public var mayBeDenied: Bool {
+        switch self {
+        case .check, .meter, .settle, .derive: return true
         default: return false
         }
     }
@@ -48,7 +76,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     /// Data-plane opcodes are served on the api socket; everything else needs the admin socket.
     public var isDataPlane: Bool {
         switch self {
-        case .hello, .ping, .check, .meter, .revoke: return true
+        case .hello, .ping, .check, .meter, .revoke, .release, .settle, .derive: return true
         default: return false
         }
     }

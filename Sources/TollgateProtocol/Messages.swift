@@ -33,6 +33,19 @@ public struct HelloResponse: Sendable, Hashable {
     }
 }
 
+/// A page of the usage export: rows `offset ..< offset + limit` of the query's ordered rows.
+public struct UsageExportRequest: Sendable, Hashable {
+    public var query: UsageQuery
+    public var offset: UInt32
+    /// 0: the server's default.
+    public var limit: UInt16
+    public init(query: UsageQuery, offset: UInt32 = 0, limit: UInt16 = 0) {
+        self.query = query
+        self.offset = offset
+        self.limit = limit
+    }
+}
+
 /// Every request of protocol version 1.
 public enum Request: Sendable, Hashable {
     case hello(HelloRequest)
@@ -48,6 +61,16 @@ public enum Request: Sendable, Hashable {
     case tokenGet(tokenID: String)
     case tokenList(TokenListRequest)
     case stats
+    case release(leaseID: UInt64)
+    case settle(SettleRequest)
+    case derive(DeriveRequest)
+    case rotate(RotateRequest)
+    case rotationEnd(tokenID: String)
+    case orgPut(OrgSpec)
+    case orgGet(orgID: String)
+    case creditsGrant(CreditsGrant)
+    case usageExport(UsageExportRequest)
+    case events(after: UInt64, limit: UInt16)
 
     public var opcode: Opcode {
         switch self {
@@ -64,6 +87,16 @@ public enum Request: Sendable, Hashable {
         case .tokenGet: return .tokenGet
         case .tokenList: return .tokenList
         case .stats: return .stats
+        case .release: return .release
+        case .settle: return .settle
+        case .derive: return .derive
+        case .rotate: return .rotate
+        case .rotationEnd: return .rotationEnd
+        case .orgPut: return .orgPut
+        case .orgGet: return .orgGet
+        case .creditsGrant: return .creditsGrant
+        case .usageExport: return .usageExport
+        case .events: return .events
         }
     }
 }
@@ -81,11 +114,20 @@ public enum Response: Sendable, Hashable {
     case token(TokenInfo)
     case tokenList(tokens: [TokenInfo], next: String)
     case stats([KeyValue])
+    case released(Bool)
+    /// DERIVE: the parent's check, and the child when it was allowed.
+    case derive(CheckResult, secret: String, token: TokenInfo?)
+    case org(OrgSpec)
+    case credits(balance: UInt64)
+    /// USAGE_EXPORT: a page of rows and the offset of the next page (0: this was the last).
+    case usage(rows: [UsageRow], next: UInt32)
+    case events([LicensingEvent])
     case error(Status, String)
 
     public var status: Status {
         switch self {
         case .check(let result): return result.allowed ? .ok : .denied
+        case .derive(let result, _, _): return result.allowed ? .ok : .denied
         case .meter(let result): return result.allowed ? .ok : .denied
         case .error(let status, _): return status
         default: return .ok
@@ -132,7 +174,9 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
     case .ping:
         request = .ping
     case .check:
-        request = .check(CheckRequest(token: try r.string("token"), scopes: try r.strings("scopes"), meter: try r.string("meter"), cost: try r.u64("cost")))
+        request = .check(CheckRequest(
+            token: try r.string("token"), scopes: try r.strings("scopes"), meter: try r.string("meter"), cost: try r.u64("cost"),
+            features: try r.strings("features"), options: try r.checkOptions()))
     case .meter:
         request = .meter(MeterRequest(token: try r.string("token"), meter: try r.string("meter"), quantity: try r.u64("quantity"), idempotencyKey: try r.string("idempotency_key")))
     case .revoke:
@@ -141,7 +185,7 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         guard let target = RevokeTarget(code: by, value: value) else {
             throw WireError(.malformed, "REVOKE: unknown code \(by) in field by")
         }
-        request = .revoke(RevokeRequest(target: target, reason: try r.string("reason")))
+        request = .revoke(RevokeRequest(target: target, reason: try r.string("reason"), actor: try r.string("actor")))
     case .issue:
         request = .issue(IssueRequest(
             licenseID: try r.string("license_id"), subject: try r.string("subject"), scopes: try r.strings("scopes"),
@@ -161,6 +205,29 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         request = .tokenList(TokenListRequest(licenseID: try r.string("license_id"), after: try r.string("after"), limit: try r.u16("limit")))
     case .stats:
         request = .stats
+    case .release:
+        request = .release(leaseID: try r.u64("lease_id"))
+    case .settle:
+        request = .settle(SettleRequest(reservationID: try r.u64("reservation_id"), actualCost: try r.u64("actual_cost")))
+    case .derive:
+        request = .derive(DeriveRequest(parent: try r.string("parent"), scopes: try r.strings("scopes"), ttlSeconds: try r.u32("ttl_s")))
+    case .rotate:
+        request = .rotate(RotateRequest(tokenID: try r.string("token_id"), graceSeconds: try r.u32("grace_s")))
+    case .rotationEnd:
+        request = .rotationEnd(tokenID: try r.string("token_id"))
+    case .orgPut:
+        request = .orgPut(try r.orgSpec())
+    case .orgGet:
+        request = .orgGet(orgID: try r.string("org_id"))
+    case .creditsGrant:
+        request = .creditsGrant(CreditsGrant(pool: try r.code("pool", as: PoolLevel.self), owner: try r.string("owner"), amount: try r.u64("amount"), reason: try r.string("reason")))
+    case .usageExport:
+        let query = UsageQuery(
+            from: try r.i64("from"), to: try r.i64("to"), org: try r.string("org"), licenseID: try r.string("license_id"),
+            granularity: try r.code("granularity", as: Period.self))
+        request = .usageExport(UsageExportRequest(query: query, offset: try r.u32("offset"), limit: try r.u16("limit")))
+    case .events:
+        request = .events(after: try r.u64("after"), limit: try r.u16("limit"))
     }
     try r.expectEnd()
     return request
@@ -174,8 +241,8 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         try r.expectEnd()
         return .error(status, message)
     }
-    guard status == .ok || opcode == .check || opcode == .meter else {
-        throw WireError(.malformed, "\(opcode.name) response: status denied is only defined for CHECK and METER")
+    guard status == .ok || opcode.mayBeDenied else {
+        throw WireError(.malformed, "\(opcode.name) response: status denied is only defined for CHECK, METER, SETTLE and DERIVE")
     }
     let response: Response
     switch opcode {
@@ -183,16 +250,8 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .hello(HelloResponse(version: try r.u8("version"), role: try r.code("role", as: SocketRole.self), maxFrameSize: try r.u32("max_frame"), server: try r.string("server")))
     case .ping:
         response = .pong
-    case .check:
-        let decision = try r.code("decision", as: DecisionByte.self)
-        let result = CheckResult(
-            reason: try r.code("reason", as: DenyReason.self), tokenID: try r.string("token_id"),
-            licenseID: try r.string("license_id"), subject: try r.string("subject"), quota: try r.quotaBlock(),
-            retryAfterMillis: try r.u32("retry_after_ms"))
-        guard (result.allowed ? 1 : 0) == decision.rawValue, (status == .ok) == result.allowed else {
-            throw WireError(.malformed, "CHECK response: decision, reason and status disagree")
-        }
-        response = .check(result)
+    case .check, .settle:
+        response = .check(try r.checkResult(status: status))
     case .meter:
         let decision = try r.code("decision", as: DecisionByte.self)
         let result = MeterResult(
@@ -220,6 +279,39 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .tokenList(tokens: tokens, next: try r.string("next"))
     case .stats:
         response = .stats(try r.pairs("stats"))
+    case .release:
+        response = .released(try r.bool("released"))
+    case .derive:
+        let result = try r.checkResult(status: status)
+        if result.allowed {
+            response = .derive(result, secret: try r.string("secret"), token: try r.tokenInfo())
+        } else {
+            response = .derive(result, secret: "", token: nil)
+        }
+    case .rotate:
+        response = .issue(secret: try r.string("secret"), token: try r.tokenInfo())
+    case .rotationEnd:
+        response = .token(try r.tokenInfo())
+    case .orgPut, .orgGet:
+        response = .org(try r.orgSpec())
+    case .creditsGrant:
+        response = .credits(balance: try r.u64("balance"))
+    case .usageExport:
+        var rows: [UsageRow] = []
+        for _ in 0..<(try r.count("rows", minimumElementSize: 34)) {
+            rows.append(UsageRow(
+                org: try r.string("org"), project: try r.string("project"), licenseID: try r.string("license_id"), tokenID: try r.string("token_id"),
+                meter: try r.string("meter"), periodStart: try r.i64("period_start"), quantity: try r.u64("quantity"), overage: try r.u64("overage")))
+        }
+        response = .usage(rows: rows, next: try r.u32("next"))
+    case .events:
+        var events: [LicensingEvent] = []
+        for _ in 0..<(try r.count("events", minimumElementSize: 21)) {
+            events.append(LicensingEvent(
+                sequence: try r.u64("sequence"), at: try r.i64("at"), kind: try r.code("kind", as: LicensingEvent.Kind.self),
+                owner: try r.string("owner"), detail: try r.string("detail")))
+        }
+        response = .events(events)
     }
     try r.expectEnd()
     return response
@@ -247,6 +339,8 @@ extension ByteBuffer {
             try writeWireStrings(check.scopes)
             try writeWireString(check.meter)
             writeInteger(check.cost)
+            try writeWireStrings(check.features)
+            writeInteger(check.options.rawValue)
         case .meter(let meter):
             try writeWireString(meter.token)
             try writeWireString(meter.meter)
@@ -256,6 +350,7 @@ extension ByteBuffer {
             writeInteger(revoke.target.code)
             try writeWireString(revoke.target.value)
             try writeWireString(revoke.reason)
+            try writeWireString(revoke.actor)
         case .issue(let issue):
             try writeWireString(issue.licenseID)
             try writeWireString(issue.subject)
@@ -266,8 +361,38 @@ extension ByteBuffer {
             writeInteger(issue.environment.rawValue)
         case .licensePut(let spec):
             try writeLicenseSpec(spec)
-        case .licenseGet(let id), .planGet(let id), .tokenGet(let id):
+        case .licenseGet(let id), .planGet(let id), .tokenGet(let id), .rotationEnd(let id), .orgGet(let id):
             try writeWireString(id)
+        case .release(let id):
+            writeInteger(id)
+        case .settle(let settle):
+            writeInteger(settle.reservationID)
+            writeInteger(settle.actualCost)
+        case .derive(let derive):
+            try writeWireString(derive.parent)
+            try writeWireStrings(derive.scopes)
+            writeInteger(derive.ttlSeconds)
+        case .rotate(let rotate):
+            try writeWireString(rotate.tokenID)
+            writeInteger(rotate.graceSeconds)
+        case .orgPut(let org):
+            try writeOrgSpec(org)
+        case .creditsGrant(let grant):
+            writeInteger(grant.pool.rawValue)
+            try writeWireString(grant.owner)
+            writeInteger(grant.amount)
+            try writeWireString(grant.reason)
+        case .usageExport(let export):
+            writeInteger(export.query.from)
+            writeInteger(export.query.to)
+            try writeWireString(export.query.org)
+            try writeWireString(export.query.licenseID)
+            writeInteger(export.query.granularity.rawValue)
+            writeInteger(export.offset)
+            writeInteger(export.limit)
+        case .events(let after, let limit):
+            writeInteger(after)
+            writeInteger(limit)
         case .planPut(let plan):
             try writePlan(plan)
         case .tokenList(let list):
@@ -287,13 +412,41 @@ extension ByteBuffer {
         case .pong:
             break
         case .check(let result):
-            writeWireBool(result.allowed)
-            writeInteger(result.reason.rawValue)
-            try writeWireString(result.tokenID)
-            try writeWireString(result.licenseID)
-            try writeWireString(result.subject)
-            writeQuotaBlock(result.quota)
-            writeInteger(result.retryAfterMillis)
+            try writeCheckResult(result)
+        case .derive(let result, let secret, let token):
+            try writeCheckResult(result)
+            if result.allowed, let token {
+                try writeWireString(secret)
+                try writeTokenInfo(token)
+            }
+        case .released(let released):
+            writeWireBool(released)
+        case .org(let org):
+            try writeOrgSpec(org)
+        case .credits(let balance):
+            writeInteger(balance)
+        case .usage(let rows, let next):
+            try writeWireCount(rows.count)
+            for row in rows {
+                try writeWireString(row.org)
+                try writeWireString(row.project)
+                try writeWireString(row.licenseID)
+                try writeWireString(row.tokenID)
+                try writeWireString(row.meter)
+                writeInteger(row.periodStart)
+                writeInteger(row.quantity)
+                writeInteger(row.overage)
+            }
+            writeInteger(next)
+        case .events(let events):
+            try writeWireCount(events.count)
+            for event in events {
+                writeInteger(event.sequence)
+                writeInteger(event.at)
+                writeInteger(event.kind.rawValue)
+                try writeWireString(event.owner)
+                try writeWireString(event.detail)
+            }
         case .meter(let result):
             writeWireBool(result.allowed)
             writeInteger(result.reason.rawValue)
@@ -323,6 +476,30 @@ extension ByteBuffer {
         }
     }
 
+    /// The answer block shared by CHECK, SETTLE and DERIVE.
+    mutating func writeCheckResult(_ result: CheckResult) throws {
+        writeWireBool(result.allowed)
+        writeInteger(result.reason.rawValue)
+        try writeWireString(result.tokenID)
+        try writeWireString(result.licenseID)
+        try writeWireString(result.subject)
+        writeQuotaBlock(result.quota)
+        writeInteger(result.retryAfterMillis)
+        writeInteger(result.leaseID)
+        writeInteger(result.reservationID)
+        writeWireBool(result.creditsRemaining != nil)
+        writeInteger(result.creditsRemaining ?? 0)
+        writeInteger(result.overage)
+        try writeWireCount(result.explanation.count)
+        for evaluation in result.explanation {
+            try writeWireString(evaluation.rule)
+            try writeWireString(evaluation.owner)
+            writeInteger(evaluation.limit)
+            writeInteger(evaluation.used)
+            writeWireBool(evaluation.denied)
+        }
+    }
+
     mutating func writeQuotaBlock(_ quota: QuotaState?) {
         writeWireBool(quota != nil)
         writeInteger(quota?.limit ?? 0)
@@ -332,6 +509,33 @@ extension ByteBuffer {
 }
 
 extension WireReader {
+    mutating func checkOptions() throws -> CheckOptions {
+        let raw = try u8("options")
+        guard raw & ~CheckOptions.all.rawValue == 0 else { throw WireError(.malformed, "\(context): unknown bits in options") }
+        return CheckOptions(rawValue: raw)
+    }
+
+    mutating func checkResult(status: Status) throws -> CheckResult {
+        let decision = try code("decision", as: DecisionByte.self)
+        var result = CheckResult(
+            reason: try code("reason", as: DenyReason.self), tokenID: try string("token_id"),
+            licenseID: try string("license_id"), subject: try string("subject"), quota: try quotaBlock(),
+            retryAfterMillis: try u32("retry_after_ms"), leaseID: try u64("lease_id"), reservationID: try u64("reservation_id"))
+        let hasCredits = try bool("credits.present")
+        let credits = try u64("credits.remaining")
+        guard hasCredits || credits == 0 else { throw WireError(.malformed, "\(context): absent credits must be zero") }
+        result.creditsRemaining = hasCredits ? credits : nil
+        result.overage = try u64("overage")
+        for _ in 0..<(try count("explanation", minimumElementSize: 21)) {
+            result.explanation.append(RuleEvaluation(
+                rule: try string("rule"), owner: try string("owner"), limit: try u64("limit"), used: try u64("used"), denied: try bool("denied")))
+        }
+        guard (result.allowed ? 1 : 0) == decision.rawValue, (status == .ok) == result.allowed else {
+            throw WireError(.malformed, "\(context): decision, reason and status disagree")
+        }
+        return result
+    }
+
     mutating func quotaBlock() throws -> QuotaState? {
         let present = try bool("quota.present")
         let quota = QuotaState(limit: try u64("quota.limit"), remaining: try u64("quota.remaining"), resetAt: try i64("quota.reset_at"))

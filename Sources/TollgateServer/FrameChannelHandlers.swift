@@ -42,6 +42,8 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     }
 
     private var nextToken: UInt64 = 0
+    /// Leases taken on this connection and not released: the connection's end releases them.
+    private var leases: Set<UInt64> = []
 
     /// The completion of requests that never wait for the journal.
     private static let answeredAtOnce: @Sendable (Response) -> Void = { _ in }
@@ -79,6 +81,10 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         }
         frameTimer?.cancel()
         idleTimer?.cancel()
+        if !leases.isEmpty {
+            core.releaseLeases(leases)
+            leases.removeAll()
+        }
         context.fireChannelInactive()
     }
 
@@ -161,6 +167,8 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         // Reads (CHECK above all) are answered at once: no completion closure is allocated for them.
         guard opcode.changesState else {
             let response = core.handle(request, role: role, caller: peer?.uid, completion: Self.answeredAtOnce)
+            if case .check(let result)? = response, result.leaseID != 0 { leases.insert(result.leaseID) }
+            if case .release(let id) = request { leases.remove(id) }
             return emit(context: context, response ?? .error(.internal, "no answer"), opcode: header.opcode, requestID: header.requestID)
         }
         let token = nextToken

@@ -24,11 +24,31 @@ public final class TollgateCore: @unchecked Sendable {
         /// Pending check consumption entries that trigger a flush before the interval elapses.
         public var usageFlushBatch: Int
         public var serverName: String
+        /// The longest lifetime of a token made by DERIVE.
+        public var maxDerivedLifetimeMillis: Int64
+        /// How long a reservation is held before it is released unsettled.
+        public var reservationLifetimeMillis: Int64
+        /// How often the journaled sweep runs (expiry events, forgetting long-gone tokens, pruning counters).
+        public var sweepInterval: TimeAmount
+        /// Revoked or expired tokens are forgotten (answered as unknown) this long after they stopped working.
+        public var tokenRetentionMillis: Int64
+        /// Idempotency keys are remembered this long.
+        public var idempotencyRetentionMillis: Int64
+        /// Tokens expiring within this time get a `token_expiring` event.
+        public var expiryWarningMillis: Int64
 
         public init(
             maxFrameSize: Int = 65536, maxTokens: Int = 10_000_000, maxLicenses: Int = 1_000_000,
-            usageFlushInterval: TimeAmount = .milliseconds(100), usageFlushBatch: Int = 4096, serverName: String = "tollgated/0.1.0"
+            usageFlushInterval: TimeAmount = .milliseconds(100), usageFlushBatch: Int = 4096, serverName: String = "tollgated/0.1.0",
+            maxDerivedLifetimeMillis: Int64 = 3_600_000, reservationLifetimeMillis: Int64 = 60_000, sweepInterval: TimeAmount = .seconds(60),
+            tokenRetentionMillis: Int64 = 30 * 86_400_000, idempotencyRetentionMillis: Int64 = 86_400_000, expiryWarningMillis: Int64 = 86_400_000
         ) {
+            self.maxDerivedLifetimeMillis = maxDerivedLifetimeMillis
+            self.reservationLifetimeMillis = reservationLifetimeMillis
+            self.sweepInterval = sweepInterval
+            self.tokenRetentionMillis = tokenRetentionMillis
+            self.idempotencyRetentionMillis = idempotencyRetentionMillis
+            self.expiryWarningMillis = expiryWarningMillis
             self.maxFrameSize = maxFrameSize
             self.maxTokens = maxTokens
             self.maxLicenses = maxLicenses
@@ -132,6 +152,17 @@ public final class TollgateCore: @unchecked Sendable {
                 return .error(.invalidArgument, "the meter name must be at most \(Limits.maxMeterName) bytes")
             }
             return .check(self.check(check, caller: caller))
+        case .release(let leaseID):
+            return .released(lock.withLock { state.release(leaseID: leaseID) })
+        case .settle(let settle):
+            return self.settle(settle)
+        case .orgGet(let id):
+            return lock.withLock { state.orgs[id]?.spec }.map(Response.org) ?? .error(.notFound, "organisation \(LicensingState.printable(id)) does not exist")
+        case .usageExport(let export):
+            return usageExport(export)
+        case .events(let after, let limit):
+            let limit = limit == 0 ? 1000 : Int(limit)
+            return .events(lock.withLock { state.events(after: after, limit: limit) })
         case .stats:
             return .stats(statistics())
         case .licenseGet(let id):
@@ -142,8 +173,58 @@ public final class TollgateCore: @unchecked Sendable {
             return lock.withLock { state.token(id: id)?.info }.map(Response.token) ?? .error(.notFound, "token \(LicensingState.printable(id)) does not exist")
         case .tokenList(let list):
             return listTokens(list)
-        case .meter, .revoke, .issue, .licensePut, .planPut:
+        case .meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant:
             return mutate(request, caller: caller, completion: completion)
+        }
+    }
+
+    /// Charges a reservation's actual cost; like check consumption, it is journaled with the next batch.
+    func settle(_ request: SettleRequest) -> Response {
+        let now = clock.now()
+        do {
+            let (result, flushNeeded) = try lock.withLock { () throws -> (CheckResult, Bool) in
+                let (result, consumed) = try state.settle(request, at: now)
+                if let consumed { pendingUsage.append(consumed) }
+                return (result, pendingUsage.count >= nextFlushAt)
+            }
+            if flushNeeded { flushPendingUsage() }
+            return .check(result)
+        } catch let error as EngineError {
+            return .error(error.code == .notFound ? .notFound : .invalidArgument, error.message)
+        } catch {
+            return .error(.internal, "the request failed inside the server")
+        }
+    }
+
+    /// Releases leases a connection still held when it closed.
+    public func releaseLeases(_ ids: some Sequence<UInt64>) {
+        lock.withLock {
+            for id in ids { _ = state.release(leaseID: id) }
+        }
+    }
+
+    /// One page of the usage export. The rows are computed per request (the ledger is not ordered), so a page
+    /// costs a scan of the ledger in the range; exports are rare and run off the hot path's lock for the sort.
+    func usageExport(_ export: UsageExportRequest) -> Response {
+        guard export.query.from < export.query.to else { return .error(.invalidArgument, "from must be earlier than to") }
+        let rows = lock.withLock { state.usageRows(export.query) }
+        let limit = export.limit == 0 ? 500 : Int(export.limit)
+        let start = min(Int(export.offset), rows.count)
+        let end = min(start + limit, rows.count)
+        return .usage(rows: Array(rows[start..<end]), next: end < rows.count ? UInt32(clamping: end) : 0)
+    }
+
+    /// Periodic work off the request path: releases expired reservations, and every `sweepInterval` journals a
+    /// sweep (expiry events, forgetting long-gone tokens, pruning ended counters and old idempotency keys).
+    public func housekeeping(sweep: Bool) {
+        let now = clock.now()
+        lock.withLock {
+            state.expireReservations(at: now.millis)
+            guard sweep, !journal.statistics.failed else { return }
+            let change = state.sweep(
+                at: now, tokenRetention: options.tokenRetentionMillis, keyRetention: options.idempotencyRetentionMillis,
+                expiryWarning: options.expiryWarningMillis)
+            appendLocked(change, durability: .buffered, completion: nil)
         }
     }
 
@@ -151,7 +232,7 @@ public final class TollgateCore: @unchecked Sendable {
     public func check(_ request: CheckRequest, caller: UInt32? = nil) -> CheckResult {
         let now = clock.now()
         let (result, flushNeeded, logDecision) = lock.withLock { () -> (CheckResult, Bool, Bool) in
-            let (result, consumed) = state.check(request, at: now, caller: caller)
+            let (result, consumed) = state.check(request, at: now, caller: caller, reservationLifetime: options.reservationLifetimeMillis)
             counters.checks &+= 1
             var logDecision = false
             if !result.allowed {
@@ -257,11 +338,14 @@ public final class TollgateCore: @unchecked Sendable {
             counters.meters &+= 1
             if result.duplicate { counters.meterDuplicates &+= 1 }
             return (.meter(result), change)
-        case .revoke(let revoke):
+        case .revoke(var revoke):
+            // The journal records who asked: the operator's name (admin socket) and the kernel's word on the uid.
+            revoke.actor = String((revoke.actor.isEmpty ? "" : revoke.actor + " ") + "uid=\(caller.map(String.init) ?? "unknown")")
             let (count, change) = try state.revoke(revoke, at: now)
-            if let change, case .tokensRevoked(let ids, _, _) = change {
+            if let change, case .tokensRevoked(let ids, _, let actor, _) = change {
                 logger.notice("tokens revoked", metadata: [
-                    "tollgate.revoke.by": "\(["secret", "token_id", "license"][Int(revoke.target.code)])",
+                    "tollgate.revoke.by": "\(["secret", "token_id", "license", "org", "subject"][Int(revoke.target.code)])",
+                    "tollgate.actor": "\(actor)",
                     "tollgate.token_ids": "\(ids.prefix(10).joined(separator: ","))\(ids.count > 10 ? ",…" : "")",
                     "tollgate.count": "\(ids.count)",
                 ])
@@ -285,6 +369,29 @@ public final class TollgateCore: @unchecked Sendable {
             let (stored, change) = try state.putPlan(plan, at: now)
             if change != nil { logger.info("plan put", metadata: ["tollgate.plan": "\(plan.id)"]) }
             return (.plan(stored), change)
+        case .derive(let derive):
+            guard state.tokens.count < maxTokens else {
+                throw EngineError(.invalidArgument, "the token store is full (\(maxTokens) tokens); raise limits.max_tokens")
+            }
+            let (result, secret, token, change) = try state.derive(derive, at: now, caller: caller, maxLifetime: options.maxDerivedLifetimeMillis, using: &rng)
+            if let token { logger.info("token derived", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.parent_id": "\(token.parentID)"]) }
+            return (.derive(result, secret: secret, token: token), change)
+        case .rotate(let rotate):
+            let (secret, token, change) = try state.rotate(rotate, at: now, using: &rng)
+            logger.notice("token rotated", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.grace_s": "\(rotate.graceSeconds)"])
+            return (.issue(secret: secret, token: token), change)
+        case .rotationEnd(let id):
+            let (token, change) = try state.endRotation(tokenID: id, at: now)
+            if change != nil { logger.notice("rotation overlap ended", metadata: ["tollgate.token_id": "\(id)"]) }
+            return (.token(token), change)
+        case .orgPut(let org):
+            let (stored, change) = try state.putOrg(org, at: now)
+            if change != nil { logger.info("organisation put", metadata: ["tollgate.org": "\(org.id)", "tollgate.suspended": "\(org.suspended)"]) }
+            return (.org(stored), change)
+        case .creditsGrant(let grant):
+            let (balance, change) = try state.grantCredits(grant, at: now)
+            logger.notice("credits granted", metadata: ["tollgate.pool": "\(grant.pool.name)", "tollgate.owner": "\(grant.owner)", "tollgate.amount": "\(grant.amount)"])
+            return (.credits(balance: balance), change)
         default:
             preconditionFailure("\(request.opcode.name) is not a state change")
         }

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TollgateProtocol
@@ -32,6 +33,7 @@ public final class TollgateServer: @unchecked Sendable {
     let registry: ConnectionRegistry
     private var listeners: [Channel] = []
     private var flushTask: RepeatedTask?
+    private var housekeepingTask: RepeatedTask?
 
     public init(core: TollgateCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, logger: Logger) {
         self.core = core
@@ -61,6 +63,16 @@ public final class TollgateServer: @unchecked Sendable {
             core.recoverJournalIfFailed()
             core.flushPendingUsage()
             core.maybeSnapshot()
+        }
+        // Reservations expire to the second; the journaled sweep runs every `sweepInterval`.
+        let sweepEvery = max(1, core.options.sweepInterval.nanoseconds / 1_000_000_000)
+        let ticks = NIOLockedValueBox<Int64>(0)
+        housekeepingTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            let tick = ticks.withLockedValue { value -> Int64 in
+                value += 1
+                return value
+            }
+            core.housekeeping(sweep: tick % sweepEvery == 0)
         }
     }
 
@@ -101,6 +113,8 @@ public final class TollgateServer: @unchecked Sendable {
     public func stopAccepting() async {
         flushTask?.cancel()
         flushTask = nil
+        housekeepingTask?.cancel()
+        housekeepingTask = nil
         for channel in listeners { try? await channel.close() }
         listeners = []
     }

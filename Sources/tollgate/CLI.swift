@@ -233,7 +233,7 @@ struct PlanCommand: AsyncParsableCommand {
                 }
                 return QuotaRule(meter: parts[0], period: period, limit: limit)
             }
-            let plan = Plan(id: id, entitlements: entitlements, quotas: rules, ratePerSecond: rate, burst: burst)
+            let plan = Plan(id: id, entitlements: entitlements, quotas: rules, ratePerSecond: rate, burst: max(burst, rate > 0 ? 1 : 0))
             let stored = try await call(global, admin: true) { try await $0.putPlan(plan) }
             if global.json { printJSON(stored.json) } else { printFields(stored.json) }
         }

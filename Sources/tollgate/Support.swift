@@ -64,6 +64,8 @@ extension TokenInfo {
         [
             "token_id": id, "license_id": licenseID, "subject": subject, "scopes": scopes, "issued_at": issuedAt,
             "not_before": notBefore, "expires_at": expiresAt, "revoked_at": revokedAt, "revoke_reason": revokeReason,
+            "revoked_by": revokedBy, "parent_id": parentID, "rotated_at": rotatedAt, "previous_secret_valid_until": previousSecretValidUntil,
+            "last_used_at": lastUsedAt, "previous_secret_last_used_at": previousSecretLastUsedAt,
             "metadata": Dictionary(metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }), "environment": environment.name,
         ]
     }
@@ -80,6 +82,13 @@ extension CheckResult {
         ]
         object["quota"] = quota?.json ?? NSNull()
         if retryAfterMillis > 0 { object["retry_after_ms"] = retryAfterMillis }
+        if leaseID != 0 { object["lease_id"] = leaseID }
+        if reservationID != 0 { object["reservation_id"] = reservationID }
+        if let creditsRemaining { object["credits_remaining"] = creditsRemaining }
+        if overage > 0 { object["overage"] = overage }
+        if !explanation.isEmpty {
+            object["explanation"] = explanation.map { ["rule": $0.rule, "owner": $0.owner, "limit": $0.limit, "used": $0.used, "denied": $0.denied] as [String: Any] }
+        }
         return object
     }
 }
@@ -94,18 +103,43 @@ extension LicenseInfo {
     var json: [String: Any] {
         [
             "license_id": spec.id, "customer": spec.customer, "plan": spec.plan, "status": spec.status.name, "valid_until": spec.validUntil,
-            "updated_at": updatedAt, "active_tokens": activeTokens,
+            "valid_from": spec.validFrom, "trial_ends_at": spec.trialEndsAt, "org": spec.org, "project": spec.project,
+            "billing_anchor_day": Int(spec.billingAnchorDay), "updated_at": updatedAt, "active_tokens": activeTokens,
+            "past_due_since": pastDueSince, "prepaid_credits": prepaidCredits,
         ]
     }
 }
 
+extension OrgSpec {
+    var json: [String: Any] { ["org_id": id, "name": name, "suspended": suspended] }
+}
+
 extension Plan {
     var json: [String: Any] {
+        var object: [String: Any] = [
+            "plan_id": id, "entitlements": entitlements, "features": features,
+            "quotas": quotas.map { ["meter": $0.meter, "window": $0.window.name, "limit": $0.limit, "pool": $0.pool.name] as [String: Any] },
+            "rate_limits": rateLimits.map { ["pool": $0.pool.name, "per_second": $0.ratePerSecond, "burst": $0.burst] as [String: Any] },
+            "concurrency": concurrency.map { ["pool": $0.pool.name, "max": $0.max] as [String: Any] },
+            "overage": overage.name, "max_token_lifetime_seconds": maxTokenLifetimeSeconds, "max_active_tokens": maxActiveTokens,
+            "past_due_grace_seconds": pastDueGraceSeconds,
+        ]
+        object["credits"] = credits.map { ["pool": $0.pool.name, "included": $0.included, "period": $0.period.name] as [String: Any] } ?? NSNull()
+        return object
+    }
+}
+
+extension UsageRow {
+    var json: [String: Any] {
         [
-            "plan_id": id, "entitlements": entitlements, "rate_per_second": ratePerSecond, "burst": burst,
-            "quotas": quotas.map { ["meter": $0.meter, "period": $0.period.name, "limit": $0.limit] as [String: Any] },
+            "org": org, "project": project, "license_id": licenseID, "token_id": tokenID, "meter": meter,
+            "period_start": periodStart, "quantity": quantity, "overage": overage,
         ]
     }
+}
+
+extension LicensingEvent {
+    var json: [String: Any] { ["sequence": sequence, "at": at, "kind": kind.name, "owner": owner, "detail": detail] }
 }
 
 /// Global options may come before the command name; ArgumentParser wants them after it.
