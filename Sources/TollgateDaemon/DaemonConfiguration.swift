@@ -65,23 +65,23 @@ public struct DaemonConfiguration: Sendable, Equatable {
         { "id": "free", "entitlements": ["read"], "features": [],
           "quotas": [{ "meter": "requests", "window": "month", "limit": 1000 },
                      { "meter": "requests", "window": "rolling:60", "limit": 60, "pool": "token" }],
-          "rate_limits": [{ "pool": "license", "per_second": 5, "burst": 10 }],
+          "rate_limits": [{ "pool": "license", "rate_per_second": 5, "burst": 10 }],
           "concurrency": [{ "pool": "license", "max": 2 }],
           "max_token_lifetime_seconds": 7776000, "max_active_tokens": 5 },
         { "id": "trial", "entitlements": ["read", "write"], "features": ["exports"],
           "quotas": [{ "meter": "requests", "window": "day", "limit": 500 }],
-          "rate_limits": [{ "pool": "license", "per_second": 10, "burst": 20 }],
+          "rate_limits": [{ "pool": "license", "rate_per_second": 10, "burst": 20 }],
           "credits": { "pool": "license", "included": 1000, "period": "month" },
           "max_token_lifetime_seconds": 2592000, "max_active_tokens": 10 },
         { "id": "pro", "entitlements": ["read", "write", "reports"], "features": ["exports", "sso"],
           "quotas": [{ "meter": "requests", "window": "month", "limit": 1000000 },
                      { "meter": "bytes", "window": "month", "limit": 100000000000 }],
-          "rate_limits": [{ "pool": "license", "per_second": 200, "burst": 400 },
-                          { "pool": "token", "per_second": 50, "burst": 100 }],
+          "rate_limits": [{ "pool": "license", "rate_per_second": 200, "burst": 400 },
+                          { "pool": "token", "rate_per_second": 50, "burst": 100 }],
           "concurrency": [{ "pool": "license", "max": 64 }],
           "overage": "allow_and_record", "past_due_grace_seconds": 604800 },
         { "id": "enterprise", "entitlements": ["*"], "features": ["*"], "quotas": [],
-          "rate_limits": [{ "pool": "org", "per_second": 5000, "burst": 10000 }],
+          "rate_limits": [{ "pool": "org", "rate_per_second": 5000, "burst": 10000 }],
           "overage": "allow_and_record", "past_due_grace_seconds": 2592000 }
       ]
     }
@@ -189,7 +189,7 @@ extension DaemonConfiguration {
             try quota.finish()
         }
         for var rate in try reader.objects("rate_limits") {
-            let perSecond = try rate.required { try $0.int("per_second", range: 1...1_000_000) }
+            let perSecond = try rate.required { try $0.int("rate_per_second", range: 1...1_000_000) }
             let burst = try rate.int("burst", range: 1...1_000_000_000) ?? 1
             plan.rateLimits.append(RateRule(pool: try pool(&rate, default: .license), ratePerSecond: UInt32(perSecond), burst: UInt32(burst)))
             try rate.finish()

@@ -208,7 +208,7 @@ extension LicensingState {
         let entry = UsageEntry(
             tokenID: token.id, meter: request.meter, quantity: cost, at: now.millis, overage: overage,
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
-        recordUsage(entry)
+        recordUsageLive(entry)
         return (result, entry)
     }
 
@@ -350,7 +350,7 @@ extension LicensingState {
         let entry = UsageEntry(
             tokenID: record.info.id, meter: reservation.meter, quantity: request.actualCost, at: now.millis, overage: overage,
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan?.credits?.pool ?? .license)
-        recordUsage(entry)
+        recordUsageLive(entry)
         return (result, entry)
     }
 

@@ -44,7 +44,7 @@ extension LicensingState {
                 tokenID: token.id, meter: request.meter, quantity: request.quantity, at: now.millis, overage: overage,
                 includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
             change = .metered(entry, idempotencyKey: request.idempotencyKey)
-            apply(change!)
+            recordUsageLive(entry, change: change)
         }
         for rule in plan.quotas where rule.meter == request.meter {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
@@ -260,6 +260,7 @@ extension LicensingState {
 
     /// Housekeeping as one journaled change (see `StateChange.swept`).
     public mutating func sweep(at now: Timestamp, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64) -> StateChange {
+        recordExpiryWarnings(at: now.millis, expiryWarning: expiryWarning)
         let change = StateChange.swept(at: now.millis, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning)
         apply(change)
         return change

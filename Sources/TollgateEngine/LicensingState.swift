@@ -28,6 +28,8 @@ public struct LicensingState: Sendable {
     var limits = LiveLimits()
     /// When each token's current and previous secret were last presented (observations, not journaled).
     var lastUse: [String: (current: UnixMillis, previous: UnixMillis)] = [:]
+    /// Events recorded live and not yet handed out for journaling (`takeUnjournaledEvents`).
+    var unjournaledEvents: [LicensingEvent] = []
 
     /// At most this many events are kept (the oldest are dropped).
     public static let maxEvents = 10_000
@@ -103,8 +105,15 @@ public struct LicensingState: Sendable {
             book.prepaid[PoolKey(pool, owner), default: PrepaidCredits()].granted.saturatingAdd(amount)
         case .countersRestored(let restored):
             book = restored
-        case .swept(let at, let tokenRetention, let keyRetention, let expiryWarning):
-            sweep(at: at, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning)
+        case .swept(let at, let tokenRetention, let keyRetention, _):
+            sweep(at: at, tokenRetention: tokenRetention, keyRetention: keyRetention)
+        case .eventsRecorded(let events):
+            for event in events where !book.events.contains(where: { $0.sequence == event.sequence }) {
+                let index = book.events.firstIndex { $0.sequence > event.sequence } ?? book.events.endIndex
+                book.events.insert(event, at: index)
+                book.nextEventSequence = max(book.nextEventSequence, event.sequence + 1)
+            }
+            if book.events.count > Self.maxEvents { book.events.removeFirst(book.events.count - Self.maxEvents) }
         }
     }
 
@@ -127,14 +136,37 @@ public struct LicensingState: Sendable {
 
     // MARK: - Usage
 
+    /// Usage counted live (by a check, a settlement or a meter event): counts it, and records the threshold events
+    /// it crossed, to be journaled with the next batch.
+    /// - Parameter change: the change that records `entry` (a METER's, with its idempotency key); nil: a check's or a
+    ///   settlement's usage, journaled later in a batch.
+    mutating func recordUsageLive(_ entry: UsageEntry, change: StateChange? = nil) {
+        func record() {
+            if let change { apply(change) } else { recordUsage(entry) }
+        }
+        guard let licenseID = tokenIDs[entry.tokenID].flatMap({ tokens[$0] })?.info.licenseID, let license = licenses[licenseID]?.spec,
+            let plan = plans[license.plan], plan.credits != nil || plan.quotas.contains(where: { $0.meter == entry.meter })
+        else { return record() }
+        let before = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
+        record()
+        let after = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
+        recordCrossings(before: before, after: after, at: entry.at)
+    }
+
+    /// Events recorded live since the last call, as the change that journals them (nil: none).
+    public mutating func takeUnjournaledEvents() -> StateChange? {
+        guard !unjournaledEvents.isEmpty else { return nil }
+        defer { unjournaledEvents.removeAll() }
+        return .eventsRecorded(unjournaledEvents)
+    }
+
     /// Counts usage at every level (token, license, organisation) for every calendar period, in the rolling windows
-    /// of the plan's rules, in the ledger, and in credits; then records the threshold events it crossed.
+    /// of the plan's rules, in the ledger, and in credits.
     mutating func recordUsage(_ entry: UsageEntry) {
         guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID,
             let license = licenses[licenseID]?.spec
         else { return }
         let plan = plans[license.plan]
-        let before = plan.map { thresholdReadings(plan: $0, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at) } ?? []
 
         for level in PoolLevel.allCases {
             let pool = Self.poolKey(level, tokenID: entry.tokenID, license: license)
@@ -161,11 +193,6 @@ public struct LicensingState: Sendable {
             book.includedSpent[IncludedCreditsKey(pool: creditPool, start: start), default: 0].saturatingAdd(entry.includedCredits)
         }
         if entry.prepaidCredits > 0 { book.prepaid[creditPool, default: PrepaidCredits()].spent.saturatingAdd(entry.prepaidCredits) }
-
-        if let plan {
-            let after = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
-            recordCrossings(before: before, after: after, at: entry.at)
-        }
     }
 
     /// A counter a threshold is defined on (a quota on the meter, or the credits), with the window it counts in.
@@ -211,12 +238,12 @@ public struct LicensingState: Sendable {
         }
     }
 
-    /// Appends an event unless the same one (kind, owner, detail) is already recorded.
+    /// Records an event (live) unless the same one (kind, owner, detail) is already recorded.
     mutating func recordEvent(_ kind: LicensingEvent.Kind, owner: String, detail: String, at time: UnixMillis) {
         guard !book.events.contains(where: { $0.kind == kind && $0.owner == owner && $0.detail == detail }) else { return }
-        book.events.append(LicensingEvent(sequence: book.nextEventSequence, at: time, kind: kind, owner: owner, detail: detail))
-        book.nextEventSequence += 1
-        if book.events.count > Self.maxEvents { book.events.removeFirst(book.events.count - Self.maxEvents) }
+        let event = LicensingEvent(sequence: book.nextEventSequence, at: time, kind: kind, owner: owner, detail: detail)
+        apply(.eventsRecorded([event]))
+        unjournaledEvents.append(event)
     }
 
     /// Usage counted by `rule` for `pool` in the window containing `time`, and the window's identity (its start, or
@@ -233,16 +260,18 @@ public struct LicensingState: Sendable {
 
     // MARK: - Housekeeping
 
-    mutating func sweep(at now: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64) {
-        // Tokens expiring soon get one event each.
-        if expiryWarning > 0 {
-            for licenseID in licenseTokens.keys.sorted() {
-                for id in licenseTokens[licenseID]! {
-                    guard let info = token(id: id)?.info, info.revokedAt == 0, info.expiresAt > now, info.expiresAt - now <= expiryWarning else { continue }
-                    recordEvent(.tokenExpiring, owner: id, detail: "expires_at@\(info.expiresAt)", at: now)
-                }
+    /// Records (live) a `token_expiring` event for each token that expires within `expiryWarning` of `now`.
+    mutating func recordExpiryWarnings(at now: UnixMillis, expiryWarning: Int64) {
+        guard expiryWarning > 0 else { return }
+        for licenseID in licenseTokens.keys.sorted() {
+            for id in licenseTokens[licenseID]! {
+                guard let info = tokenIDs[id].flatMap({ tokens[$0] })?.info, info.revokedAt == 0, info.expiresAt > now, info.expiresAt - now <= expiryWarning else { continue }
+                recordEvent(.tokenExpiring, owner: id, detail: "expires_at@\(info.expiresAt)", at: now)
             }
         }
+    }
+
+    mutating func sweep(at now: UnixMillis, tokenRetention: Int64, keyRetention: Int64) {
         // Tokens gone for longer than the retention are forgotten (afterwards they are unknown).
         if tokenRetention > 0 {
             let cutoff = now - tokenRetention

@@ -54,6 +54,9 @@ extension StateChange {
             buffer.writeInteger(tokenRetention)
             buffer.writeInteger(keyRetention)
             buffer.writeInteger(expiryWarning)
+        case .eventsRecorded(let events):
+            buffer.writeInteger(UInt32(events.count))
+            for event in events { try buffer.writeEvent(event) }
         }
     }
 
@@ -112,6 +115,10 @@ extension StateChange {
             change = .creditsGranted(pool: try r.code("pool", as: PoolLevel.self), owner: try r.string("owner"), amount: try r.u64("amount"), reason: try r.string("reason"), at: at)
         case 12:
             change = .swept(at: try r.i64("at"), tokenRetention: try r.i64("token_retention"), keyRetention: try r.i64("key_retention"), expiryWarning: try r.i64("expiry_warning"))
+        case 13:
+            var events: [LicensingEvent] = []
+            for _ in 0..<(try r.longCount("events", minimumElementSize: 21)) { events.append(try r.event()) }
+            change = .eventsRecorded(events)
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }
@@ -203,14 +210,16 @@ extension ByteBuffer {
             writeInteger(retired.validUntil)
         }
         writeInteger(UInt32(book.events.count))
-        for event in book.events {
-            writeInteger(event.sequence)
-            writeInteger(event.at)
-            writeInteger(event.kind.rawValue)
-            try writeWireString(event.owner)
-            try writeWireString(event.detail)
-        }
+        for event in book.events { try writeEvent(event) }
         writeInteger(book.nextEventSequence)
+    }
+
+    mutating func writeEvent(_ event: LicensingEvent) throws {
+        writeInteger(event.sequence)
+        writeInteger(event.at)
+        writeInteger(event.kind.rawValue)
+        try writeWireString(event.owner)
+        try writeWireString(event.detail)
     }
 }
 
@@ -224,6 +233,12 @@ extension WireReader {
             tokenID: try string("token_id"), meter: try string("meter"), quantity: try u64("quantity"), at: try i64("at"),
             overage: try u64("overage"), includedCredits: try u64("included_credits"), prepaidCredits: try u64("prepaid_credits"),
             creditPool: try code("credit_pool", as: PoolLevel.self))
+    }
+
+    mutating func event() throws -> LicensingEvent {
+        LicensingEvent(
+            sequence: try u64("sequence"), at: try i64("at"), kind: try code("kind", as: LicensingEvent.Kind.self),
+            owner: try string("owner"), detail: try string("detail"))
     }
 
     mutating func pool() throws -> PoolKey {
@@ -261,11 +276,7 @@ extension WireReader {
             let hash = try tokenHash()
             book.retiredSecrets[hash] = RetiredSecret(tokenID: try string("token_id"), validUntil: try i64("valid_until"))
         }
-        for _ in 0..<(try longCount("events", minimumElementSize: 21)) {
-            book.events.append(LicensingEvent(
-                sequence: try u64("sequence"), at: try i64("at"), kind: try code("kind", as: LicensingEvent.Kind.self),
-                owner: try string("owner"), detail: try string("detail")))
-        }
+        for _ in 0..<(try longCount("events", minimumElementSize: 21)) { book.events.append(try event()) }
         book.nextEventSequence = try u64("next_event_sequence")
         return book
     }

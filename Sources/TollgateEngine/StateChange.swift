@@ -106,9 +106,12 @@ public enum StateChange: Sendable, Hashable {
     case rotationEnded(tokenID: String, at: UnixMillis)
     case creditsGranted(pool: PoolLevel, owner: String, amount: UInt64, reason: String, at: UnixMillis)
     /// Housekeeping at `at`: tokens expired or revoked before `at - tokenRetention` are forgotten, counters of
-    /// ended periods and idempotency keys older than `keyRetention` are dropped, and tokens expiring within
-    /// `expiryWarning` get a `token_expiring` event.
+    /// ended periods and idempotency keys older than `keyRetention` are dropped. (`expiryWarning` is kept for the
+    /// record: the `token_expiring` events the sweep found are journaled as `eventsRecorded`.)
     case swept(at: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64)
+    /// Threshold events, numbered when they happened. They are facts of their own (not derived again from usage in
+    /// replay), because batched usage reaches the journal in another order than it was counted live.
+    case eventsRecorded([LicensingEvent])
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -125,6 +128,7 @@ public enum StateChange: Sendable, Hashable {
         case .rotationEnded: return 10
         case .creditsGranted: return 11
         case .swept: return 12
+        case .eventsRecorded: return 13
         }
     }
 }

@@ -221,10 +221,12 @@ public final class TollgateCore: @unchecked Sendable {
         lock.withLock {
             state.expireReservations(at: now.millis)
             guard sweep, !journal.statistics.failed else { return }
+            flushPendingUsageLocked()
             let change = state.sweep(
                 at: now, tokenRetention: options.tokenRetentionMillis, keyRetention: options.idempotencyRetentionMillis,
                 expiryWarning: options.expiryWarningMillis)
             appendLocked(change, durability: .buffered, completion: nil)
+            flushPendingUsageLocked()
         }
     }
 
@@ -259,6 +261,10 @@ public final class TollgateCore: @unchecked Sendable {
     }
 
     private func flushPendingUsageLocked() {
+        // Threshold events counted live are journaled with the batch (their own record, numbered when they happened).
+        if !journal.statistics.failed, let events = state.takeUnjournaledEvents() {
+            appendLocked(events, durability: .buffered, completion: nil)
+        }
         guard !pendingUsage.isEmpty else { return }
         // While the journal cannot write, keep the consumption: recovery re-applies it to the rebuilt state and
         // journals it then. Bounded, so that a long outage cannot exhaust memory.
@@ -362,10 +368,14 @@ public final class TollgateCore: @unchecked Sendable {
             guard state.licenses[spec.id] != nil || state.licenses.count < maxLicenses else {
                 throw EngineError(.invalidArgument, "the license store is full (\(maxLicenses) licenses); raise limits.max_licenses")
             }
+            // Usage counted under the old license (its organisation, its billing anchor) is journaled before the change,
+            // so that replay counts it the same way.
+            flushPendingUsageLocked()
             let (info, change) = try state.putLicense(spec, at: now)
             logger.info("license put", metadata: ["tollgate.license": "\(spec.id)", "tollgate.plan": "\(spec.plan)", "tollgate.status": "\(spec.status.name)"])
             return (.license(info), change)
         case .planPut(let plan):
+            flushPendingUsageLocked()
             let (stored, change) = try state.putPlan(plan, at: now)
             if change != nil { logger.info("plan put", metadata: ["tollgate.plan": "\(plan.id)"]) }
             return (.plan(stored), change)

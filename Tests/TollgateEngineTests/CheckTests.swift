@@ -68,12 +68,14 @@ final class CheckTests: XCTestCase {
         XCTAssertEqual(f.check(secret).reason, .expired)
     }
 
-    func testLicenseInactiveForEveryStatusAndValidUntil() throws {
+    func testEveryLicenseStatusAndValidUntil() throws {
         let (f, secret, _) = try EngineFixture.standard()
-        for (status, allowed) in [(LicenseStatus.active, true), (.trialing, true), (.pastDue, false), (.canceled, false)] {
+        // The plan has no past-due grace period, so a past-due license is refused at once.
+        let expected: [(LicenseStatus, DenyReason)] = [(.active, .none), (.trialing, .none), (.pastDue, .paymentOverdue), (.canceled, .licenseInactive), (.expired, .licenseExpired)]
+        for (status, reason) in expected {
             try f.putLicense("lic-1", plan: "pro", status: status)
             let result = f.check(secret, meter: "requests", cost: 1)
-            XCTAssertEqual(result.reason, allowed ? .none : .licenseInactive, status.name)
+            XCTAssertEqual(result.reason, reason, status.name)
             XCTAssertEqual(result.licenseID, "lic-1")
         }
         let validUntil = f.nowMillis + Millis.hour
@@ -81,7 +83,7 @@ final class CheckTests: XCTestCase {
         f.set(millis: validUntil - 1)
         f.checkAllowed(secret)
         f.set(millis: validUntil)
-        XCTAssertEqual(f.check(secret).reason, .licenseInactive, "at valid_until the license is inactive")
+        XCTAssertEqual(f.check(secret).reason, .licenseExpired, "at valid_until the license has expired")
         // A renewal lets the same token through again.
         try f.putLicense("lic-1", plan: "pro", validUntil: 0)
         f.checkAllowed(secret)
@@ -91,7 +93,7 @@ final class CheckTests: XCTestCase {
         let (f, secret, token) = try EngineFixture.standard()
         // putLicense refuses a missing plan; the state can still hold one (a journal written by another version).
         assertEngineError(.notFound) { try f.putLicense("lic-1", plan: "ghost") }
-        f.state.apply(.licensePut(LicenseSpec(id: "lic-1", customer: "c", plan: "ghost", status: .active), at: f.nowMillis))
+        f.state.apply(.licensePut(LicenseSpec(id: "lic-1", customer: "c", plan: "ghost", status: .active), at: f.nowMillis, pastDueSince: 0))
         XCTAssertEqual(f.check(secret).reason, .licenseInactive)
         try f.putPlan("ghost")
         f.checkAllowed(secret)
@@ -181,12 +183,12 @@ final class CheckTests: XCTestCase {
     func testRatesAboveTheMaximumAreRefused() throws {
         let f = EngineFixture()
         assertEngineError(.invalidArgument) { try f.putPlan("fast", rate: Limits.maxRatePerSecond + 1, burst: 1) }
-        XCTAssertEqual(try f.putPlan("fast", rate: Limits.maxRatePerSecond, burst: 0).burst, 1)
+        XCTAssertEqual(try f.putPlan("fast", rate: Limits.maxRatePerSecond, burst: 0).rateLimits.first?.burst, 1)
     }
 
     func testRateLimitRetryAfterRoundsUpSubMillisecondIntervals() throws {
         let (f, secret, _) = try EngineFixture.standard(rate: 3, burst: 0)  // burst normalized to 1; interval 333_333_333 ns
-        XCTAssertEqual(f.state.plans["pro"]?.burst, 1)
+        XCTAssertEqual(f.state.plans["pro"]?.rateLimits.first?.burst, 1)
         f.checkAllowed(secret)
         let result = f.check(secret)
         XCTAssertEqual(result.reason, .rateLimited)
@@ -227,7 +229,7 @@ final class CheckTests: XCTestCase {
 
     func testNoRateLimitWhenRateIsZero() throws {
         let (f, secret, _) = try EngineFixture.standard(rate: 0, burst: 5)
-        XCTAssertEqual(f.state.plans["pro"]?.burst, 0)
+        XCTAssertEqual(f.state.plans["pro"]?.rateLimits, [], "no rate limit rule")
         for _ in 0..<1_000 where !f.check(secret).allowed {
             XCTFail("denied without a rate limit")
             break
@@ -287,13 +289,13 @@ final class CheckTests: XCTestCase {
         let (f, secret, _) = try EngineFixture.standard(quotas: [QuotaRule(meter: "requests", period: .month, limit: 10)])
         let monthEnd = UTCCalendar.bounds(of: .month, containing: f.nowMillis).end
         f.checkAllowed(secret, meter: "requests", cost: 7)
-        let before = f.state.licenseUsage
+        let before = f.state.book.counters
         let consumedBefore = f.consumed.count
         let (result, entry) = f.state.check(CheckRequest(token: secret, meter: "requests", cost: 0), at: f.now)
         XCTAssertEqual(result.reason, .none)
         XCTAssertNil(entry)
         XCTAssertEqual(result.quota, QuotaState(limit: 10, remaining: 3, resetAt: monthEnd))
-        XCTAssertEqual(f.state.licenseUsage, before)
+        XCTAssertEqual(f.state.book.counters, before)
         XCTAssertEqual(f.consumed.count, consumedBefore)
         // Even with the quota used up, a read is allowed and shows 0 remaining.
         f.checkAllowed(secret, meter: "requests", cost: 3)
@@ -341,11 +343,11 @@ final class CheckTests: XCTestCase {
         let (f, secret, _) = try EngineFixture.standard(
             quotas: [QuotaRule(meter: "requests", period: .hour, limit: 1)], rate: 1, burst: 3)
         f.checkAllowed(secret, meter: "requests", cost: 1)  // rate budget: 2 left
-        let tat = f.state.rateLimiterTAT
+        let tat = f.state.rateLimiters
         for _ in 0..<10 {
             XCTAssertEqual(f.check(secret, meter: "requests", cost: 1).reason, .quotaExceeded, "never rate_limited")
         }
-        XCTAssertEqual(f.state.rateLimiterTAT, tat, "quota denials left the limiter alone")
+        XCTAssertEqual(f.state.rateLimiters, tat, "quota denials left the limiter alone")
         f.checkAllowed(secret, meter: "requests", cost: 0)
         f.checkAllowed(secret)
         XCTAssertEqual(f.check(secret).reason, .rateLimited, "exactly the two remaining requests were allowed")
@@ -363,7 +365,7 @@ final class CheckTests: XCTestCase {
         let inactive = try f.issue(license: "lic-2").secret
         f.advance(millis: 1)
 
-        let licenseUsage = f.state.licenseUsage, tokenUsage = f.state.tokenUsage, tat = f.state.rateLimiterTAT
+        let licenseUsage = f.state.book.counters, tokenUsage = f.state.book.ledger, tat = f.state.rateLimiters
         let consumed = f.consumed
         let denials: [(String, [String], UInt64, DenyReason)] = [
             ("tg_live_nope", [], 5, .malformedToken),
@@ -371,7 +373,7 @@ final class CheckTests: XCTestCase {
             (revoked, [], 5, .revoked),
             (future, [], 5, .notYetValid),
             (expired, [], 5, .expired),
-            (inactive, [], 5, .licenseInactive),
+            (inactive, [], 5, .paymentOverdue),
             (secret, ["admin"], 5, .insufficientScope),
             (secret, [], 91, .quotaExceeded),
         ]
@@ -386,9 +388,9 @@ final class CheckTests: XCTestCase {
                 XCTAssertNil(result.quota, "\(reason.name) has no quota block")
             }
         }
-        XCTAssertEqual(f.state.licenseUsage, licenseUsage)
-        XCTAssertEqual(f.state.tokenUsage, tokenUsage)
-        XCTAssertEqual(f.state.rateLimiterTAT, tat)
+        XCTAssertEqual(f.state.book.counters, licenseUsage)
+        XCTAssertEqual(f.state.book.ledger, tokenUsage)
+        XCTAssertEqual(f.state.rateLimiters, tat)
         XCTAssertEqual(f.consumed, consumed)
 
         // The one remaining burst slot is still there; then a rate-limited check consumes no usage either.
@@ -429,7 +431,7 @@ final class CheckTests: XCTestCase {
         let (f, _, _) = try EngineFixture.standard(rate: 5, burst: 0)
         let (plan, change) = try f.state.putPlan(Plan(id: "pro", entitlements: ["read", "write"], ratePerSecond: 5, burst: 1), at: f.now)
         XCTAssertNil(change, "the stored plan already has burst 1 after normalization")
-        XCTAssertEqual(plan.burst, 1)
+        XCTAssertEqual(plan.rateLimits.first?.burst, 1)
         let (_, changed) = try f.state.putPlan(Plan(id: "pro", entitlements: ["read"], ratePerSecond: 5, burst: 1), at: f.now)
         XCTAssertNotNil(changed)
     }

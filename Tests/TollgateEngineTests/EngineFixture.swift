@@ -45,18 +45,47 @@ final class EngineFixture {
     func putPlan(
         _ id: String, entitlements: [String] = ["*"], quotas: [QuotaRule] = [], rate: UInt32 = 0, burst: UInt32 = 0
     ) throws -> Plan {
-        let (plan, change) = try state.putPlan(
-            Plan(id: id, entitlements: entitlements, quotas: quotas, ratePerSecond: rate, burst: burst), at: now)
-        if let change { changes.append(change) }
-        return plan
+        try putPlan(Plan(id: id, entitlements: entitlements, quotas: quotas, ratePerSecond: rate, burst: burst))
     }
 
     @discardableResult
     func putLicense(_ id: String, plan: String, status: LicenseStatus = .active, validUntil: UnixMillis = 0) throws -> LicenseInfo {
-        let (info, change) = try state.putLicense(
-            LicenseSpec(id: id, customer: "Customer of \(id)", plan: plan, status: status, validUntil: validUntil), at: now)
-        changes.append(change)
+        try putLicense(LicenseSpec(id: id, customer: "Customer of \(id)", plan: plan, status: status, validUntil: validUntil))
+    }
+
+    @discardableResult
+    func putLicense(_ spec: LicenseSpec) throws -> LicenseInfo {
+        flushConsumed()
+        let (info, change) = try state.putLicense(spec, at: now)
+        if let change { changes.append(change) }
         return info
+    }
+
+    @discardableResult
+    func putPlan(_ plan: Plan) throws -> Plan {
+        flushConsumed()
+        let (stored, change) = try state.putPlan(plan, at: now)
+        if let change { changes.append(change) }
+        return stored
+    }
+
+    @discardableResult
+    func putOrg(_ org: OrgSpec) throws -> OrgSpec {
+        let (stored, change) = try state.putOrg(org, at: now)
+        if let change { changes.append(change) }
+        return stored
+    }
+
+    /// The journaled sweep. Like plan and license changes, it is preceded by a flush of pending usage (as in the
+    /// daemon), because it changes how usage is counted.
+    func sweep(tokenRetention: Int64 = 30 * Millis.day, keyRetention: Int64 = Millis.day, expiryWarning: Int64 = 0) {
+        flushConsumed()
+        changes.append(state.sweep(at: now, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning))
+    }
+
+    /// Records a change made by a command the fixture has no wrapper for.
+    func record(_ change: StateChange?) {
+        if let change { changes.append(change) }
     }
 
     @discardableResult
@@ -74,8 +103,21 @@ final class EngineFixture {
     }
 
     @discardableResult
-    func check(_ token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0) -> CheckResult {
-        let (result, entry) = state.check(CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost), at: now)
+    func check(_ token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0, features: [String] = [], options: CheckOptions = []) -> CheckResult {
+        check(CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost, features: features, options: options))
+    }
+
+    @discardableResult
+    func check(_ request: CheckRequest) -> CheckResult {
+        let (result, entry) = state.check(request, at: now)
+        if let entry { consumed.append(entry) }
+        return result
+    }
+
+    /// Settles a reservation; its usage is recorded like check consumption.
+    @discardableResult
+    func settle(_ id: UInt64, cost: UInt64) throws -> CheckResult {
+        let (result, entry) = try state.settle(SettleRequest(reservationID: id, actualCost: cost), at: now)
         if let entry { consumed.append(entry) }
         return result
     }
@@ -83,10 +125,10 @@ final class EngineFixture {
     /// A check that must come back allowed or the test fails; returns the usage it consumed.
     @discardableResult
     func checkAllowed(
-        _ token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0,
+        _ token: String, scopes: [String] = [], meter: String = "", cost: UInt64 = 0, features: [String] = [], options: CheckOptions = [],
         file: StaticString = #filePath, line: UInt = #line
     ) -> CheckResult {
-        let result = check(token, scopes: scopes, meter: meter, cost: cost)
+        let result = check(token, scopes: scopes, meter: meter, cost: cost, features: features, options: options)
         XCTAssertEqual(result.reason, .none, "expected the check to be allowed", file: file, line: line)
         return result
     }
@@ -99,8 +141,8 @@ final class EngineFixture {
     }
 
     @discardableResult
-    func revoke(_ target: RevokeTarget, reason: String = "test") throws -> (revoked: UInt32, change: StateChange?) {
-        let outcome = try state.revoke(RevokeRequest(target: target, reason: reason), at: now)
+    func revoke(_ target: RevokeTarget, reason: String = "test", actor: String = "") throws -> (revoked: UInt32, change: StateChange?) {
+        let outcome = try state.revoke(RevokeRequest(target: target, reason: reason, actor: actor), at: now)
         if let change = outcome.change { changes.append(change) }
         return outcome
     }
@@ -108,9 +150,29 @@ final class EngineFixture {
     /// Appends the usage consumed by checks since the last flush to `changes` as one `.consumed` change, as the
     /// daemon does at each journal flush.
     func flushConsumed() {
+        if let events = state.takeUnjournaledEvents() { changes.append(events) }
         guard unflushed < consumed.count else { return }
         changes.append(.consumed(Array(consumed[unflushed...])))
         unflushed = consumed.count
+    }
+
+    /// The last snapshot taken, and how many changes it covers.
+    private var snapshot: (bytes: [UInt8], covers: Int)?
+
+    /// Writes a snapshot of everything journaled so far, as the daemon's compaction does.
+    func takeSnapshot() throws {
+        flushConsumed()
+        snapshot = (try state.encodeSnapshot(now: nowMillis), changes.count)
+    }
+
+    /// A restart: the state rebuilt from the last snapshot (if any) and the changes after it, each through the
+    /// journal payload codec. What was counted but not flushed is lost, as in a crash; call `flushConsumed` first
+    /// for a clean stop.
+    func restart() throws {
+        var rebuilt = try snapshot.map { try LicensingState.decodeSnapshot($0.bytes) } ?? LicensingState()
+        for change in changes[(snapshot?.covers ?? 0)...] { rebuilt.apply(try change.roundTripped()) }
+        state = rebuilt
+        consumed.removeSubrange(unflushed...)
     }
 
     /// A well-formed token that was never issued (valid shape and checksum).
@@ -150,13 +212,20 @@ func assertSameDurableState(
     _ actual: LicensingState, _ expected: LicensingState, _ what: String, file: StaticString = #filePath, line: UInt = #line
 ) {
     XCTAssertEqual(actual.plans, expected.plans, "\(what): plans", file: file, line: line)
+    XCTAssertEqual(actual.orgs, expected.orgs, "\(what): organisations", file: file, line: line)
     XCTAssertEqual(actual.licenses, expected.licenses, "\(what): licenses", file: file, line: line)
     XCTAssertEqual(actual.tokens, expected.tokens, "\(what): tokens", file: file, line: line)
     XCTAssertEqual(actual.tokenIDs, expected.tokenIDs, "\(what): token ids", file: file, line: line)
     XCTAssertEqual(actual.licenseTokens, expected.licenseTokens, "\(what): license tokens", file: file, line: line)
-    XCTAssertEqual(actual.licenseUsage, expected.licenseUsage, "\(what): license usage", file: file, line: line)
-    XCTAssertEqual(actual.tokenUsage, expected.tokenUsage, "\(what): token usage", file: file, line: line)
-    XCTAssertEqual(actual.idempotencyKeys, expected.idempotencyKeys, "\(what): idempotency keys", file: file, line: line)
+    XCTAssertEqual(actual.children, expected.children, "\(what): derived tokens", file: file, line: line)
+    XCTAssertEqual(actual.book.counters, expected.book.counters, "\(what): usage counters", file: file, line: line)
+    XCTAssertEqual(actual.book.rolling, expected.book.rolling, "\(what): rolling windows", file: file, line: line)
+    XCTAssertEqual(actual.book.ledger, expected.book.ledger, "\(what): ledger", file: file, line: line)
+    XCTAssertEqual(actual.book.prepaid, expected.book.prepaid, "\(what): prepaid credits", file: file, line: line)
+    XCTAssertEqual(actual.book.includedSpent, expected.book.includedSpent, "\(what): included credits", file: file, line: line)
+    XCTAssertEqual(actual.book.idempotencyKeys, expected.book.idempotencyKeys, "\(what): idempotency keys", file: file, line: line)
+    XCTAssertEqual(actual.book.retiredSecrets, expected.book.retiredSecrets, "\(what): retired secrets", file: file, line: line)
+    XCTAssertEqual(actual.book.events, expected.book.events, "\(what): events", file: file, line: line)
 }
 
 extension Array where Element == UInt8 {

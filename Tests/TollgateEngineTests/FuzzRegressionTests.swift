@@ -11,7 +11,7 @@ final class FuzzRegressionTests: XCTestCase {
     private func replay(type: UInt8, payload: [UInt8]) {
         var state = LicensingState()
         state.apply(.planPut(Plan(id: "P", entitlements: ["*"]), at: 1))
-        state.apply(.licensePut(LicenseSpec(id: "L", customer: "c", plan: "P", status: .active), at: 1))
+        state.apply(.licensePut(LicenseSpec(id: "L", customer: "c", plan: "P", status: .active), at: 1, pastDueSince: 0))
         let info = TokenInfo(id: "t", licenseID: "L", subject: "x", scopes: ["*"], issuedAt: 1, notBefore: 0, expiresAt: 0, environment: .test)
         state.apply(.tokenIssued(TokenRecord(hash: TokenHash(1, 2, 3, 4), info: info)))
         do {

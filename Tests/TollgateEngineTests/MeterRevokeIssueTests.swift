@@ -23,8 +23,8 @@ final class MeterTests: XCTestCase {
         XCTAssertEqual(f.state.usage(tokenID: bobInfo.id, meter: "bytes"), 7)
         XCTAssertEqual(f.state.usage(tokenID: bobInfo.id, meter: "calls"), 1)
         XCTAssertEqual(f.state.usage(tokenID: aliceInfo.id, meter: "calls"), 0)
-        let month = UTCCalendar.bounds(of: .month, containing: f.nowMillis).start
-        XCTAssertEqual(f.state.tokenUsage[TokenUsageKey(tokenID: bobInfo.id, meter: "bytes", monthStart: month)], 7)
+        let hour = UTCCalendar.bounds(of: .hour, containing: f.nowMillis).start
+        XCTAssertEqual(f.state.book.ledger[LedgerKey(licenseID: "lic-1", tokenID: bobInfo.id, meter: "bytes", hourStart: hour)]?.quantity, 7)
         // The next hour starts from zero for the hourly counter only.
         f.set(millis: UTCCalendar.bounds(of: .hour, containing: f.nowMillis).end)
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .hour, at: f.nowMillis), 0)
@@ -37,7 +37,7 @@ final class MeterTests: XCTestCase {
         let first = try f.meter(alice, quantity: 5, key: "req-1")
         XCTAssertFalse(first.result.duplicate)
         XCTAssertNotNil(first.change)
-        XCTAssertEqual(f.state.idempotencyKeys["req-1"], f.nowMillis)
+        XCTAssertEqual(f.state.book.idempotencyKeys["req-1"], f.nowMillis)
         f.advance(millis: Millis.hour)
         let again = try f.meter(alice, quantity: 9, key: "req-1")
         XCTAssertEqual(again.result.reason, .none)
@@ -51,7 +51,7 @@ final class MeterTests: XCTestCase {
         try f.meter(alice, quantity: 1)
         try f.meter(alice, quantity: 1)
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), 7)
-        XCTAssertNil(f.state.idempotencyKeys[""])
+        XCTAssertNil(f.state.book.idempotencyKeys[""])
     }
 
     func testQuotaIsReportedButNeverDeniesAMeter() throws {
@@ -86,7 +86,7 @@ final class MeterTests: XCTestCase {
         try f.putLicense("lic-2", plan: "pro", status: .canceled)
         let inactive = try f.issue(license: "lic-2").secret
         f.advance(millis: 1)
-        let usage = f.state.licenseUsage
+        let usage = f.state.book.counters
         let cases: [(String, DenyReason)] = [
             ("tg_test_short", .malformedToken), (f.unissuedToken(), .unknownToken), (revoked, .revoked),
             (future, .notYetValid), (expired, .expired), (inactive, .licenseInactive),
@@ -104,8 +104,8 @@ final class MeterTests: XCTestCase {
                 XCTAssertFalse(result.tokenID.isEmpty)
             }
         }
-        XCTAssertEqual(f.state.licenseUsage, usage)
-        XCTAssertTrue(f.state.idempotencyKeys.isEmpty, "a denied meter does not burn its idempotency key")
+        XCTAssertEqual(f.state.book.counters, usage)
+        XCTAssertTrue(f.state.book.idempotencyKeys.isEmpty, "a denied meter does not burn its idempotency key")
         XCTAssertFalse(try f.meter(live, quantity: 3, key: "key-\(DenyReason.revoked.rawValue)").result.duplicate)
     }
 
@@ -138,7 +138,7 @@ final class MeterTests: XCTestCase {
         assertEngineError(.invalidArgument, "empty meter") { try f.meter(secret, meter: "", quantity: 1) }
         assertEngineError(.invalidArgument, "65-byte meter") { try f.meter(secret, meter: String(repeating: "m", count: 65)) }
         assertEngineError(.invalidArgument, "129-byte key") { try f.meter(secret, key: String(repeating: "k", count: 129)) }
-        XCTAssertTrue(f.state.licenseUsage.isEmpty)
+        XCTAssertTrue(f.state.book.counters.isEmpty)
         XCTAssertEqual(try f.meter(secret, meter: String(repeating: "m", count: 64)).result.reason, .none)
         XCTAssertEqual(try f.meter(secret, key: String(repeating: "k", count: 128)).result.reason, .none)
     }
@@ -160,7 +160,7 @@ final class RevokeTests: XCTestCase {
         }
         let (count, change) = try f.revoke(.secret(secret), reason: "leaked")
         XCTAssertEqual(count, 1)
-        XCTAssertEqual(change, .tokensRevoked(tokenIDs: [token.id], reason: "leaked", at: f.nowMillis))
+        XCTAssertEqual(change, .tokensRevoked(tokenIDs: [token.id], reason: "leaked", actor: "", at: f.nowMillis))
         XCTAssertEqual(f.state.token(id: token.id)?.info.revokedAt, f.nowMillis)
         XCTAssertEqual(f.state.token(id: token.id)?.info.revokeReason, "leaked")
         XCTAssertEqual(f.check(secret).reason, .revoked)
@@ -197,7 +197,7 @@ final class RevokeTests: XCTestCase {
 
         let (count, change) = try f.revoke(.license("lic-1"), reason: "churned")
         XCTAssertEqual(count, 2, "the already revoked token is not counted")
-        XCTAssertEqual(change, .tokensRevoked(tokenIDs: [firstInfo.id, thirdInfo.id], reason: "churned", at: f.nowMillis))
+        XCTAssertEqual(change, .tokensRevoked(tokenIDs: [firstInfo.id, thirdInfo.id], reason: "churned", actor: "", at: f.nowMillis))
         XCTAssertEqual(f.state.licenseInfo(id: "lic-1")?.activeTokens, 0)
         for secret in [first, second, third] { XCTAssertEqual(f.check(secret).reason, .revoked) }
         f.checkAllowed(bystander)
