@@ -35,15 +35,29 @@ enum ProtocolVectors {
     static let tokenFields: [String: Any] = [
         "token_id": "tok_0000000000000000000001", "license_id": "lic_acme", "subject": "svc-reports", "scopes": ["read", "write"],
         "issued_at": 1_767_225_600_000, "not_before": 0, "expires_at": 1_798_761_600_000, "revoked_at": 0, "revoke_reason": "",
-        "metadata": [["team", "billing"]], "environment": 1,
+        "metadata": [["team", "billing"]], "environment": 1, "parent_id": "", "revoked_by": "", "rotated_at": 0,
+        "previous_valid_until": 0, "last_used_at": 0, "previous_last_used_at": 0,
     ]
-    static let plan = Plan(id: "pro", entitlements: ["read", "write"], quotas: [QuotaRule(meter: "requests", period: .month, limit: 100_000)], ratePerSecond: 50, burst: 100)
+    static let plan = Plan(
+        id: "pro", entitlements: ["read", "write"], features: ["exports"],
+        quotas: [QuotaRule(meter: "requests", period: .month, limit: 100_000), QuotaRule(meter: "requests", window: .rolling(seconds: 60), limit: 600, pool: .token)],
+        rateLimits: [RateRule(pool: .license, ratePerSecond: 50, burst: 100)], concurrency: [ConcurrencyRule(pool: .token, max: 8)],
+        credits: CreditPolicy(pool: .org, included: 5000, period: .month), overage: .allowAndRecord,
+        maxTokenLifetimeSeconds: 7_776_000, maxActiveTokens: 100, pastDueGraceSeconds: 604_800)
     static let planFields: [String: Any] = [
-        "plan_id": "pro", "entitlements": ["read", "write"], "quotas": [["meter": "requests", "period": 2, "limit": 100_000]],
-        "rate_per_second": 50, "burst": 100,
+        "plan_id": "pro", "entitlements": ["read", "write"], "features": ["exports"],
+        "quotas": [["meter": "requests", "window": 2, "seconds": 0, "limit": 100_000, "pool": 1], ["meter": "requests", "window": 3, "seconds": 60, "limit": 600, "pool": 0]],
+        "rate_limits": [["pool": 1, "rate_per_second": 50, "burst": 100]], "concurrency": [["pool": 0, "max": 8]],
+        "credits": ["present": 1, "pool": 2, "included": 5000, "period": 2], "overage": 1,
+        "max_token_lifetime_s": 7_776_000, "max_active_tokens": 100, "past_due_grace_s": 604_800,
     ]
-    static let license = LicenseSpec(id: "lic_acme", customer: "Acme Corp", plan: "pro", status: .active, validUntil: 0)
-    static let licenseFields: [String: Any] = ["license_id": "lic_acme", "customer": "Acme Corp", "plan": "pro", "status": 0, "valid_until": 0]
+    static let license = LicenseSpec(
+        id: "lic_acme", customer: "Acme Corp", plan: "pro", status: .trialing, validUntil: 0, validFrom: 1_767_225_600_000,
+        trialEndsAt: 1_768_435_200_000, org: "acme", project: "checkout", billingAnchorDay: 15)
+    static let licenseFields: [String: Any] = [
+        "license_id": "lic_acme", "customer": "Acme Corp", "plan": "pro", "status": 1, "valid_until": 0, "valid_from": 1_767_225_600_000,
+        "trial_ends_at": 1_768_435_200_000, "org": "acme", "project": "checkout", "billing_anchor_day": 15,
+    ]
     static let quota = QuotaState(limit: 100_000, remaining: 99_999, resetAt: 1_769_904_000_000)
     static let quotaFields: [String: Any] = ["present": 1, "limit": 100_000, "remaining": 99_999, "reset_at": 1_769_904_000_000]
     static let noQuotaFields: [String: Any] = ["present": 0, "limit": 0, "remaining": 0, "reset_at": 0]
@@ -52,6 +66,21 @@ enum ProtocolVectors {
         var licenseInfoFields = licenseFields
         licenseInfoFields["updated_at"] = 1_767_225_600_000
         licenseInfoFields["active_tokens"] = 1
+        licenseInfoFields["past_due_since"] = 0
+        licenseInfoFields["prepaid_credits"] = 250
+        let checkTail: [String: Any] = ["lease_id": 0, "reservation_id": 0, "credits": ["present": 0, "remaining": 0], "overage": 0, "explanation": [] as [Any]]
+        func merged(_ a: [String: Any], _ b: [String: Any]) -> [String: Any] { a.merging(b) { x, _ in x } }
+        let explained = CheckResult(
+            reason: .quotaExceeded, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports",
+            quota: QuotaState(limit: 600, remaining: 0, resetAt: 1_767_225_660_000), leaseID: 0, reservationID: 0, creditsRemaining: nil, overage: 0,
+            explanation: [
+                RuleEvaluation(rule: "rate:license", owner: "lic_acme", limit: 100, used: 3),
+                RuleEvaluation(rule: "quota:requests:rolling:60:token", owner: sampleTokenInfo.id, limit: 600, used: 600, denied: true),
+            ])
+        let childInfo = TokenInfo(
+            id: "tok_0000000000000000000002", licenseID: "lic_acme", subject: "svc-reports", scopes: ["read"], issuedAt: 1_767_225_600_000,
+            notBefore: 0, expiresAt: 1_767_226_500_000, metadata: [KeyValue("team", "billing")], environment: .test, parentID: sampleTokenInfo.id)
+        let childToken = "tg_test_11111111111111111111111111111111111111111113Sfyy2"
         return [
             ProtocolVector(name: "hello.request", requestID: 1, message: .request(.hello(HelloRequest(minVersion: 1, maxVersion: 1, clientName: "example"))),
                 fields: ["min_version": 1, "max_version": 1, "client_name": "example"]),
@@ -62,13 +91,30 @@ enum ProtocolVectors {
             ProtocolVector(name: "ping.response", requestID: 7, message: .response(.pong, opcode: Opcode.ping.rawValue), fields: [:]),
             ProtocolVector(name: "check.request", requestID: 1,
                 message: .request(.check(CheckRequest(token: sampleToken, scopes: ["read"], meter: "requests", cost: 1))),
-                fields: ["token": sampleToken, "scopes": ["read"], "meter": "requests", "cost": 1]),
+                fields: ["token": sampleToken, "scopes": ["read"], "meter": "requests", "cost": 1, "features": [] as [Any], "options": 0]),
+            ProtocolVector(name: "check.request.options", requestID: 16,
+                message: .request(.check(CheckRequest(token: sampleToken, scopes: ["read"], meter: "requests", cost: 1, features: ["exports"], options: [.explain, .lease, .reserve]))),
+                fields: ["token": sampleToken, "scopes": ["read"], "meter": "requests", "cost": 1, "features": ["exports"], "options": 7]),
             ProtocolVector(name: "check.response.allow", requestID: 1,
                 message: .response(.check(CheckResult(reason: .none, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", quota: quota)), opcode: Opcode.check.rawValue),
-                fields: ["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": quotaFields, "retry_after_ms": 0]),
+                fields: merged(["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": quotaFields, "retry_after_ms": 0], checkTail)),
+            ProtocolVector(name: "check.response.lease", requestID: 16,
+                message: .response(.check(CheckResult(
+                    reason: .none, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", quota: quota,
+                    leaseID: 42, reservationID: 43, creditsRemaining: 4_999, overage: 0)), opcode: Opcode.check.rawValue),
+                fields: ["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": quotaFields, "retry_after_ms": 0,
+                    "lease_id": 42, "reservation_id": 43, "credits": ["present": 1, "remaining": 4_999], "overage": 0, "explanation": [] as [Any]]),
+            ProtocolVector(name: "check.response.explain", requestID: 17, message: .response(.check(explained), opcode: Opcode.check.rawValue),
+                fields: ["decision": 0, "reason": 8, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports",
+                    "quota": ["present": 1, "limit": 600, "remaining": 0, "reset_at": 1_767_225_660_000], "retry_after_ms": 0,
+                    "lease_id": 0, "reservation_id": 0, "credits": ["present": 0, "remaining": 0], "overage": 0,
+                    "explanation": [
+                        ["rule": "rate:license", "owner": "lic_acme", "limit": 100, "used": 3, "denied": 0],
+                        ["rule": "quota:requests:rolling:60:token", "owner": sampleTokenInfo.id, "limit": 600, "used": 600, "denied": 1],
+                    ]]),
             ProtocolVector(name: "check.response.deny", requestID: 2,
                 message: .response(.check(CheckResult(reason: .rateLimited, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", retryAfterMillis: 20)), opcode: Opcode.check.rawValue),
-                fields: ["decision": 0, "reason": 9, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": noQuotaFields, "retry_after_ms": 20]),
+                fields: merged(["decision": 0, "reason": 9, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": noQuotaFields, "retry_after_ms": 20], checkTail)),
             ProtocolVector(name: "meter.request", requestID: 3,
                 message: .request(.meter(MeterRequest(token: sampleToken, meter: "bytes", quantity: 4096, idempotencyKey: "evt-42"))),
                 fields: ["token": sampleToken, "meter": "bytes", "quantity": 4096, "idempotency_key": "evt-42"]),
@@ -77,7 +123,10 @@ enum ProtocolVectors {
                 fields: ["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "duplicate": 1, "quota": noQuotaFields]),
             ProtocolVector(name: "revoke.request", requestID: 4,
                 message: .request(.revoke(RevokeRequest(target: .tokenID(sampleTokenInfo.id), reason: "leaked"))),
-                fields: ["by": 1, "value": sampleTokenInfo.id, "reason": "leaked"]),
+                fields: ["by": 1, "value": sampleTokenInfo.id, "reason": "leaked", "actor": ""]),
+            ProtocolVector(name: "revoke.request.org", requestID: 18,
+                message: .request(.revoke(RevokeRequest(target: .org("acme"), reason: "contract ended", actor: "alice@ops"))),
+                fields: ["by": 3, "value": "acme", "reason": "contract ended", "actor": "alice@ops"]),
             ProtocolVector(name: "revoke.response", requestID: 4, message: .response(.revoke(revoked: 1), opcode: Opcode.revoke.rawValue), fields: ["revoked": 1]),
             ProtocolVector(name: "issue.request", requestID: 5,
                 message: .request(.issue(IssueRequest(licenseID: "lic_acme", subject: "svc-reports", scopes: ["read", "write"], notBefore: 0, expiresAt: 1_798_761_600_000, metadata: [KeyValue("team", "billing")], environment: .test))),
@@ -87,7 +136,7 @@ enum ProtocolVectors {
                 fields: ["secret": sampleToken, "token": tokenFields]),
             ProtocolVector(name: "license_put.request", requestID: 6, message: .request(.licensePut(license)), fields: licenseFields),
             ProtocolVector(name: "license.response", requestID: 6,
-                message: .response(.license(LicenseInfo(spec: license, updatedAt: 1_767_225_600_000, activeTokens: 1)), opcode: Opcode.licensePut.rawValue),
+                message: .response(.license(LicenseInfo(spec: license, updatedAt: 1_767_225_600_000, activeTokens: 1, prepaidCredits: 250)), opcode: Opcode.licensePut.rawValue),
                 fields: licenseInfoFields),
             ProtocolVector(name: "license_get.request", requestID: 8, message: .request(.licenseGet(licenseID: "lic_acme")), fields: ["license_id": "lic_acme"]),
             ProtocolVector(name: "plan_put.request", requestID: 9, message: .request(.planPut(plan)), fields: planFields),
@@ -104,6 +153,44 @@ enum ProtocolVectors {
             ProtocolVector(name: "stats.response", requestID: 13,
                 message: .response(.stats([KeyValue("tokens", "1"), KeyValue("licenses", "1")]), opcode: Opcode.stats.rawValue),
                 fields: ["stats": [["tokens", "1"], ["licenses", "1"]]]),
+            ProtocolVector(name: "release.request", requestID: 19, message: .request(.release(leaseID: 42)), fields: ["lease_id": 42]),
+            ProtocolVector(name: "release.response", requestID: 19, message: .response(.released(true), opcode: Opcode.release.rawValue), fields: ["released": 1]),
+            ProtocolVector(name: "settle.request", requestID: 20, message: .request(.settle(SettleRequest(reservationID: 43, actualCost: 7))),
+                fields: ["reservation_id": 43, "actual_cost": 7]),
+            ProtocolVector(name: "settle.response", requestID: 20,
+                message: .response(.check(CheckResult(reason: .none, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", quota: quota)), opcode: Opcode.settle.rawValue),
+                fields: merged(["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": quotaFields, "retry_after_ms": 0], checkTail)),
+            ProtocolVector(name: "derive.request", requestID: 21, message: .request(.derive(DeriveRequest(parent: sampleToken, scopes: ["read"], ttlSeconds: 900))),
+                fields: ["parent": sampleToken, "scopes": ["read"], "ttl_s": 900]),
+            ProtocolVector(name: "derive.response.allow", requestID: 21,
+                message: .response(.derive(CheckResult(reason: .none, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports"), secret: childToken, token: childInfo), opcode: Opcode.derive.rawValue),
+                fields: merged(["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": noQuotaFields, "retry_after_ms": 0,
+                    "secret": childToken, "token": merged(["token_id": childInfo.id, "scopes": ["read"], "expires_at": 1_767_226_500_000, "parent_id": sampleTokenInfo.id], tokenFields)], checkTail)),
+            ProtocolVector(name: "derive.response.deny", requestID: 22,
+                message: .response(.derive(CheckResult(reason: .revoked, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports"), secret: "", token: nil), opcode: Opcode.derive.rawValue),
+                fields: merged(["decision": 0, "reason": 3, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": noQuotaFields, "retry_after_ms": 0], checkTail)),
+            ProtocolVector(name: "rotate.request", requestID: 23, message: .request(.rotate(RotateRequest(tokenID: sampleTokenInfo.id, graceSeconds: 3600))),
+                fields: ["token_id": sampleTokenInfo.id, "grace_s": 3600]),
+            ProtocolVector(name: "rotation_end.request", requestID: 24, message: .request(.rotationEnd(tokenID: sampleTokenInfo.id)), fields: ["token_id": sampleTokenInfo.id]),
+            ProtocolVector(name: "org_put.request", requestID: 25, message: .request(.orgPut(OrgSpec(id: "acme", name: "Acme Corp", suspended: false))),
+                fields: ["org_id": "acme", "name": "Acme Corp", "suspended": 0]),
+            ProtocolVector(name: "org.response", requestID: 25, message: .response(.org(OrgSpec(id: "acme", name: "Acme Corp", suspended: false)), opcode: Opcode.orgPut.rawValue),
+                fields: ["org_id": "acme", "name": "Acme Corp", "suspended": 0]),
+            ProtocolVector(name: "org_get.request", requestID: 26, message: .request(.orgGet(orgID: "acme")), fields: ["org_id": "acme"]),
+            ProtocolVector(name: "credits_grant.request", requestID: 27,
+                message: .request(.creditsGrant(CreditsGrant(pool: .license, owner: "lic_acme", amount: 250, reason: "top-up"))),
+                fields: ["pool": 1, "owner": "lic_acme", "amount": 250, "reason": "top-up"]),
+            ProtocolVector(name: "credits_grant.response", requestID: 27, message: .response(.credits(balance: 250), opcode: Opcode.creditsGrant.rawValue), fields: ["balance": 250]),
+            ProtocolVector(name: "usage_export.request", requestID: 28,
+                message: .request(.usageExport(UsageExportRequest(query: UsageQuery(from: 1_767_225_600_000, to: 1_769_904_000_000, org: "acme", licenseID: "", granularity: .day), offset: 0, limit: 500))),
+                fields: ["from": 1_767_225_600_000, "to": 1_769_904_000_000, "org": "acme", "license_id": "", "granularity": 1, "offset": 0, "limit": 500]),
+            ProtocolVector(name: "usage_export.response", requestID: 28,
+                message: .response(.usage(rows: [UsageRow(org: "acme", project: "checkout", licenseID: "lic_acme", tokenID: sampleTokenInfo.id, meter: "requests", periodStart: 1_767_225_600_000, quantity: 1234, overage: 34)], next: 0), opcode: Opcode.usageExport.rawValue),
+                fields: ["rows": [["org": "acme", "project": "checkout", "license_id": "lic_acme", "token_id": sampleTokenInfo.id, "meter": "requests", "period_start": 1_767_225_600_000, "quantity": 1234, "overage": 34]], "next": 0]),
+            ProtocolVector(name: "events.request", requestID: 29, message: .request(.events(after: 0, limit: 100)), fields: ["after": 0, "limit": 100]),
+            ProtocolVector(name: "events.response", requestID: 29,
+                message: .response(.events([LicensingEvent(sequence: 1, at: 1_767_225_600_000, kind: .quota80, owner: "lic_acme", detail: "quota:requests:month:license@1767225600000")]), opcode: Opcode.events.rawValue),
+                fields: ["events": [["sequence": 1, "at": 1_767_225_600_000, "kind": 0, "owner": "lic_acme", "detail": "quota:requests:month:license@1767225600000"]]]),
             ProtocolVector(name: "error.unknown_opcode.response", requestID: 14,
                 message: .response(.error(.unknownOpcode, "unknown opcode 0x7f"), opcode: 0x7F),
                 fields: ["status": 4, "message": "unknown opcode 0x7f"]),
