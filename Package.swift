@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .target(
@@ -105,11 +106,21 @@ let package = Package(
         .executableTarget(
             name: "tollgate",
             dependencies: [
-                "TollgateClient", "TollgateProtocol", "TollgateModel",
+                "TollgateClient", "TollgateProtocol", "TollgateModel", "TollgateProvisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "TollgateProvisioning",
+            dependencies: ["TollgateModel", .product(name: "Yams", package: "Yams")],
+            path: "Sources/TollgateProvisioning"
+        ),
         .target(name: "TollgateTestSupport", path: "Tests/TollgateTestSupport"),
+        .testTarget(
+            name: "TollgateProvisioningTests",
+            dependencies: ["TollgateProvisioning", "TollgateModel"],
+            path: "Tests/TollgateProvisioningTests"
+        ),
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),

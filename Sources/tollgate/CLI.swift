@@ -31,12 +31,14 @@ struct Tollgate: AsyncParsableCommand {
         commandName: "tollgate",
         abstract: "Talk to a running tollgated.",
         discussion: """
-            Data-plane commands (check, meter, revoke --secret) use the api socket; the others use the admin socket.
-            Exit status: 0 ok or allowed, 3 denied, 1 error.
+            Data-plane commands (check, meter, derive, release, settle, revoke --secret) use the api socket; the others \
+            use the admin socket.
+            Exit status: 0 ok or allowed, 3 denied (or, for release, not held), 1 error.
             """,
         subcommands: [
             Issue.self, Revoke.self, Check.self, Meter.self, Inspect.self, List.self, LicenseCommand.self, PlanCommand.self,
-            Stats.self, Ping.self,
+            Rotate.self, RotateEnd.self, Derive.self, Release.self, Settle.self, OrgCommand.self, CreditsCommand.self,
+            UsageCommand.self, Events.self, Apply.self, Stats.self, Ping.self,
         ])
 }
 
@@ -75,23 +77,30 @@ struct Issue: AsyncParsableCommand {
 }
 
 struct Revoke: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Revoke a token by id, by secret, or every token of a license.")
+    static let configuration = CommandConfiguration(
+        abstract: "Revoke a token by id or by secret, or every token of a license, an organisation or a subject.",
+        discussion: "Tokens derived from a revoked token are revoked with it. To end a rotation's overlap, see rotate-end.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .customLong("token-id")) var tokenID: String?
     @Option(help: "The token secret (sent to the api socket).") var secret: String?
     @Option(help: "Revoke every token of this license.") var license: String?
+    @Option(help: "Revoke every token of every license of this organisation.") var org: String?
+    @Option(help: "Revoke every token issued to this subject, in any license.") var subject: String?
     @Option(help: "Why (recorded with the revocation).") var reason: String = ""
+    @Option(help: "Who revokes (an operator's name; recorded with the revocation, with the caller's uid).") var actor: String = ""
 
     func validate() throws {
-        guard [tokenID, secret, license].compactMap({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --token-id, --secret, --license")
+        guard [tokenID, secret, license, org, subject].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --token-id, --secret, --license, --org, --subject")
         }
     }
 
     func run() async throws {
-        let target: RevokeTarget = tokenID.map(RevokeTarget.tokenID) ?? secret.map(RevokeTarget.secret) ?? .license(license!)
-        let isSecret = secret != nil
-        let count = try await call(global, admin: !isSecret) { try await $0.revoke(RevokeRequest(target: target, reason: reason)) }
+        let target: RevokeTarget =
+            tokenID.map(RevokeTarget.tokenID) ?? secret.map(RevokeTarget.secret) ?? license.map(RevokeTarget.license)
+            ?? org.map(RevokeTarget.org) ?? .subject(subject!)
+        let request = RevokeRequest(target: target, reason: reason, actor: actor)
+        let count = try await call(global, admin: !target.isSecret) { try await $0.revoke(request) }
         if global.json { printJSON(["revoked": Int(count)]) } else { print("revoked \(count) token\(count == 1 ? "" : "s")") }
     }
 }
@@ -101,21 +110,30 @@ struct Check: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The token secret.") var token: String
     @Option(name: .customLong("scope"), help: "A scope the action needs (repeatable).") var scopes: [String] = []
+    @Option(name: .customLong("feature"), help: "A plan feature the action needs (repeatable; all are needed).") var features: [String] = []
     @Option(help: "Meter to charge.") var meter: String = ""
     @Option(help: "Units to charge to the meter.") var cost: UInt64 = 0
+    @Flag(help: "List every rule evaluated: rule, owner, used/limit, and DENIED on the rule that denied.") var explain = false
+    @Flag(
+        help: """
+            Take a concurrency lease and print its lease_id. A lease lasts until its connection closes, so one taken \
+            here ends when this command exits.
+            """)
+    var lease = false
+    @Flag(help: "Reserve COST instead of charging it and print the reservation_id; charge later with `tollgate settle`.") var reserve = false
+
+    func validate() throws {
+        if reserve && cost == 0 { throw ValidationError("--reserve needs a --cost to reserve") }
+    }
 
     func run() async throws {
-        let result = try await call(global, admin: false) { try await $0.check(CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost)) }
-        if global.json {
-            printJSON(result.json)
-        } else {
-            var line = result.allowed ? "allow" : "deny \(result.reason.name)"
-            if !result.tokenID.isEmpty { line += " token=\(result.tokenID) license=\(result.licenseID) subject=\(result.subject)" }
-            if let quota = result.quota { line += " remaining=\(quota.remaining)/\(quota.limit) reset=\(formatTime(quota.resetAt))" }
-            if result.retryAfterMillis > 0 { line += " retry_after_ms=\(result.retryAfterMillis)" }
-            print(line)
-        }
-        if !result.allowed { throw ExitCode(ExitCodes.denied) }
+        var options: CheckOptions = []
+        if explain { options.insert(.explain) }
+        if lease { options.insert(.lease) }
+        if reserve { options.insert(.reserve) }
+        let request = CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost, features: features, options: options)
+        let result = try await call(global, admin: false) { try await $0.check(request) }
+        try result.report(json: global.json)
     }
 }
 
@@ -189,13 +207,28 @@ struct LicenseCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "License id.") var id: String
         @Option(help: "Plan id.") var plan: String
-        @Option(help: "Customer or organisation.") var customer: String = ""
-        @Option(help: "active, trialing, past_due or canceled.") var status: String = "active"
+        @Option(help: "Customer name.") var customer: String = ""
+        @Option(help: "Organisation the license belongs to (default: none; the license is its own org-level pool).") var org: String = ""
+        @Option(help: "Project or team inside the organisation (exported with usage).") var project: String = ""
+        @Option(help: "active, trialing, past_due, canceled or expired.") var status: String = "active"
+        @Option(name: .customLong("valid-from"), help: "RFC 3339 time or Unix milliseconds (default: valid from the start).") var validFrom: String?
         @Option(name: .customLong("valid-until"), help: "RFC 3339 time or Unix milliseconds (default: open-ended).") var validUntil: String?
+        @Option(name: .customLong("trial-ends"), help: "With --status trialing: when the trial ends (RFC 3339 or Unix milliseconds).") var trialEnds: String?
+        @Option(name: .customLong("billing-anchor-day"), help: "Day of the month (1-28, UTC) on which monthly periods start.") var billingAnchorDay: UInt8 = 1
+
+        func validate() throws {
+            guard LicenseStatus(name: status) != nil else {
+                throw ValidationError("--status must be one of \(LicenseStatus.allCases.map(\.name).joined(separator: ", "))")
+            }
+            guard (1...28).contains(billingAnchorDay) else { throw ValidationError("--billing-anchor-day must be 1-28") }
+            for time in [validFrom, validUntil, trialEnds].compactMap({ $0 }) { _ = try parseTime(time) }
+        }
 
         func run() async throws {
-            guard let status = LicenseStatus(name: status) else { throw ValidationError("--status must be active, trialing, past_due or canceled") }
-            let spec = LicenseSpec(id: id, customer: customer, plan: plan, status: status, validUntil: try validUntil.map(parseTime) ?? 0)
+            let spec = LicenseSpec(
+                id: id, customer: customer, plan: plan, status: LicenseStatus(name: status)!, validUntil: try validUntil.map(parseTime) ?? 0,
+                validFrom: try validFrom.map(parseTime) ?? 0, trialEndsAt: try trialEnds.map(parseTime) ?? 0, org: org, project: project,
+                billingAnchorDay: billingAnchorDay)
             let info = try await call(global, admin: true) { try await $0.putLicense(spec) }
             if global.json { printJSON(info.json) } else { printFields(info.json) }
         }
@@ -221,19 +254,43 @@ struct PlanCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Plan id.") var id: String
         @Option(name: .customLong("entitlement"), help: "A scope the plan grants (repeatable; * grants all).") var entitlements: [String] = []
-        @Option(name: .customLong("quota"), help: "METER:PERIOD:LIMIT, PERIOD hour, day or month (repeatable).") var quotas: [String] = []
-        @Option(help: "Requests per second per license (0: unlimited).") var rate: UInt32 = 0
-        @Option(help: "Requests that may arrive at once.") var burst: UInt32 = 0
+        @Option(name: .customLong("feature"), help: "A feature the plan grants (repeatable; * grants all).") var features: [String] = []
+        @Option(
+            name: .customLong("quota"),
+            help: """
+                METER:WINDOW:LIMIT[:POOL] (repeatable): WINDOW hour, day, month or rolling:SECONDS; POOL token, license \
+                (default) or org. Example: requests:rolling:60:100:token.
+                """)
+        var quotas: [String] = []
+        @Option(help: "Requests per second per license (0: unlimited); the same as --rate-limit license:RATE:BURST.") var rate: UInt32 = 0
+        @Option(help: "Requests that may arrive at once (with --rate).") var burst: UInt32 = 0
+        @Option(name: .customLong("rate-limit"), help: "POOL:PER_SECOND:BURST (repeatable, one per pool).") var rateLimits: [String] = []
+        @Option(name: .customLong("concurrency"), help: "POOL:MAX leases held at once (repeatable, one per pool).") var concurrency: [String] = []
+        @Option(help: "POOL:INCLUDED:PERIOD: every unit of cost is paid from credits, INCLUDED granted each PERIOD (hour, day, month).") var credits: String?
+        @Option(help: "hard_stop (deny beyond a limit) or allow_and_record (allow, record the overage).") var overage: String = "hard_stop"
+        @Option(name: .customLong("max-token-lifetime"), help: "Longest token lifetime, such as 90d (default: no limit).") var maxTokenLifetime: String = "0"
+        @Option(name: .customLong("max-active-tokens"), help: "Most active tokens per license (0: no limit).") var maxActiveTokens: UInt32 = 0
+        @Option(name: .customLong("past-due-grace"), help: "How long a past_due license keeps working, such as 7d (default: none).") var pastDueGrace: String = "0"
+
+        func validate() throws { _ = try makePlan() }
+
+        func makePlan() throws -> Plan {
+            var plan = Plan(id: id, entitlements: entitlements, features: features)
+            plan.quotas = try quotas.map(PlanRuleSyntax.quota)
+            if rate > 0 { plan.rateLimits.append(RateRule(pool: .license, ratePerSecond: rate, burst: max(burst, 1))) }
+            plan.rateLimits += try rateLimits.map(PlanRuleSyntax.rate)
+            plan.concurrency = try concurrency.map(PlanRuleSyntax.concurrency)
+            plan.credits = try credits.map(PlanRuleSyntax.credits)
+            guard let overage = OveragePolicy(name: overage) else { throw ValidationError("--overage must be hard_stop or allow_and_record") }
+            plan.overage = overage
+            plan.maxTokenLifetimeSeconds = try parseSeconds(maxTokenLifetime, option: "--max-token-lifetime")
+            plan.maxActiveTokens = maxActiveTokens
+            plan.pastDueGraceSeconds = try parseSeconds(pastDueGrace, option: "--past-due-grace")
+            return plan
+        }
 
         func run() async throws {
-            let rules = try quotas.map { text -> QuotaRule in
-                let parts = text.split(separator: ":").map(String.init)
-                guard parts.count == 3, let period = Period(name: parts[1]), let limit = UInt64(parts[2]) else {
-                    throw ValidationError("--quota takes METER:PERIOD:LIMIT, such as requests:month:1000")
-                }
-                return QuotaRule(meter: parts[0], period: period, limit: limit)
-            }
-            let plan = Plan(id: id, entitlements: entitlements, quotas: rules, ratePerSecond: rate, burst: max(burst, rate > 0 ? 1 : 0))
+            let plan = try makePlan()
             let stored = try await call(global, admin: true) { try await $0.putPlan(plan) }
             if global.json { printJSON(stored.json) } else { printFields(stored.json) }
         }

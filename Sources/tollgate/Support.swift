@@ -55,6 +55,16 @@ func parseDuration(_ text: String) throws -> Int64 {
     return value * unit
 }
 
+/// A duration in whole seconds for fields that count seconds on the wire; `0` means none.
+func parseSeconds(_ text: String, option: String) throws -> UInt32 {
+    if text == "0" { return 0 }
+    let seconds = try parseDuration(text) / 1000
+    guard seconds > 0, seconds <= Int64(UInt32.max) else { throw ValidationError("\(option) must be between 1s and \(UInt32.max)s, got \(text)") }
+    return UInt32(seconds)
+}
+
+func nowMillis() -> UnixMillis { Int64(Date().timeIntervalSince1970 * 1000) }
+
 func formatTime(_ millis: UnixMillis) -> String {
     millis == 0 ? "-" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
 }
@@ -90,6 +100,39 @@ extension CheckResult {
             object["explanation"] = explanation.map { ["rule": $0.rule, "owner": $0.owner, "limit": $0.limit, "used": $0.used, "denied": $0.denied] as [String: Any] }
         }
         return object
+    }
+}
+
+extension CheckResult {
+    /// One line for a person: the decision, whose token it was, and every counter the answer carries.
+    var line: String {
+        var line = allowed ? "allow" : "deny \(reason.name)"
+        if !tokenID.isEmpty { line += " token=\(tokenID) license=\(licenseID) subject=\(subject)" }
+        if let quota { line += " remaining=\(quota.remaining)/\(quota.limit) reset=\(formatTime(quota.resetAt))" }
+        if retryAfterMillis > 0 { line += " retry_after_ms=\(retryAfterMillis)" }
+        if leaseID != 0 { line += " lease_id=\(leaseID)" }
+        if reservationID != 0 { line += " reservation_id=\(reservationID)" }
+        if let creditsRemaining { line += " credits_remaining=\(creditsRemaining)" }
+        if overage > 0 { line += " overage=\(overage)" }
+        return line
+    }
+
+    /// Explain mode: one indented line per rule, `RULE OWNER USED/LIMIT`, marked when it denied the check.
+    var explanationLines: [String] {
+        explanation.map { rule in
+            "  \(rule.rule) \(rule.owner.isEmpty ? "-" : rule.owner) \(rule.used)/\(rule.limit)" + (rule.denied ? " DENIED" : "")
+        }
+    }
+
+    /// Prints the answer (text or JSON) and exits 3 when it is a denial.
+    func report(json: Bool) throws {
+        if json {
+            printJSON(self.json)
+        } else {
+            print(line)
+            for line in explanationLines { print(line) }
+        }
+        if !allowed { throw ExitCode(ExitCodes.denied) }
     }
 }
 
@@ -155,7 +198,10 @@ func reorderedArguments(_ arguments: [String]) -> [String] {
     guard !leading.isEmpty else { return arguments }
     // Insert after the command path (subcommand names), before the command's own arguments.
     var path: [String] = []
-    let commands: Set<String> = ["issue", "revoke", "check", "meter", "inspect", "list", "license", "plan", "stats", "ping", "set", "get"]
+    let commands: Set<String> = [
+        "issue", "revoke", "check", "meter", "inspect", "list", "license", "plan", "stats", "ping", "set", "get",
+        "rotate", "rotate-end", "derive", "release", "settle", "org", "credits", "grant", "usage", "export", "events", "apply",
+    ]
     while let first = rest.first, commands.contains(first), path.count < 2 { path.append(rest.removeFirst()) }
     return path + leading + rest
 }

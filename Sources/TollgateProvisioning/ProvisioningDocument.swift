@@ -1,0 +1,23 @@
+import TollgateModel
+
+/// What a provisioning file (`tollgate apply FILE`) declares: plans, organisations and licenses, as the model's own
+/// values, so that what is applied is exactly what was read and the diff compares like with like.
+///
+/// The file is declarative and additive: it states how the objects it names must be. Objects on the daemon that
+/// the file does not name are left alone (a file describing one customer must not delete the others).
+public struct ProvisioningDocument: Sendable, Hashable {
+    public var plans: [Plan]
+    public var orgs: [OrgSpec]
+    public var licenses: [LicenseSpec]
+
+    public init(plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = []) {
+        self.plans = plans
+        self.orgs = orgs
+        self.licenses = licenses
+    }
+
+    /// The plan the file declares with this id, to put when the diff says it is created or updated.
+    public func plan(_ id: String) -> Plan? { plans.first { $0.id == id } }
+    public func org(_ id: String) -> OrgSpec? { orgs.first { $0.id == id } }
+    public func license(_ id: String) -> LicenseSpec? { licenses.first { $0.id == id } }
+}

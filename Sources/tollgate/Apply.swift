@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import TollgateClient
+import TollgateModel
+import TollgateProtocol
+import TollgateProvisioning
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the plans, organisations and licenses a YAML file declares exist as declared.",
+        discussion: """
+            Shows the diff against the daemon first (+ create, ~ update, = unchanged with --verbose), then puts \
+            organisations, then plans, then licenses that are new or differ. Objects the file does not name are left \
+            alone; applying the same file twice changes nothing the second time. Nothing is sent if the file has any \
+            error. See examples/provisioning.yaml.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The provisioning file (YAML).") var file: String
+    @Flag(name: .customLong("dry-run"), help: "Show the diff and send nothing.") var dryRun = false
+    @Flag(help: "Also list the objects that are unchanged.") var verbose = false
+
+    func run() async throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            FileHandleStderr.write("tollgate: cannot read \(file): \(error.localizedDescription)\n")
+            throw ExitCode.failure
+        }
+        let connection = try await wrap { try await global.connect(admin: true) }
+        defer { Task { await connection.close() } }
+
+        let document = try await parse(text, connection)
+        let current = try await wrap { try await fetchCurrent(document, connection) }
+        let changes = ProvisioningPlan.diff(document: document, current: current)
+
+        if !global.json { print(ProvisioningPlan.render(changes, verbose: verbose), terminator: "") }
+        var applied = 0
+        if !dryRun {
+            for change in changes where change.isChange {
+                do {
+                    try await put(change, from: document, connection)
+                } catch let error as TollgateClientError {
+                    FileHandleStderr.write(
+                        "tollgate: apply stopped at \(change.kind.rawValue) \(change.id): \(error.message); \(applied) of \(changes.filter(\.isChange).count) changes were applied\n"
+                    )
+                    throw ExitCode.failure
+                }
+                applied += 1
+            }
+        }
+
+        let created = changes.filter { if case .create = $0 { return true } else { return false } }.count
+        let updated = changes.filter { if case .update = $0 { return true } else { return false } }.count
+        let unchanged = changes.count - created - updated
+        if global.json {
+            printJSON([
+                "dry_run": dryRun, "created": created, "updated": updated, "unchanged": unchanged, "applied": applied,
+                "changes": changes.map(\.json),
+            ])
+        } else if dryRun {
+            print("dry run: nothing was applied")
+        } else {
+            print("\(created) created, \(updated) updated, \(unchanged) unchanged")
+        }
+    }
+
+    /// Parses the whole file. A license may name a plan or organisation that only the daemon has; each such name is
+    /// looked up once and the file is parsed again knowing it exists, until it parses or names something that exists
+    /// nowhere.
+    func parse(_ text: String, _ connection: TollgateConnection) async throws -> ProvisioningDocument {
+        var plans = Swift.Set<String>()
+        var orgs = Swift.Set<String>()
+        while true {
+            let failure: ProvisioningError
+            do throws(ProvisioningError) {
+                return try ProvisioningDocument.parse(yaml: text, existingPlanIDs: plans, existingOrgIDs: orgs)
+            } catch {
+                failure = error
+            }
+            switch failure {
+            case .unknownPlan(_, let id) where !plans.contains(id):
+                if try await wrap({ try await exists { try await connection.plan(id: id) } }) {
+                    plans.insert(id)
+                    continue
+                }
+            case .unknownOrg(_, let id) where !orgs.contains(id):
+                if try await wrap({ try await exists { try await connection.org(id: id) } }) {
+                    orgs.insert(id)
+                    continue
+                }
+            default:
+                break
+            }
+            FileHandleStderr.write("tollgate: \(file): \(failure.message) [\(failure.code)]\n")
+            throw ExitCode.failure
+        }
+    }
+
+    /// The daemon's copy of every object the document names; absent ids are simply missing.
+    func fetchCurrent(_ document: ProvisioningDocument, _ connection: TollgateConnection) async throws -> CurrentObjects {
+        var current = CurrentObjects()
+        for org in document.orgs { current.orgs[org.id] = try await absentIfNotFound { try await connection.org(id: org.id) } }
+        for plan in document.plans { current.plans[plan.id] = try await absentIfNotFound { try await connection.plan(id: plan.id) } }
+        for license in document.licenses {
+            current.licenses[license.id] = try await absentIfNotFound { try await connection.license(id: license.id) }?.spec
+        }
+        return current
+    }
+
+    func put(_ change: ProvisioningChange, from document: ProvisioningDocument, _ connection: TollgateConnection) async throws {
+        switch change.kind {
+        case .org: _ = try await connection.putOrg(document.org(change.id)!)
+        case .plan: _ = try await connection.putPlan(document.plan(change.id)!)
+        case .license: _ = try await connection.putLicense(document.license(change.id)!)
+        }
+        if verbose && !global.json { print("put \(change.kind.rawValue) \(change.id)") }
+    }
+}
+
+/// nil when the daemon answers `not_found`; any other error is thrown.
+func absentIfNotFound<T>(_ body: () async throws -> T) async throws -> T? {
+    do {
+        return try await body()
+    } catch let error as TollgateClientError where error.code == .server(.notFound) {
+        return nil
+    }
+}
+
+func exists<T>(_ body: () async throws -> T) async throws -> Bool {
+    try await absentIfNotFound(body) != nil
+}
+
+extension ProvisioningChange {
+    var json: [String: Any] {
+        var object: [String: Any] = ["kind": kind.rawValue, "id": id]
+        switch self {
+        case .create: object["action"] = "create"
+        case .unchanged: object["action"] = "unchanged"
+        case .update(_, _, let fields):
+            object["action"] = "update"
+            object["fields"] = fields.map { ["field": $0.field, "old": $0.old, "new": $0.new] }
+        }
+        return object
+    }
+}

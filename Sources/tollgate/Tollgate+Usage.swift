@@ -1,0 +1,193 @@
+import ArgumentParser
+import Foundation
+import TollgateClient
+import TollgateModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Reading what the daemon recorded: the usage ledger and the event log.
+
+struct UsageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "Export the usage ledger.", subcommands: [Export.self])
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write usage rows in [FROM, TO) as CSV or JSON lines, for billing.",
+            discussion: """
+                CSV columns: \(UsageExportFormat.csvHeader). period_start is RFC 3339 UTC; quantities are exact integers. \
+                JSON lines carry the same fields, one object per row.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Start (inclusive): RFC 3339 time or Unix milliseconds.") var from: String
+        @Option(help: "End (exclusive): RFC 3339 time or Unix milliseconds.") var to: String
+        @Option(help: "Only this organisation.") var org: String = ""
+        @Option(help: "Only this license.") var license: String = ""
+        @Option(help: "Rows summed per hour, day or month (UTC).") var granularity: String = "hour"
+        @Option(help: "csv or jsonl (default: csv; jsonl with --json).") var format: String?
+
+        func validate() throws { _ = try query() }
+
+        func query() throws -> UsageQuery {
+            guard let period = Period(name: granularity) else { throw ValidationError("--granularity must be hour, day or month") }
+            guard format == nil || format == "csv" || format == "jsonl" else { throw ValidationError("--format must be csv or jsonl") }
+            let query = UsageQuery(from: try parseTime(from), to: try parseTime(to), org: org, licenseID: license, granularity: period)
+            guard query.to > query.from else { throw ValidationError("--to must be later than --from") }
+            return query
+        }
+
+        func run() async throws {
+            let query = try query()
+            let format = format ?? (global.json ? "jsonl" : "csv")
+            let rows = try await call(global, admin: true) { try await $0.usage(query) }
+            var output = format == "csv" ? UsageExportFormat.csvHeader + "\n" : ""
+            for row in rows {
+                output += (format == "csv" ? UsageExportFormat.csvLine(row) : UsageExportFormat.jsonLine(row)) + "\n"
+            }
+            FileHandle.standardOutput.write(Data(output.utf8))
+        }
+    }
+}
+
+/// The export's two formats. Numbers are written from the integers themselves, never through a floating-point
+/// type, so a quantity near 2^64 is exported exactly.
+enum UsageExportFormat {
+    static let csvHeader = "period_start,org,project,license_id,token_id,meter,quantity,overage"
+
+    static func fields(_ row: UsageRow) -> [String] {
+        [rfc3339(row.periodStart), row.org, row.project, row.licenseID, row.tokenID, row.meter, String(row.quantity), String(row.overage)]
+    }
+
+    /// RFC 4180: a field with a comma, a double quote, CR or LF is quoted, its quotes doubled.
+    static func csvField(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    static func csvLine(_ row: UsageRow) -> String {
+        fields(row).map(csvField).joined(separator: ",")
+    }
+
+    static func jsonLine(_ row: UsageRow) -> String {
+        let strings = [
+            ("period_start", rfc3339(row.periodStart)), ("org", row.org), ("project", row.project), ("license_id", row.licenseID),
+            ("token_id", row.tokenID), ("meter", row.meter),
+        ]
+        let members = strings.map { "\(jsonString($0.0)):\(jsonString($0.1))" } + ["\"quantity\":\(row.quantity)", "\"overage\":\(row.overage)"]
+        return "{" + members.joined(separator: ",") + "}"
+    }
+
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// `2026-01-01T00:00:00Z` (period starts are whole seconds; milliseconds are shown only when present), computed
+    /// with integer civil-calendar arithmetic.
+    static func rfc3339(_ millis: UnixMillis) -> String {
+        let (seconds, fraction) = (millis.floorDiv(1000), millis.floorMod(1000))
+        let (days, secondOfDay) = (seconds.floorDiv(86_400), seconds.floorMod(86_400))
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468
+        let era = z.floorDiv(146_097)
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ value: Int64, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
+        if fraction != 0 { text += ".\(pad(fraction, 3))" }
+        return text + "Z"
+    }
+}
+
+extension Int64 {
+    fileprivate func floorDiv(_ divisor: Int64) -> Int64 { (self - floorMod(divisor)) / divisor }
+    fileprivate func floorMod(_ divisor: Int64) -> Int64 { ((self % divisor) + divisor) % divisor }
+}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show thresholds crossed (quota 80%/100%, credits low, token expiring): sequence, time, kind, owner, detail.",
+        discussion: "With --follow, asks every second for events after the last one shown, until interrupted (SIGINT).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Only events after this sequence number.") var after: UInt64 = 0
+    @Option(help: "Most events to show (0: all; with --follow, only limits the first batch).") var limit: Int = 0
+    @Flag(help: "Keep polling for new events every second.") var follow = false
+
+    func validate() throws {
+        guard limit >= 0 else { throw ValidationError("--limit must be 0 or more") }
+    }
+
+    func run() async throws {
+        let json = global.json
+        let connection = try await wrap { try await global.connect(admin: true) }
+        defer { Task { await connection.close() } }
+        var last = after
+        var remaining = limit
+        // Catch up: page until the log is exhausted or the limit is reached.
+        while true {
+            let want = remaining > 0 ? UInt16(Swift.min(remaining, 1000)) : 0
+            let page = try await wrap { try await connection.events(after: last, limit: want) }
+            show(page, json: json)
+            last = page.last?.sequence ?? last
+            if remaining > 0 {
+                remaining -= page.count
+                if remaining <= 0 { break }
+            }
+            if page.isEmpty { break }
+        }
+        guard follow else { return }
+
+        // SIGINT ends following normally (exit 0) rather than killing the process mid-line.
+        signal(SIGINT, SIG_IGN)
+        let poller = Task { [last] in
+            var last = last
+            while !Task.isCancelled {
+                let page = try await wrap { try await connection.events(after: last, limit: 0) }
+                show(page, json: json)
+                last = page.last?.sequence ?? last
+                if page.isEmpty { try await Task.sleep(nanoseconds: 1_000_000_000) }
+            }
+        }
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler { poller.cancel() }
+        interrupt.resume()
+        defer { interrupt.cancel() }
+        do {
+            try await poller.value
+        } catch is CancellationError {
+            return
+        }
+    }
+
+    func show(_ events: [LicensingEvent], json: Bool) {
+        for event in events {
+            if json {
+                printJSON(event.json)
+            } else {
+                print("\(event.sequence) \(UsageExportFormat.rfc3339(event.at)) \(event.kind.name) \(event.owner) \(event.detail)")
+            }
+        }
+        fflush(stdout)
+    }
+}

@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# End-to-end test of the `tollgate` CLI: starts a tollgated on its embedded default configuration in a temporary
+# directory, drives every command against it, and checks the outputs and exit statuses.
+#
+# Usage: scripts/cli-e2e.sh BIN_DIR      (the directory holding tollgate and tollgated, e.g. .build/debug)
+# Ends with "cli-e2e: N checks, M passed"; exits 1 when any check failed.
+set -uo pipefail
+
+bin_dir=${1:?usage: scripts/cli-e2e.sh BIN_DIR (the directory holding tollgate and tollgated)}
+bin_dir=$(cd "$bin_dir" && pwd) || exit 1
+for binary in tollgate tollgated; do
+    [ -x "$bin_dir/$binary" ] || { echo "cli-e2e: no executable $bin_dir/$binary" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+daemon_pid=""
+follow_pid=""
+cleanup() {
+    [ -n "$follow_pid" ] && kill "$follow_pid" 2>/dev/null
+    if [ -n "$daemon_pid" ]; then
+        kill -TERM "$daemon_pid" 2>/dev/null
+        wait "$daemon_pid" 2>/dev/null
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$work" || exit 1
+
+checks=0
+passed=0
+out=""
+err=""
+rc=0
+
+# `tg ARGS...`: runs the CLI; its stdout, stderr and status are left in $out, $err and $rc.
+tg() {
+    "$bin_dir/tollgate" "$@" >"$work/out" 2>"$work/err"
+    rc=$?
+    out=$(cat "$work/out")
+    err=$(cat "$work/err")
+}
+
+# `check NAME TEST...`: one assertion; on failure shows the last command's output.
+check() {
+    local name=$1
+    shift
+    checks=$((checks + 1))
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        echo "FAIL: $name"
+        echo "  rc=$rc"
+        sed 's/^/  stdout: /' <<<"$out"
+        sed 's/^/  stderr: /' <<<"$err"
+    fi
+}
+
+# Assertions on the last command.
+status_is() { [ "$rc" -eq "$1" ]; }
+out_has() { grep -qE -- "$1" <<<"$out"; }
+out_lacks() { ! grep -qE -- "$1" <<<"$out"; }
+err_has() { grep -qE -- "$1" <<<"$err"; }
+out_lines() { [ "$(grep -c . <<<"$out")" -eq "$1" ]; }
+json_field() { sed -nE "s/.*\"$1\":\"?([^\",}]*)\"?.*/\1/p" <<<"$out" | head -n 1; }
+
+# --- The daemon ----------------------------------------------------------------------------------------------------
+"$bin_dir/tollgated" --log-level warning >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 1 100); do
+    "$bin_dir/tollgate" ping >/dev/null 2>&1 && break
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.1
+done
+tg ping
+check "the daemon answers ping" status_is 0
+if [ "$rc" -ne 0 ]; then
+    cat "$work/daemon.log"
+    echo "cli-e2e: $checks checks, $passed passed"
+    exit 1
+fi
+
+# --- Licenses, tokens, check --------------------------------------------------------------------------------------
+tg license set lic1 --plan pro --customer "Example Ltd"
+check "license set lic1 --plan pro" out_has "^plan: pro$"
+tg issue --license lic1 --subject alice
+secret_a=$out
+token_a=$(sed -nE 's/^issued (tok_[A-Za-z0-9]+) .*/\1/p' <<<"$err")
+check "issue prints a live secret once" out_has "^tg_live_[A-Za-z0-9]+$"
+check "issue names the token id on stderr" test -n "$token_a"
+
+tg check "$secret_a" --meter requests --cost 5 --explain --feature sso
+check "check --explain allows" status_is 0
+check "check --explain lists the quota rule with owner and used/limit" out_has "^  quota:requests:month:license lic1 0/1000000$"
+check "check --explain lists the token rate rule" out_has "^  rate:token $token_a 0/100$"
+check "check shows the quota after the charge" out_has "^allow token=$token_a license=lic1 subject=alice remaining=999995/1000000"
+tg check "$secret_a" --feature billing
+check "a feature outside the plan is denied (exit 3)" status_is 3
+check "the denial names the reason" out_has "^deny feature_not_entitled"
+tg check "$secret_a" --feature nope --explain
+check "explain marks the rule that denied" out_has "DENIED$"
+tg --json check "$secret_a" --lease
+check "check --lease prints lease_id" out_has '"lease_id":[1-9][0-9]*'
+tg release 999999
+check "release of a lease not held exits 3" status_is 3
+check "release says it was not held" out_has "was not held"
+
+# --- Rotation ------------------------------------------------------------------------------------------------------
+tg rotate "$token_a" --grace 1h
+secret_b=$out
+check "rotate prints a new secret" out_has "^tg_live_[A-Za-z0-9]+$"
+check "rotate's secret differs from the old one" test "$secret_b" != "$secret_a"
+check "rotate says until when the old secret works" err_has "previous secret works until [0-9]{4}-"
+tg check "$secret_a"
+check "the old secret works during the overlap" status_is 0
+tg check "$secret_b"
+check "the new secret works" status_is 0
+tg rotate-end "$token_a"
+check "rotate-end succeeds" status_is 0
+check "rotate-end shows when the old secret was last used" out_has "^previous_secret_last_used_at: [1-9][0-9]+$"
+check "rotate-end shows the rotation time" out_has "^rotated_at: [1-9][0-9]+$"
+tg check "$secret_a"
+check "the old secret is refused after rotate-end (exit 3)" status_is 3
+check "the old secret is refused as revoked" out_has "^deny revoked"
+tg check "$secret_b"
+check "the new secret still works after rotate-end" status_is 0
+tg --json rotate "$token_a" --grace 0
+secret_b=$(json_field secret)
+check "rotate --grace 0 --json carries the secret" out_has '"secret":"tg_live_'
+tg check "$secret_b"
+check "the secret of a second rotation works" status_is 0
+
+# --- Derived tokens and revocation ---------------------------------------------------------------------------------
+tg derive "$secret_b" --ttl 15m --scope read
+secret_c=$out
+token_c=$(sed -nE 's/^derived (tok_[A-Za-z0-9]+) from .*/\1/p' <<<"$err")
+check "derive prints the child secret" out_has "^tg_live_[A-Za-z0-9]+$"
+check "derive names child and parent" err_has "^derived tok_[A-Za-z0-9]+ from $token_a "
+tg check "$secret_c" --scope read
+check "the child may use its scope" status_is 0
+tg check "$secret_c" --scope write
+check "the child may not use a scope it lacks (exit 3)" status_is 3
+check "the child's denial is insufficient_scope" out_has "^deny insufficient_scope"
+tg derive "$secret_c" --ttl 5m
+check "a derived token cannot derive further (exit 1)" status_is 1
+tg issue --license lic1 --subject gina --scope read
+secret_g=$out
+tg derive "$secret_g" --ttl 15m --scope write
+check "deriving a scope the parent lacks is denied (exit 3)" status_is 3
+check "the derive denial is insufficient_scope" out_has "^deny insufficient_scope"
+tg revoke --token-id "$token_a" --reason e2e --actor ops
+check "revoking the parent revokes the child too" out_has "^revoked 2 tokens$"
+tg check "$secret_c"
+check "the child is refused after the parent's revocation (exit 3)" status_is 3
+check "the child is refused as revoked" out_has "^deny revoked"
+tg inspect "$token_a"
+check "the revocation records the actor" out_has "^revoked_by: .*ops"
+tg derive "$secret_b" --ttl 15m
+check "a revoked parent cannot derive (exit 3)" status_is 3
+check "derive prints the reason" out_has "^deny revoked"
+tg revoke --token-id "$token_a" --license lic1
+check "revoke takes exactly one target (exit 64)" status_is 64
+
+# --- Organisations, credits, reservations --------------------------------------------------------------------------
+tg org set acme --name "Acme, Inc."
+check "org set creates the organisation" out_has '^name: Acme, Inc\.$'
+tg --json org get acme
+check "org get --json" out_has '"org_id":"acme"'
+tg license set lic2 --plan trial --org acme --project 'search, "beta"' --status trialing --trial-ends 2099-01-01T00:00:00Z \
+    --billing-anchor-day 15 --customer Acme
+check "license set takes org, project, trial end and anchor day" out_has "^billing_anchor_day: 15$"
+check "license set stores the trial end" out_has "^trial_ends_at: 4070908800000$"
+tg issue --license lic2 --subject carol
+secret_d=$out
+token_d=$(sed -nE 's/^issued (tok_[A-Za-z0-9]+) .*/\1/p' <<<"$err")
+tg check "$secret_d" --meter requests --cost 300
+check "a charge on a credits plan shows credits_remaining" out_has "credits_remaining=700$"
+tg credits grant --license lic2 500 --reason promo
+check "credits grant prints the prepaid balance" out_has "^prepaid balance of license lic2: 500$"
+tg --json credits grant --license lic2 1
+check "credits grant --json" out_has '"prepaid_balance":501'
+tg credits grant --license lic2 --org acme 5
+check "credits grant takes exactly one pool (exit 64)" status_is 64
+tg check "$secret_d" --meter requests --cost 100
+check "prepaid credits are spent after the included ones" out_has "remaining=100/500 .*credits_remaining=1101$"
+tg check "$secret_d" --meter requests --cost 150
+check "a charge beyond a hard_stop quota is denied (exit 3)" status_is 3
+check "the denial is quota_exceeded" out_has "^deny quota_exceeded"
+tg check "$secret_d" --meter requests --cost 50 --reserve
+reservation=$(sed -nE 's/.* reservation_id=([0-9]+).*/\1/p' <<<"$out")
+check "check --reserve prints reservation_id" test -n "$reservation"
+tg settle "$reservation" 30
+check "settle charges the actual cost" out_has "^allow .*remaining=70/500"
+tg settle "$reservation" 30
+check "settling twice is an error (exit 1)" status_is 1
+check "the error says the reservation is not held" err_has "not held"
+
+tg org set acme --suspended
+check "org set --suspended" out_has "^suspended: true$"
+check "org set without --name keeps the name" out_has '^name: Acme, Inc\.$'
+tg check "$secret_d"
+check "a suspended organisation's tokens are denied" out_has "^deny org_suspended"
+tg org set acme
+tg check "$secret_d"
+check "lifting the suspension lets checks through" status_is 0
+
+# Usage beyond a quota on an allow_and_record plan, past 2^53 so that a float would round it.
+tg issue --license lic1 --subject erin
+secret_e=$out
+token_e=$(sed -nE 's/^issued (tok_[A-Za-z0-9]+) .*/\1/p' <<<"$err")
+tg check "$secret_e" --meter bytes --cost 9007199254740993
+check "allow_and_record allows beyond the quota" status_is 0
+check "the overage is reported" out_has "overage=9007099254740993$"
+
+# --- Usage export --------------------------------------------------------------------------------------------------
+year=$(date -u +%Y)
+from="$((year - 1))-01-01T00:00:00Z"
+to="$((year + 2))-01-01T00:00:00Z"
+tg usage export --from "$from" --to "$to"
+check "usage export writes the CSV header" test "$(head -n 1 <<<"$out")" = "period_start,org,project,license_id,token_id,meter,quantity,overage"
+check "CSV rows start with an hourly RFC 3339 UTC period" out_has "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00:00Z,"
+check "CSV quotes a field with a comma and quotes (RFC 4180)" out_has ",acme,\"search, \"\"beta\"\"\",lic2,$token_d,requests,"
+check "CSV integers are exact" out_has ",,,lic1,$token_e,bytes,9007199254740993,9007099254740993$"
+tg usage export --from "$from" --to "$to" --license lic2 --format jsonl --granularity day
+check "jsonl: one object per line" out_has '^\{"period_start":"[0-9-]{10}T00:00:00Z","org":"acme","project":"search, \\"beta\\"","license_id":"lic2"'
+total=$(($(grep -oE '"quantity":[0-9]+' <<<"$out" | cut -d: -f2 | paste -sd+ -)))
+check "jsonl: lic2's usage sums to what was charged (300+100+30)" test "$total" = 430
+check "jsonl: only lic2" out_lacks '"license_id":"lic1"'
+tg --json usage export --from "$from" --to "$to" --org acme --granularity month
+check "--json exports jsonl" out_has '^\{"period_start":"[0-9-]{8}01T00:00:00Z"'
+tg usage export --from "$to" --to "$from"
+check "usage export refuses an empty range (exit 64)" status_is 64
+
+# --- Events --------------------------------------------------------------------------------------------------------
+tg events
+check "events lists the quota_80 crossing" out_has "^[0-9]+ [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z quota_80 lic2 quota:requests:day:license@[0-9]+$"
+last=$(tail -n 1 <<<"$out" | cut -d' ' -f1)
+tg --json events --limit 1
+check "events --limit 1 --json prints one object" out_lines 1
+check "events --json carries the sequence" out_has '"sequence":1'
+tg events --after "$last"
+check "events --after the last shows nothing" test -z "$out"
+
+"$bin_dir/tollgate" events --follow --after "$last" >"$work/follow.out" 2>"$work/follow.err" &
+follow_pid=$!
+sleep 1.5
+tg check "$secret_d" --meter requests --cost 70
+for _ in $(seq 1 50); do
+    grep -q quota_100 "$work/follow.out" && break
+    sleep 0.1
+done
+kill -INT "$follow_pid"
+wait "$follow_pid"
+follow_rc=$?
+follow_pid=""
+out=$(cat "$work/follow.out")
+err=$(cat "$work/follow.err")
+rc=$follow_rc
+check "events --follow prints an event that happens while it runs" out_has "quota_100 lic2 quota:requests:day:license"
+check "events --follow shows only events after --after" out_lacks " quota_80 "
+check "events --follow stops on SIGINT with status 0" status_is 0
+
+# --- Plans ---------------------------------------------------------------------------------------------------------
+tg --json plan set metered --entitlement read --feature exports --quota calls:rolling:60:100:token --quota calls:month:1000 \
+    --rate 5 --burst 10 --rate-limit token:2:4 --concurrency license:3 --credits org:500:month --overage allow_and_record \
+    --max-token-lifetime 90d --max-active-tokens 7 --past-due-grace 7d
+check "plan set takes a rolling quota with a pool" out_has '\{"limit":100,"meter":"calls","pool":"token","window":"rolling:60"\}'
+check "plan set defaults a quota's pool to license" out_has '\{"limit":1000,"meter":"calls","pool":"license","window":"month"\}'
+check "plan set keeps --rate/--burst and adds --rate-limit" out_has '"rate_limits":\[\{"burst":10,"per_second":5,"pool":"license"\},\{"burst":4,"per_second":2,"pool":"token"\}\]'
+check "plan set takes concurrency and credits" out_has '"concurrency":\[\{"max":3,"pool":"license"\}\],"credits":\{"included":500,"period":"month","pool":"org"\}'
+check "plan set takes lifetimes as durations" out_has '"max_token_lifetime_seconds":7776000.*"past_due_grace_seconds":604800'
+tg plan set bad --quota calls:rolling:60
+check "a quota without a limit is refused (exit 64)" status_is 64
+tg plan set bad --quota calls:week:5
+check "an unknown window is refused (exit 64)" status_is 64
+tg license set lic3 --plan metered --status expired
+check "license set accepts --status expired" out_has "^status: expired$"
+tg issue --license lic3 --subject frank
+secret_f=$out
+tg check "$secret_f"
+check "an expired license's token is denied (exit 3)" status_is 3
+check "the denial says the license expired" out_has "^deny license_expired"
+
+# --- Revocation by organisation and subject ------------------------------------------------------------------------
+tg revoke --subject erin
+check "revoke --subject" out_has "^revoked 1 token$"
+tg revoke --org acme --actor ops
+check "revoke --org revokes the organisation's tokens" out_has "^revoked 1 token$"
+tg check "$secret_d"
+check "a token of a revoked organisation is refused" out_has "^deny revoked"
+
+# --- apply ---------------------------------------------------------------------------------------------------------
+cat >"$work/provisioning.yaml" <<'EOF'
+plans:
+  - id: e2e_plan
+    entitlements: [read, write]
+    features: [exports]
+    quotas:
+      - {meter: calls, window: month, limit: 1000}
+      - {meter: calls, window: "rolling:60", limit: 100, pool: token}
+    rate_limits: [{pool: license, rate_per_second: 10, burst: 20}]
+    credits: {included: 500}
+    max_active_tokens: 3
+orgs:
+  - {id: e2e_org, name: "E2E Org"}
+licenses:
+  - {id: e2e_lic, customer: "E2E", org: e2e_org, plan: e2e_plan, status: active, billing_anchor_day: 10}
+  - {id: e2e_lic_pro, org: acme, plan: pro, status: active, valid_from: 2026-01-01T00:00:00Z}
+EOF
+tg apply "$work/provisioning.yaml" --dry-run
+check "apply --dry-run shows what it would create" out_has "^\+ plan e2e_plan$"
+check "apply --dry-run counts" out_has "^4 to create, 0 to update, 0 unchanged$"
+check "apply --dry-run says nothing was applied" out_has "^dry run: nothing was applied$"
+tg plan get e2e_plan
+check "apply --dry-run sent nothing" status_is 1
+tg apply "$work/provisioning.yaml"
+check "apply creates (a license may name a plan and org only the daemon has)" out_has "^4 created, 0 updated, 0 unchanged$"
+tg license get e2e_lic
+check "the applied license is on the daemon" out_has "^org: e2e_org$"
+tg apply "$work/provisioning.yaml" --verbose
+check "apply again changes nothing" out_has "^0 created, 0 updated, 4 unchanged$"
+check "apply --verbose lists unchanged objects" out_has "^= plan e2e_plan$"
+sed -i 's/"E2E Org"/"E2E Org Renamed"/' "$work/provisioning.yaml"
+tg --json apply "$work/provisioning.yaml"
+check "apply --json reports one update" out_has '"created":0,"dry_run":false,"unchanged":3,"updated":1'
+check "apply --json shows the changed field" out_has '"field":"name"'
+tg org get e2e_org
+check "the update reached the daemon" out_has "^name: E2E Org Renamed$"
+printf 'licenses:\n  - {id: e2e_bad, plan: no_such_plan, status: active}\n' >"$work/bad.yaml"
+tg apply "$work/bad.yaml"
+check "apply refuses a file naming a plan that exists nowhere (exit 1)" status_is 1
+check "apply names the path and code of the error" err_has "licenses\[0\]\.plan: .*\[unknown_plan\]"
+
+# --- Global options before the command name ------------------------------------------------------------------------
+tg --json --admin-socket ./state/tollgate-admin.sock events --limit 1
+check "global options may precede a new command" out_has '"sequence":1'
+
+echo "cli-e2e: $checks checks, $passed passed"
+[ "$checks" -eq "$passed" ]
