@@ -48,8 +48,9 @@ check() {
     checks=$((checks + 1))
     if "$@"; then
         passed=$((passed + 1))
+        echo "ok $checks - $name"
     else
-        echo "FAIL: $name"
+        echo "not ok $checks - $name"
         echo "  rc=$rc"
         sed 's/^/  stdout: /' <<<"$out"
         sed 's/^/  stderr: /' <<<"$err"
@@ -77,6 +78,7 @@ check "the daemon answers ping" status_is 0
 if [ "$rc" -ne 0 ]; then
     cat "$work/daemon.log"
     echo "cli-e2e: $checks checks, $passed passed"
+echo "$passed passed, $((checks - passed)) failed"
     exit 1
 fi
 
@@ -336,4 +338,5 @@ tg --json --admin-socket ./state/tollgate-admin.sock events --limit 1
 check "global options may precede a new command" out_has '"sequence":1'
 
 echo "cli-e2e: $checks checks, $passed passed"
+echo "$passed passed, $((checks - passed)) failed"
 [ "$checks" -eq "$passed" ]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: Swift unit and integration tests, the Python client's conformance tests against the live
-# daemon, a short hostile-load soak, and the end-to-end test under a real systemd. Ends with one line
+# daemon, the CLI end to end, a short hostile-load soak, and the end-to-end test under a real systemd. Ends with one line
 # "N passed, M failed" over all stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,9 @@ python_total=$(grep -E "^Ran [0-9]+ tests?" "$log_dir/python.log" | sed -E 's/Ra
 python_failed=$(grep -E "^FAILED" "$log_dir/python.log" | grep -oE "(failures|errors)=[0-9]+" | cut -d= -f2 | awk '{ n += $1 } END { print n + 0 }')
 [ "$python_status" -eq 0 ] || grep -E "^(FAIL|ERROR):" "$log_dir/python.log"
 record python $((${python_total:-0} - python_failed)) "$python_failed" "$python_status"
+
+echo "== the tollgate CLI against a live daemon (every command, apply, usage export)"
+tap_stage cli "$log_dir/cli.log" timeout 300 bash scripts/cli-e2e.sh "$bin"
 
 echo "== hostile-load soak (short; the debug build on a shared CI machine, so correctness is asserted, not speed)"
 tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgated "$bin/tollgated" --seconds 8 \
