@@ -187,7 +187,11 @@ extension LicensingState {
             for pool in leasePools { limits.leaseCounts[pool, default: 0] += 1 }
             result.leaseID = id
         }
-        if retired != nil { lastUse[token.id, default: (0, 0)].previous = now.millis } else { lastUse[token.id, default: (0, 0)].current = now.millis }
+        if retired != nil {
+            tokens[record.hash]?.previousLastUsed = now.millis
+        } else {
+            tokens[hash]?.lastUsed = now.millis
+        }
         result.overage = overage
 
         guard cost > 0 else { return (result, nil) }

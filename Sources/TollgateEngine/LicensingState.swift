@@ -26,8 +26,6 @@ public struct LicensingState: Sendable {
     // Not journaled.
     var rateLimiters: [PoolKey: RateLimiterState] = [:]
     var limits = LiveLimits()
-    /// When each token's current and previous secret were last presented (observations, not journaled).
-    var lastUse: [String: (current: UnixMillis, previous: UnixMillis)] = [:]
     /// Events recorded live and not yet handed out for journaling (`takeUnjournaledEvents`).
     var unjournaledEvents: [LicensingEvent] = []
 
@@ -85,6 +83,8 @@ public struct LicensingState: Sendable {
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
             guard let current = tokenIDs[id], current == previousHash, var record = tokens.removeValue(forKey: current) else { return }
             record.hash = newHash
+            record.previousLastUsed = record.lastUsed
+            record.lastUsed = 0
             record.info.rotatedAt = at
             record.info.previousSecretValidUntil = previousValidUntil
             tokens[newHash] = record
@@ -294,7 +294,6 @@ public struct LicensingState: Sendable {
                     children[parent] = kept.isEmpty || forgotten.contains(parent) ? nil : kept
                 }
                 book.retiredSecrets = book.retiredSecrets.filter { !forgotten.contains($0.value.tokenID) }
-                for id in forgotten { lastUse[id] = nil }
             }
         }
         // Counters of periods that ended more than one period ago; rolling windows that are empty.
@@ -329,10 +328,8 @@ public struct LicensingState: Sendable {
     /// The stored token with its observations (last use of each secret) filled in.
     public func token(id: String) -> TokenRecord? {
         guard var record = tokenIDs[id].flatMap({ tokens[$0] }) else { return nil }
-        if let use = lastUse[id] {
-            record.info.lastUsedAt = use.current
-            record.info.previousSecretLastUsedAt = use.previous
-        }
+        record.info.lastUsedAt = record.lastUsed
+        record.info.previousSecretLastUsedAt = record.previousLastUsed
         return record
     }
 

@@ -36,12 +36,15 @@ from typing import Any, Iterable, Mapping, Sequence
 __all__ = [
     "PROTOCOL_VERSION", "HEADER_LEN", "DEFAULT_MAX_FRAME", "MAGIC", "FLAG_RESPONSE",
     "OP", "OPCODE_NAMES", "STATUS", "STATUS_NAMES", "REASON", "REASON_NAMES",
-    "LICENSE_STATUS", "PERIOD", "REVOKE_BY", "ENVIRONMENT", "ROLE",
+    "LICENSE_STATUS", "PERIOD", "WINDOW", "POOL", "OVERAGE", "EVENT_KIND", "EVENT_KIND_NAMES",
+    "REVOKE_BY", "ENVIRONMENT", "ROLE", "DATA_PLANE",
+    "OPT_EXPLAIN", "OPT_LEASE", "OPT_RESERVE", "CHECK_OPTIONS",
     "TollgateError", "ProtocolError", "DecodeError", "ConnectionClosed",
     "Frame", "encode_frame", "parse_header", "parse_frame",
     "encode_body", "decode_body", "encode_request", "encode_response",
     "decode_response", "decode_response_fields",
     "TOKEN_RE", "TOKEN_ID_RE", "token_checksum", "is_valid_token", "make_token",
+    "check_fields", "quota_fields", "plan_fields",
     "Client",
 ]
 
@@ -57,11 +60,17 @@ FLAG_RESPONSE = 0x01
 
 OP = {
     "HELLO": 0x01, "PING": 0x02,
-    "CHECK": 0x10, "METER": 0x11, "REVOKE": 0x12,
+    "CHECK": 0x10, "METER": 0x11, "REVOKE": 0x12, "RELEASE": 0x13, "SETTLE": 0x14,
+    "DERIVE": 0x15,
     "ISSUE": 0x20, "LICENSE_PUT": 0x21, "LICENSE_GET": 0x22, "PLAN_PUT": 0x23,
     "PLAN_GET": 0x24, "TOKEN_GET": 0x25, "TOKEN_LIST": 0x26, "STATS": 0x27,
+    "ROTATE": 0x28, "ROTATION_END": 0x29, "ORG_PUT": 0x2A, "ORG_GET": 0x2B,
+    "CREDITS_GRANT": 0x2C, "USAGE_EXPORT": 0x2D, "EVENTS": 0x2E,
 }
 OPCODE_NAMES = {v: k for k, v in OP.items()}
+# Opcodes served on the api socket (section 2); the admin socket serves every opcode.
+DATA_PLANE = frozenset(OP[n] for n in ("HELLO", "PING", "CHECK", "METER", "REVOKE", "RELEASE",
+                                       "SETTLE", "DERIVE"))
 
 STATUS_NAMES = {
     0: "ok", 1: "denied", 2: "malformed", 3: "unsupported_version",
@@ -74,14 +83,25 @@ REASON_NAMES = {
     0: "none", 1: "malformed_token", 2: "unknown_token", 3: "revoked",
     4: "not_yet_valid", 5: "expired", 6: "license_inactive",
     7: "insufficient_scope", 8: "quota_exceeded", 9: "rate_limited", 10: "caller_not_allowed",
+    11: "feature_not_entitled", 12: "credits_exhausted", 13: "concurrency_limited",
+    14: "trial_ended", 15: "payment_overdue", 16: "license_expired",
+    17: "license_not_yet_valid", 18: "org_suspended",
 }
 REASON = {v: k for k, v in REASON_NAMES.items()}
 
-LICENSE_STATUS = {"active": 0, "trialing": 1, "past_due": 2, "canceled": 3}
+LICENSE_STATUS = {"active": 0, "trialing": 1, "past_due": 2, "canceled": 3, "expired": 4}
 PERIOD = {"hour": 0, "day": 1, "month": 2}
-REVOKE_BY = {"secret": 0, "token_id": 1, "license_id": 2}
+WINDOW = {"hour": 0, "day": 1, "month": 2, "rolling": 3}
+POOL = {"token": 0, "license": 1, "org": 2}
+OVERAGE = {"hard_stop": 0, "allow_and_record": 1}
+EVENT_KIND_NAMES = {0: "quota_80", 1: "quota_100", 2: "credits_low", 3: "token_expiring"}
+EVENT_KIND = {v: k for k, v in EVENT_KIND_NAMES.items()}
+REVOKE_BY = {"secret": 0, "token_id": 1, "license_id": 2, "org": 3, "subject": 4}
 ENVIRONMENT = {"live": 0, "test": 1}
 ROLE = {"api": 0, "admin": 1}
+# CHECK options (section 6.3)
+OPT_EXPLAIN, OPT_LEASE, OPT_RESERVE = 0x01, 0x02, 0x04
+CHECK_OPTIONS = OPT_EXPLAIN | OPT_LEASE | OPT_RESERVE
 
 
 def socket_accepts(path: str) -> bool:
@@ -134,8 +154,12 @@ class ConnectionClosed(ProtocolError):
 # A schema is a list of (field_name, type). A type is one of
 #   "u8" "u16" "u32" "u64" "i64" "time" "str" "pair"
 #   ("enum", frozenset_of_allowed_u8_codes)
+#   ("bits", mask)            a u8 bit set; bits outside mask are rejected
 #   ("list", element_type)
-#   ("struct", schema)
+#   ("struct", schema)        a block; a block whose first field is a "present"
+#                             flag of 0 must have every other field 0 (section 3)
+#   ("if", field, value, type) present only when the earlier field `field` of
+#                             the same structure equals `value` (DERIVE's answer)
 
 _INT_FORMATS = {"u8": ">B", "u16": ">H", "u32": ">I", "u64": ">Q", "i64": ">q", "time": ">q"}
 _INT_SIZES = {k: struct.calcsize(v) for k, v in _INT_FORMATS.items()}
@@ -151,6 +175,20 @@ def _list(t):
 
 def _struct(schema):
     return ("struct", schema)
+
+
+def _bits(mask: int):
+    return ("bits", mask)
+
+
+def _if(field: str, value: Any, t):
+    return ("if", field, value, t)
+
+
+def _is_zero(v: Any) -> bool:
+    if isinstance(v, dict):
+        return all(_is_zero(x) for x in v.values())
+    return v in (0, "", [])
 
 
 class _Reader:
@@ -188,17 +226,32 @@ class _Reader:
             if v not in t[1]:
                 raise DecodeError(f"{path}: unknown code {v}")
             return v
+        if kind == "bits":
+            v = self.take(1)[0]
+            if v & ~t[1]:
+                raise DecodeError(f"{path}: unknown bits {v & ~t[1]:#04x}")
+            return v
         if kind == "list":
             n = struct.unpack(">H", self.take(2))[0]
             return [self.read(t[1], f"{path}[{i}]") for i in range(n)]
         if kind == "struct":
-            return self.read_struct(t[1], path)
+            out = self.read_struct(t[1], path)
+            if len(t) > 2:
+                t[2](out, path)
+            return out
         raise AssertionError(f"unknown type {t!r}")
 
     def read_struct(self, schema, path: str = "") -> dict:
         out = {}
         for name, t in schema:
+            if isinstance(t, tuple) and t[0] == "if":
+                if out.get(t[1]) != t[2]:
+                    continue
+                t = t[3]
             out[name] = self.read(t, f"{path}.{name}" if path else name)
+        if schema and schema[0][0] == "present" and out["present"] == 0 and \
+                not all(_is_zero(v) for k, v in out.items() if k != "present"):
+            raise DecodeError(f"{path or 'body'}: an absent block must have zero fields")
         return out
 
     def finish(self) -> None:
@@ -230,7 +283,7 @@ def _write(out: bytearray, t, value: Any, path: str) -> None:
             return
         raise AssertionError(f"unknown type {t!r}")
     kind = t[0]
-    if kind == "enum":
+    if kind in ("enum", "bits"):
         # The client may deliberately send unknown codes (conformance tests),
         # so only the u8 range is enforced here.
         _write(out, "u8", value, path)
@@ -256,6 +309,13 @@ def _write_struct(out: bytearray, schema, fields: Mapping[str, Any], path: str =
     if unknown:
         raise ValueError(f"{path or 'body'}: unknown fields {sorted(unknown)}")
     for name, t in schema:
+        if isinstance(t, tuple) and t[0] == "if":
+            if fields.get(t[1]) != t[2]:
+                if name in fields:
+                    raise ValueError(f"{path or 'body'}: field {name!r} only exists when "
+                                     f"{t[1]} is {t[2]!r}")
+                continue
+            t = t[3]
         if name not in fields:
             raise ValueError(f"{path or 'body'}: missing field {name!r}")
         _write(out, t, fields[name], f"{path}.{name}" if path else name)
@@ -284,61 +344,126 @@ BOOL8 = _enum((0, 1))
 REASON_T = _enum(REASON_NAMES)
 LICENSE_STATUS_T = _enum(LICENSE_STATUS.values())
 PERIOD_T = _enum(PERIOD.values())
+WINDOW_T = _enum(WINDOW.values())
+POOL_T = _enum(POOL.values())
+OVERAGE_T = _enum(OVERAGE.values())
+EVENT_KIND_T = _enum(EVENT_KIND_NAMES)
 ENV_T = _enum(ENVIRONMENT.values())
 
+
+def _check_quota_window(q: dict, path: str) -> None:
+    # Quota: window 3 (rolling) needs seconds > 0; windows 0-2 need seconds == 0.
+    if (q["window"] == WINDOW["rolling"]) != (q["seconds"] > 0):
+        raise DecodeError(f"{path}: window {q['window']} with seconds {q['seconds']} is not defined")
+
+
+# Blocks (section 6, "Shared structures")
 QUOTA_BLOCK = [("present", BOOL8), ("limit", "u64"), ("remaining", "u64"), ("reset_at", "time")]
+CREDITS_STATE = [("present", BOOL8), ("remaining", "u64")]
 
 TOKEN_INFO = [
     ("token_id", "str"), ("license_id", "str"), ("subject", "str"), ("scopes", STR_LIST),
     ("issued_at", "time"), ("not_before", "time"), ("expires_at", "time"),
     ("revoked_at", "time"), ("revoke_reason", "str"), ("metadata", PAIR_LIST),
-    ("environment", ENV_T),
+    ("environment", ENV_T), ("parent_id", "str"), ("revoked_by", "str"),
+    ("rotated_at", "time"), ("previous_valid_until", "time"), ("last_used_at", "time"),
+    ("previous_last_used_at", "time"),
 ]
 
-LICENSE_INFO = [
+LICENSE_SPEC = [
     ("license_id", "str"), ("customer", "str"), ("plan", "str"), ("status", LICENSE_STATUS_T),
-    ("valid_until", "time"), ("updated_at", "time"), ("active_tokens", "u32"),
+    ("valid_until", "time"), ("valid_from", "time"), ("trial_ends_at", "time"),
+    ("org", "str"), ("project", "str"), ("billing_anchor_day", "u8"),
 ]
 
-QUOTA = [("meter", "str"), ("period", PERIOD_T), ("limit", "u64")]
+LICENSE_INFO = LICENSE_SPEC + [
+    ("updated_at", "time"), ("active_tokens", "u32"), ("past_due_since", "time"),
+    ("prepaid_credits", "u64"),
+]
+
+ORG_SPEC = [("org_id", "str"), ("name", "str"), ("suspended", BOOL8)]
+
+QUOTA = [("meter", "str"), ("window", WINDOW_T), ("seconds", "u32"), ("limit", "u64"),
+         ("pool", POOL_T)]
+RATE_LIMIT = [("pool", POOL_T), ("rate_per_second", "u32"), ("burst", "u32")]
+CONCURRENCY = [("pool", POOL_T), ("max", "u32")]
+CREDITS_POLICY = [("present", BOOL8), ("pool", POOL_T), ("included", "u64"), ("period", PERIOD_T)]
 
 PLAN_INFO = [
-    ("plan_id", "str"), ("entitlements", STR_LIST), ("quotas", _list(_struct(QUOTA))),
-    ("rate_per_second", "u32"), ("burst", "u32"),
+    ("plan_id", "str"), ("entitlements", STR_LIST), ("features", STR_LIST),
+    ("quotas", _list(("struct", QUOTA, _check_quota_window))),
+    ("rate_limits", _list(_struct(RATE_LIMIT))), ("concurrency", _list(_struct(CONCURRENCY))),
+    ("credits", _struct(CREDITS_POLICY)), ("overage", OVERAGE_T),
+    ("max_token_lifetime_s", "u32"), ("max_active_tokens", "u32"), ("past_due_grace_s", "u32"),
 ]
+
+RULE_EVALUATION = [("rule", "str"), ("owner", "str"), ("limit", "u64"), ("used", "u64"),
+                   ("denied", BOOL8)]
+
+# The answer block shared by CHECK, SETTLE and DERIVE.
+CHECK_ANSWER = [
+    ("decision", BOOL8), ("reason", REASON_T), ("token_id", "str"), ("license_id", "str"),
+    ("subject", "str"), ("quota", _struct(QUOTA_BLOCK)), ("retry_after_ms", "u32"),
+    ("lease_id", "u64"), ("reservation_id", "u64"), ("credits", _struct(CREDITS_STATE)),
+    ("overage", "u64"), ("explanation", _list(_struct(RULE_EVALUATION))),
+]
+
+USAGE_ROW = [
+    ("org", "str"), ("project", "str"), ("license_id", "str"), ("token_id", "str"),
+    ("meter", "str"), ("period_start", "time"), ("quantity", "u64"), ("overage", "u64"),
+]
+
+EVENT = [("sequence", "u64"), ("at", "time"), ("kind", EVENT_KIND_T), ("owner", "str"),
+         ("detail", "str")]
 
 ERROR_BODY = [("message", "str")]
 
 REQUEST_SCHEMAS: dict[int, list] = {
     OP["HELLO"]: [("min_version", "u8"), ("max_version", "u8"), ("client_name", "str")],
     OP["PING"]: [],
-    OP["CHECK"]: [("token", "str"), ("scopes", STR_LIST), ("meter", "str"), ("cost", "u64")],
+    OP["CHECK"]: [("token", "str"), ("scopes", STR_LIST), ("meter", "str"), ("cost", "u64"),
+                  ("features", STR_LIST), ("options", _bits(CHECK_OPTIONS))],
     OP["METER"]: [("token", "str"), ("meter", "str"), ("quantity", "u64"),
                   ("idempotency_key", "str")],
-    OP["REVOKE"]: [("by", _enum(REVOKE_BY.values())), ("value", "str"), ("reason", "str")],
+    OP["REVOKE"]: [("by", _enum(REVOKE_BY.values())), ("value", "str"), ("reason", "str"),
+                   ("actor", "str")],
+    OP["RELEASE"]: [("lease_id", "u64")],
+    OP["SETTLE"]: [("reservation_id", "u64"), ("actual_cost", "u64")],
+    OP["DERIVE"]: [("parent", "str"), ("scopes", STR_LIST), ("ttl_s", "u32")],
     OP["ISSUE"]: [("license_id", "str"), ("subject", "str"), ("scopes", STR_LIST),
                   ("not_before", "time"), ("expires_at", "time"), ("metadata", PAIR_LIST),
                   ("environment", ENV_T)],
-    OP["LICENSE_PUT"]: [("license_id", "str"), ("customer", "str"), ("plan", "str"),
-                        ("status", LICENSE_STATUS_T), ("valid_until", "time")],
+    OP["LICENSE_PUT"]: LICENSE_SPEC,
     OP["LICENSE_GET"]: [("license_id", "str")],
     OP["PLAN_PUT"]: PLAN_INFO,
     OP["PLAN_GET"]: [("plan_id", "str")],
     OP["TOKEN_GET"]: [("token_id", "str")],
     OP["TOKEN_LIST"]: [("license_id", "str"), ("after", "str"), ("limit", "u16")],
     OP["STATS"]: [],
+    OP["ROTATE"]: [("token_id", "str"), ("grace_s", "u32")],
+    OP["ROTATION_END"]: [("token_id", "str")],
+    OP["ORG_PUT"]: ORG_SPEC,
+    OP["ORG_GET"]: [("org_id", "str")],
+    OP["CREDITS_GRANT"]: [("pool", POOL_T), ("owner", "str"), ("amount", "u64"),
+                          ("reason", "str")],
+    OP["USAGE_EXPORT"]: [("from", "time"), ("to", "time"), ("org", "str"), ("license_id", "str"),
+                         ("granularity", PERIOD_T), ("offset", "u32"), ("limit", "u16")],
+    OP["EVENTS"]: [("after", "u64"), ("limit", "u16")],
 }
 
 RESPONSE_SCHEMAS: dict[int, list] = {
     OP["HELLO"]: [("version", "u8"), ("role", _enum(ROLE.values())), ("max_frame", "u32"),
                   ("server", "str")],
     OP["PING"]: [],
-    OP["CHECK"]: [("decision", BOOL8), ("reason", REASON_T), ("token_id", "str"),
-                  ("license_id", "str"), ("subject", "str"), ("quota", _struct(QUOTA_BLOCK)),
-                  ("retry_after_ms", "u32")],
+    OP["CHECK"]: CHECK_ANSWER,
     OP["METER"]: [("decision", BOOL8), ("reason", REASON_T), ("token_id", "str"),
                   ("license_id", "str"), ("duplicate", BOOL8), ("quota", _struct(QUOTA_BLOCK))],
     OP["REVOKE"]: [("revoked", "u32")],
+    OP["RELEASE"]: [("released", BOOL8)],
+    OP["SETTLE"]: CHECK_ANSWER,
+    # the child exists only when the parent was allowed (section 6.13)
+    OP["DERIVE"]: CHECK_ANSWER + [("secret", _if("decision", 1, "str")),
+                                  ("token", _if("decision", 1, _struct(TOKEN_INFO)))],
     OP["ISSUE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
     OP["LICENSE_PUT"]: LICENSE_INFO,
     OP["LICENSE_GET"]: LICENSE_INFO,
@@ -347,9 +472,17 @@ RESPONSE_SCHEMAS: dict[int, list] = {
     OP["TOKEN_GET"]: TOKEN_INFO,
     OP["TOKEN_LIST"]: [("tokens", _list(_struct(TOKEN_INFO))), ("next", "str")],
     OP["STATS"]: [("stats", PAIR_LIST)],
+    OP["ROTATE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
+    OP["ROTATION_END"]: TOKEN_INFO,
+    OP["ORG_PUT"]: ORG_SPEC,
+    OP["ORG_GET"]: ORG_SPEC,
+    OP["CREDITS_GRANT"]: [("balance", "u64")],
+    OP["USAGE_EXPORT"]: [("rows", _list(_struct(USAGE_ROW))), ("next", "u32")],
+    OP["EVENTS"]: [("events", _list(_struct(EVENT)))],
 }
 
-_DECISION_OPCODES = (OP["CHECK"], OP["METER"])
+# Opcodes whose answer may be `denied` and carries a decision and a reason (section 5).
+_DECISION_OPCODES = (OP["CHECK"], OP["METER"], OP["SETTLE"], OP["DERIVE"])
 
 
 # ---------------------------------------------------------------------------
@@ -505,6 +638,72 @@ def make_token(environment: str = "test", randomness: str | None = None) -> str:
         raise ValueError("bad environment or randomness")
     prefix = f"tg_{environment}_{randomness}"
     return prefix + token_checksum(prefix)
+
+
+# ---------------------------------------------------------------------------
+# Field builders (shorthands used by Client and the tests)
+# ---------------------------------------------------------------------------
+
+def check_fields(token: str, scopes: Sequence[str] = (), meter: str = "", cost: int = 0,
+                 features: Sequence[str] = (), options: int = 0) -> dict:
+    """The field dict of a CHECK request."""
+    return {"token": token, "scopes": list(scopes), "meter": meter, "cost": cost,
+            "features": list(features), "options": options}
+
+
+def _code(table: Mapping[str, int], value: int | str) -> int:
+    return table[value] if isinstance(value, str) else value
+
+
+def quota_fields(q: Mapping[str, Any]) -> dict:
+    """A Quota from a dict with ``meter``, ``limit`` and optionally ``window`` (code or
+    ``hour``/``day``/``month``/``rolling:SECONDS``; ``period`` is accepted as an alias),
+    ``seconds`` and ``pool`` (code or name, default ``license``)."""
+    q = dict(q)
+    window = q.pop("window", q.pop("period", 2))
+    seconds = q.pop("seconds", 0)
+    if isinstance(window, str) and window.startswith("rolling:"):
+        window, seconds = WINDOW["rolling"], int(window[8:])
+    out = {"meter": q.pop("meter"), "window": _code(WINDOW, window), "seconds": seconds,
+           "limit": q.pop("limit"), "pool": _code(POOL, q.pop("pool", "license"))}
+    if q:
+        raise ValueError(f"unknown quota fields {sorted(q)}")
+    return out
+
+
+def plan_fields(plan_id: str, entitlements: Sequence[str] = ("*",),
+                quotas: Sequence[Mapping[str, Any]] = (), rate_per_second: int = 0,
+                burst: int = 0, *, features: Sequence[str] = (),
+                rate_limits: Sequence[Mapping[str, Any]] = (),
+                concurrency: Sequence[Mapping[str, Any]] = (),
+                credits: Mapping[str, Any] | None = None, overage: int | str = 0,
+                max_token_lifetime_s: int = 0, max_active_tokens: int = 0,
+                past_due_grace_s: int = 0) -> dict:
+    """The field dict of a PlanInfo.
+
+    ``rate_per_second``/``burst`` are a shorthand for one license-level rate limit
+    (added first). ``rate_limits``: dicts with ``pool``, ``rate_per_second``, ``burst``;
+    ``concurrency``: dicts with ``pool``, ``max``; ``credits``: a dict with ``pool``,
+    ``included``, ``period`` (None: no credits). Pools, periods and the overage policy
+    may be given by name."""
+    rates = []
+    if rate_per_second:
+        rates.append({"pool": POOL["license"], "rate_per_second": rate_per_second, "burst": burst})
+    for r in rate_limits:
+        rates.append({"pool": _code(POOL, r.get("pool", "license")),
+                      "rate_per_second": r["rate_per_second"], "burst": r.get("burst", 0)})
+    conc = [{"pool": _code(POOL, c.get("pool", "license")), "max": c["max"]} for c in concurrency]
+    if credits is None:
+        cred = {"present": 0, "pool": 0, "included": 0, "period": 0}
+    else:
+        cred = {"present": 1, "pool": _code(POOL, credits.get("pool", "license")),
+                "included": credits.get("included", 0),
+                "period": _code(PERIOD, credits.get("period", "month"))}
+    return {"plan_id": plan_id, "entitlements": list(entitlements), "features": list(features),
+            "quotas": [quota_fields(q) for q in quotas], "rate_limits": rates,
+            "concurrency": conc, "credits": cred, "overage": _code(OVERAGE, overage),
+            "max_token_lifetime_s": max_token_lifetime_s, "max_active_tokens": max_active_tokens,
+            "past_due_grace_s": past_due_grace_s}
 
 
 # ---------------------------------------------------------------------------
@@ -685,19 +884,41 @@ class Client:
         return self.call(OP["PING"])
 
     def check(self, token: str, scopes: Sequence[str] = (), meter: str = "",
-              cost: int = 0) -> dict:
-        """CHECK. Returns the body for both ``ok`` (allow) and ``denied``."""
-        return self.call(OP["CHECK"], {"token": token, "scopes": list(scopes),
-                                       "meter": meter, "cost": cost})
+              cost: int = 0, features: Sequence[str] = (), options: int = 0, *,
+              explain: bool = False, lease: bool = False, reserve: bool = False) -> dict:
+        """CHECK. Returns the Check answer for both ``ok`` (allow) and ``denied``.
+
+        ``options`` is the raw bit set; ``explain``/``lease``/``reserve`` add their bits."""
+        options |= (OPT_EXPLAIN if explain else 0) | (OPT_LEASE if lease else 0) | \
+            (OPT_RESERVE if reserve else 0)
+        return self.call(OP["CHECK"], check_fields(token, scopes, meter, cost, features, options))
 
     def meter(self, token: str, meter: str, quantity: int, idempotency_key: str = "") -> dict:
         return self.call(OP["METER"], {"token": token, "meter": meter, "quantity": quantity,
                                        "idempotency_key": idempotency_key})
 
-    def revoke(self, by: int | str, value: str, reason: str = "") -> dict:
+    def revoke(self, by: int | str, value: str, reason: str = "", actor: str = "") -> dict:
+        """REVOKE ``by`` 0 secret, 1 token id, 2 license, 3 organisation, 4 subject
+        (or the names of :data:`REVOKE_BY`)."""
         if isinstance(by, str):
             by = REVOKE_BY[by]
-        return self.call(OP["REVOKE"], {"by": by, "value": value, "reason": reason})
+        return self.call(OP["REVOKE"], {"by": by, "value": value, "reason": reason,
+                                        "actor": actor})
+
+    def release(self, lease_id: int) -> dict:
+        """RELEASE: ``{"released": 1}`` if the lease was held."""
+        return self.call(OP["RELEASE"], {"lease_id": lease_id})
+
+    def settle(self, reservation_id: int, actual_cost: int) -> dict:
+        """SETTLE: charges the actual cost of a reservation; returns a Check answer."""
+        return self.call(OP["SETTLE"], {"reservation_id": reservation_id,
+                                        "actual_cost": actual_cost})
+
+    def derive(self, parent: str, scopes: Sequence[str] = (), ttl_s: int = 60) -> dict:
+        """DERIVE: a Check answer about the parent, plus ``secret`` and ``token`` (the
+        child's TokenInfo) when allowed."""
+        return self.call(OP["DERIVE"], {"parent": parent, "scopes": list(scopes),
+                                        "ttl_s": ttl_s})
 
     def issue(self, license_id: str, subject: str, scopes: Sequence[str] = (),
               not_before: int = 0, expires_at: int = 0,
@@ -711,29 +932,35 @@ class Client:
             "metadata": metadata, "environment": environment})
 
     def license_put(self, license_id: str, customer: str, plan: str,
-                    status: int | str = 0, valid_until: int = 0) -> dict:
+                    status: int | str = 0, valid_until: int = 0, *, valid_from: int = 0,
+                    trial_ends_at: int = 0, org: str = "", project: str = "",
+                    billing_anchor_day: int = 1) -> dict:
+        """LICENSE_PUT (a LicenseSpec); returns LicenseInfo."""
         if isinstance(status, str):
             status = LICENSE_STATUS[status]
-        return self.call(OP["LICENSE_PUT"], {"license_id": license_id, "customer": customer,
-                                             "plan": plan, "status": status,
-                                             "valid_until": valid_until})
+        return self.call(OP["LICENSE_PUT"], {
+            "license_id": license_id, "customer": customer, "plan": plan, "status": status,
+            "valid_until": valid_until, "valid_from": valid_from,
+            "trial_ends_at": trial_ends_at, "org": org, "project": project,
+            "billing_anchor_day": billing_anchor_day})
 
     def license_get(self, license_id: str) -> dict:
         return self.call(OP["LICENSE_GET"], {"license_id": license_id})
 
     def plan_put(self, plan_id: str, entitlements: Sequence[str] = ("*",),
                  quotas: Sequence[Mapping[str, Any]] = (), rate_per_second: int = 0,
-                 burst: int = 0) -> dict:
-        """``quotas``: dicts with ``meter``, ``period`` (int or "hour"/"day"/"month"), ``limit``."""
-        qs = []
-        for q in quotas:
-            q = dict(q)
-            if isinstance(q.get("period"), str):
-                q["period"] = PERIOD[q["period"]]
-            qs.append(q)
-        return self.call(OP["PLAN_PUT"], {"plan_id": plan_id, "entitlements": list(entitlements),
-                                          "quotas": qs, "rate_per_second": rate_per_second,
-                                          "burst": burst})
+                 burst: int = 0, *, features: Sequence[str] = (),
+                 rate_limits: Sequence[Mapping[str, Any]] = (),
+                 concurrency: Sequence[Mapping[str, Any]] = (),
+                 credits: Mapping[str, Any] | None = None, overage: int | str = 0,
+                 max_token_lifetime_s: int = 0, max_active_tokens: int = 0,
+                 past_due_grace_s: int = 0) -> dict:
+        """PLAN_PUT; returns PlanInfo as stored. See :func:`plan_fields` for the shorthands."""
+        return self.call(OP["PLAN_PUT"], plan_fields(
+            plan_id, entitlements, quotas, rate_per_second, burst, features=features,
+            rate_limits=rate_limits, concurrency=concurrency, credits=credits, overage=overage,
+            max_token_lifetime_s=max_token_lifetime_s, max_active_tokens=max_active_tokens,
+            past_due_grace_s=past_due_grace_s))
 
     def plan_get(self, plan_id: str) -> dict:
         return self.call(OP["PLAN_GET"], {"plan_id": plan_id})
@@ -762,3 +989,61 @@ class Client:
     def stats_map(self) -> dict[str, str]:
         """STATS as a plain ``{key: value}`` dict."""
         return dict(self.stats()["stats"])
+
+    def rotate(self, token_id: str, grace_s: int = 0) -> dict:
+        """ROTATE: ``{"secret": new secret, "token": TokenInfo}``."""
+        return self.call(OP["ROTATE"], {"token_id": token_id, "grace_s": grace_s})
+
+    def rotation_end(self, token_id: str) -> dict:
+        """ROTATION_END: the token's TokenInfo."""
+        return self.call(OP["ROTATION_END"], {"token_id": token_id})
+
+    def org_put(self, org_id: str, name: str = "", suspended: bool | int = False) -> dict:
+        return self.call(OP["ORG_PUT"], {"org_id": org_id, "name": name,
+                                         "suspended": int(bool(suspended))})
+
+    def org_get(self, org_id: str) -> dict:
+        return self.call(OP["ORG_GET"], {"org_id": org_id})
+
+    def credits_grant(self, pool: int | str, owner: str, amount: int, reason: str = "") -> dict:
+        """CREDITS_GRANT: ``{"balance": prepaid balance after the grant}``."""
+        if isinstance(pool, str):
+            pool = POOL[pool]
+        return self.call(OP["CREDITS_GRANT"], {"pool": pool, "owner": owner, "amount": amount,
+                                               "reason": reason})
+
+    def usage_export(self, from_: int, to: int, org: str = "", license_id: str = "",
+                     granularity: int | str = 0, offset: int = 0, limit: int = 0) -> dict:
+        """One page of USAGE_EXPORT: ``{"rows": [UsageRow...], "next": offset or 0}``."""
+        if isinstance(granularity, str):
+            granularity = PERIOD[granularity]
+        return self.call(OP["USAGE_EXPORT"], {
+            "from": from_, "to": to, "org": org, "license_id": license_id,
+            "granularity": granularity, "offset": offset, "limit": limit})
+
+    def usage_export_all(self, from_: int, to: int, org: str = "", license_id: str = "",
+                         granularity: int | str = 0, limit: int = 100) -> list[dict]:
+        """Follow ``next`` until the export is complete. The default page of 100 rows (at most
+        508 bytes each, PROTOCOL.md 6.18) always fits a 64 KiB frame."""
+        rows, offset = [], 0
+        while True:
+            page = self.usage_export(from_, to, org, license_id, granularity, offset, limit)
+            rows += page["rows"]
+            if not page["next"]:
+                return rows
+            offset = page["next"]
+
+    def events(self, after: int = 0, limit: int = 0) -> dict:
+        """EVENTS: ``{"events": [Event...]}`` with sequence above ``after``."""
+        return self.call(OP["EVENTS"], {"after": after, "limit": limit})
+
+    def events_all(self, after: int = 0, limit: int = 200) -> list[dict]:
+        """Every event after ``after``, in pages of ``limit``. The default page of 200 events
+        (at most 268 bytes each, PROTOCOL.md 6.19) always fits a 64 KiB frame."""
+        out = []
+        while True:
+            page = self.events(after, limit)["events"]
+            out += page
+            if not page:
+                return out
+            after = page[-1]["sequence"]
