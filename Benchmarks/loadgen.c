@@ -319,6 +319,8 @@ static void enc_check(buf_t *b, uint32_t rid, long t, int cost) {
     TG_LIT(b, "read");
     if (cost) { TG_LIT(b, "requests"); tg_u64(b, 1); }
     else { TG_LIT(b, ""); tg_u64(b, 0); }
+    tg_u16(b, 0); /* features */
+    tg_u8(b, 0);  /* options */
     tg_end(b, st);
 }
 static void enc_meter(buf_t *b, uint32_t rid, long t) {
@@ -338,6 +340,7 @@ static void enc_revoke(buf_t *b, uint32_t rid) {
     tg_u8(b, 0);
     tg_str(b, revoke_tokens.s[t], revoke_tokens.len[t]);
     TG_LIT(b, "bench");
+    TG_LIT(b, ""); /* actor */
     tg_end(b, st);
 }
 static void enc_ping(buf_t *b, uint32_t rid) { tg_end(b, tg_begin(b, 0x02, rid)); }
@@ -728,8 +731,13 @@ static void enc_license_put(long i, buf_t *b) {
     tg_str(b, id, (size_t)n);
     TG_LIT(b, "bench customer");
     tg_str(b, opt.plan, strlen(opt.plan));
-    tg_u8(b, 0);
-    tg_u64(b, 0);
+    tg_u8(b, 0);     /* status active */
+    tg_u64(b, 0);    /* valid_until */
+    tg_u64(b, 0);    /* valid_from */
+    tg_u64(b, 0);    /* trial_ends_at */
+    TG_LIT(b, "");   /* org */
+    TG_LIT(b, "");   /* project */
+    tg_u8(b, 1);     /* billing_anchor_day */
     tg_end(b, st0);
 }
 static void check_ok(long i, const uint8_t *p, size_t len) {

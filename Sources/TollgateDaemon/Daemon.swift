@@ -127,7 +127,8 @@ public final class Daemon: Service, @unchecked Sendable {
                 sweepInterval: .seconds(Int64(configuration.sweepIntervalSeconds)),
                 tokenRetentionMillis: Int64(configuration.tokenRetentionDays) * 86_400_000,
                 idempotencyRetentionMillis: Int64(configuration.idempotencyRetentionHours) * 3_600_000,
-                expiryWarningMillis: Int64(configuration.expiryWarningHours) * 3_600_000),
+                expiryWarningMillis: Int64(configuration.expiryWarningHours) * 3_600_000,
+                ledgerRetentionMillis: Int64(configuration.ledgerRetentionDays) * 86_400_000),
             logger: logger)
         self.core = core
         for plan in configuration.plans { try await core.putDurably(.planPut(plan)) }

@@ -37,6 +37,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var idempotencyRetentionHours = 24
     /// Tokens expiring within this many hours get a `token_expiring` event (0: none).
     public var expiryWarningHours = 24
+    /// Hours of the usage ledger older than this are dropped (0: never). Export before they age out.
+    public var ledgerRetentionDays = 100
 
     public init() {}
 
@@ -60,7 +62,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
       "log_level": "info",
       "event_loop_threads": 1,
       "licensing": { "max_derived_lifetime_s": 3600, "reservation_lifetime_s": 60, "sweep_interval_s": 60,
-                     "token_retention_days": 30, "idempotency_retention_hours": 24, "expiry_warning_hours": 24 },
+                     "token_retention_days": 30, "idempotency_retention_hours": 24, "expiry_warning_hours": 24,
+                     "ledger_retention_days": 100 },
       "plans": [
         { "id": "free", "entitlements": ["read"], "features": [],
           "quotas": [{ "meter": "requests", "window": "month", "limit": 1000 },
@@ -161,6 +164,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             config.tokenRetentionDays = try licensing.int("token_retention_days", range: 0...36_500) ?? config.tokenRetentionDays
             config.idempotencyRetentionHours = try licensing.int("idempotency_retention_hours", range: 1...(24 * 400)) ?? config.idempotencyRetentionHours
             config.expiryWarningHours = try licensing.int("expiry_warning_hours", range: 0...(24 * 365)) ?? config.expiryWarningHours
+            config.ledgerRetentionDays = try licensing.int("ledger_retention_days", range: 0...36_500) ?? config.ledgerRetentionDays
             try licensing.finish()
         }
         try reader.finish()

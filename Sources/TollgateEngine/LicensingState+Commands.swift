@@ -259,9 +259,9 @@ extension LicensingState {
     }
 
     /// Housekeeping as one journaled change (see `StateChange.swept`).
-    public mutating func sweep(at now: Timestamp, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64) -> StateChange {
+    public mutating func sweep(at now: Timestamp, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64, ledgerRetention: Int64 = 0) -> StateChange {
         recordExpiryWarnings(at: now.millis, expiryWarning: expiryWarning)
-        let change = StateChange.swept(at: now.millis, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning)
+        let change = StateChange.swept(at: now.millis, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning, ledgerRetention: ledgerRetention)
         apply(change)
         return change
     }

@@ -13,12 +13,14 @@ extension LicensingState {
             var start: UnixMillis
         }
         var sums: [RowKey: LedgerValue] = [:]
-        for (key, value) in book.ledger where key.hourStart >= query.from && key.hourStart < query.to {
+        for (hour, bucket) in book.ledger where hour >= query.from && hour < query.to {
+            for (key, value) in bucket {
             let start = UTCCalendar.bounds(of: query.granularity, containing: key.hourStart).start
             if !query.licenseID.isEmpty && key.licenseID != query.licenseID { continue }
             let rowKey = RowKey(licenseID: key.licenseID, tokenID: key.tokenID, meter: key.meter, start: start)
             sums[rowKey, default: LedgerValue()].quantity.saturatingAdd(value.quantity)
             sums[rowKey]!.overage.saturatingAdd(value.overage)
+            }
         }
         var rows: [UsageRow] = []
         rows.reserveCapacity(sums.count)

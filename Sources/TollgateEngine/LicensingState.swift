@@ -1,4 +1,6 @@
 import Crypto
+import DequeModule
+import HeapModule
 import TollgateModel
 
 /// The whole licensing state of one Tollgate: plans, organisations, licenses, tokens, usage. A plain value with no
@@ -28,6 +30,21 @@ public struct LicensingState: Sendable {
     var limits = LiveLimits()
     /// Events recorded live and not yet handed out for journaling (`takeUnjournaledEvents`).
     var unjournaledEvents: [LicensingEvent] = []
+
+    // Indexes for the sweep, derived by `apply` (so rebuilt by replay), so that it never scans every token or key.
+    /// Tokens with an expiry whose warning is still to come, by expiry.
+    var expiryWatch = Heap<Deadline>()
+    /// Tokens that have stopped (or will stop) working, by when: forgotten after the retention.
+    var stopped = Heap<Deadline>()
+    /// Idempotency keys in the order they were recorded.
+    var keyOrder = Deque<(at: UnixMillis, key: String)>()
+
+    /// A time and the token it concerns, ordered by time then id (a total order, so the sweep is deterministic).
+    struct Deadline: Comparable, Sendable {
+        var at: UnixMillis
+        var tokenID: String
+        static func < (l: Deadline, r: Deadline) -> Bool { (l.at, l.tokenID) < (r.at, r.tokenID) }
+    }
 
     /// At most this many events are kept (the oldest are dropped).
     public static let maxEvents = 10_000
@@ -73,12 +90,15 @@ public struct LicensingState: Sendable {
             }
             tokens[record.hash] = record
             tokenIDs[record.info.id] = record.hash
+            if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, tokenID: record.info.id)) }
+            if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, tokenID: record.info.id)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
             for id in ids {
                 guard let hash = tokenIDs[id], tokens[hash]?.info.revokedAt == 0 else { continue }
                 tokens[hash]!.info.revokedAt = at
                 tokens[hash]!.info.revokeReason = reason
                 tokens[hash]!.info.revokedBy = actor
+                stopped.insert(Deadline(at: at, tokenID: id))
             }
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
             guard let current = tokenIDs[id], current == previousHash, var record = tokens.removeValue(forKey: current) else { return }
@@ -98,15 +118,19 @@ public struct LicensingState: Sendable {
             }
         case .metered(let entry, let key):
             recordUsage(entry)
-            if !key.isEmpty { book.idempotencyKeys[key] = entry.at }
+            if !key.isEmpty {
+                book.idempotencyKeys[key] = entry.at
+                keyOrder.append((entry.at, key))
+            }
         case .consumed(let entries):
             for entry in entries { recordUsage(entry) }
         case .creditsGranted(let pool, let owner, let amount, _, _):
             book.prepaid[PoolKey(pool, owner), default: PrepaidCredits()].granted.saturatingAdd(amount)
         case .countersRestored(let restored):
             book = restored
-        case .swept(let at, let tokenRetention, let keyRetention, _):
-            sweep(at: at, tokenRetention: tokenRetention, keyRetention: keyRetention)
+            keyOrder = Deque(book.idempotencyKeys.map { (at: $0.value, key: $0.key) }.sorted { ($0.at, $0.key) < ($1.at, $1.key) })
+        case .swept(let at, let tokenRetention, let keyRetention, let expiryWarning, let ledgerRetention):
+            sweep(at: at, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning, ledgerRetention: ledgerRetention)
         case .eventsRecorded(let events):
             for event in events where !book.events.contains(where: { $0.sequence == event.sequence }) {
                 let index = book.events.firstIndex { $0.sequence > event.sequence } ?? book.events.endIndex
@@ -172,7 +196,7 @@ public struct LicensingState: Sendable {
             let pool = Self.poolKey(level, tokenID: entry.tokenID, license: license)
             for period in Period.allCases {
                 let start = Self.periodBounds(period, level: level, license: license, at: entry.at).start
-                book.counters[CounterKey(pool: pool, meter: entry.meter, period: period, start: start), default: 0].saturatingAdd(entry.quantity)
+                book.add(entry.quantity, to: CounterKey(pool: pool, meter: entry.meter, period: period, start: start))
             }
         }
         if let plan {
@@ -184,8 +208,8 @@ public struct LicensingState: Sendable {
         }
         let hour = UTCCalendar.bounds(of: .hour, containing: entry.at).start
         let ledgerKey = LedgerKey(licenseID: licenseID, tokenID: entry.tokenID, meter: entry.meter, hourStart: hour)
-        book.ledger[ledgerKey, default: LedgerValue()].quantity.saturatingAdd(entry.quantity)
-        if entry.overage > 0 { book.ledger[ledgerKey]!.overage.saturatingAdd(entry.overage) }
+        book.ledger[hour, default: [:]][ledgerKey, default: LedgerValue()].quantity.saturatingAdd(entry.quantity)
+        if entry.overage > 0 { book.ledger[hour]![ledgerKey]!.overage.saturatingAdd(entry.overage) }
 
         let creditPool = Self.poolKey(entry.creditPool, tokenID: entry.tokenID, license: license)
         if entry.includedCredits > 0, let credits = plan?.credits {
@@ -252,7 +276,7 @@ public struct LicensingState: Sendable {
         switch rule.window {
         case .calendar(let period):
             let start = Self.periodBounds(period, level: rule.pool, license: license, at: time).start
-            return (book.counters[CounterKey(pool: pool, meter: rule.meter, period: period, start: start)] ?? 0, "\(start)")
+            return (book.counter(CounterKey(pool: pool, meter: rule.meter, period: period, start: start)), "\(start)")
         case .rolling(let seconds):
             return (book.rolling[RollingKey(pool: pool, meter: rule.meter, seconds: seconds)]?.sum(seconds: seconds, at: time) ?? 0, "rolling")
         }
@@ -260,50 +284,68 @@ public struct LicensingState: Sendable {
 
     // MARK: - Housekeeping
 
-    /// Records (live) a `token_expiring` event for each token that expires within `expiryWarning` of `now`.
+    /// Records (live) a `token_expiring` event for each token that expires within `expiryWarning` of `now` and
+    /// has not been warned about (from the expiry index: only the tokens concerned are visited). They move on to
+    /// the stopped index, as the sweep that follows would move them.
     mutating func recordExpiryWarnings(at now: UnixMillis, expiryWarning: Int64) {
         guard expiryWarning > 0 else { return }
-        for licenseID in licenseTokens.keys.sorted() {
-            for id in licenseTokens[licenseID]! {
-                guard let info = tokenIDs[id].flatMap({ tokens[$0] })?.info, info.revokedAt == 0, info.expiresAt > now, info.expiresAt - now <= expiryWarning else { continue }
-                recordEvent(.tokenExpiring, owner: id, detail: "expires_at@\(info.expiresAt)", at: now)
+        var due: [Deadline] = []
+        while let next = expiryWatch.min, next.at <= now + expiryWarning {
+            due.append(next)
+            stopped.insert(expiryWatch.removeMin())
+        }
+        for deadline in due where deadline.at > now {
+            guard let info = tokenIDs[deadline.tokenID].flatMap({ tokens[$0] })?.info, info.revokedAt == 0, info.expiresAt == deadline.at else { continue }
+            recordEvent(.tokenExpiring, owner: deadline.tokenID, detail: "expires_at@\(deadline.at)", at: now)
+        }
+    }
+
+    /// The journaled part of the sweep. Everything it visits comes from an index ordered by time, so its cost is
+    /// proportional to what it removes, not to the size of the state.
+    mutating func sweep(at now: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64, ledgerRetention: Int64) {
+        // Tokens past their warning horizon move to the stopped index, at their expiry.
+        while let next = expiryWatch.min, next.at <= now + max(expiryWarning, 0) {
+            stopped.insert(expiryWatch.removeMin())
+        }
+        // Tokens stopped for longer than the retention are forgotten (afterwards they are unknown).
+        if tokenRetention > 0 {
+            let cutoff = now - tokenRetention
+            while let next = stopped.min, next.at < cutoff {
+                _ = stopped.removeMin()
+                guard let hash = tokenIDs[next.tokenID], let info = tokens[hash]?.info else { continue }
+                let stoppedAt: UnixMillis = [info.revokedAt, info.expiresAt].filter { $0 != 0 }.min() ?? Int64.max
+                guard stoppedAt < cutoff else { continue }
+                forget(info, hash: hash)
+            }
+        }
+        // Counters of windows that ended more than one window ago (a month counts as 62 days).
+        book.counters = book.counters.filter { window, _ in
+            let length: Int64 = window.period == .hour ? UTCCalendar.millisPerHour : window.period == .day ? UTCCalendar.millisPerDay : 62 * UTCCalendar.millisPerDay
+            return window.start + 2 * length > now
+        }
+        book.includedSpent = book.includedSpent.filter { $0.key.start + 62 * UTCCalendar.millisPerDay > now }
+        book.rolling = book.rolling.filter { $0.value.sum(seconds: $0.key.seconds, at: now) > 0 }
+        if ledgerRetention > 0 { book.ledger = book.ledger.filter { $0.key >= now - ledgerRetention } }
+        if keyRetention > 0 {
+            while let first = keyOrder.first, first.at < now - keyRetention {
+                keyOrder.removeFirst()
+                if book.idempotencyKeys[first.key] == first.at { book.idempotencyKeys[first.key] = nil }
             }
         }
     }
 
-    mutating func sweep(at now: UnixMillis, tokenRetention: Int64, keyRetention: Int64) {
-        // Tokens gone for longer than the retention are forgotten (afterwards they are unknown).
-        if tokenRetention > 0 {
-            let cutoff = now - tokenRetention
-            var forgotten = Set<String>()
-            for (hash, record) in tokens {
-                let info = record.info
-                let goneAt = info.revokedAt != 0 ? info.revokedAt : info.expiresAt
-                guard goneAt != 0, goneAt < cutoff else { continue }
-                tokens[hash] = nil
-                tokenIDs[info.id] = nil
-                forgotten.insert(info.id)
-            }
-            if !forgotten.isEmpty {
-                for (license, ids) in licenseTokens {
-                    let kept = ids.filter { !forgotten.contains($0) }
-                    licenseTokens[license] = kept.isEmpty ? nil : kept
-                }
-                for (parent, ids) in children {
-                    let kept = ids.filter { !forgotten.contains($0) }
-                    children[parent] = kept.isEmpty || forgotten.contains(parent) ? nil : kept
-                }
-                book.retiredSecrets = book.retiredSecrets.filter { !forgotten.contains($0.value.tokenID) }
-            }
+    /// Removes a token and its index entries.
+    mutating func forget(_ info: TokenInfo, hash: TokenHash) {
+        tokens[hash] = nil
+        tokenIDs[info.id] = nil
+        licenseTokens[info.licenseID]?.removeAll { $0 == info.id }
+        if licenseTokens[info.licenseID]?.isEmpty == true { licenseTokens[info.licenseID] = nil }
+        if !info.parentID.isEmpty {
+            children[info.parentID]?.removeAll { $0 == info.id }
+            if children[info.parentID]?.isEmpty == true { children[info.parentID] = nil }
         }
-        // Counters of periods that ended more than one period ago; rolling windows that are empty.
-        book.counters = book.counters.filter { key, _ in
-            let length: Int64 = key.period == .hour ? UTCCalendar.millisPerHour : key.period == .day ? UTCCalendar.millisPerDay : 62 * UTCCalendar.millisPerDay
-            return key.start + 2 * length > now
-        }
-        book.includedSpent = book.includedSpent.filter { $0.key.start + 62 * UTCCalendar.millisPerDay > now }
-        book.rolling = book.rolling.filter { $0.value.sum(seconds: $0.key.seconds, at: now) > 0 }
-        if keyRetention > 0 { book.idempotencyKeys = book.idempotencyKeys.filter { $0.value >= now - keyRetention } }
+        children[info.id] = nil
+        if info.rotatedAt != 0 { book.retiredSecrets = book.retiredSecrets.filter { $0.value.tokenID != info.id } }
     }
 
     // MARK: - Reads
@@ -353,13 +395,13 @@ public struct LicensingState: Sendable {
     public func usage(licenseID: String, meter: String, period: Period, at time: UnixMillis) -> UInt64 {
         guard let license = licenses[licenseID]?.spec else { return 0 }
         let start = Self.periodBounds(period, level: .license, license: license, at: time).start
-        return book.counters[CounterKey(pool: PoolKey(.license, licenseID), meter: meter, period: period, start: start)] ?? 0
+        return book.counter(CounterKey(pool: PoolKey(.license, licenseID), meter: meter, period: period, start: start))
     }
 
     /// Usage of `meter` by the token, summed over the ledger.
     public func usage(tokenID: String, meter: String) -> UInt64 {
-        book.ledger.reduce(into: 0) { sum, element in
-            if element.key.tokenID == tokenID, element.key.meter == meter { sum.saturatingAdd(element.value.quantity) }
+        book.ledger.values.reduce(into: 0) { sum, bucket in
+            for (key, value) in bucket where key.tokenID == tokenID && key.meter == meter { sum.saturatingAdd(value.quantity) }
         }
     }
 

@@ -49,11 +49,12 @@ extension StateChange {
             try buffer.writeWireString(owner)
             buffer.writeInteger(amount)
             try buffer.writeWireString(reason)
-        case .swept(let at, let tokenRetention, let keyRetention, let expiryWarning):
+        case .swept(let at, let tokenRetention, let keyRetention, let expiryWarning, let ledgerRetention):
             buffer.writeInteger(at)
             buffer.writeInteger(tokenRetention)
             buffer.writeInteger(keyRetention)
             buffer.writeInteger(expiryWarning)
+            buffer.writeInteger(ledgerRetention)
         case .eventsRecorded(let events):
             buffer.writeInteger(UInt32(events.count))
             for event in events { try buffer.writeEvent(event) }
@@ -114,7 +115,9 @@ extension StateChange {
             let at = try r.i64("at")
             change = .creditsGranted(pool: try r.code("pool", as: PoolLevel.self), owner: try r.string("owner"), amount: try r.u64("amount"), reason: try r.string("reason"), at: at)
         case 12:
-            change = .swept(at: try r.i64("at"), tokenRetention: try r.i64("token_retention"), keyRetention: try r.i64("key_retention"), expiryWarning: try r.i64("expiry_warning"))
+            change = .swept(
+                at: try r.i64("at"), tokenRetention: try r.i64("token_retention"), keyRetention: try r.i64("key_retention"),
+                expiryWarning: try r.i64("expiry_warning"), ledgerRetention: try r.i64("ledger_retention"))
         case 13:
             var events: [LicensingEvent] = []
             for _ in 0..<(try r.longCount("events", minimumElementSize: 21)) { events.append(try r.event()) }
@@ -158,8 +161,9 @@ extension ByteBuffer {
 
     /// The sections of a usage book, each a `u32` count and its entries, in a fixed order (`Protocol/JOURNAL.md`).
     mutating func writeUsageBook(_ book: UsageBook) throws {
-        writeInteger(UInt32(book.counters.count))
-        for (key, value) in book.counters {
+        let counters = book.allCounters
+        writeInteger(UInt32(counters.count))
+        for (key, value) in counters {
             try writePool(key.pool)
             try writeWireString(key.meter)
             writeInteger(key.period.rawValue)
@@ -177,8 +181,9 @@ extension ByteBuffer {
                 writeInteger(slice.value)
             }
         }
-        writeInteger(UInt32(book.ledger.count))
-        for (key, value) in book.ledger {
+        let ledger = book.allLedgerRows
+        writeInteger(UInt32(ledger.count))
+        for (key, value) in ledger {
             try writeWireString(key.licenseID)
             try writeWireString(key.tokenID)
             try writeWireString(key.meter)
@@ -250,7 +255,7 @@ extension WireReader {
         var book = UsageBook()
         for _ in 0..<(try longCount("counters", minimumElementSize: 30)) {
             let key = CounterKey(pool: try pool(), meter: try string("meter"), period: try code("period", as: Period.self), start: try i64("start"))
-            book.counters[key] = try u64("value")
+            book.counters[WindowKey(key.period, key.start), default: [:]][key] = try u64("value")
         }
         for _ in 0..<(try longCount("rolling", minimumElementSize: 11)) {
             let key = RollingKey(pool: try pool(), meter: try string("meter"), seconds: try u32("seconds"))
@@ -260,7 +265,7 @@ extension WireReader {
         }
         for _ in 0..<(try longCount("ledger", minimumElementSize: 30)) {
             let key = LedgerKey(licenseID: try string("license_id"), tokenID: try string("token_id"), meter: try string("meter"), hourStart: try i64("hour_start"))
-            book.ledger[key] = LedgerValue(quantity: try u64("quantity"), overage: try u64("overage"))
+            book.ledger[key.hourStart, default: [:]][key] = LedgerValue(quantity: try u64("quantity"), overage: try u64("overage"))
         }
         for _ in 0..<(try longCount("prepaid", minimumElementSize: 19)) {
             book.prepaid[try pool()] = PrepaidCredits(granted: try u64("granted"), spent: try u64("spent"))

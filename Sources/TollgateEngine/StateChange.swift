@@ -119,9 +119,10 @@ public enum StateChange: Sendable, Hashable {
     case rotationEnded(tokenID: String, at: UnixMillis)
     case creditsGranted(pool: PoolLevel, owner: String, amount: UInt64, reason: String, at: UnixMillis)
     /// Housekeeping at `at`: tokens expired or revoked before `at - tokenRetention` are forgotten, counters of
-    /// ended periods and idempotency keys older than `keyRetention` are dropped. (`expiryWarning` is kept for the
+    /// ended periods, ledger hours older than `ledgerRetention` and idempotency keys older than `keyRetention` are
+    /// dropped (a retention of 0 keeps everything of its kind). (`expiryWarning` is kept for the
     /// record: the `token_expiring` events the sweep found are journaled as `eventsRecorded`.)
-    case swept(at: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64)
+    case swept(at: UnixMillis, tokenRetention: Int64, keyRetention: Int64, expiryWarning: Int64, ledgerRetention: Int64)
     /// Threshold events, numbered when they happened. They are facts of their own (not derived again from usage in
     /// replay), because batched usage reaches the journal in another order than it was counted live.
     case eventsRecorded([LicensingEvent])
@@ -157,6 +158,16 @@ public struct PoolKey: Hashable, Sendable, Comparable {
     }
 
     public static func < (l: PoolKey, r: PoolKey) -> Bool { (l.level, l.owner) < (r.level, r.owner) }
+}
+
+/// A calendar window: the outer key of the usage counters, so that a whole ended window is dropped at once.
+public struct WindowKey: Hashable, Sendable {
+    public var period: Period
+    public var start: UnixMillis
+    public init(_ period: Period, _ start: UnixMillis) {
+        self.period = period
+        self.start = start
+    }
 }
 
 /// Usage of a meter by a pool in one calendar period.
@@ -290,9 +301,11 @@ public struct IncludedCreditsKey: Hashable, Sendable {
 /// Everything `apply` built from usage, grants, rotations and events: the part of the state that is not plans,
 /// organisations, licenses or tokens. A snapshot stores it whole (`countersRestored`).
 public struct UsageBook: Sendable, Hashable {
-    public var counters: [CounterKey: UInt64]
+    /// Counters by window, then by pool, meter and window.
+    public var counters: [WindowKey: [CounterKey: UInt64]]
     public var rolling: [RollingKey: RollingCounter]
-    public var ledger: [LedgerKey: LedgerValue]
+    /// Ledger rows by hour, then by license, token and meter.
+    public var ledger: [UnixMillis: [LedgerKey: LedgerValue]]
     public var prepaid: [PoolKey: PrepaidCredits]
     public var includedSpent: [IncludedCreditsKey: UInt64]
     public var idempotencyKeys: [String: UnixMillis]
@@ -302,7 +315,7 @@ public struct UsageBook: Sendable, Hashable {
     public var nextEventSequence: UInt64
 
     public init(
-        counters: [CounterKey: UInt64] = [:], rolling: [RollingKey: RollingCounter] = [:], ledger: [LedgerKey: LedgerValue] = [:],
+        counters: [WindowKey: [CounterKey: UInt64]] = [:], rolling: [RollingKey: RollingCounter] = [:], ledger: [UnixMillis: [LedgerKey: LedgerValue]] = [:],
         prepaid: [PoolKey: PrepaidCredits] = [:], includedSpent: [IncludedCreditsKey: UInt64] = [:], idempotencyKeys: [String: UnixMillis] = [:],
         retiredSecrets: [TokenHash: RetiredSecret] = [:], events: [LicensingEvent] = [], nextEventSequence: UInt64 = 1
     ) {
@@ -315,5 +328,25 @@ public struct UsageBook: Sendable, Hashable {
         self.retiredSecrets = retiredSecrets
         self.events = events
         self.nextEventSequence = nextEventSequence
+    }
+}
+
+extension UsageBook {
+    public func counter(_ key: CounterKey) -> UInt64 {
+        counters[WindowKey(key.period, key.start)]?[key] ?? 0
+    }
+
+    mutating func add(_ quantity: UInt64, to key: CounterKey) {
+        counters[WindowKey(key.period, key.start), default: [:]][key, default: 0].saturatingAdd(quantity)
+    }
+
+    /// Every counter, flattened (snapshots, tests).
+    public var allCounters: [CounterKey: UInt64] {
+        counters.values.reduce(into: [:]) { all, bucket in all.merge(bucket) { a, _ in a } }
+    }
+
+    /// Every ledger row, flattened (snapshots, tests).
+    public var allLedgerRows: [LedgerKey: LedgerValue] {
+        ledger.values.reduce(into: [:]) { all, bucket in all.merge(bucket) { a, _ in a } }
     }
 }

@@ -36,13 +36,17 @@ public final class TollgateCore: @unchecked Sendable {
         public var idempotencyRetentionMillis: Int64
         /// Tokens expiring within this time get a `token_expiring` event.
         public var expiryWarningMillis: Int64
+        /// Ledger hours older than this are dropped by the sweep (0: never).
+        public var ledgerRetentionMillis: Int64
 
         public init(
             maxFrameSize: Int = 65536, maxTokens: Int = 10_000_000, maxLicenses: Int = 1_000_000,
             usageFlushInterval: TimeAmount = .milliseconds(100), usageFlushBatch: Int = 4096, serverName: String = "tollgated/0.1.0",
             maxDerivedLifetimeMillis: Int64 = 3_600_000, reservationLifetimeMillis: Int64 = 60_000, sweepInterval: TimeAmount = .seconds(60),
-            tokenRetentionMillis: Int64 = 30 * 86_400_000, idempotencyRetentionMillis: Int64 = 86_400_000, expiryWarningMillis: Int64 = 86_400_000
+            tokenRetentionMillis: Int64 = 30 * 86_400_000, idempotencyRetentionMillis: Int64 = 86_400_000, expiryWarningMillis: Int64 = 86_400_000,
+            ledgerRetentionMillis: Int64 = 100 * 86_400_000
         ) {
+            self.ledgerRetentionMillis = ledgerRetentionMillis
             self.maxDerivedLifetimeMillis = maxDerivedLifetimeMillis
             self.reservationLifetimeMillis = reservationLifetimeMillis
             self.sweepInterval = sweepInterval
@@ -224,7 +228,7 @@ public final class TollgateCore: @unchecked Sendable {
             flushPendingUsageLocked()
             let change = state.sweep(
                 at: now, tokenRetention: options.tokenRetentionMillis, keyRetention: options.idempotencyRetentionMillis,
-                expiryWarning: options.expiryWarningMillis)
+                expiryWarning: options.expiryWarningMillis, ledgerRetention: options.ledgerRetentionMillis)
             appendLocked(change, durability: .buffered, completion: nil)
             flushPendingUsageLocked()
         }

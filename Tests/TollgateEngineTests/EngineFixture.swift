@@ -78,9 +78,9 @@ final class EngineFixture {
 
     /// The journaled sweep. Like plan and license changes, it is preceded by a flush of pending usage (as in the
     /// daemon), because it changes how usage is counted.
-    func sweep(tokenRetention: Int64 = 30 * Millis.day, keyRetention: Int64 = Millis.day, expiryWarning: Int64 = 0) {
+    func sweep(tokenRetention: Int64 = 30 * Millis.day, keyRetention: Int64 = Millis.day, expiryWarning: Int64 = 0, ledgerRetention: Int64 = 0) {
         flushConsumed()
-        changes.append(state.sweep(at: now, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning))
+        changes.append(state.sweep(at: now, tokenRetention: tokenRetention, keyRetention: keyRetention, expiryWarning: expiryWarning, ledgerRetention: ledgerRetention))
     }
 
     /// Records a change made by a command the fixture has no wrapper for.

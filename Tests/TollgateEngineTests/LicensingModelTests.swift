@@ -435,4 +435,25 @@ final class LicensingModelTests: XCTestCase {
         XCTAssertEqual(f.check(revoked.secret).reason, .unknownToken)
         XCTAssertEqual(f.state.tokens.count, 1, "the unexpired token stays")
     }
+
+    func testSweepDropsOldKeysAndLedgerHoursOnly() throws {
+        let (f, secret, _) = try fixture(Plan(id: "pro", entitlements: ["*"]))
+        try f.meter(secret, meter: "calls", quantity: 5, key: "k1")
+        f.advance(millis: 2 * Millis.hour)
+        try f.meter(secret, meter: "calls", quantity: 7, key: "k2")
+        f.advance(millis: Millis.hour)
+        f.sweep(keyRetention: 2 * Millis.hour, ledgerRetention: 2 * Millis.hour + Millis.minute)
+        XCTAssertNil(f.state.book.idempotencyKeys["k1"], "older than the retention")
+        XCTAssertNotNil(f.state.book.idempotencyKeys["k2"])
+        XCTAssertEqual(f.state.usageRows(UsageQuery(from: 0, to: .max)).map(\.quantity), [7], "the first hour aged out of the ledger")
+        // A forgotten key counts again; a remembered one does not.
+        XCTAssertFalse(try f.meter(secret, meter: "calls", quantity: 5, key: "k1").result.duplicate)
+        XCTAssertTrue(try f.meter(secret, meter: "calls", quantity: 7, key: "k2").result.duplicate)
+        // The indexes survive a snapshot: a later sweep still finds k2.
+        try f.takeSnapshot()
+        try f.restart()
+        f.advance(millis: 2 * Millis.hour)
+        f.sweep(keyRetention: 2 * Millis.hour)
+        XCTAssertNil(f.state.book.idempotencyKeys["k2"])
+    }
 }

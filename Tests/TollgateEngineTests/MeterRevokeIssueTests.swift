@@ -24,7 +24,7 @@ final class MeterTests: XCTestCase {
         XCTAssertEqual(f.state.usage(tokenID: bobInfo.id, meter: "calls"), 1)
         XCTAssertEqual(f.state.usage(tokenID: aliceInfo.id, meter: "calls"), 0)
         let hour = UTCCalendar.bounds(of: .hour, containing: f.nowMillis).start
-        XCTAssertEqual(f.state.book.ledger[LedgerKey(licenseID: "lic-1", tokenID: bobInfo.id, meter: "bytes", hourStart: hour)]?.quantity, 7)
+        XCTAssertEqual(f.state.book.ledger[hour]?[LedgerKey(licenseID: "lic-1", tokenID: bobInfo.id, meter: "bytes", hourStart: hour)]?.quantity, 7)
         // The next hour starts from zero for the hourly counter only.
         f.set(millis: UTCCalendar.bounds(of: .hour, containing: f.nowMillis).end)
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .hour, at: f.nowMillis), 0)
