@@ -139,6 +139,8 @@ extension LicensingState {
         let cost = request.meter.isEmpty ? 0 : request.cost
         var overage: UInt64 = 0
         var quotaPools: [PoolKey] = []
+        // The tightest quota before this check's cost: what a later denial reports (it charged nothing).
+        var quotaBefore: QuotaState?
         if !request.meter.isEmpty {
             for rule in plan.quotas where rule.meter == request.meter {
                 let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
@@ -158,7 +160,10 @@ extension LicensingState {
                 if explain { result.explanation.append(evaluation) }
                 quotaPools.append(pool)
                 let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: resetAt)
-                if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
+                if result.quota == nil || state.remaining < result.quota!.remaining {
+                    result.quota = state
+                    quotaBefore = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: resetAt)
+                }
             }
         }
 
@@ -171,6 +176,7 @@ extension LicensingState {
             if payment.shortfall > 0 {
                 guard plan.overage == .allowAndRecord else {
                     result.creditsRemaining = payment.availableBefore
+                    result.quota = quotaBefore
                     return deny(.creditsExhausted, evaluation)
                 }
                 overage = max(overage, payment.shortfall)

@@ -11,9 +11,13 @@ extension LicensingState {
         guard request.quantity > 0 else { throw EngineError.invalid("the quantity must be at least 1") }
 
         guard TokenFormat.validate(request.token) != nil else { return (MeterResult(reason: .malformedToken), nil) }
-        guard let record = tokens[Self.hash(of: request.token)] else { return (MeterResult(reason: .unknownToken), nil) }
+        guard let (record, retired) = resolve(secret: request.token) else { return (MeterResult(reason: .unknownToken), nil) }
         let token = record.info
         var result = MeterResult(reason: .none, tokenID: token.id, licenseID: token.licenseID)
+        if let retired, now.millis >= retired.validUntil {
+            result.reason = .revoked
+            return (result, nil)
+        }
         let plan: Plan
         let license: LicenseSpec
         switch usability(of: record, at: now.millis, caller: caller) {
@@ -65,7 +69,8 @@ extension LicensingState {
         switch request.target {
         case .secret(let secret):
             guard TokenFormat.validate(secret) != nil else { throw EngineError.invalid("the value is not a well-formed token") }
-            guard let token = tokens[Self.hash(of: secret)] else { throw EngineError.notFound("no token matches the given secret") }
+            // A rotated-out secret names its token too: revoking with a leaked old secret revokes the identity.
+            guard let (token, _) = resolve(secret: secret) else { throw EngineError.notFound("no token matches the given secret") }
             ids = [token.info.id]
         case .tokenID(let id):
             guard tokenIDs[id] != nil else { throw EngineError.notFound("token \(Self.printable(id)) does not exist") }
@@ -130,8 +135,12 @@ extension LicensingState {
         _ request: DeriveRequest, at now: Timestamp, caller: UInt32? = nil, maxLifetime: Int64, using rng: inout R
     ) throws -> (result: CheckResult, secret: String, token: TokenInfo?, change: StateChange?) {
         guard TokenFormat.validate(request.parent) != nil else { return (CheckResult(reason: .malformedToken), "", nil, nil) }
-        guard let parent = tokens[Self.hash(of: request.parent)] else { return (CheckResult(reason: .unknownToken), "", nil, nil) }
+        guard let (parent, retired) = resolve(secret: request.parent) else { return (CheckResult(reason: .unknownToken), "", nil, nil) }
         var result = CheckResult(reason: .none, tokenID: parent.info.id, licenseID: parent.info.licenseID, subject: parent.info.subject)
+        if let retired, now.millis >= retired.validUntil {
+            result.reason = .revoked
+            return (result, "", nil, nil)
+        }
         let plan: Plan
         switch usability(of: parent, at: now.millis, caller: caller) {
         case .failure(let denial):
@@ -267,6 +276,15 @@ extension LicensingState {
     }
 
     // MARK: - Helpers
+
+    /// The token a (well-formed) secret names: by its current secret, or by a secret a rotation replaced (returned
+    /// with it, so the caller can refuse it once its grace period is over).
+    func resolve(secret: String) -> (TokenRecord, RetiredSecret?)? {
+        let hash = Self.hash(of: secret)
+        if let record = tokens[hash] { return (record, nil) }
+        guard let retired = book.retiredSecrets[hash], let record = tokenIDs[retired.tokenID].flatMap({ tokens[$0] }) else { return nil }
+        return (record, retired)
+    }
 
     /// Refuses a new token when the license already holds the plan's maximum of active tokens.
     func checkTokenLimit(plan: Plan, licenseID: String, at time: UnixMillis) throws {

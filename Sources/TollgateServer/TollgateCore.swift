@@ -165,8 +165,7 @@ public final class TollgateCore: @unchecked Sendable {
         case .usageExport(let export):
             return usageExport(export)
         case .events(let after, let limit):
-            let limit = limit == 0 ? 1000 : Int(limit)
-            return .events(lock.withLock { state.events(after: after, limit: limit) })
+            return eventsPage(after: after, limit: limit)
         case .stats:
             return .stats(statistics())
         case .licenseGet(let id):
@@ -212,10 +211,33 @@ public final class TollgateCore: @unchecked Sendable {
     func usageExport(_ export: UsageExportRequest) -> Response {
         guard export.query.from < export.query.to else { return .error(.invalidArgument, "from must be earlier than to") }
         let rows = lock.withLock { state.usageRows(export.query) }
-        let limit = export.limit == 0 ? 500 : Int(export.limit)
+        let limit = export.limit == 0 ? 100 : Int(export.limit)
         let start = min(Int(export.offset), rows.count)
-        let end = min(start + limit, rows.count)
+        var end = min(start + limit, rows.count)
+        // Keep the answer within one frame: a page ends early (and `next` points at the rest) when it would not fit.
+        var size = 16 + 2 + 4
+        for index in start..<end {
+            let row = rows[index]
+            size += 10 + row.org.utf8.count + row.project.utf8.count + row.licenseID.utf8.count + row.tokenID.utf8.count + row.meter.utf8.count + 24
+            if size > options.maxFrameSize && index > start {
+                end = index
+                break
+            }
+        }
         return .usage(rows: Array(rows[start..<end]), next: end < rows.count ? UInt32(clamping: end) : 0)
+    }
+
+    /// Events after a sequence number, as many as fit in one frame (the caller asks again after the last one).
+    func eventsPage(after: UInt64, limit: UInt16) -> Response {
+        let events = lock.withLock { state.events(after: after, limit: limit == 0 ? 200 : Int(limit)) }
+        var size = 16 + 2
+        var count = 0
+        for event in events {
+            size += 8 + 8 + 1 + 4 + event.owner.utf8.count + event.detail.utf8.count
+            if size > options.maxFrameSize && count > 0 { break }
+            count += 1
+        }
+        return .events(Array(events.prefix(count)))
     }
 
     /// Periodic work off the request path: releases expired reservations, and every `sweepInterval` journals a

@@ -247,6 +247,7 @@ final class LicensingModelTests: XCTestCase {
         XCTAssertEqual(f.state.leasesHeld, leases, "no lease was taken")
         XCTAssertEqual(f.consumed.count, consumed)
         XCTAssertEqual(denied.leaseID, 0)
+        XCTAssertEqual(denied.quota?.remaining, 85, "the quota as it stands: the denied check charged nothing")
     }
 
     // MARK: - Leases and reservations
@@ -320,11 +321,14 @@ final class LicensingModelTests: XCTestCase {
         let usedOldAt = f.nowMillis
         f.advance(millis: 1000)
         XCTAssertEqual(f.checkAllowed(new).tokenID, token.id)
+        XCTAssertTrue(try f.meter(old, meter: "calls", quantity: 1).result.allowed, "METER accepts the old secret in the grace period too")
         let seen = f.state.token(id: token.id)!.info
         XCTAssertEqual(seen.previousSecretLastUsedAt, usedOldAt, "the last use of the old secret is visible")
         XCTAssertEqual(seen.lastUsedAt, f.nowMillis)
         f.set(millis: rotated.previousSecretValidUntil)
         XCTAssertEqual(f.check(old).reason, .revoked, "after the grace period the old secret is refused as revoked")
+        XCTAssertEqual(try f.meter(old, meter: "calls", quantity: 1).result.reason, .revoked)
+        XCTAssertEqual(try f.state.derive(DeriveRequest(parent: old, ttlSeconds: 60), at: f.now, maxLifetime: Millis.hour, using: &f.rng).result.reason, .revoked)
         f.checkAllowed(new)
 
         // Ending the overlap early.
@@ -335,6 +339,9 @@ final class LicensingModelTests: XCTestCase {
         XCTAssertEqual(f.check(new).reason, .revoked)
         XCTAssertEqual(f.check(old).reason, .revoked, "older secrets stay refused")
         f.checkAllowed(newer)
+        // A leaked old secret still names the identity: revoking with it revokes the token.
+        XCTAssertEqual(try f.revoke(.secret(old)).revoked, 1)
+        XCTAssertEqual(f.check(newer).reason, .revoked)
     }
 
     func testDerivedTokensAreNarrowerShortLivedAndDieWithTheirParent() throws {
