@@ -375,7 +375,7 @@ public final class TollgateCore: @unchecked Sendable {
             revoke.actor = String((revoke.actor.isEmpty ? "" : revoke.actor + " ") + "uid=\(caller.map(String.init) ?? "unknown")")
             let (count, change) = try state.revoke(revoke, at: now)
             if let change, case .tokensRevoked(let ids, _, let actor, _) = change {
-                logger.notice("tokens revoked", metadata: [
+                audit("tokens revoked", caller: caller, [
                     "tollgate.revoke.by": "\(["secret", "token_id", "license", "org", "subject"][Int(revoke.target.code)])",
                     "tollgate.actor": "\(actor)",
                     "tollgate.token_ids": "\(ids.prefix(10).joined(separator: ","))\(ids.count > 10 ? ",…" : "")",
@@ -388,7 +388,7 @@ public final class TollgateCore: @unchecked Sendable {
                 throw EngineError(.invalidArgument, "the token store is full (\(maxTokens) tokens); raise limits.max_tokens")
             }
             let (secret, token, change) = try state.issue(issue, at: now, using: &rng)
-            logger.info("token issued", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.license": "\(token.licenseID)"])
+            audit("token issued", caller: caller, ["tollgate.token_id": "\(token.id)", "tollgate.license": "\(token.licenseID)"])
             return (.issue(secret: secret, token: token), change)
         case .licensePut(let spec):
             guard state.licenses[spec.id] != nil || state.licenses.count < maxLicenses else {
@@ -398,39 +398,48 @@ public final class TollgateCore: @unchecked Sendable {
             // so that replay counts it the same way.
             flushPendingUsageLocked()
             let (info, change) = try state.putLicense(spec, at: now)
-            logger.info("license put", metadata: ["tollgate.license": "\(spec.id)", "tollgate.plan": "\(spec.plan)", "tollgate.status": "\(spec.status.name)"])
+            audit("license put", caller: caller, ["tollgate.license": "\(spec.id)", "tollgate.plan": "\(spec.plan)", "tollgate.status": "\(spec.status.name)"])
             return (.license(info), change)
         case .planPut(let plan):
             flushPendingUsageLocked()
             let (stored, change) = try state.putPlan(plan, at: now)
-            if change != nil { logger.info("plan put", metadata: ["tollgate.plan": "\(plan.id)"]) }
+            if change != nil { audit("plan put", caller: caller, ["tollgate.plan": "\(plan.id)"]) }
             return (.plan(stored), change)
         case .derive(let derive):
             guard state.tokens.count < maxTokens else {
                 throw EngineError(.invalidArgument, "the token store is full (\(maxTokens) tokens); raise limits.max_tokens")
             }
             let (result, secret, token, change) = try state.derive(derive, at: now, caller: caller, maxLifetime: options.maxDerivedLifetimeMillis, using: &rng)
-            if let token { logger.info("token derived", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.parent_id": "\(token.parentID)"]) }
+            if let token { audit("token derived", caller: caller, ["tollgate.token_id": "\(token.id)", "tollgate.parent_id": "\(token.parentID)"]) }
             return (.derive(result, secret: secret, token: token), change)
         case .rotate(let rotate):
             let (secret, token, change) = try state.rotate(rotate, at: now, using: &rng)
-            logger.notice("token rotated", metadata: ["tollgate.token_id": "\(token.id)", "tollgate.grace_s": "\(rotate.graceSeconds)"])
+            audit("token rotated", caller: caller, ["tollgate.token_id": "\(token.id)", "tollgate.grace_s": "\(rotate.graceSeconds)"])
             return (.issue(secret: secret, token: token), change)
         case .rotationEnd(let id):
             let (token, change) = try state.endRotation(tokenID: id, at: now)
-            if change != nil { logger.notice("rotation overlap ended", metadata: ["tollgate.token_id": "\(id)"]) }
+            if change != nil { audit("rotation overlap ended", caller: caller, ["tollgate.token_id": "\(id)"]) }
             return (.token(token), change)
         case .orgPut(let org):
             let (stored, change) = try state.putOrg(org, at: now)
-            if change != nil { logger.info("organisation put", metadata: ["tollgate.org": "\(org.id)", "tollgate.suspended": "\(org.suspended)"]) }
+            if change != nil { audit("organisation put", caller: caller, ["tollgate.org": "\(org.id)", "tollgate.suspended": "\(org.suspended)"]) }
             return (.org(stored), change)
         case .creditsGrant(let grant):
             let (balance, change) = try state.grantCredits(grant, at: now)
-            logger.notice("credits granted", metadata: ["tollgate.pool": "\(grant.pool.name)", "tollgate.owner": "\(grant.owner)", "tollgate.amount": "\(grant.amount)"])
+            audit("credits granted", caller: caller, ["tollgate.pool": "\(grant.pool.name)", "tollgate.owner": "\(grant.owner)", "tollgate.amount": "\(grant.amount)"])
             return (.credits(balance: balance), change)
         default:
             preconditionFailure("\(request.opcode.name) is not a state change")
         }
+    }
+
+    /// One audit line per change made: notice level, `tollgate.audit=1` (journald: `TOLLGATE_AUDIT=1`) and the
+    /// caller's uid from the socket's peer credentials, beside the journal record itself.
+    private func audit(_ message: Logger.Message, caller: UInt32?, _ metadata: Logger.Metadata) {
+        var metadata = metadata
+        metadata["tollgate.audit"] = "1"
+        metadata["tollgate.uid"] = "\(caller.map(String.init) ?? "unknown")"
+        logger.notice(message, metadata: metadata)
     }
 
     /// Appends a change to the journal. Must be called with the lock held so journal order equals apply order.
