@@ -187,7 +187,9 @@ extension LicensingState {
 
         // Everything passed: commit.
         for (pool, state) in limiterUpdates { rateLimiters[pool] = state }
-        if request.options.contains(.lease) {
+        // A lease is taken only where a concurrency limit applies: without one there is nothing to hold (and nothing a
+        // caller that never releases could pile up).
+        if request.options.contains(.lease) && !leasePools.isEmpty {
             let id = limits.makeID()
             limits.leases[id] = LiveLimits.Lease(pools: leasePools)
             for pool in leasePools { limits.leaseCounts[pool, default: 0] += 1 }

@@ -269,6 +269,9 @@ final class LicensingModelTests: XCTestCase {
         f.checkAllowed(c, options: .lease)
         XCTAssertTrue(f.state.release(leaseID: second))
         XCTAssertEqual(f.state.leasesHeld, 1)
+        // Where no concurrency limit applies, no lease is taken.
+        try f.putPlan(Plan(id: "pro", entitlements: ["*"]))
+        XCTAssertEqual(f.checkAllowed(a, options: .lease).leaseID, 0)
     }
 
     func testReservationsHoldQuotaUntilSettledOrExpired() throws {

@@ -1580,8 +1580,9 @@ class LiveLicensingTests(LiveBase):
         _, _, tok = self.setup_token()
         r = self.P.check(tok["secret"], lease=True)
         self.assertAllow(r)
-        self.assertGreater(r["lease_id"], 0)
-        self.assertEqual(self.P.release(r["lease_id"]), {"released": 1})
+        # PROTOCOL.md 8.6: nothing to hold where no concurrency limit applies
+        self.assertEqual(r["lease_id"], 0)
+        self.assertEqual(self.P.release(0), {"released": 0})
 
     # --- reservations ----------------------------------------------------------------------------
 
