@@ -218,14 +218,6 @@ extension ByteBuffer {
         for event in book.events { try writeEvent(event) }
         writeInteger(book.nextEventSequence)
     }
-
-    mutating func writeEvent(_ event: LicensingEvent) throws {
-        writeInteger(event.sequence)
-        writeInteger(event.at)
-        writeInteger(event.kind.rawValue)
-        try writeWireString(event.owner)
-        try writeWireString(event.detail)
-    }
 }
 
 extension WireReader {
@@ -238,12 +230,6 @@ extension WireReader {
             tokenID: try string("token_id"), meter: try string("meter"), quantity: try u64("quantity"), at: try i64("at"),
             overage: try u64("overage"), includedCredits: try u64("included_credits"), prepaidCredits: try u64("prepaid_credits"),
             creditPool: try code("credit_pool", as: PoolLevel.self))
-    }
-
-    mutating func event() throws -> LicensingEvent {
-        LicensingEvent(
-            sequence: try u64("sequence"), at: try i64("at"), kind: try code("kind", as: LicensingEvent.Kind.self),
-            owner: try string("owner"), detail: try string("detail"))
     }
 
     mutating func pool() throws -> PoolKey {

@@ -45,6 +45,14 @@ extension ByteBuffer {
         writeInteger(info.prepaidCredits)
     }
 
+    public mutating func writeEvent(_ event: LicensingEvent) throws {
+        writeInteger(event.sequence)
+        writeInteger(event.at)
+        writeInteger(event.kind.rawValue)
+        try writeWireString(event.owner)
+        try writeWireString(event.detail)
+    }
+
     public mutating func writeOrgSpec(_ org: OrgSpec) throws {
         try writeWireString(org.id)
         try writeWireString(org.name)
@@ -109,6 +117,12 @@ extension WireReader {
         LicenseInfo(
             spec: try licenseSpec(), updatedAt: try i64("updated_at"), activeTokens: try u32("active_tokens"),
             pastDueSince: try i64("past_due_since"), prepaidCredits: try u64("prepaid_credits"))
+    }
+
+    public mutating func event() throws -> LicensingEvent {
+        LicensingEvent(
+            sequence: try u64("sequence"), at: try i64("at"), kind: try code("kind", as: LicensingEvent.Kind.self),
+            owner: try string("owner"), detail: try string("detail"))
     }
 
     public mutating func orgSpec() throws -> OrgSpec {

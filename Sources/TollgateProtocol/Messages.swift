@@ -307,9 +307,7 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
     case .events:
         var events: [LicensingEvent] = []
         for _ in 0..<(try r.count("events", minimumElementSize: 21)) {
-            events.append(LicensingEvent(
-                sequence: try r.u64("sequence"), at: try r.i64("at"), kind: try r.code("kind", as: LicensingEvent.Kind.self),
-                owner: try r.string("owner"), detail: try r.string("detail")))
+            events.append(try r.event())
         }
         response = .events(events)
     }
@@ -440,13 +438,7 @@ extension ByteBuffer {
             writeInteger(next)
         case .events(let events):
             try writeWireCount(events.count)
-            for event in events {
-                writeInteger(event.sequence)
-                writeInteger(event.at)
-                writeInteger(event.kind.rawValue)
-                try writeWireString(event.owner)
-                try writeWireString(event.detail)
-            }
+            for event in events { try writeEvent(event) }
         case .meter(let result):
             writeWireBool(result.allowed)
             writeInteger(result.reason.rawValue)
