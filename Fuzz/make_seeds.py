@@ -4,7 +4,6 @@ few structured journal and payload seeds built here. Nothing binary is committed
 
 usage: make_seeds.py OUT_DIR
 """
-import hashlib
 import os
 import struct
 import sys
@@ -31,16 +30,6 @@ def write(out, target, name, data):
         f.write(data)
 
 
-# Big-endian payload primitives (PROTOCOL.md section 3, JOURNAL.md section 10).
-def s(text):
-    b = text.encode()
-    return struct.pack(">H", len(b)) + b
-
-
-def strs(items):
-    return struct.pack(">H", len(items)) + b"".join(s(i) for i in items)
-
-
 def u8(v):
     return struct.pack(">B", v)
 
@@ -49,37 +38,14 @@ def u32(v):
     return struct.pack(">I", v)
 
 
-def u64(v):
-    return struct.pack(">Q", v)
-
-
-def i64(v):
-    return struct.pack(">q", v)
-
-
-def token_info(tid, lic, revoked_at=0):
-    return (s(tid) + s(lic) + s("svc") + strs(["read", "write"]) + i64(1_700_000_000_000) + i64(0) + i64(0)
-            + i64(revoked_at) + s("leaked" if revoked_at else "") + struct.pack(">H", 1) + s("team") + s("core") + u8(1))
-
-
-def usage(tid, meter, qty, at):
-    return s(tid) + s(meter) + u64(qty) + i64(at)
-
-
 def engine_records():
-    t = "tok_0000000000000000000001"
-    plan = i64(5) + s("pro") + strs(["read", "write"]) + struct.pack(">H", 1) + s("requests") + u8(2) + u64(1000) + u32(10) + u32(20)
-    return {
-        1: plan,
-        2: i64(6) + s("lic_1") + s("ACME") + s("pro") + u8(0) + i64(0),
-        3: hashlib.sha256(b"tg_test_secret").digest() + token_info(t, "lic_1"),
-        4: i64(7) + s("leaked") + u32(1) + s(t),
-        5: usage(t, "requests", 3, 1_700_000_000_000) + s("evt-1"),
-        6: u32(2) + usage(t, "requests", 1, 1_700_000_000_000) + usage(t, "bytes", 512, 1_700_000_003_600),
-        7: (u32(1) + s("lic_1") + s("requests") + u8(2) + i64(1_698_796_800_000) + u64(42)
-            + u32(1) + s(t) + s("requests") + i64(1_698_796_800_000) + u64(42)
-            + u32(1) + s("evt-1") + i64(1_700_000_000_000)),
-    }
+    """One payload of every record type, from the golden payload vectors the engine's tests check."""
+    pdir = os.path.join(VECTORS, "journal", "payloads")
+    records = {}
+    for name in sorted(os.listdir(pdir)):
+        if name.startswith("type") and name.endswith(".hex"):
+            records[int(name[4:6])] = read_hex(os.path.join(pdir, name))
+    return records
 
 
 def main():
@@ -129,7 +95,7 @@ def main():
     for t, payload in records.items():
         write(out, "fuzz-payloads", f"record-type{t}", bytes([t]) + payload)
     snap = b""
-    for t in (1, 2, 3, 7):
+    for t in (1, 8, 2, 3, 9, 7):
         snap += u8(t) + u32(len(records[t])) + records[t]
     write(out, "fuzz-payloads", "snapshot", b"\x80" + snap)
 

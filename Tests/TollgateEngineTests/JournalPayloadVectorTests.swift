@@ -1,0 +1,85 @@
+import Foundation
+import NIOCore
+import TollgateModel
+import XCTest
+
+@testable import TollgateEngine
+
+/// Golden payloads of every journal record type (`Protocol/vectors/journal/payloads/`), checked both ways, so that
+/// another implementation of `Protocol/JOURNAL.md` can test its record codec against ours. They also seed the
+/// payload fuzzer. Set `TOLLGATE_WRITE_VECTORS=1` to rewrite them after a deliberate format change.
+final class JournalPayloadVectorTests: XCTestCase {
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Protocol/vectors/journal/payloads")
+
+    static let at: UnixMillis = 1_767_225_600_000
+    static let tokenID = "tok_0000000000000000000001"
+    static let hash = TokenHash(0x0102_0304_0506_0708, 0x1112_1314_1516_1718, 0x2122_2324_2526_2728, 0x3132_3334_3536_3738)
+    static let otherHash = TokenHash(0xA1A2_A3A4_A5A6_A7A8, 0xB1B2_B3B4_B5B6_B7B8, 0xC1C2_C3C4_C5C6_C7C8, 0xD1D2_D3D4_D5D6_D7D8)
+
+    static var vectors: [(name: String, change: StateChange)] {
+        let plan = Plan(
+            id: "pro", entitlements: ["read", "write"], features: ["exports"],
+            quotas: [QuotaRule(meter: "requests", period: .month, limit: 100_000), QuotaRule(meter: "requests", window: .rolling(seconds: 60), limit: 600, pool: .token)],
+            rateLimits: [RateRule(pool: .license, ratePerSecond: 50, burst: 100)], concurrency: [ConcurrencyRule(pool: .token, max: 8)],
+            credits: CreditPolicy(pool: .org, included: 5000, period: .month), overage: .allowAndRecord,
+            maxTokenLifetimeSeconds: 7_776_000, maxActiveTokens: 100, pastDueGraceSeconds: 604_800)
+        let license = LicenseSpec(
+            id: "lic_acme", customer: "Acme Corp", plan: "pro", status: .pastDue, validUntil: 0, validFrom: at,
+            trialEndsAt: 0, org: "acme", project: "checkout", billingAnchorDay: 15)
+        let token = TokenInfo(
+            id: tokenID, licenseID: "lic_acme", subject: "svc-reports", scopes: ["read"], issuedAt: at, notBefore: 0,
+            expiresAt: at + 86_400_000, metadata: [KeyValue("team", "billing")], environment: .test, parentID: "tok_0000000000000000000000")
+        let usage = UsageEntry(tokenID: tokenID, meter: "requests", quantity: 12, at: at + 1, overage: 2, includedCredits: 7, prepaidCredits: 5, creditPool: .org)
+        let event = LicensingEvent(sequence: 1, at: at + 2, kind: .quota80, owner: "lic_acme", detail: "quota:requests:month:license@\(at)")
+        var rolling = RollingCounter()
+        rolling.add(3, seconds: 60, at: at)
+        let book = UsageBook(
+            counters: [WindowKey(.month, at): [CounterKey(pool: PoolKey(.license, "lic_acme"), meter: "requests", period: .month, start: at): 12]],
+            rolling: [RollingKey(pool: PoolKey(.token, tokenID), meter: "requests", seconds: 60): rolling],
+            ledger: [at: [LedgerKey(licenseID: "lic_acme", tokenID: tokenID, meter: "requests", hourStart: at): LedgerValue(quantity: 12, overage: 2)]],
+            prepaid: [PoolKey(.org, "acme"): PrepaidCredits(granted: 100, spent: 5)],
+            includedSpent: [IncludedCreditsKey(pool: PoolKey(.org, "acme"), start: at): 7],
+            idempotencyKeys: ["evt-42": at],
+            retiredSecrets: [otherHash: RetiredSecret(tokenID: tokenID, validUntil: at + 3_600_000)],
+            events: [event], nextEventSequence: 2)
+        return [
+            ("type01-plan-put", .planPut(plan, at: at)),
+            ("type02-license-put", .licensePut(license, at: at, pastDueSince: at)),
+            ("type03-token-issued", .tokenIssued(TokenRecord(hash: hash, info: token))),
+            ("type04-tokens-revoked", .tokensRevoked(tokenIDs: [tokenID], reason: "leaked", actor: "alice@ops uid=0", at: at)),
+            ("type05-metered", .metered(usage, idempotencyKey: "evt-42")),
+            ("type06-consumed", .consumed([usage, UsageEntry(tokenID: tokenID, meter: "bytes", quantity: 4096, at: at + 3)])),
+            ("type07-counters-restored", .countersRestored(book)),
+            ("type08-org-put", .orgPut(OrgSpec(id: "acme", name: "Acme Corp", suspended: true), at: at)),
+            ("type09-token-rotated", .tokenRotated(tokenID: tokenID, newHash: otherHash, previousHash: hash, previousValidUntil: at + 3_600_000, at: at)),
+            ("type10-rotation-ended", .rotationEnded(tokenID: tokenID, at: at)),
+            ("type11-credits-granted", .creditsGranted(pool: .license, owner: "lic_acme", amount: 250, reason: "top-up", at: at)),
+            ("type12-swept", .swept(at: at, tokenRetention: 30 * 86_400_000, keyRetention: 86_400_000, expiryWarning: 86_400_000, ledgerRetention: 100 * 86_400_000)),
+            ("type13-events-recorded", .eventsRecorded([event])),
+        ]
+    }
+
+    func testEveryRecordTypeHasAVector() {
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...13))
+    }
+
+    func testPayloadsMatchTheirVectorsBothWays() throws {
+        let write = ProcessInfo.processInfo.environment["TOLLGATE_WRITE_VECTORS"] == "1"
+        if write { try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true) }
+        for (name, change) in Self.vectors {
+            let bytes = try change.encodedPayload()
+            let url = Self.directory.appendingPathComponent("\(name).hex")
+            if write {
+                let lines = stride(from: 0, to: bytes.count, by: 16).map { start in
+                    bytes[start..<min(start + 16, bytes.count)].map { String(format: "%02x", $0) }.joined(separator: " ")
+                }
+                try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+            }
+            let golden = try String(contentsOf: url, encoding: .utf8).split(whereSeparator: { $0 == " " || $0 == "\n" }).map { UInt8($0, radix: 16)! }
+            XCTAssertEqual(bytes, golden, "\(name): encoding differs from the golden payload")
+            XCTAssertEqual(try StateChange.decode(type: change.typeCode, payload: ByteBuffer(bytes: golden)), change, "\(name): decoding")
+        }
+    }
+}
