@@ -212,7 +212,7 @@ extension LicensingState {
         let entry = UsageEntry(
             tokenID: token.id, meter: request.meter, quantity: cost, at: now.millis, overage: overage,
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
-        recordUsageLive(entry)
+        recordUsageLive(entry, context: (license, plan))
         return (result, entry)
     }
 
