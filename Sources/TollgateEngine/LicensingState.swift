@@ -190,7 +190,16 @@ public struct LicensingState: Sendable {
         guard plan.credits != nil || plan.quotas.contains(where: { $0.meter == entry.meter }) else { return record() }
         let before = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
         record()
-        let after = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
+        // Every counter read is one `recordUsage` just added to (a quota's counter: the quantity; the included
+        // credits: what was paid from them), so the readings after are derived instead of read again. Debug builds
+        // (the tests) read them again and compare.
+        var after = before
+        for i in after.indices {
+            after[i].used.saturatingAdd(after[i].credits ? entry.includedCredits : entry.quantity)
+        }
+        assert(
+            after.map(\.used) == thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at).map(\.used),
+            "threshold readings after recording usage differ from the derived ones")
         recordCrossings(before: before, after: after, at: entry.at)
     }
 
