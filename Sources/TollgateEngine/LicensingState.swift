@@ -41,6 +41,10 @@ public struct LicensingState: Sendable {
     /// The calendar counters some plan's quota reads: one bit per (pool level, period), derived from the plans by
     /// `apply(.planPut)` (so rebuilt by replay). `recordUsage` counts only these, not every level × period.
     var countedWindows = CountedWindows()
+    /// The distinct scope lists of the tokens, so that tokens with the same scopes share one array (memory per
+    /// token). Never shrinks, so it is bounded: past `maxSharedScopeLists` distinct lists, new ones are not shared.
+    var scopeSets = Set<[String]>()
+    static let maxSharedScopeLists = 4096
 
     /// A time and the token it concerns, ordered by time then id (a total order, so the sweep is deterministic).
     struct Deadline: Comparable, Sendable {
@@ -86,7 +90,11 @@ public struct LicensingState: Sendable {
             orgs[spec.id] = OrgRecord(spec: spec, updatedAt: at)
         case .licensePut(let spec, let at, let pastDueSince):
             licenses[spec.id] = LicenseRecord(spec: spec, updatedAt: at, pastDueSince: pastDueSince)
-        case .tokenIssued(let record):
+        case .tokenIssued(var record):
+            // Tokens of a license mostly carry the same scopes: one shared array each, not one per token.
+            if !record.info.scopes.isEmpty, scopeSets.count < Self.maxSharedScopeLists || scopeSets.contains(record.info.scopes) {
+                record.info.scopes = scopeSets.insert(record.info.scopes).memberAfterInsert
+            }
             if let previous = tokenIDs[record.info.id], previous != record.hash { tokens[previous] = nil }
             if tokens[record.hash] == nil, tokenIDs[record.info.id] == nil {
                 licenseTokens[record.info.licenseID, default: []].append(record.info.id)
