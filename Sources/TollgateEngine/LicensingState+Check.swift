@@ -55,8 +55,12 @@ extension LicensingState {
         guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
         let record: TokenRecord
         var retired: RetiredSecret?
-        if let current = tokens[hash] {
-            record = current
+        // The position of the record, to note its last use below without looking the hash up again (nothing
+        // changes the token table in between).
+        var position: Dictionary<TokenHash, TokenRecord>.Index?
+        if let index = tokens.index(forKey: hash) {
+            position = index
+            record = tokens.values[index]
         } else if let old = book.retiredSecrets[hash], let current = tokenIDs[old.tokenID].flatMap({ tokens[$0] }) {
             record = current
             retired = old
@@ -189,8 +193,8 @@ extension LicensingState {
         }
         if retired != nil {
             tokens[record.hash]?.previousLastUsed = now.millis
-        } else {
-            tokens[hash]?.lastUsed = now.millis
+        } else if let position {
+            tokens.values[position].lastUsed = now.millis
         }
         result.overage = overage
 
