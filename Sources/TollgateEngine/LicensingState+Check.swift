@@ -112,12 +112,15 @@ extension LicensingState {
             if let previous = rateLimiters[pool], previous.interval == interval, previous.tolerance == tolerance {
                 tat = max(previous.tat, now.nanoseconds)
             }
-            let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
+            // Built only when reported (explain mode or a denial): a rule's name is formatted on demand.
+            func evaluation() -> RuleEvaluation {
+                RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
+            }
             if tat - now.nanoseconds > tolerance {
                 wait = max(wait, tat - now.nanoseconds - tolerance)
-                rateDenial = rateDenial ?? evaluation
+                rateDenial = rateDenial ?? evaluation()
             } else {
-                if explain { result.explanation.append(evaluation) }
+                if explain { result.explanation.append(evaluation()) }
                 limiterUpdates.append((pool, RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)))
             }
         }
@@ -132,9 +135,9 @@ extension LicensingState {
             for rule in plan.concurrency {
                 let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
                 let held = limits.leaseCounts[pool] ?? 0
-                let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.max), used: UInt64(held))
-                if held >= rule.max { return deny(.concurrencyLimited, evaluation) }
-                if explain { result.explanation.append(evaluation) }
+                func evaluation() -> RuleEvaluation { RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.max), used: UInt64(held)) }
+                if held >= rule.max { return deny(.concurrencyLimited, evaluation()) }
+                if explain { result.explanation.append(evaluation()) }
                 leasePools.append(pool)
             }
         }
@@ -151,15 +154,15 @@ extension LicensingState {
                 used.saturatingAdd(held)
                 let (after, overflow) = used.addingReportingOverflow(cost)
                 let resetAt = quotaReset(rule, license: license, at: now.millis)
-                let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: rule.limit, used: used)
+                func evaluation() -> RuleEvaluation { RuleEvaluation(rule: rule.name, owner: pool.owner, limit: rule.limit, used: used) }
                 if cost > 0 && (overflow || after > rule.limit) {
                     guard plan.overage == .allowAndRecord else {
                         result.quota = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: resetAt)
-                        return deny(.quotaExceeded, evaluation)
+                        return deny(.quotaExceeded, evaluation())
                     }
                     overage = max(overage, overflow ? cost : min(cost, after - rule.limit))
                 }
-                if explain { result.explanation.append(evaluation) }
+                if explain { result.explanation.append(evaluation()) }
                 quotaPools.append(pool)
                 let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: resetAt)
                 if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
@@ -171,15 +174,17 @@ extension LicensingState {
         if let credits = plan.credits {
             let pool = Self.poolKey(credits.pool, tokenID: token.id, license: license)
             payment = creditPayment(cost, policy: credits, pool: pool, license: license, at: now.millis)
-            let evaluation = RuleEvaluation(rule: "credits:\(credits.pool.name)", owner: pool.owner, limit: credits.included, used: payment.availableBefore)
+            func evaluation() -> RuleEvaluation {
+                RuleEvaluation(rule: "credits:\(credits.pool.name)", owner: pool.owner, limit: credits.included, used: payment.availableBefore)
+            }
             if payment.shortfall > 0 {
                 guard plan.overage == .allowAndRecord else {
                     result.creditsRemaining = payment.availableBefore
-                    return deny(.creditsExhausted, evaluation)
+                    return deny(.creditsExhausted, evaluation())
                 }
                 overage = max(overage, payment.shortfall)
             }
-            if explain { result.explanation.append(evaluation) }
+            if explain { result.explanation.append(evaluation()) }
             result.creditsRemaining = payment.availableBefore - min(payment.availableBefore, cost)
         }
 

@@ -266,19 +266,20 @@ public struct LicensingState: Sendable {
     /// A counter a threshold is defined on (a quota on the meter, or the credits), with the window it counts in.
     struct ThresholdReading {
         var owner: String
-        /// The rule's name (for credits, the pool level) and the start of its window (nil: a rolling window). The
+        /// The quota (nil: the credits, of `creditsPool`) and the start of its window (nil: a rolling window). The
         /// event's detail is formatted from them only when a threshold is crossed.
-        var rule: String
+        var quota: QuotaRule?
+        var creditsPool: PoolLevel = .license
         var windowStart: UnixMillis?
         var used: UInt64
         var limit: UInt64
-        var credits: Bool
+        var credits: Bool { quota == nil }
 
         /// `RULE@WINDOW`: the rule's name and the start of its window (`rolling` for rolling windows);
         /// `credits:LEVEL@START` for credits.
         var detail: String {
             let window = windowStart.map { "\($0)" } ?? "rolling"
-            return credits ? "credits:\(rule)@\(window)" : "\(rule)@\(window)"
+            return quota.map { "\($0.name)@\(window)" } ?? "credits:\(creditsPool.name)@\(window)"
         }
     }
 
@@ -287,13 +288,13 @@ public struct LicensingState: Sendable {
         for rule in plan.quotas where rule.meter == meter && rule.limit > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: tokenID, license: license)
             let (used, windowStart) = quotaUsage(rule, pool: pool, license: license, at: time)
-            readings.append(ThresholdReading(owner: pool.owner, rule: rule.name, windowStart: windowStart, used: used, limit: rule.limit, credits: false))
+            readings.append(ThresholdReading(owner: pool.owner, quota: rule, windowStart: windowStart, used: used, limit: rule.limit))
         }
         if let credits = plan.credits, credits.included > 0 {
             let pool = Self.poolKey(credits.pool, tokenID: tokenID, license: license)
             let start = Self.periodBounds(credits.period, level: credits.pool, license: license, at: time).start
             let spent = book.includedSpent[IncludedCreditsKey(pool: pool, start: start)] ?? 0
-            readings.append(ThresholdReading(owner: pool.owner, rule: credits.pool.name, windowStart: start, used: spent, limit: credits.included, credits: true))
+            readings.append(ThresholdReading(owner: pool.owner, quota: nil, creditsPool: credits.pool, windowStart: start, used: spent, limit: credits.included))
         }
         return readings
     }
