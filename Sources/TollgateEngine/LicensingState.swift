@@ -223,7 +223,9 @@ public struct LicensingState: Sendable {
     ///
     /// Only the (pool level, period) pairs that a quota of some plan uses are counted, not all nine: a pair no plan
     /// uses is not counted, and starts counting when a plan first uses it (from that change on; it does not see
-    /// earlier usage). The ledger, which billing and the usage export read, records every entry.
+    /// earlier usage); a pair no plan uses any more stops counting (its counters stay until the sweep drops them).
+    /// Replay is exact all the same: the set is derived from the plans by `apply`, in journal order. The ledger,
+    /// which billing and the usage export read, records every entry.
     mutating func recordUsage(_ entry: UsageEntry) {
         guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID,
             let license = licenses[licenseID]?.spec
