@@ -95,13 +95,13 @@ public struct LicensingState: Sendable {
             if !record.info.scopes.isEmpty, scopeSets.count < Self.maxSharedScopeLists || scopeSets.contains(record.info.scopes) {
                 record.info.scopes = scopeSets.insert(record.info.scopes).memberAfterInsert
             }
-            if let previous = tokenIDs[record.info.id], previous != record.hash { tokens[previous] = nil }
-            if tokens[record.hash] == nil, tokenIDs[record.info.id] == nil {
+            // One lookup per table (start-up applies a million of these).
+            let previous = tokenIDs.updateValue(record.hash, forKey: record.info.id)
+            if let previous, previous != record.hash { tokens[previous] = nil }
+            if tokens.updateValue(record, forKey: record.hash) == nil, previous == nil {
                 licenseTokens[record.info.licenseID, default: []].append(record.info.id)
                 if !record.info.parentID.isEmpty { children[record.info.parentID, default: []].append(record.info.id) }
             }
-            tokens[record.hash] = record
-            tokenIDs[record.info.id] = record.hash
             if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, tokenID: record.info.id)) }
             if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, tokenID: record.info.id)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
