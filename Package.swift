@@ -12,6 +12,12 @@ import PackageDescription
 /// - `TollgateServer`: SwiftNIO over AF_UNIX; dispatch, limits, group commit wiring.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
+/// The request path (codec, engine, server) is built without dynamic exclusivity checks in release builds: they cost
+/// about 8 k instructions per CHECK (`swift_beginAccess` on every class property and global touched), measured with
+/// `scripts/scale.sh --callgrind` (Benchmarks/SCALE.md). Debug builds, and so the tests, keep them, and so do the
+/// sanitizer runs: an overlapping access is still caught there.
+let hotPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "tollgate",
     platforms: [.macOS(.v15)],
@@ -37,11 +43,13 @@ let package = Package(
     targets: [
         .target(
             name: "TollgateModel",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: hotPathSettings
         ),
         .target(
             name: "TollgateProtocol",
-            dependencies: ["TollgateModel", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["TollgateModel", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: hotPathSettings
         ),
         .target(
             name: "TollgateEngine",
@@ -51,7 +59,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            ],
+            swiftSettings: hotPathSettings
         ),
         .target(name: "TollgateJournal"),
         .systemLibrary(
@@ -77,7 +86,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: hotPathSettings
         ),
         .target(
             name: "TollgateClient",

@@ -242,10 +242,10 @@ EOF
         echo "check path, top 10 by inclusive Ir ($op, $K2 requests; Ir / request in brackets; all in $CG/$op-$K2.inclusive.txt):"
         grep -E '^ *[0-9,]+ \(' "$CG/$op-$K2.inclusive.txt" |
             grep -Ev 'PROGRAM TOTALS|clone|start_thread|ThreadOps|EventLoop|Selector|NIOThread|SelectorEvent|readable0|readFromSocket|fireChannelRead|invokeChannelRead|channelRead\(context|decodeLoop' |
-            head -10 | awk -v k="$K2" '{ n = $1; gsub(",", "", n); printf "[%6.0f] %s\n", n / k, substr($0, 1, 200) }'
+            head -10 | awk -v k="$K2" '{ n = $1; gsub(",", "", n); printf "[%6.0f] %s\n", n / k, substr($0, 1, 200) }' || true
         echo "top 10 by self Ir:"
         grep -E '^ *[0-9,]+ \(' "$CG/$op-$K2.self.txt" | grep -Ev '\((100\.0|99\.[0-9]+)%\)' | head -10 |
-            awk -v k="$K2" '{ n = $1; gsub(",", "", n); printf "[%6.0f] %s\n", n / k, substr($0, 1, 200) }'
+            awk -v k="$K2" '{ n = $1; gsub(",", "", n); printf "[%6.0f] %s\n", n / k, substr($0, 1, 200) }' || true
         echo
     done
     exit 0

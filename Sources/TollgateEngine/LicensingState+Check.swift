@@ -108,12 +108,15 @@ extension LicensingState {
             if let previous = rateLimiters[pool], previous.interval == interval, previous.tolerance == tolerance {
                 tat = max(previous.tat, now.nanoseconds)
             }
-            let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
+            // Built only when reported (explain mode or a denial): a rule's name is formatted on demand.
+            func evaluation() -> RuleEvaluation {
+                RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
+            }
             if tat - now.nanoseconds > tolerance {
                 wait = max(wait, tat - now.nanoseconds - tolerance)
-                rateDenial = rateDenial ?? evaluation
+                rateDenial = rateDenial ?? evaluation()
             } else {
-                if explain { result.explanation.append(evaluation) }
+                if explain { result.explanation.append(evaluation()) }
                 limiterUpdates.append((pool, RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)))
             }
         }
@@ -128,9 +131,9 @@ extension LicensingState {
             for rule in plan.concurrency {
                 let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
                 let held = limits.leaseCounts[pool] ?? 0
-                let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.max), used: UInt64(held))
-                if held >= rule.max { return deny(.concurrencyLimited, evaluation) }
-                if explain { result.explanation.append(evaluation) }
+                func evaluation() -> RuleEvaluation { RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.max), used: UInt64(held)) }
+                if held >= rule.max { return deny(.concurrencyLimited, evaluation()) }
+                if explain { result.explanation.append(evaluation()) }
                 leasePools.append(pool)
             }
         }
@@ -149,15 +152,15 @@ extension LicensingState {
                 used.saturatingAdd(held)
                 let (after, overflow) = used.addingReportingOverflow(cost)
                 let resetAt = quotaReset(rule, license: license, at: now.millis)
-                let evaluation = RuleEvaluation(rule: rule.name, owner: pool.owner, limit: rule.limit, used: used)
+                func evaluation() -> RuleEvaluation { RuleEvaluation(rule: rule.name, owner: pool.owner, limit: rule.limit, used: used) }
                 if cost > 0 && (overflow || after > rule.limit) {
                     guard plan.overage == .allowAndRecord else {
                         result.quota = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: resetAt)
-                        return deny(.quotaExceeded, evaluation)
+                        return deny(.quotaExceeded, evaluation())
                     }
                     overage = max(overage, overflow ? cost : min(cost, after - rule.limit))
                 }
-                if explain { result.explanation.append(evaluation) }
+                if explain { result.explanation.append(evaluation()) }
                 quotaPools.append(pool)
                 let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: resetAt)
                 if result.quota == nil || state.remaining < result.quota!.remaining {
@@ -172,16 +175,18 @@ extension LicensingState {
         if let credits = plan.credits {
             let pool = Self.poolKey(credits.pool, tokenID: token.id, license: license)
             payment = creditPayment(cost, policy: credits, pool: pool, license: license, at: now.millis)
-            let evaluation = RuleEvaluation(rule: "credits:\(credits.pool.name)", owner: pool.owner, limit: credits.included, used: payment.availableBefore)
+            func evaluation() -> RuleEvaluation {
+                RuleEvaluation(rule: "credits:\(credits.pool.name)", owner: pool.owner, limit: credits.included, used: payment.availableBefore)
+            }
             if payment.shortfall > 0 {
                 guard plan.overage == .allowAndRecord else {
                     result.creditsRemaining = payment.availableBefore
                     result.quota = quotaBefore
-                    return deny(.creditsExhausted, evaluation)
+                    return deny(.creditsExhausted, evaluation())
                 }
                 overage = max(overage, payment.shortfall)
             }
-            if explain { result.explanation.append(evaluation) }
+            if explain { result.explanation.append(evaluation()) }
             result.creditsRemaining = payment.availableBefore - min(payment.availableBefore, cost)
         }
 
@@ -196,9 +201,9 @@ extension LicensingState {
             result.leaseID = id
         }
         if retired != nil {
-            tokens[record.hash]?.previousLastUsed = now.millis
+            observations.previous[token.id] = now.millis
         } else {
-            tokens[hash]?.lastUsed = now.millis
+            observations.current[hash] = now.millis
         }
         result.overage = overage
 
@@ -220,7 +225,7 @@ extension LicensingState {
         let entry = UsageEntry(
             tokenID: token.id, meter: request.meter, quantity: cost, at: now.millis, overage: overage,
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
-        recordUsageLive(entry)
+        recordUsageLive(entry, context: (license, plan))
         return (result, entry)
     }
 
@@ -341,29 +346,12 @@ extension LicensingState {
         guard let record = token(id: reservation.tokenID) else { throw EngineError.notFound("the token of the reservation no longer exists") }
         var result = CheckResult(reason: .none, tokenID: record.info.id, licenseID: record.info.licenseID, subject: record.info.subject)
         guard request.actualCost > 0, let license = licenses[record.info.licenseID]?.spec else { return (result, nil) }
-        let plan = plans[license.plan]
-        var overage: UInt64 = 0
-        for rule in plan?.quotas ?? [] where rule.meter == reservation.meter {
-            let pool = Self.poolKey(rule.pool, tokenID: record.info.id, license: license)
-            let used = quotaUsage(rule, pool: pool, license: license, at: now.millis).used
-            let (after, overflow) = used.addingReportingOverflow(request.actualCost)
-            if overflow || after > rule.limit { overage = max(overage, overflow ? request.actualCost : min(request.actualCost, after - rule.limit)) }
-            let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: quotaReset(rule, license: license, at: now.millis))
-            if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
-        }
-        var payment = CreditPayment()
-        if let credits = plan?.credits {
-            let pool = Self.poolKey(credits.pool, tokenID: record.info.id, license: license)
-            payment = creditPayment(request.actualCost, policy: credits, pool: pool, license: license, at: now.millis)
-            overage = max(overage, payment.shortfall)
-            result.creditsRemaining = payment.availableBefore - min(payment.availableBefore, request.actualCost)
-        }
-        result.overage = overage
-        let entry = UsageEntry(
-            tokenID: record.info.id, meter: reservation.meter, quantity: request.actualCost, at: now.millis, overage: overage,
-            includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan?.credits?.pool ?? .license)
-        recordUsageLive(entry)
-        return (result, entry)
+        let served = servedUsage(request.actualCost, meter: reservation.meter, tokenID: record.info.id, license: license, plan: plans[license.plan], at: now.millis)
+        result.quota = served.quota
+        result.creditsRemaining = served.creditsRemaining
+        result.overage = served.entry.overage
+        recordUsageLive(served.entry)
+        return (result, served.entry)
     }
 
     /// Releases reservations whose lifetime ended before `now`; returns how many.

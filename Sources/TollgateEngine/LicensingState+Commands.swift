@@ -31,30 +31,12 @@ extension LicensingState {
         var change: StateChange?
         if !request.idempotencyKey.isEmpty, book.idempotencyKeys[request.idempotencyKey] != nil {
             result.duplicate = true
+            result.quota = servedUsage(0, meter: request.meter, tokenID: token.id, license: license, plan: plan, at: now.millis).quota
         } else {
-            var overage: UInt64 = 0
-            for rule in plan.quotas where rule.meter == request.meter {
-                let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-                let used = quotaUsage(rule, pool: pool, license: license, at: now.millis).used
-                let (after, overflow) = used.addingReportingOverflow(request.quantity)
-                if overflow || after > rule.limit { overage = max(overage, overflow ? request.quantity : min(request.quantity, after - rule.limit)) }
-            }
-            var payment = CreditPayment()
-            if let credits = plan.credits {
-                payment = creditPayment(request.quantity, policy: credits, pool: Self.poolKey(credits.pool, tokenID: token.id, license: license), license: license, at: now.millis)
-                overage = max(overage, payment.shortfall)
-            }
-            let entry = UsageEntry(
-                tokenID: token.id, meter: request.meter, quantity: request.quantity, at: now.millis, overage: overage,
-                includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
-            change = .metered(entry, idempotencyKey: request.idempotencyKey)
-            recordUsageLive(entry, change: change)
-        }
-        for rule in plan.quotas where rule.meter == request.meter {
-            let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-            let used = quotaUsage(rule, pool: pool, license: license, at: now.millis).used
-            let state = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: quotaReset(rule, license: license, at: now.millis))
-            if result.quota == nil || state.remaining < result.quota!.remaining { result.quota = state }
+            let served = servedUsage(request.quantity, meter: request.meter, tokenID: token.id, license: license, plan: plan, at: now.millis)
+            change = .metered(served.entry, idempotencyKey: request.idempotencyKey)
+            recordUsageLive(served.entry, change: change)
+            result.quota = served.quota
         }
         return (result, change)
     }
@@ -276,6 +258,35 @@ extension LicensingState {
     }
 
     // MARK: - Helpers
+
+    /// Usage that already happened (METER, SETTLE) is never denied: what exceeds a quota or the credits is recorded
+    /// as overage. Returns the entry that records `quantity`, and the tightest quota and the credits as they stand
+    /// once it is recorded.
+    func servedUsage(_ quantity: UInt64, meter: String, tokenID: String, license: LicenseSpec, plan: Plan?, at now: UnixMillis)
+        -> (entry: UsageEntry, quota: QuotaState?, creditsRemaining: UInt64?)
+    {
+        var overage: UInt64 = 0
+        var quota: QuotaState?
+        for rule in plan?.quotas ?? [] where rule.meter == meter {
+            let pool = Self.poolKey(rule.pool, tokenID: tokenID, license: license)
+            let used = quotaUsage(rule, pool: pool, license: license, at: now).used
+            let (after, overflow) = used.addingReportingOverflow(quantity)
+            if overflow || after > rule.limit { overage = max(overage, overflow ? quantity : min(quantity, after - rule.limit)) }
+            let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: quotaReset(rule, license: license, at: now))
+            if quota == nil || state.remaining < quota!.remaining { quota = state }
+        }
+        var payment = CreditPayment()
+        var creditsRemaining: UInt64?
+        if let credits = plan?.credits {
+            payment = creditPayment(quantity, policy: credits, pool: Self.poolKey(credits.pool, tokenID: tokenID, license: license), license: license, at: now)
+            overage = max(overage, payment.shortfall)
+            creditsRemaining = payment.availableBefore - min(payment.availableBefore, quantity)
+        }
+        let entry = UsageEntry(
+            tokenID: tokenID, meter: meter, quantity: quantity, at: now, overage: overage,
+            includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan?.credits?.pool ?? .license)
+        return (entry, quota, creditsRemaining)
+    }
 
     /// The token a (well-formed) secret names: by its current secret, or by a secret a rotation replaced (returned
     /// with it, so the caller can refuse it once its grace period is over).

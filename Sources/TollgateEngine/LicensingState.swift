@@ -30,6 +30,8 @@ public struct LicensingState: Sendable {
     var limits = LiveLimits()
     /// Events recorded live and not yet handed out for journaling (`takeUnjournaledEvents`).
     var unjournaledEvents: [LicensingEvent] = []
+    /// When each secret was last presented (see `UseObservations`).
+    let observations = UseObservations()
 
     // Indexes for the sweep, derived by `apply` (so rebuilt by replay), so that it never scans every token or key.
     /// Tokens with an expiry whose warning is still to come, by expiry.
@@ -38,6 +40,13 @@ public struct LicensingState: Sendable {
     var stopped = Heap<Deadline>()
     /// Idempotency keys in the order they were recorded.
     var keyOrder = Deque<(at: UnixMillis, key: String)>()
+    /// The calendar counters some plan's quota reads: one bit per (pool level, period), derived from the plans by
+    /// `apply(.planPut)` (so rebuilt by replay). `recordUsage` counts only these, not every level × period.
+    var countedWindows = CountedWindows()
+    /// The distinct scope lists of the tokens, so that tokens with the same scopes share one array (memory per
+    /// token). Never shrinks, so it is bounded: past `maxSharedScopeLists` distinct lists, new ones are not shared.
+    var scopeSets = Set<[String]>()
+    static let maxSharedScopeLists = 4096
 
     /// A time and the token it concerns, ordered by time then id (a total order, so the sweep is deterministic).
     struct Deadline: Comparable, Sendable {
@@ -78,18 +87,23 @@ public struct LicensingState: Sendable {
         switch change {
         case .planPut(let plan, _):
             plans[plan.id] = plan
+            countedWindows = CountedWindows(plans: plans.values)
         case .orgPut(let spec, let at):
             orgs[spec.id] = OrgRecord(spec: spec, updatedAt: at)
         case .licensePut(let spec, let at, let pastDueSince):
             licenses[spec.id] = LicenseRecord(spec: spec, updatedAt: at, pastDueSince: pastDueSince)
-        case .tokenIssued(let record):
-            if let previous = tokenIDs[record.info.id], previous != record.hash { tokens[previous] = nil }
-            if tokens[record.hash] == nil, tokenIDs[record.info.id] == nil {
+        case .tokenIssued(var record):
+            // Tokens of a license mostly carry the same scopes: one shared array each, not one per token.
+            if !record.info.scopes.isEmpty, scopeSets.count < Self.maxSharedScopeLists || scopeSets.contains(record.info.scopes) {
+                record.info.scopes = scopeSets.insert(record.info.scopes).memberAfterInsert
+            }
+            // One lookup per table (start-up applies a million of these).
+            let previous = tokenIDs.updateValue(record.hash, forKey: record.info.id)
+            if let previous, previous != record.hash { tokens[previous] = nil }
+            if tokens.updateValue(record, forKey: record.hash) == nil, previous == nil {
                 licenseTokens[record.info.licenseID, default: []].append(record.info.id)
                 if !record.info.parentID.isEmpty { children[record.info.parentID, default: []].append(record.info.id) }
             }
-            tokens[record.hash] = record
-            tokenIDs[record.info.id] = record.hash
             if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, tokenID: record.info.id)) }
             if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, tokenID: record.info.id)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
@@ -103,8 +117,7 @@ public struct LicensingState: Sendable {
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
             guard let current = tokenIDs[id], current == previousHash, var record = tokens.removeValue(forKey: current) else { return }
             record.hash = newHash
-            record.previousLastUsed = record.lastUsed
-            record.lastUsed = 0
+            observations.previous[id] = observations.current.removeValue(forKey: previousHash) ?? 0
             record.info.rotatedAt = at
             record.info.previousSecretValidUntil = previousValidUntil
             tokens[newHash] = record
@@ -164,16 +177,38 @@ public struct LicensingState: Sendable {
     /// it crossed, to be journaled with the next batch.
     /// - Parameter change: the change that records `entry` (a METER's, with its idempotency key); nil: a check's or a
     ///   settlement's usage, journaled later in a batch.
-    mutating func recordUsageLive(_ entry: UsageEntry, change: StateChange? = nil) {
-        func record() {
-            if let change { apply(change) } else { recordUsage(entry) }
+    /// - Parameter context: the token's license and plan when the caller has them already (the check path), so that
+    ///   they are not looked up again; they must be what `recordUsage` would look up.
+    mutating func recordUsageLive(_ entry: UsageEntry, change: StateChange? = nil, context: (license: LicenseSpec, plan: Plan)? = nil) {
+        let license: LicenseSpec
+        let plan: Plan
+        if let context {
+            (license, plan) = context
+        } else {
+            guard let licenseID = tokenIDs[entry.tokenID].flatMap({ tokens[$0] })?.info.licenseID, let found = licenses[licenseID]?.spec,
+                let foundPlan = plans[found.plan]
+            else {
+                if let change { apply(change) } else { recordUsage(entry) }
+                return
+            }
+            (license, plan) = (found, foundPlan)
         }
-        guard let licenseID = tokenIDs[entry.tokenID].flatMap({ tokens[$0] })?.info.licenseID, let license = licenses[licenseID]?.spec,
-            let plan = plans[license.plan], plan.credits != nil || plan.quotas.contains(where: { $0.meter == entry.meter })
-        else { return record() }
+        func record() {
+            if let change { apply(change) } else { recordUsage(entry, license: license, plan: plan) }
+        }
+        guard plan.credits != nil || plan.quotas.contains(where: { $0.meter == entry.meter }) else { return record() }
         let before = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
         record()
-        let after = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
+        // Every counter read is one `recordUsage` just added to (a quota's counter: the quantity; the included
+        // credits: what was paid from them), so the readings after are derived instead of read again. Debug builds
+        // (the tests) read them again and compare.
+        var after = before
+        for i in after.indices {
+            after[i].used.saturatingAdd(after[i].credits ? entry.includedCredits : entry.quantity)
+        }
+        assert(
+            after.map(\.used) == thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at).map(\.used),
+            "threshold readings after recording usage differ from the derived ones")
         recordCrossings(before: before, after: after, at: entry.at)
     }
 
@@ -184,19 +219,31 @@ public struct LicensingState: Sendable {
         return .eventsRecorded(unjournaledEvents)
     }
 
-    /// Counts usage at every level (token, license, organisation) for every calendar period, in the rolling windows
-    /// of the plan's rules, in the ledger, and in credits.
+    /// Counts usage in the calendar counters some plan reads (`countedWindows`), in the rolling windows of the
+    /// plan's rules, in the ledger, and in credits.
+    ///
+    /// Only the (pool level, period) pairs that a quota of some plan uses are counted, not all nine: a pair no plan
+    /// uses is not counted, and starts counting when a plan first uses it (from that change on; it does not see
+    /// earlier usage); a pair no plan uses any more stops counting (its counters stay until the sweep drops them).
+    /// Replay is exact all the same: the set is derived from the plans by `apply`, in journal order. The ledger,
+    /// which billing and the usage export read, records every entry.
     mutating func recordUsage(_ entry: UsageEntry) {
         guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID,
             let license = licenses[licenseID]?.spec
         else { return }
-        let plan = plans[license.plan]
+        recordUsage(entry, license: license, plan: plans[license.plan])
+    }
 
-        for level in PoolLevel.allCases {
-            let pool = Self.poolKey(level, tokenID: entry.tokenID, license: license)
-            for period in Period.allCases {
-                let start = Self.periodBounds(period, level: level, license: license, at: entry.at).start
-                book.add(entry.quantity, to: CounterKey(pool: pool, meter: entry.meter, period: period, start: start))
+    /// `recordUsage(_:)` with the token's license and plan already looked up.
+    mutating func recordUsage(_ entry: UsageEntry, license: LicenseSpec, plan: Plan?) {
+        let licenseID = license.id
+        if !countedWindows.isEmpty {
+            for level in PoolLevel.allCases where countedWindows.counts(level) {
+                let pool = Self.poolKey(level, tokenID: entry.tokenID, license: license)
+                for period in Period.allCases where countedWindows.counts(level, period) {
+                    let start = Self.periodBounds(period, level: level, license: license, at: entry.at).start
+                    book.add(entry.quantity, to: CounterKey(pool: pool, meter: entry.meter, period: period, start: start))
+                }
             }
         }
         if let plan {
@@ -222,25 +269,35 @@ public struct LicensingState: Sendable {
     /// A counter a threshold is defined on (a quota on the meter, or the credits), with the window it counts in.
     struct ThresholdReading {
         var owner: String
-        /// `RULE@WINDOW`: the rule's name and the start of its window (`rolling` for rolling windows).
-        var detail: String
+        /// The quota (nil: the credits, of `creditsPool`) and the start of its window (nil: a rolling window). The
+        /// event's detail is formatted from them only when a threshold is crossed.
+        var quota: QuotaRule?
+        var creditsPool: PoolLevel = .license
+        var windowStart: UnixMillis?
         var used: UInt64
         var limit: UInt64
-        var credits: Bool
+        var credits: Bool { quota == nil }
+
+        /// `RULE@WINDOW`: the rule's name and the start of its window (`rolling` for rolling windows);
+        /// `credits:LEVEL@START` for credits.
+        var detail: String {
+            let window = windowStart.map { "\($0)" } ?? "rolling"
+            return quota.map { "\($0.name)@\(window)" } ?? "credits:\(creditsPool.name)@\(window)"
+        }
     }
 
     func thresholdReadings(plan: Plan, tokenID: String, license: LicenseSpec, meter: String, at time: UnixMillis) -> [ThresholdReading] {
         var readings: [ThresholdReading] = []
         for rule in plan.quotas where rule.meter == meter && rule.limit > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: tokenID, license: license)
-            let (used, window) = quotaUsage(rule, pool: pool, license: license, at: time)
-            readings.append(ThresholdReading(owner: pool.owner, detail: "\(rule.name)@\(window)", used: used, limit: rule.limit, credits: false))
+            let (used, windowStart) = quotaUsage(rule, pool: pool, license: license, at: time)
+            readings.append(ThresholdReading(owner: pool.owner, quota: rule, windowStart: windowStart, used: used, limit: rule.limit))
         }
         if let credits = plan.credits, credits.included > 0 {
             let pool = Self.poolKey(credits.pool, tokenID: tokenID, license: license)
             let start = Self.periodBounds(credits.period, level: credits.pool, license: license, at: time).start
             let spent = book.includedSpent[IncludedCreditsKey(pool: pool, start: start)] ?? 0
-            readings.append(ThresholdReading(owner: pool.owner, detail: "credits:\(credits.pool.name)@\(start)", used: spent, limit: credits.included, credits: true))
+            readings.append(ThresholdReading(owner: pool.owner, quota: nil, creditsPool: credits.pool, windowStart: start, used: spent, limit: credits.included))
         }
         return readings
     }
@@ -270,15 +327,15 @@ public struct LicensingState: Sendable {
         unjournaledEvents.append(event)
     }
 
-    /// Usage counted by `rule` for `pool` in the window containing `time`, and the window's identity (its start, or
-    /// `rolling`).
-    func quotaUsage(_ rule: QuotaRule, pool: PoolKey, license: LicenseSpec, at time: UnixMillis) -> (used: UInt64, window: String) {
+    /// Usage counted by `rule` for `pool` in the window containing `time`, and the window's start (nil: a rolling
+    /// window).
+    func quotaUsage(_ rule: QuotaRule, pool: PoolKey, license: LicenseSpec, at time: UnixMillis) -> (used: UInt64, windowStart: UnixMillis?) {
         switch rule.window {
         case .calendar(let period):
             let start = Self.periodBounds(period, level: rule.pool, license: license, at: time).start
-            return (book.counter(CounterKey(pool: pool, meter: rule.meter, period: period, start: start)), "\(start)")
+            return (book.counter(CounterKey(pool: pool, meter: rule.meter, period: period, start: start)), start)
         case .rolling(let seconds):
-            return (book.rolling[RollingKey(pool: pool, meter: rule.meter, seconds: seconds)]?.sum(seconds: seconds, at: time) ?? 0, "rolling")
+            return (book.rolling[RollingKey(pool: pool, meter: rule.meter, seconds: seconds)]?.sum(seconds: seconds, at: time) ?? 0, nil)
         }
     }
 
@@ -336,6 +393,8 @@ public struct LicensingState: Sendable {
 
     /// Removes a token and its index entries.
     mutating func forget(_ info: TokenInfo, hash: TokenHash) {
+        observations.current[hash] = nil
+        observations.previous[info.id] = nil
         tokens[hash] = nil
         tokenIDs[info.id] = nil
         licenseTokens[info.licenseID]?.removeAll { $0 == info.id }
@@ -370,8 +429,8 @@ public struct LicensingState: Sendable {
     /// The stored token with its observations (last use of each secret) filled in.
     public func token(id: String) -> TokenRecord? {
         guard var record = tokenIDs[id].flatMap({ tokens[$0] }) else { return nil }
-        record.info.lastUsedAt = record.lastUsed
-        record.info.previousSecretLastUsedAt = record.previousLastUsed
+        record.info.lastUsedAt = observations.current[record.hash] ?? 0
+        record.info.previousSecretLastUsedAt = observations.previous[id] ?? 0
         return record
     }
 
@@ -425,4 +484,44 @@ extension UInt64 {
         let (sum, overflow) = addingReportingOverflow(other)
         self = overflow ? .max : sum
     }
+}
+
+/// The set of (pool level, period) pairs whose calendar counters some plan's quota reads: one bit each.
+struct CountedWindows: Sendable, Hashable {
+    private var bits: UInt16 = 0
+
+    init() {}
+
+    init(plans: some Sequence<Plan>) {
+        for plan in plans {
+            for rule in plan.quotas {
+                guard case .calendar(let period) = rule.window else { continue }
+                bits |= Self.bit(rule.pool, period)
+            }
+        }
+    }
+
+    var isEmpty: Bool { bits == 0 }
+
+    func counts(_ level: PoolLevel) -> Bool {
+        bits & (0b111 << (UInt16(level.rawValue) * 3)) != 0
+    }
+
+    func counts(_ level: PoolLevel, _ period: Period) -> Bool {
+        bits & Self.bit(level, period) != 0
+    }
+
+    private static func bit(_ level: PoolLevel, _ period: Period) -> UInt16 {
+        1 << (UInt16(level.rawValue) * 3 + UInt16(period.rawValue))
+    }
+}
+
+/// When each secret was last presented: the current secret by its hash, a rotated-out one by its token's id.
+/// Observations, not state: not journaled, not in snapshots, not compared. The table is a reference that copies of
+/// the state share on purpose: a check writes it, and were it part of the value (in the token table, say), the first
+/// check while the snapshot encoder holds a copy of the state would copy the whole token table.
+/// Accessed only by the state's owner, under its lock (the snapshot encoder never reads it).
+final class UseObservations: @unchecked Sendable {
+    var current: [TokenHash: UnixMillis] = [:]
+    var previous: [String: UnixMillis] = [:]
 }

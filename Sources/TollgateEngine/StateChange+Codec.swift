@@ -320,6 +320,16 @@ extension LicensingState {
     public static func decodeSnapshot(_ bytes: [UInt8]) throws -> LicensingState {
         var buffer = ByteBufferAllocator().buffer(bytes: bytes)
         var state = LicensingState()
+        // A first pass counts the tokens (type and length of each entry only), so that the two token tables are
+        // allocated once at their final size instead of being rehashed ~20 times while a million tokens load.
+        var scan = buffer, tokenCount = 0
+        let tokenType: UInt8 = 3  // StateChange.tokenIssued's type code (Protocol/JOURNAL.md)
+        while let type = scan.readInteger(as: UInt8.self), let length = scan.readInteger(as: UInt32.self), scan.readableBytes >= Int(length) {
+            if type == tokenType { tokenCount += 1 }
+            scan.moveReaderIndex(forwardBy: Int(length))
+        }
+        state.tokens.reserveCapacity(tokenCount)
+        state.tokenIDs.reserveCapacity(tokenCount)
         while buffer.readableBytes > 0 {
             guard let type = buffer.readInteger(as: UInt8.self), let length = buffer.readInteger(as: UInt32.self),
                 let payload = buffer.readSlice(length: Int(length))

@@ -25,19 +25,6 @@ public struct TokenRecord: Sendable, Hashable {
     /// The uids that may present the token (from the reserved metadata key `tollgate.bind_uids`); nil: anyone.
     /// Derived from `info`, so it is not stored separately.
     public var boundUIDs: [UInt32]?
-    /// When the current and the previous secret were last presented: observations kept in memory, not journaled,
-    /// and not part of the record's identity (a replayed state equals the live one without them).
-    var lastUsed: UnixMillis = 0
-    var previousLastUsed: UnixMillis = 0
-
-    public static func == (l: TokenRecord, r: TokenRecord) -> Bool {
-        l.hash == r.hash && l.info == r.info && l.boundUIDs == r.boundUIDs
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(hash)
-        hasher.combine(info)
-    }
 
     public init(hash: TokenHash, info: TokenInfo) {
         self.hash = hash

@@ -121,9 +121,19 @@ public struct WireReader {
         guard buffer.readableBytes >= Int(length) else {
             throw WireError(.malformed, "\(context): field \(field) declares \(length) bytes but \(buffer.readableBytes) remain")
         }
-        guard let string = try? buffer.readUTF8ValidatedString(length: Int(length)) else {
+        // Validated over the contiguous bytes (NIO's readUTF8ValidatedString validates through the generic byte
+        // view). ASCII, which ids, tokens and meters are, is valid UTF-8 as it is: it skips the generic validator
+        // (which instantiates generic metadata at run time) for the specialised decoding initialiser.
+        let string = buffer.withUnsafeReadableBytes { raw -> String? in
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[..<Int(length)]).assumingMemoryBound(to: UInt8.self)
+            var high: UInt8 = 0
+            for byte in bytes { high |= byte }
+            return high < 0x80 ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        }
+        guard let string else {
             throw WireError(.malformed, "\(context): field \(field) is not valid UTF-8")
         }
+        buffer.moveReaderIndex(forwardBy: Int(length))
         return string
     }
 

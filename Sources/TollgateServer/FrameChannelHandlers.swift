@@ -33,6 +33,9 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     private var refusalLogged = false
     private var frameTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
+    /// When the connection last read a frame (or opened): the idle timer, armed once, compares against it when it
+    /// fires instead of being cancelled and scheduled again on every read.
+    private var lastActivity = NIODeadline.now()
     private var readingPaused = false
     private var pendingDurable = 0
 
@@ -70,6 +73,7 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         }
         counted = true
         readPeerCredentials(context: context)
+        lastActivity = .now()
         rearmIdleTimer(context: context)
         context.fireChannelActive()
     }
@@ -114,19 +118,27 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Arms the idle timer to fire `idle_timeout` after the last activity. When it fires early (there was activity
+    /// since it was armed), it arms itself again for the remainder; a connection with answers still queued for the
+    /// journal is not idle.
     private func rearmIdleTimer(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         let timeout = registry.limits.idleTimeoutMilliseconds
         guard timeout > 0 else { return }
-        idleTimer = context.eventLoop.scheduleTask(in: .milliseconds(timeout)) { [self] in
-            guard queue.isEmpty else { return rearmIdleTimer(context: context) }
+        idleTimer = context.eventLoop.scheduleTask(deadline: lastActivity + .milliseconds(timeout)) { [self] in
+            guard queue.isEmpty else {
+                lastActivity = .now()
+                return rearmIdleTimer(context: context)
+            }
+            guard NIODeadline.now() >= lastActivity + .milliseconds(timeout) else { return rearmIdleTimer(context: context) }
             logger.debug("closing an idle connection", metadata: ["tollgate.socket": "\(role.name)"])
             context.close(promise: nil)
         }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        rearmIdleTimer(context: context)
+        // The idle timer is not rescheduled per read: it checks this when it fires.
+        lastActivity = .now()
         switch unwrapInboundIn(data) {
         case .framingError(let status, let message, let close):
             logger.debug("framing error", metadata: ["tollgate.status": "\(status.name)", "tollgate.error": "\(message)"])

@@ -262,7 +262,7 @@ final class CheckTests: XCTestCase {
     }
 
     func testQuotaIsPooledPerLicenseAndPerMeter() throws {
-        let (f, alice, _) = try EngineFixture.standard(quotas: [QuotaRule(meter: "requests", period: .hour, limit: 5)])
+        let (f, alice, aliceInfo) = try EngineFixture.standard(quotas: [QuotaRule(meter: "requests", period: .hour, limit: 5)])
         let bob = try f.issue(license: "lic-1", subject: "bob").secret
         try f.putLicense("lic-2", plan: "pro")
         let carol = try f.issue(license: "lic-2", subject: "carol").secret
@@ -273,7 +273,8 @@ final class CheckTests: XCTestCase {
         let unmetered = f.checkAllowed(alice, meter: "other", cost: 1_000)
         XCTAssertNil(unmetered.quota, "no quota on that meter")
         XCTAssertNil(f.checkAllowed(alice).quota, "no meter named")
-        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "other", period: .month, at: f.nowMillis), 1_000)
+        XCTAssertEqual(f.state.usage(tokenID: aliceInfo.id, meter: "other"), 1_000, "usage without a quota is in the ledger")
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "other", period: .month, at: f.nowMillis), 0, "no plan reads that counter")
     }
 
     func testRejectsCostThatWouldOverflowTheCounter() throws {
@@ -423,8 +424,9 @@ final class CheckTests: XCTestCase {
         f.checkAllowed(secret, meter: "requests", cost: 1)
         XCTAssertEqual(f.check(secret).reason, .rateLimited, "rate limit added")
 
+        // While no plan had a daily quota, the daily counter was not kept: the cost of 1 above is not in it.
         try f.putPlan("pro", entitlements: ["*"], quotas: [QuotaRule(meter: "requests", period: .day, limit: 12)])
-        XCTAssertEqual(f.checkAllowed(secret, scopes: ["write", "admin"], meter: "requests", cost: 1).quota?.remaining, 0)
+        XCTAssertEqual(f.checkAllowed(secret, scopes: ["write", "admin"], meter: "requests", cost: 1).quota?.remaining, 1)
     }
 
     func testPuttingTheSamePlanAgainIsNoChange() throws {

@@ -48,6 +48,12 @@ final class EngineFixture {
         try putPlan(Plan(id: id, entitlements: entitlements, quotas: quotas, ratePerSecond: rate, burst: burst))
     }
 
+    /// Puts a plan no license uses, with a quota on `meter` for every period at the license level: the engine counts
+    /// only the (level, period) counters some plan reads, so tests that read those counters directly ask for them.
+    func countLicenseUsage(of meter: String) throws {
+        try putPlan("counters-\(meter)", quotas: Period.allCases.map { QuotaRule(meter: meter, period: $0, limit: .max) })
+    }
+
     @discardableResult
     func putLicense(_ id: String, plan: String, status: LicenseStatus = .active, validUntil: UnixMillis = 0) throws -> LicenseInfo {
         try putLicense(LicenseSpec(id: id, customer: "Customer of \(id)", plan: plan, status: status, validUntil: validUntil))

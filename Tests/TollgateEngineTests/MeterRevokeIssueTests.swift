@@ -9,6 +9,7 @@ import XCTest
 final class MeterTests: XCTestCase {
     func testMeterCountsPerLicenseAndPerToken() throws {
         let (f, alice, aliceInfo) = try EngineFixture.standard()
+        try f.countLicenseUsage(of: "bytes")
         let (bob, bobInfo) = try f.issue(license: "lic-1", subject: "bob")
         let (result, change) = try f.meter(alice, meter: "bytes", quantity: 5)
         XCTAssertEqual(result, MeterResult(reason: .none, tokenID: aliceInfo.id, licenseID: "lic-1", duplicate: false, quota: nil))
@@ -31,8 +32,27 @@ final class MeterTests: XCTestCase {
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .day, at: f.nowMillis), 12)
     }
 
+    /// Calendar counters are kept only for the (pool level, period) pairs some plan's quota reads; a pair starts
+    /// counting when a plan first reads it. The ledger records everything.
+    func testOnlyCountersSomePlanReadsAreKept() throws {
+        let (f, alice, aliceInfo) = try EngineFixture.standard(quotas: [QuotaRule(meter: "bytes", period: .day, limit: 100)])
+        try f.meter(alice, meter: "bytes", quantity: 5)
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .day, at: f.nowMillis), 5)
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), 0, "no plan reads it")
+        XCTAssertEqual(f.state.book.allCounters.count, 1)
+        try f.putPlan("other", quotas: [QuotaRule(meter: "calls", period: .month, limit: 1, pool: .token)])
+        try f.meter(alice, meter: "bytes", quantity: 2)
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .day, at: f.nowMillis), 7)
+        XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), 0, "another level")
+        let monthStart = UTCCalendar.bounds(of: .month, containing: f.nowMillis, anchorDay: 1).start
+        XCTAssertEqual(f.state.book.counter(CounterKey(pool: PoolKey(.token, aliceInfo.id), meter: "bytes", period: .month, start: monthStart)), 2,
+            "a plan that no license uses still makes the pair counted, from its change on, for every meter")
+        XCTAssertEqual(f.state.usage(tokenID: aliceInfo.id, meter: "bytes"), 7, "the ledger has everything")
+    }
+
     func testRepeatedIdempotencyKeyIsCountedOnce() throws {
         let (f, alice, _) = try EngineFixture.standard()
+        try f.countLicenseUsage(of: "bytes")
         let bob = try f.issue(license: "lic-1", subject: "bob").secret
         let first = try f.meter(alice, quantity: 5, key: "req-1")
         XCTAssertFalse(first.result.duplicate)
@@ -113,6 +133,7 @@ final class MeterTests: XCTestCase {
     /// hand the license a fresh quota: with 10 of 10 used, METER 2^64 - 10 must not reset usage to 0.
     func testMeterQuantityCannotWrapTheUsageCounter() throws {
         let (f, secret, _) = try EngineFixture.standard(quotas: [QuotaRule(meter: "bytes", period: .day, limit: 10)])
+        try f.countLicenseUsage(of: "bytes")
         f.checkAllowed(secret, meter: "bytes", cost: 10)
         XCTAssertEqual(f.check(secret, meter: "bytes", cost: 1).reason, .quotaExceeded)
         let (result, _) = try f.meter(secret, meter: "bytes", quantity: UInt64.max - 9)

@@ -301,6 +301,7 @@ final class ReplayTests: XCTestCase {
 
     func testSweepAndSnapshotPruneOnlyOldKeysAndShortPeriodCounters() throws {
         let (f, secret, _) = try EngineFixture.standard(quotas: [QuotaRule(meter: "bytes", period: .month, limit: 100)])
+        try f.countLicenseUsage(of: "bytes")
         let t0 = f.nowMillis
         try f.meter(secret, meter: "bytes", quantity: 40, key: "once")
         f.set(millis: t0 + Millis.day)
