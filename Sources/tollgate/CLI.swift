@@ -16,6 +16,11 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print one JSON object per answer.")
     var json = false
 
+    /// Prints one answer: as one JSON object with `--json`, else as `field: value` lines.
+    func show(_ object: [String: Any]) {
+        if json { printJSON(object) } else { printFields(object) }
+    }
+
     func connect(admin: Bool) async throws -> TollgateConnection {
         try await TollgateConnection.connect(path: admin ? adminSocket : socket)
     }
@@ -167,7 +172,7 @@ struct Inspect: AsyncParsableCommand {
 
     func run() async throws {
         let token = try await call(global, admin: true) { try await $0.token(id: tokenID) }
-        if global.json { printJSON(token.json) } else { printFields(token.json) }
+        global.show(token.json)
     }
 }
 
@@ -230,7 +235,7 @@ struct LicenseCommand: AsyncParsableCommand {
                 validFrom: try validFrom.map(parseTime) ?? 0, trialEndsAt: try trialEnds.map(parseTime) ?? 0, org: org, project: project,
                 billingAnchorDay: billingAnchorDay)
             let info = try await call(global, admin: true) { try await $0.putLicense(spec) }
-            if global.json { printJSON(info.json) } else { printFields(info.json) }
+            global.show(info.json)
         }
     }
 
@@ -241,7 +246,7 @@ struct LicenseCommand: AsyncParsableCommand {
 
         func run() async throws {
             let info = try await call(global, admin: true) { try await $0.license(id: id) }
-            if global.json { printJSON(info.json) } else { printFields(info.json) }
+            global.show(info.json)
         }
     }
 }
@@ -292,7 +297,7 @@ struct PlanCommand: AsyncParsableCommand {
         func run() async throws {
             let plan = try makePlan()
             let stored = try await call(global, admin: true) { try await $0.putPlan(plan) }
-            if global.json { printJSON(stored.json) } else { printFields(stored.json) }
+            global.show(stored.json)
         }
     }
 
@@ -303,7 +308,7 @@ struct PlanCommand: AsyncParsableCommand {
 
         func run() async throws {
             let plan = try await call(global, admin: true) { try await $0.plan(id: id) }
-            if global.json { printJSON(plan.json) } else { printFields(plan.json) }
+            global.show(plan.json)
         }
     }
 }

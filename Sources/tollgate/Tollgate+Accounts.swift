@@ -30,7 +30,7 @@ struct OrgCommand: AsyncParsableCommand {
                 }
                 return try await connection.putOrg(OrgSpec(id: id, name: name ?? currentName, suspended: suspended))
             }
-            if global.json { printJSON(stored.json) } else { printFields(stored.json) }
+            global.show(stored.json)
         }
     }
 
@@ -41,7 +41,7 @@ struct OrgCommand: AsyncParsableCommand {
 
         func run() async throws {
             let org = try await call(global, admin: true) { try await $0.org(id: id) }
-            if global.json { printJSON(org.json) } else { printFields(org.json) }
+            global.show(org.json)
         }
     }
 }

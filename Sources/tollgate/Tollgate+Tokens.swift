@@ -43,7 +43,7 @@ struct RotateEnd: AsyncParsableCommand {
 
     func run() async throws {
         let token = try await call(global, admin: true) { try await $0.endRotation(tokenID: tokenID) }
-        if global.json { printJSON(token.json) } else { printFields(token.json) }
+        global.show(token.json)
     }
 }
 
