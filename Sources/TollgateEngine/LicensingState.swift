@@ -367,13 +367,17 @@ public struct LicensingState: Sendable {
         // Tokens stopped for longer than the retention are forgotten (afterwards they are unknown).
         if tokenRetention > 0 {
             let cutoff = now - tokenRetention
+            var rotated = Set<String>()
             while let next = stopped.min, next.at < cutoff {
                 _ = stopped.removeMin()
                 guard let hash = tokenIDs[next.tokenID], let info = tokens[hash]?.info else { continue }
                 let stoppedAt: UnixMillis = [info.revokedAt, info.expiresAt].filter { $0 != 0 }.min() ?? Int64.max
                 guard stoppedAt < cutoff else { continue }
                 forget(info, hash: hash)
+                if info.rotatedAt != 0 { rotated.insert(info.id) }
             }
+            // Secrets retired by rotations of forgotten tokens, in one pass however many were forgotten.
+            if !rotated.isEmpty { book.retiredSecrets = book.retiredSecrets.filter { !rotated.contains($0.value.tokenID) } }
         }
         // Counters of windows that ended more than one window ago (a month counts as 62 days).
         book.counters = book.counters.filter { window, _ in
@@ -391,7 +395,7 @@ public struct LicensingState: Sendable {
         }
     }
 
-    /// Removes a token and its index entries.
+    /// Removes a token and its index entries (the caller drops the secrets its rotations retired).
     mutating func forget(_ info: TokenInfo, hash: TokenHash) {
         observations.current[hash] = nil
         observations.previous[info.id] = nil
@@ -404,7 +408,6 @@ public struct LicensingState: Sendable {
             if children[info.parentID]?.isEmpty == true { children[info.parentID] = nil }
         }
         children[info.id] = nil
-        if info.rotatedAt != 0 { book.retiredSecrets = book.retiredSecrets.filter { $0.value.tokenID != info.id } }
     }
 
     // MARK: - Reads

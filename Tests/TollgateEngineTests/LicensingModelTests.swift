@@ -434,6 +434,9 @@ final class LicensingModelTests: XCTestCase {
         let (f, _, _) = try fixture(Plan(id: "pro", entitlements: ["*"]))
         let soon = try f.issue(license: "lic-1", expiresAt: f.nowMillis + 2 * Millis.hour)
         let revoked = try f.issue(license: "lic-1")
+        let (_, _, rotation) = try f.state.rotate(RotateRequest(tokenID: revoked.info.id, graceSeconds: 60), at: f.now, using: &f.rng)
+        f.record(rotation)
+        XCTAssertEqual(f.state.book.retiredSecrets.count, 1)
         try f.revoke(.tokenID(revoked.info.id))
         for _ in 0..<2 { f.sweep(tokenRetention: Millis.day, expiryWarning: 3 * Millis.hour) }
         XCTAssertEqual(f.state.book.events.map(\.kind), [.tokenExpiring], "once, however often the sweep runs")
@@ -442,7 +445,8 @@ final class LicensingModelTests: XCTestCase {
         f.sweep(tokenRetention: Millis.day)
         XCTAssertNil(f.state.token(id: revoked.info.id), "revoked more than a day ago: forgotten")
         XCTAssertNil(f.state.token(id: soon.info.id), "expired more than a day ago: forgotten")
-        XCTAssertEqual(f.check(revoked.secret).reason, .unknownToken)
+        XCTAssertEqual(f.check(revoked.secret).reason, .unknownToken, "its rotated-out secret is forgotten with it")
+        XCTAssertTrue(f.state.book.retiredSecrets.isEmpty)
         XCTAssertEqual(f.state.tokens.count, 1, "the unexpired token stays")
     }
 
