@@ -45,6 +45,17 @@ extension ByteBuffer {
         writeInteger(info.prepaidCredits)
     }
 
+    public mutating func writeUsageRow(_ row: UsageRow) throws {
+        try writeWireString(row.org)
+        try writeWireString(row.project)
+        try writeWireString(row.licenseID)
+        try writeWireString(row.tokenID)
+        try writeWireString(row.meter)
+        writeInteger(row.periodStart)
+        writeInteger(row.quantity)
+        writeInteger(row.overage)
+    }
+
     public mutating func writeEvent(_ event: LicensingEvent) throws {
         writeInteger(event.sequence)
         writeInteger(event.at)
@@ -117,6 +128,12 @@ extension WireReader {
         LicenseInfo(
             spec: try licenseSpec(), updatedAt: try i64("updated_at"), activeTokens: try u32("active_tokens"),
             pastDueSince: try i64("past_due_since"), prepaidCredits: try u64("prepaid_credits"))
+    }
+
+    public mutating func usageRow() throws -> UsageRow {
+        UsageRow(
+            org: try string("org"), project: try string("project"), licenseID: try string("license_id"), tokenID: try string("token_id"),
+            meter: try string("meter"), periodStart: try i64("period_start"), quantity: try u64("quantity"), overage: try u64("overage"))
     }
 
     public mutating func event() throws -> LicensingEvent {

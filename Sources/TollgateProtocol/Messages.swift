@@ -365,9 +365,7 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
     case .usageExport:
         var rows: [UsageRow] = []
         for _ in 0..<(try r.count("rows", minimumElementSize: 34)) {
-            rows.append(UsageRow(
-                org: try r.string("org"), project: try r.string("project"), licenseID: try r.string("license_id"), tokenID: try r.string("token_id"),
-                meter: try r.string("meter"), periodStart: try r.i64("period_start"), quantity: try r.u64("quantity"), overage: try r.u64("overage")))
+            rows.append(try r.usageRow())
         }
         response = .usage(rows: rows, next: try r.u32("next"))
     case .events:
@@ -491,16 +489,7 @@ extension ByteBuffer {
             writeInteger(balance)
         case .usage(let rows, let next):
             try writeWireCount(rows.count)
-            for row in rows {
-                try writeWireString(row.org)
-                try writeWireString(row.project)
-                try writeWireString(row.licenseID)
-                try writeWireString(row.tokenID)
-                try writeWireString(row.meter)
-                writeInteger(row.periodStart)
-                writeInteger(row.quantity)
-                writeInteger(row.overage)
-            }
+            for row in rows { try writeUsageRow(row) }
             writeInteger(next)
         case .events(let events):
             try writeWireCount(events.count)

@@ -213,31 +213,32 @@ public final class TollgateCore: @unchecked Sendable {
         let rows = lock.withLock { state.usageRows(export.query) }
         let limit = export.limit == 0 ? 100 : Int(export.limit)
         let start = min(Int(export.offset), rows.count)
-        var end = min(start + limit, rows.count)
-        // Keep the answer within one frame: a page ends early (and `next` points at the rest) when it would not fit.
-        var size = 16 + 2 + 4
-        for index in start..<end {
-            let row = rows[index]
-            size += 10 + row.org.utf8.count + row.project.utf8.count + row.licenseID.utf8.count + row.tokenID.utf8.count + row.meter.utf8.count + 24
-            if size > options.maxFrameSize && index > start {
-                end = index
-                break
-            }
-        }
+        let page = rows[start..<min(start + limit, rows.count)]
+        // A page ends early (and `next` points at the rest) when the next row would not fit in the frame.
+        let end = start + countFittingFrame(page, fixedBytes: 2 + 4) { try $0.writeUsageRow($1) }
         return .usage(rows: Array(rows[start..<end]), next: end < rows.count ? UInt32(clamping: end) : 0)
     }
 
     /// Events after a sequence number, as many as fit in one frame (the caller asks again after the last one).
     func eventsPage(after: UInt64, limit: UInt16) -> Response {
         let events = lock.withLock { state.events(after: after, limit: limit == 0 ? 200 : Int(limit)) }
-        var size = 16 + 2
+        return .events(Array(events.prefix(countFittingFrame(events, fixedBytes: 2) { try $0.writeEvent($1) })))
+    }
+
+    /// How many of `items`, from the first, fit in one answer frame beside `fixedBytes` of the body (list count,
+    /// trailing fields), each measured with the encoder that will write it; at least one, so paging moves on.
+    private func countFittingFrame<Items: Collection>(_ items: Items, fixedBytes: Int, encode: (inout ByteBuffer, Items.Element) throws -> Void) -> Int {
+        var scratch = ByteBufferAllocator().buffer(capacity: 512)
+        var size = FrameHeader.size + fixedBytes
         var count = 0
-        for event in events {
-            size += 8 + 8 + 1 + 4 + event.owner.utf8.count + event.detail.utf8.count
+        for item in items {
+            scratch.clear()
+            try? encode(&scratch, item)
+            size += scratch.readableBytes
             if size > options.maxFrameSize && count > 0 { break }
             count += 1
         }
-        return .events(Array(events.prefix(count)))
+        return count
     }
 
     /// Periodic work off the request path: releases expired reservations, and every `sweepInterval` journals a
@@ -606,12 +607,10 @@ public final class TollgateCore: @unchecked Sendable {
     private func listTokens(_ request: TokenListRequest) -> Response {
         let limit = request.limit == 0 ? 100 : min(Int(request.limit), 500)
         var (tokens, more) = lock.withLock { state.listTokens(licenseID: request.licenseID, after: request.after, limit: limit) }
-        // Keep the answer within one frame: drop tokens from the end until it fits.
-        while true {
-            var buffer = ByteBufferAllocator().buffer(capacity: 4096)
-            buffer.writeResponse(.tokenList(tokens: tokens, next: tokens.last?.id ?? ""), opcode: Opcode.tokenList.rawValue, requestID: 0)
-            if buffer.readableBytes - 4 <= options.maxFrameSize || tokens.count <= 1 { break }
-            tokens.removeLast(max(1, tokens.count / 4))
+        // Keep the answer within one frame (the trailing `next` is a token id: at most 2 + 128 bytes).
+        let fitting = countFittingFrame(tokens, fixedBytes: 2 + 2 + Limits.maxIdentifier) { try $0.writeTokenInfo($1) }
+        if fitting < tokens.count {
+            tokens.removeLast(tokens.count - fitting)
             more = true
         }
         return .tokenList(tokens: tokens, next: more ? (tokens.last?.id ?? "") : "")
