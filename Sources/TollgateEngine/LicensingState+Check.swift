@@ -333,9 +333,8 @@ extension LicensingState {
         return true
     }
 
-    /// Leases held now (for statistics and tests).
+    /// Leases held now (tests).
     public var leasesHeld: Int { limits.leases.count }
-    public var reservationsHeld: Int { limits.reservations.count }
 
     /// Charges the actual cost of a reservation (which may exceed the estimate: usage that happened is counted,
     /// and what exceeds a limit is recorded as overage) and releases what it held.

@@ -135,7 +135,7 @@ public enum StateChange: Sendable, Hashable {
 }
 
 /// Whose counter: a pool level and its owner (a token id, a license id, or an organisation).
-public struct PoolKey: Hashable, Sendable, Comparable {
+public struct PoolKey: Hashable, Sendable {
     public var level: PoolLevel
     public var owner: String
 
@@ -143,8 +143,6 @@ public struct PoolKey: Hashable, Sendable, Comparable {
         self.level = level
         self.owner = owner
     }
-
-    public static func < (l: PoolKey, r: PoolKey) -> Bool { (l.level, l.owner) < (r.level, r.owner) }
 }
 
 /// A calendar window: the outer key of the usage counters, so that a whole ended window is dropped at once.

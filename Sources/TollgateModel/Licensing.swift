@@ -6,7 +6,7 @@
 
 /// The level at which a limit is counted: one counter per token, shared by every token of a license, or shared by
 /// every license of an organisation (a license without an organisation counts as its own organisation).
-public enum PoolLevel: UInt8, Sendable, CaseIterable, Hashable, Comparable {
+public enum PoolLevel: UInt8, Sendable, CaseIterable, Hashable {
     case token = 0
     case license = 1
     case org = 2
@@ -23,8 +23,6 @@ public enum PoolLevel: UInt8, Sendable, CaseIterable, Hashable, Comparable {
         guard let match = Self.allCases.first(where: { $0.name == name }) else { return nil }
         self = match
     }
-
-    public static func < (l: PoolLevel, r: PoolLevel) -> Bool { l.rawValue < r.rawValue }
 }
 
 /// The window a quota counts over: a UTC calendar period (months start on the license's billing anchor day), or
@@ -202,11 +200,6 @@ public struct Plan: Sendable, Hashable {
         self.init(
             id: id, entitlements: entitlements, quotas: quotas,
             rateLimits: ratePerSecond > 0 ? [RateRule(pool: .license, ratePerSecond: ratePerSecond, burst: max(burst, 1))] : [])
-    }
-
-    /// The first quota on `meter` (plans may have several, at different windows or levels).
-    public func quota(for meter: String) -> QuotaRule? {
-        quotas.first { $0.meter == meter }
     }
 }
 
