@@ -2,6 +2,13 @@
 # line of $RESULTS, and the statistics over those lines.
 # The caller defines: log, DURATION, WARMUP, WORK, RESULTS (one line per run: KEY rps p50 p99 p999), FAILURES.
 
+# The plan every Tollgate under load is configured with (a JSON object for the daemon configuration's "plans"):
+# the check's scope, and quotas high enough never to deny, so that every check and meter is counted.
+BENCH_PLAN='{ "id": "bench", "entitlements": ["read", "write"],
+      "quotas": [{ "meter": "requests", "period": "month", "limit": 1000000000000000 },
+                 { "meter": "bytes", "period": "month", "limit": 1000000000000000 }],
+      "rate_per_second": 0, "burst": 0 }'
+
 # `run_loadgen KEY LABEL COMMAND...`: runs COMMAND (the load generator with its mode, socket and load shape) for
 # DURATION after WARMUP, bounded in time, and appends its RESULT to $RESULTS under KEY. A failed run is counted
 # in FAILURES and logged with LABEL.

@@ -184,10 +184,7 @@ cat >"$WORK/tollgate.json" <<EOF
   "journal": { "fsync": true },
   "log_level": "warning",
   "plans": [
-    { "id": "bench", "entitlements": ["read", "write"],
-      "quotas": [{ "meter": "requests", "period": "month", "limit": 1000000000000000 },
-                 { "meter": "bytes", "period": "month", "limit": 1000000000000000 }],
-      "rate_per_second": 0, "burst": 0 }
+    $BENCH_PLAN
   ]
 }
 EOF

@@ -119,10 +119,7 @@ write_config() { # write_config NAME [SNAPSHOT_AFTER_BYTES]: $WORK/NAME.json, st
   "limits": { "max_tokens": $((TOKENS * 2 + 10000)), "max_licenses": $((LICENSES * 2 + 1000)) },
   "log_level": "info",
   "plans": [
-    { "id": "bench", "entitlements": ["read", "write"],
-      "quotas": [{ "meter": "requests", "period": "month", "limit": 1000000000000000 },
-                 { "meter": "bytes", "period": "month", "limit": 1000000000000000 }],
-      "rate_per_second": 0, "burst": 0 }
+    $BENCH_PLAN
   ]
 }
 EOF
