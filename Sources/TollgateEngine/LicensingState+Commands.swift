@@ -55,18 +55,18 @@ extension LicensingState {
             guard let (token, _) = resolve(secret: secret) else { throw EngineError.notFound("no token matches the given secret") }
             ids = [token.info.id]
         case .tokenID(let id):
-            guard tokenIDs[id] != nil else { throw EngineError.notFound("token \(Self.printable(id)) does not exist") }
+            guard tokens.contains(id: id) else { throw EngineError.notFound("token \(Self.printable(id)) does not exist") }
             ids = [id]
         case .license(let id):
-            guard licenses[id] != nil || licenseTokens[id] != nil else { throw EngineError.notFound("license \(Self.printable(id)) does not exist") }
-            ids = licenseTokens[id] ?? []
+            guard licenses[id] != nil || tokens.hasTokens(license: id) else { throw EngineError.notFound("license \(Self.printable(id)) does not exist") }
+            ids = tokens.ids(license: id)
         case .org(let org):
             let members = licenses.values.filter { $0.spec.org == org }.map(\.spec.id).sorted()
             guard orgs[org] != nil || !members.isEmpty else { throw EngineError.notFound("organisation \(Self.printable(org)) does not exist") }
-            ids = members.flatMap { licenseTokens[$0] ?? [] }
+            ids = members.flatMap { tokens.ids(license: $0) }
         case .subject(let subject):
             try Validate.length(subject, max: Limits.maxSubject, "the subject", allowEmpty: false)
-            ids = licenseTokens.keys.sorted().flatMap { licenseTokens[$0]! }.filter { token(id: $0)?.info.subject == subject }
+            ids = tokens.licenseIDs.sorted().flatMap { tokens.records(license: $0) }.filter { $0.info.subject == subject }.map(\.info.id)
             guard !ids.isEmpty else { throw EngineError.notFound("no token was issued to that subject") }
         }
         // Derived tokens go with their parents.
@@ -153,13 +153,13 @@ extension LicensingState {
 
     /// A new secret for the same token; the previous one is accepted for `graceSeconds` more.
     public mutating func rotate<R: RandomNumberGenerator>(_ request: RotateRequest, at now: Timestamp, using rng: inout R) throws -> (secret: String, token: TokenInfo, change: StateChange) {
-        guard let hash = tokenIDs[request.tokenID], let record = tokens[hash] else {
+        guard let record = tokens.record(id: request.tokenID) else {
             throw EngineError.notFound("token \(Self.printable(request.tokenID)) does not exist")
         }
         guard record.info.revokedAt == 0 else { throw EngineError.invalid("a revoked token cannot be rotated") }
         let secret = TokenFormat.make(environment: record.info.environment, randomBytes: Self.randomBytes(using: &rng))
         let change = StateChange.tokenRotated(
-            tokenID: request.tokenID, newHash: Self.hash(of: secret), previousHash: hash,
+            tokenID: request.tokenID, newHash: Self.hash(of: secret), previousHash: record.hash,
             previousValidUntil: now.millis + Int64(request.graceSeconds) * 1000, at: now.millis)
         apply(change)
         return (secret, token(id: request.tokenID)!.info, change)
@@ -237,7 +237,7 @@ extension LicensingState {
         try Validate.length(grant.reason, max: Limits.maxReason, "the reason")
         guard grant.amount > 0 else { throw EngineError.invalid("the amount must be at least 1") }
         switch grant.pool {
-        case .token: guard tokenIDs[grant.owner] != nil else { throw EngineError.notFound("token \(Self.printable(grant.owner)) does not exist") }
+        case .token: guard tokens.contains(id: grant.owner) else { throw EngineError.notFound("token \(Self.printable(grant.owner)) does not exist") }
         case .license: guard licenses[grant.owner] != nil else { throw EngineError.notFound("license \(Self.printable(grant.owner)) does not exist") }
         case .org:
             guard orgs[grant.owner] != nil || grant.owner.hasPrefix("license:") && licenses[String(grant.owner.dropFirst(8))] != nil else {
@@ -293,7 +293,7 @@ extension LicensingState {
     func resolve(secret: String) -> (TokenRecord, RetiredSecret?)? {
         let hash = Self.hash(of: secret)
         if let record = tokens[hash] { return (record, nil) }
-        guard let retired = book.retiredSecrets[hash], let record = tokenIDs[retired.tokenID].flatMap({ tokens[$0] }) else { return nil }
+        guard let retired = book.retiredSecrets[hash], let record = tokens.record(id: retired.tokenID) else { return nil }
         return (record, retired)
     }
 
@@ -308,7 +308,7 @@ extension LicensingState {
     /// Gives `info` a fresh id and returns a fresh secret for it.
     mutating func mint<R: RandomNumberGenerator>(_ info: inout TokenInfo, using rng: inout R) -> String {
         var id: String
-        repeat { id = "tok_" + TokenFormat.randomIdentifier(length: 22, using: &rng) } while tokenIDs[id] != nil
+        repeat { id = "tok_" + TokenFormat.randomIdentifier(length: 22, using: &rng) } while tokens.contains(id: id)
         info.id = id
         return TokenFormat.make(environment: info.environment, randomBytes: Self.randomBytes(using: &rng))
     }

@@ -14,12 +14,8 @@ public struct LicensingState: Sendable {
     public internal(set) var plans: [String: Plan] = [:]
     public internal(set) var orgs: [String: OrgRecord] = [:]
     public internal(set) var licenses: [String: LicenseRecord] = [:]
-    /// Tokens by the hash of their secret: the check path's only lookup.
-    public internal(set) var tokens: [TokenHash: TokenRecord] = [:]
-    /// Token id → hash, for the control plane.
-    public internal(set) var tokenIDs: [String: TokenHash] = [:]
-    /// License id → its token ids, in issue order.
-    public internal(set) var licenseTokens: [String: [String]] = [:]
+    /// Tokens by the hash of their secret (the check path's only lookup), by id, and by license in issue order.
+    public internal(set) var tokens = TokenStore()
     /// Parent token id → the ids of tokens derived from it.
     public internal(set) var children: [String: [String]] = [:]
     /// Usage counters, the ledger, credits, idempotency keys, rotation overlaps and events.
@@ -97,35 +93,31 @@ public struct LicensingState: Sendable {
             if !record.info.scopes.isEmpty, scopeSets.count < Self.maxSharedScopeLists || scopeSets.contains(record.info.scopes) {
                 record.info.scopes = scopeSets.insert(record.info.scopes).memberAfterInsert
             }
-            // One lookup per table (start-up applies a million of these).
-            let previous = tokenIDs.updateValue(record.hash, forKey: record.info.id)
-            if let previous, previous != record.hash { tokens[previous] = nil }
-            if tokens.updateValue(record, forKey: record.hash) == nil, previous == nil {
-                licenseTokens[record.info.licenseID, default: []].append(record.info.id)
-                if !record.info.parentID.isEmpty { children[record.info.parentID, default: []].append(record.info.id) }
+            if tokens.insert(record), !record.info.parentID.isEmpty {
+                children[record.info.parentID, default: []].append(record.info.id)
             }
             if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, tokenID: record.info.id)) }
             if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, tokenID: record.info.id)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
-            for id in ids {
-                guard let hash = tokenIDs[id], tokens[hash]?.info.revokedAt == 0 else { continue }
-                tokens[hash]!.info.revokedAt = at
-                tokens[hash]!.info.revokeReason = reason
-                tokens[hash]!.info.revokedBy = actor
+            for id in ids where tokens.record(id: id)?.info.revokedAt == 0 {
+                tokens.update(id: id) { record in
+                    record.info.revokedAt = at
+                    record.info.revokeReason = reason
+                    record.info.revokedBy = actor
+                }
                 stopped.insert(Deadline(at: at, tokenID: id))
             }
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
-            guard let current = tokenIDs[id], current == previousHash, var record = tokens.removeValue(forKey: current) else { return }
-            record.hash = newHash
+            guard tokens.hash(id: id) == previousHash else { return }
+            tokens.update(id: id) { record in
+                record.hash = newHash
+                record.info.rotatedAt = at
+                record.info.previousSecretValidUntil = previousValidUntil
+            }
             observations.previous[id] = observations.current.removeValue(forKey: previousHash) ?? 0
-            record.info.rotatedAt = at
-            record.info.previousSecretValidUntil = previousValidUntil
-            tokens[newHash] = record
-            tokenIDs[id] = newHash
             book.retiredSecrets[previousHash] = RetiredSecret(tokenID: id, validUntil: previousValidUntil)
         case .rotationEnded(let id, let at):
-            guard let hash = tokenIDs[id], tokens[hash] != nil else { return }
-            tokens[hash]!.info.previousSecretValidUntil = min(tokens[hash]!.info.previousSecretValidUntil, at)
+            guard tokens.update(id: id, { $0.info.previousSecretValidUntil = min($0.info.previousSecretValidUntil, at) }) else { return }
             for (secret, retired) in book.retiredSecrets where retired.tokenID == id && retired.validUntil > at {
                 book.retiredSecrets[secret]!.validUntil = at
             }
@@ -185,7 +177,7 @@ public struct LicensingState: Sendable {
         if let context {
             (license, plan) = context
         } else {
-            guard let licenseID = tokenIDs[entry.tokenID].flatMap({ tokens[$0] })?.info.licenseID, let found = licenses[licenseID]?.spec,
+            guard let licenseID = tokens.record(id: entry.tokenID)?.info.licenseID, let found = licenses[licenseID]?.spec,
                 let foundPlan = plans[found.plan]
             else {
                 if let change { apply(change) } else { recordUsage(entry) }
@@ -228,7 +220,7 @@ public struct LicensingState: Sendable {
     /// Replay is exact all the same: the set is derived from the plans by `apply`, in journal order. The ledger,
     /// which billing and the usage export read, records every entry.
     mutating func recordUsage(_ entry: UsageEntry) {
-        guard let hash = tokenIDs[entry.tokenID], let licenseID = tokens[hash]?.info.licenseID,
+        guard let licenseID = tokens.record(id: entry.tokenID)?.info.licenseID,
             let license = licenses[licenseID]?.spec
         else { return }
         recordUsage(entry, license: license, plan: plans[license.plan])
@@ -352,7 +344,7 @@ public struct LicensingState: Sendable {
             stopped.insert(expiryWatch.removeMin())
         }
         for deadline in due where deadline.at > now {
-            guard let info = tokenIDs[deadline.tokenID].flatMap({ tokens[$0] })?.info, info.revokedAt == 0, info.expiresAt == deadline.at else { continue }
+            guard let info = tokens.record(id: deadline.tokenID)?.info, info.revokedAt == 0, info.expiresAt == deadline.at else { continue }
             recordEvent(.tokenExpiring, owner: deadline.tokenID, detail: "expires_at@\(deadline.at)", at: now)
         }
     }
@@ -370,10 +362,11 @@ public struct LicensingState: Sendable {
             var rotated = Set<String>()
             while let next = stopped.min, next.at < cutoff {
                 _ = stopped.removeMin()
-                guard let hash = tokenIDs[next.tokenID], let info = tokens[hash]?.info else { continue }
+                guard let record = tokens.record(id: next.tokenID) else { continue }
+                let info = record.info
                 let stoppedAt: UnixMillis = [info.revokedAt, info.expiresAt].filter { $0 != 0 }.min() ?? Int64.max
                 guard stoppedAt < cutoff else { continue }
-                forget(info, hash: hash)
+                forget(info, hash: record.hash)
                 if info.rotatedAt != 0 { rotated.insert(info.id) }
             }
             // Secrets retired by rotations of forgotten tokens, in one pass however many were forgotten.
@@ -399,10 +392,7 @@ public struct LicensingState: Sendable {
     mutating func forget(_ info: TokenInfo, hash: TokenHash) {
         observations.current[hash] = nil
         observations.previous[info.id] = nil
-        tokens[hash] = nil
-        tokenIDs[info.id] = nil
-        licenseTokens[info.licenseID]?.removeAll { $0 == info.id }
-        if licenseTokens[info.licenseID]?.isEmpty == true { licenseTokens[info.licenseID] = nil }
+        tokens.remove(id: info.id)
         if !info.parentID.isEmpty {
             children[info.parentID]?.removeAll { $0 == info.id }
             if children[info.parentID]?.isEmpty == true { children[info.parentID] = nil }
@@ -431,7 +421,7 @@ public struct LicensingState: Sendable {
 
     /// The stored token with its observations (last use of each secret) filled in.
     public func token(id: String) -> TokenRecord? {
-        guard var record = tokenIDs[id].flatMap({ tokens[$0] }) else { return nil }
+        guard var record = tokens.record(id: id) else { return nil }
         record.info.lastUsedAt = observations.current[record.hash] ?? 0
         record.info.previousSecretLastUsedAt = observations.previous[id] ?? 0
         return record
@@ -446,11 +436,11 @@ public struct LicensingState: Sendable {
 
     /// Unrevoked tokens of a license (and, given a time, unexpired at that time).
     func activeTokenCount(licenseID: String, at time: UnixMillis?) -> UInt32 {
-        (licenseTokens[licenseID] ?? []).reduce(into: UInt32(0)) { count, tokenID in
-            guard let info = tokenIDs[tokenID].flatMap({ tokens[$0] })?.info, info.revokedAt == 0 else { return }
-            if let time, info.expiresAt != 0, info.expiresAt <= time { return }
-            count += 1
-        }
+        UInt32(clamping: tokens.count(license: licenseID) { revokedAt, expiresAt in
+            guard revokedAt == 0 else { return false }
+            if let time, expiresAt != 0, expiresAt <= time { return false }
+            return true
+        })
     }
 
     /// Usage of `meter` by `licenseID` in the period of kind `period` that contains `time`.
@@ -471,9 +461,9 @@ public struct LicensingState: Sendable {
     public func listTokens(licenseID: String, after: String, limit: Int) -> (tokens: [TokenInfo], more: Bool) {
         let ids: [String]
         if licenseID.isEmpty {
-            ids = tokenIDs.keys.filter { $0 > after }.sorted()
+            ids = tokens.allIDs.filter { $0 > after }.sorted()
         } else {
-            ids = (licenseTokens[licenseID] ?? []).filter { $0 > after }.sorted()
+            ids = tokens.ids(license: licenseID).filter { $0 > after }.sorted()
         }
         let page = ids.prefix(limit).compactMap { token(id: $0)?.info }
         return (page, ids.count > limit)

@@ -304,10 +304,8 @@ extension LicensingState {
         }
         // Issue order per license is kept so that listings and counts match the live state; parents come before the
         // tokens derived from them because a child is always issued after its parent.
-        for licenseID in licenseTokens.keys.sorted() {
-            for id in licenseTokens[licenseID]! {
-                if let record = tokenIDs[id].flatMap({ tokens[$0] }) { try write(.tokenIssued(record)) }
-            }
+        for licenseID in tokens.licenseIDs.sorted() {
+            for record in tokens.records(license: licenseID) { try write(.tokenIssued(record)) }
         }
         // Housekeeping first, so that the snapshot holds only what is still needed.
         var book = self.book
@@ -320,8 +318,8 @@ extension LicensingState {
     public static func decodeSnapshot(_ bytes: [UInt8]) throws -> LicensingState {
         var buffer = ByteBufferAllocator().buffer(bytes: bytes)
         var state = LicensingState()
-        // A first pass counts the tokens (type and length of each entry only), so that the two token tables are
-        // allocated once at their final size instead of being rehashed ~20 times while a million tokens load.
+        // A first pass counts the tokens (type and length of each entry only), so that the token store is allocated
+        // once at its final size instead of being regrown ~20 times while a million tokens load.
         var scan = buffer, tokenCount = 0
         let tokenType: UInt8 = 3  // StateChange.tokenIssued's type code (Protocol/JOURNAL.md)
         while let type = scan.readInteger(as: UInt8.self), let length = scan.readInteger(as: UInt32.self), scan.readableBytes >= Int(length) {
@@ -329,7 +327,6 @@ extension LicensingState {
             scan.moveReaderIndex(forwardBy: Int(length))
         }
         state.tokens.reserveCapacity(tokenCount)
-        state.tokenIDs.reserveCapacity(tokenCount)
         while buffer.readableBytes > 0 {
             guard let type = buffer.readInteger(as: UInt8.self), let length = buffer.readInteger(as: UInt32.self),
                 let payload = buffer.readSlice(length: Int(length))

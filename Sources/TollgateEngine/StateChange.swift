@@ -31,6 +31,13 @@ public struct TokenRecord: Sendable, Hashable {
         self.info = info
         self.boundUIDs = info.metadata.first { $0.key == TokenBinding.metadataKey }.flatMap { TokenBinding.parse($0.value) }
     }
+
+    /// A record whose binding was derived from its metadata before (the token store keeps it).
+    init(hash: TokenHash, info: TokenInfo, boundUIDs: [UInt32]?) {
+        self.hash = hash
+        self.info = info
+        self.boundUIDs = boundUIDs
+    }
 }
 
 /// Binding a token to the processes that may present it: metadata `tollgate.bind_uids` = `1000,1001` makes the

@@ -621,7 +621,7 @@ public final class TollgateCore: @unchecked Sendable {
         let now = clock.now()
         let extra = lock.withLock { extraStatistics }?() ?? []
         return extra + lock.withLock {
-            let active = state.tokens.values.reduce(into: 0) { n, t in if t.info.revokedAt == 0 { n += 1 } }
+            let active = state.tokens.count { revokedAt, _ in revokedAt == 0 }
             return [
                 KeyValue("tokens", "\(state.tokens.count)"),
                 KeyValue("tokens_active", "\(active)"),

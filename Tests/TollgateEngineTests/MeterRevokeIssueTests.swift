@@ -148,7 +148,7 @@ final class MeterTests: XCTestCase {
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), .max)
         f.set(millis: UTCCalendar.bounds(of: .month, containing: f.nowMillis).end)
         try f.meter(secret, meter: "bytes", quantity: .max)
-        let tokenID = f.state.tokenIDs.keys.first!
+        let tokenID = f.state.tokens.allIDs.first!
         XCTAssertEqual(f.state.usage(tokenID: tokenID, meter: "bytes"), .max, "two months of 2^64 - 1 sum to 2^64 - 1")
         XCTAssertEqual(f.state.usage(licenseID: "lic-1", meter: "bytes", period: .month, at: f.nowMillis), .max)
     }

@@ -1,0 +1,144 @@
+import TollgateModel
+import TollgateTestSupport
+import XCTest
+
+@testable import TollgateEngine
+
+/// The compact token store against the obvious model (dictionaries by hash and by id, a list per license), under
+/// random insertions, replacements, rotations and removals, with hashes chosen to collide in the open-addressing
+/// index (clusters that wrap around the table's end), which is where backward-shift deletion can go wrong.
+final class TokenStoreTests: XCTestCase {
+    private struct Model {
+        var byID: [String: TokenRecord] = [:]
+        var byLicense: [String: [String]] = [:]
+        /// The ids, to pick from in a seeded order.
+        var ids: [String] = []
+    }
+
+    private func record(_ n: Int, license: String, hash: TokenHash, rng: inout SplitMix64) -> TokenRecord {
+        var info = TokenInfo(
+            id: "tok_\(n)_padding_past_fifteen_bytes", licenseID: license, subject: "svc-\(n % 7)", scopes: n % 3 == 0 ? [] : ["read", "write:\(n % 4)"],
+            issuedAt: 1_000 + Int64(n), notBefore: n % 5 == 0 ? 2_000 : 0, expiresAt: n % 2 == 0 ? 9_000_000 + Int64(n) : 0, environment: n % 4 == 0 ? .test : .live)
+        // A third of the tokens carry the fields kept outside the fixed entry.
+        switch rng.next() % 6 {
+        case 0: info.metadata = [KeyValue("team", "blue"), KeyValue(TokenBinding.metadataKey, "1000,1001")]
+        case 1: info.parentID = "tok_parent_\(n % 3)"
+        default: break
+        }
+        return TokenRecord(hash: hash, info: info)
+    }
+
+    /// First words from a small range, so that most tokens share a home slot with others.
+    private func collidingHash(_ rng: inout SplitMix64) -> TokenHash {
+        TokenHash(rng.next() % 48, rng.next(), rng.next(), rng.next())
+    }
+
+    func testMatchesADictionaryModelUnderChurn() {
+        for seed in [1, 2, 3] as [UInt64] {
+            var rng = SplitMix64(seed: seed)
+            var store = TokenStore()
+            var model = Model()
+            var next = 0
+            for step in 0..<6_000 {
+                let roll = rng.next() % 10
+                if roll < 5 || model.byID.isEmpty {
+                    let license = "lic_\(rng.next() % 9)_with_a_long_identifier"
+                    let new = record(next, license: license, hash: collidingHash(&rng), rng: &rng)
+                    next += 1
+                    store.insert(new)
+                    model.byID[new.info.id] = new
+                    model.byLicense[license, default: []].append(new.info.id)
+                    model.ids.append(new.info.id)
+                } else {
+                    let pick = Int(rng.next() % UInt64(model.ids.count))
+                    let id = model.ids[pick]
+                    switch roll {
+                    case 5, 6:
+                        XCTAssertEqual(store.remove(id: id), model.byID[id])
+                        let license = model.byID[id]!.info.licenseID
+                        model.byID[id] = nil
+                        model.ids.swapAt(pick, model.ids.count - 1)
+                        model.ids.removeLast()
+                        model.byLicense[license]!.removeAll { $0 == id }
+                        if model.byLicense[license]!.isEmpty { model.byLicense[license] = nil }
+                    case 7:
+                        // A rotation: the same token under a new hash; the old hash finds nothing.
+                        let newHash = collidingHash(&rng)
+                        XCTAssertTrue(store.update(id: id) { $0.hash = newHash })
+                        model.byID[id]!.hash = newHash
+                    case 8:
+                        XCTAssertTrue(store.update(id: id) { $0.info.revokedAt = 5_000; $0.info.revokeReason = "leaked"; $0.info.revokedBy = "ops" })
+                        model.byID[id]!.info.revokedAt = 5_000
+                        model.byID[id]!.info.revokeReason = "leaked"
+                        model.byID[id]!.info.revokedBy = "ops"
+                    default:
+                        // Inserting a known id replaces it and keeps its place in its license's order.
+                        var replacement = model.byID[id]!
+                        replacement.info.subject = "replaced-\(step)"
+                        store.insert(replacement)
+                        model.byID[id] = replacement
+                    }
+                }
+                if step % 500 == 0 || step == 5_999 { assertSame(store, model, "seed \(seed), step \(step)") }
+            }
+        }
+    }
+
+    private func assertSame(_ store: TokenStore, _ model: Model, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(store.count, model.byID.count, what, file: file, line: line)
+        XCTAssertEqual(Set(store.allIDs), Set(model.byID.keys), what, file: file, line: line)
+        for (id, expected) in model.byID {
+            XCTAssertEqual(store.record(id: id), expected, "\(what): by id", file: file, line: line)
+            XCTAssertEqual(store[expected.hash], expected, "\(what): by hash", file: file, line: line)
+            XCTAssertEqual(store.hash(id: id), expected.hash, what, file: file, line: line)
+        }
+        XCTAssertEqual(Set(store.licenseIDs), Set(model.byLicense.keys), what, file: file, line: line)
+        for (license, ids) in model.byLicense {
+            XCTAssertEqual(store.ids(license: license), ids, "\(what): issue order of \(license)", file: file, line: line)
+            XCTAssertEqual(store.count(license: license) { revokedAt, _ in revokedAt == 0 }, ids.filter { model.byID[$0]!.info.revokedAt == 0 }.count, what, file: file, line: line)
+        }
+        // Hashes no token has find nothing, even inside a cluster.
+        for first in 0..<48 as Range<UInt64> { XCTAssertNil(store[TokenHash(first, 0, 0, 0)], what, file: file, line: line) }
+    }
+
+    func testBindingAndExtrasSurviveTheRoundTrip() {
+        var rng = SplitMix64(seed: 9)
+        var bound = record(0, license: "lic", hash: TokenHash(1, 2, 3, 4), rng: &rng)
+        bound.info.metadata = [KeyValue(TokenBinding.metadataKey, "1000,1001")]
+        bound = TokenRecord(hash: bound.hash, info: bound.info)
+        var store = TokenStore()
+        store.insert(bound)
+        XCTAssertEqual(store[bound.hash]?.boundUIDs, [1000, 1001])
+        XCTAssertTrue(store.update(id: bound.info.id) { $0.info.metadata = []; $0.boundUIDs = nil })
+        XCTAssertNil(store[bound.hash]?.boundUIDs, "extras emptied are dropped")
+        XCTAssertEqual(store[bound.hash]?.info.metadata, [])
+    }
+
+    func testEqualityIgnoresBuildOrderButNotIssueOrder() {
+        var rng = SplitMix64(seed: 4)
+        let a = record(1, license: "lic-a", hash: TokenHash(1, 0, 0, 0), rng: &rng)
+        let b = record(2, license: "lic-a", hash: TokenHash(2, 0, 0, 0), rng: &rng)
+        let c = record(3, license: "lic-b", hash: TokenHash(3, 0, 0, 0), rng: &rng)
+        // One store reuses a freed entry, the other does not: different entry numbers, same tokens.
+        var first = TokenStore()
+        first.insert(c)
+        first.insert(a)
+        first.insert(b)
+        var second = TokenStore()
+        second.insert(record(4, license: "lic-z", hash: TokenHash(4, 0, 0, 0), rng: &rng))
+        second.insert(a)
+        second.remove(id: "tok_4_padding_past_fifteen_bytes")
+        second.insert(b)
+        second.insert(c)
+        XCTAssertEqual(first, second)
+        var reordered = TokenStore()
+        reordered.insert(b)
+        reordered.insert(a)
+        reordered.insert(c)
+        XCTAssertNotEqual(first, reordered, "issue order within a license is part of the state (listings, snapshots)")
+        var changed = second
+        changed.update(id: a.info.id) { $0.info.subject = "other" }
+        XCTAssertNotEqual(first, changed)
+        XCTAssertEqual(second, first, "the copy changed, not the original")
+    }
+}
