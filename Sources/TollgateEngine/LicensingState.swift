@@ -44,11 +44,15 @@ public struct LicensingState: Sendable {
     var scopeSets = Set<[String]>()
     static let maxSharedScopeLists = 4096
 
-    /// A time and the token it concerns, ordered by time then id (a total order, so the sweep is deterministic).
+    /// A time and where the token it concerns is stored (16 bytes, not a copy of the id: a million tokens have one
+    /// each). A token forgotten by the sweep leaves its deadlines behind and its place may hold another token later:
+    /// whoever takes a deadline checks the token found there against it, so a stale one changes nothing. Places
+    /// differ between a replayed state and one loaded from a snapshot, so whatever is done for several deadlines
+    /// in an order that shows (events) is ordered by token id.
     struct Deadline: Comparable, Sendable {
         var at: UnixMillis
-        var tokenID: String
-        static func < (l: Deadline, r: Deadline) -> Bool { (l.at, l.tokenID) < (r.at, r.tokenID) }
+        var token: TokenStore.Handle
+        static func < (l: Deadline, r: Deadline) -> Bool { (l.at, l.token) < (r.at, r.token) }
     }
 
     /// At most this many events are kept (the oldest are dropped).
@@ -93,11 +97,12 @@ public struct LicensingState: Sendable {
             if !record.info.scopes.isEmpty, scopeSets.count < Self.maxSharedScopeLists || scopeSets.contains(record.info.scopes) {
                 record.info.scopes = scopeSets.insert(record.info.scopes).memberAfterInsert
             }
-            if tokens.insert(record), !record.info.parentID.isEmpty {
+            let (handle, isNew) = tokens.insert(record)
+            if isNew, !record.info.parentID.isEmpty {
                 children[record.info.parentID, default: []].append(record.info.id)
             }
-            if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, tokenID: record.info.id)) }
-            if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, tokenID: record.info.id)) }
+            if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, token: handle)) }
+            if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, token: handle)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
             for id in ids where tokens.record(id: id)?.info.revokedAt == 0 {
                 tokens.update(id: id) { record in
@@ -105,7 +110,7 @@ public struct LicensingState: Sendable {
                     record.info.revokeReason = reason
                     record.info.revokedBy = actor
                 }
-                stopped.insert(Deadline(at: at, tokenID: id))
+                stopped.insert(Deadline(at: at, token: tokens.handle(id: id)!))
             }
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
             guard tokens.hash(id: id) == previousHash else { return }
@@ -343,9 +348,14 @@ public struct LicensingState: Sendable {
             due.append(next)
             stopped.insert(expiryWatch.removeMin())
         }
+        var expiring: [(at: UnixMillis, id: String)] = []
         for deadline in due where deadline.at > now {
-            guard let info = tokens.record(id: deadline.tokenID)?.info, info.revokedAt == 0, info.expiresAt == deadline.at else { continue }
-            recordEvent(.tokenExpiring, owner: deadline.tokenID, detail: "expires_at@\(deadline.at)", at: now)
+            guard let info = tokens.record(deadline.token)?.info, info.revokedAt == 0, info.expiresAt == deadline.at else { continue }
+            expiring.append((deadline.at, info.id))
+        }
+        // Events are numbered in the order they are recorded: by time, then id, whatever the tokens' places.
+        for (at, id) in expiring.sorted(by: { ($0.at, $0.id) < ($1.at, $1.id) }) {
+            recordEvent(.tokenExpiring, owner: id, detail: "expires_at@\(at)", at: now)
         }
     }
 
@@ -362,7 +372,7 @@ public struct LicensingState: Sendable {
             var rotated = Set<String>()
             while let next = stopped.min, next.at < cutoff {
                 _ = stopped.removeMin()
-                guard let record = tokens.record(id: next.tokenID) else { continue }
+                guard let record = tokens.record(next.token) else { continue }
                 let info = record.info
                 let stoppedAt: UnixMillis = [info.revokedAt, info.expiresAt].filter { $0 != 0 }.min() ?? Int64.max
                 guard stoppedAt < cutoff else { continue }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TollgateModel
 
 /// Every stored token, found by the hash of its secret (the check path) or by its id (the control plane), in a
@@ -6,29 +9,52 @@ import TollgateModel
 /// Why not two dictionaries: a `[TokenHash: TokenRecord]` slot is ~264 bytes and the table keeps about two slots per
 /// token (power-of-two capacity, 75 % load), plus a `[String: TokenHash]` for ids — about 700 bytes a token before a
 /// single string. Here each token is one fixed-size entry in a dense array (the fields a check reads and the token's
-/// identity, 128 bytes); the fields most tokens leave empty (revocation details, metadata, rotation, parent) live in
-/// a side table only for tokens that have them; and the two lookups are open-addressing tables of 4-byte entry
-/// numbers kept at most half full (8 bytes a token each).
+/// identity, its id's bytes inline and its license as a number: 128 bytes, no allocation of its own); the fields
+/// most tokens leave empty (revocation details, metadata, rotation, parent) live in a side table only for tokens
+/// that have them; and the two lookups are open-addressing tables of 4-byte entry numbers kept at most half full
+/// (8 bytes a token each).
 ///
 /// A value type like the rest of the state (copy-on-write arrays), so a snapshot's copy is as cheap as before.
 /// Entry numbers are internal: freed entries are reused, and nothing outside the store sees them, so two stores
 /// holding the same tokens compare equal whatever order built them (`==` compares tokens, and issue order per
 /// license).
 public struct TokenStore: Sendable {
-    /// The fields of a token that every token has. An entry with an empty id is free.
+    /// A stored token's place in the store: valid while the token is stored (a forgotten token's place is reused,
+    /// so holders must check what they find there). Internal to the engine's indexes; never journaled.
+    struct Handle: Hashable, Comparable, Sendable {
+        fileprivate var number: UInt32
+        static func < (l: Handle, r: Handle) -> Bool { l.number < r.number }
+    }
+
+    /// The fields of a token that every token has: 128 bytes.
     struct Entry: Sendable {
         var hash: TokenHash
-        var id: String
-        var licenseID: String
+        /// The id's bytes (ids up to 31 bytes; longer ones are in `longIDs`).
+        var id: InlineID
         var subject: String
         var scopes: [String]
         var issuedAt: UnixMillis
         var notBefore: UnixMillis
         var expiresAt: UnixMillis
         var revokedAt: UnixMillis
+        /// Index into `licenseTable`.
+        var license: UInt32
         var environment: TokenEnvironment
-        /// The token has an entry in `extras`.
-        var hasExtras: Bool
+        var flags: Flags
+
+        struct Flags: OptionSet, Sendable {
+            var rawValue: UInt8
+            /// The token has an entry in `extras`.
+            static let extras = Flags(rawValue: 1)
+            /// The id is in `longIDs`.
+            static let longID = Flags(rawValue: 2)
+            /// The entry holds no token.
+            static let free = Flags(rawValue: 4)
+        }
+
+        static let empty = Entry(
+            hash: TokenHash(0, 0, 0, 0), id: InlineID(), subject: "", scopes: [], issuedAt: 0, notBefore: 0, expiresAt: 0, revokedAt: 0, license: 0,
+            environment: .live, flags: .free)
     }
 
     /// The fields most tokens leave empty.
@@ -56,14 +82,21 @@ public struct TokenStore: Sendable {
         }
     }
 
+    /// A license's id and its tokens' entry numbers in issue order. Licenses keep their number once they had a token.
+    struct LicenseTokens: Sendable {
+        var id: String
+        var tokens: [UInt32]
+    }
+
     private var entries: [Entry] = []
     /// Free entry numbers, reused before the array grows.
     private var free: [UInt32] = []
     private var extras: [UInt32: Extras] = [:]
+    private var longIDs: [UInt32: String] = [:]
     private var byHash = EntryIndex()
     private var byID = EntryIndex()
-    /// License id → its tokens' entry numbers, in issue order. The key's string is shared with the entries.
-    private var byLicense: [String: [UInt32]] = [:]
+    private var licenseTable: [LicenseTokens] = []
+    private var licenseNumbers: [String: UInt32] = [:]
 
     public init() {}
 
@@ -92,24 +125,24 @@ public struct TokenStore: Sendable {
 
     /// The ids of a license's tokens, in issue order.
     public func ids(license: String) -> [String] {
-        (byLicense[license] ?? []).map { entries[Int($0)].id }
+        tokenNumbers(license: license).map(id(at:))
     }
 
     /// A license's tokens, in issue order.
     public func records(license: String) -> [TokenRecord] {
-        (byLicense[license] ?? []).map { record(at: $0) }
+        tokenNumbers(license: license).map(record(at:))
     }
 
-    public func hasTokens(license: String) -> Bool { byLicense[license] != nil }
+    public func hasTokens(license: String) -> Bool { !tokenNumbers(license: license).isEmpty }
 
     /// The licenses that have tokens (in no order).
-    public var licenseIDs: [String] { Array(byLicense.keys) }
+    public var licenseIDs: [String] { licenseTable.filter { !$0.tokens.isEmpty }.map(\.id) }
 
     /// Every token id (in no order).
     public var allIDs: [String] {
         var ids: [String] = []
         ids.reserveCapacity(count)
-        for entry in entries where !entry.id.isEmpty { ids.append(entry.id) }
+        for number in entries.indices where !entries[number].flags.contains(.free) { ids.append(id(at: UInt32(number))) }
         return ids
     }
 
@@ -118,20 +151,37 @@ public struct TokenStore: Sendable {
     public func count(license: String? = nil, where predicate: (_ revokedAt: UnixMillis, _ expiresAt: UnixMillis) -> Bool) -> Int {
         guard let license else {
             return entries.reduce(into: 0) { n, entry in
-                if !entry.id.isEmpty, predicate(entry.revokedAt, entry.expiresAt) { n += 1 }
+                if !entry.flags.contains(.free), predicate(entry.revokedAt, entry.expiresAt) { n += 1 }
             }
         }
-        return (byLicense[license] ?? []).reduce(into: 0) { n, number in
+        return tokenNumbers(license: license).reduce(into: 0) { n, number in
             let entry = entries[Int(number)]
             if predicate(entry.revokedAt, entry.expiresAt) { n += 1 }
         }
     }
 
+    func handle(id: String) -> Handle? { entryNumber(id: id).map(Handle.init) }
+
+    /// The token stored at `handle` now (nil: none; it may be another token than when the handle was taken).
+    func record(_ handle: Handle) -> TokenRecord? {
+        guard Int(handle.number) < entries.count, !entries[Int(handle.number)].flags.contains(.free) else { return nil }
+        return record(at: handle.number)
+    }
+
+    private func tokenNumbers(license: String) -> [UInt32] {
+        licenseNumbers[license].map { licenseTable[Int($0)].tokens } ?? []
+    }
+
+    private func id(at number: UInt32) -> String {
+        let entry = entries[Int(number)]
+        return entry.flags.contains(.longID) ? longIDs[number]! : entry.id.string
+    }
+
     private func record(at number: UInt32) -> TokenRecord {
         let entry = entries[Int(number)]
-        let more = entry.hasExtras ? extras[number] : nil
+        let more = entry.flags.contains(.extras) ? extras[number] : nil
         let info = TokenInfo(
-            id: entry.id, licenseID: entry.licenseID, subject: entry.subject, scopes: entry.scopes, issuedAt: entry.issuedAt,
+            id: id(at: number), licenseID: licenseTable[Int(entry.license)].id, subject: entry.subject, scopes: entry.scopes, issuedAt: entry.issuedAt,
             notBefore: entry.notBefore, expiresAt: entry.expiresAt, revokedAt: entry.revokedAt, revokeReason: more?.revokeReason ?? "",
             metadata: more?.metadata ?? [], environment: entry.environment, parentID: more?.parentID ?? "", revokedBy: more?.revokedBy ?? "",
             rotatedAt: more?.rotatedAt ?? 0, previousSecretValidUntil: more?.previousSecretValidUntil ?? 0)
@@ -144,7 +194,16 @@ public struct TokenStore: Sendable {
 
     private func entryNumber(id: String) -> UInt32? {
         guard !id.isEmpty else { return nil }
-        return byID.find(hashValue: id.hashValue) { entries[Int($0)].id == id }
+        return byID.find(hashValue: InlineID.hashValue(of: id)) { number in
+            let entry = entries[Int(number)]
+            return entry.flags.contains(.longID) ? longIDs[number] == id : entry.id.equals(id)
+        }
+    }
+
+    /// The id's hash, the same for the inline bytes and for the string.
+    private func idHashValue(at number: UInt32) -> Int {
+        let entry = entries[Int(number)]
+        return entry.flags.contains(.longID) ? InlineID.hashValue(of: longIDs[number]!) : entry.id.bytesHash
     }
 
     /// The secret's hash is already uniformly distributed: its first word places it.
@@ -160,13 +219,13 @@ public struct TokenStore: Sendable {
     }
 
     /// Stores a token, replacing the token with the same id if there is one (its entry, secret hash and place in
-    /// its license's issue order are kept; the license is the one it was issued under). Returns true when the id
-    /// was new.
+    /// its license's issue order are kept; the license is the one it was issued under). Returns where it is stored
+    /// and whether the id was new.
     @discardableResult
-    public mutating func insert(_ record: TokenRecord) -> Bool {
+    mutating func insert(_ record: TokenRecord) -> (handle: Handle, isNew: Bool) {
         if let number = entryNumber(id: record.info.id) {
             replace(at: number, with: record)
-            return false
+            return (Handle(number: number), false)
         }
         growIndexes(toHold: count + 1)
         let number: UInt32
@@ -174,21 +233,22 @@ public struct TokenStore: Sendable {
             number = reused
         } else {
             number = UInt32(entries.count)
-            entries.append(Entry(hash: record.hash, id: "", licenseID: "", subject: "", scopes: [], issuedAt: 0, notBefore: 0, expiresAt: 0, revokedAt: 0, environment: .live, hasExtras: false))
+            entries.append(.empty)
         }
-        // Tokens of one license share the license id's storage (the key of their license's list).
-        let licenseID: String
-        if let index = byLicense.index(forKey: record.info.licenseID) {
-            licenseID = byLicense.keys[index]
-            byLicense.values[index].append(number)
+        let license: UInt32
+        if let known = licenseNumbers[record.info.licenseID] {
+            license = known
+            licenseTable[Int(license)].tokens.append(number)
         } else {
-            licenseID = record.info.licenseID
-            byLicense[licenseID] = [number]
+            license = UInt32(licenseTable.count)
+            licenseTable.append(LicenseTokens(id: record.info.licenseID, tokens: [number]))
+            licenseNumbers[record.info.licenseID] = license
         }
-        store(record, licenseID: licenseID, at: number)
+        entries[Int(number)].license = license
+        store(record, at: number)
         byHash.insert(number, hashValue: Self.hashValue(record.hash))
-        byID.insert(number, hashValue: record.info.id.hashValue)
-        return true
+        byID.insert(number, hashValue: idHashValue(at: number))
+        return (Handle(number: number), true)
     }
 
     /// Changes the token with this id in place (its secret hash included); returns false when there is none.
@@ -210,44 +270,49 @@ public struct TokenStore: Sendable {
         removeFromHashIndex(number, hash: removed.hash)
         var index = EntryIndex()
         swap(&index, &byID)
-        index.remove(number, hashValue: id.hashValue) { entries[Int($0)].id.hashValue }
+        index.remove(number, hashValue: InlineID.hashValue(of: id)) { idHashValue(at: $0) }
         swap(&index, &byID)
-        let licenseID = entries[Int(number)].licenseID
-        byLicense[licenseID]?.removeAll { $0 == number }
-        if byLicense[licenseID]?.isEmpty == true { byLicense[licenseID] = nil }
+        licenseTable[Int(entries[Int(number)].license)].tokens.removeAll { $0 == number }
         extras[number] = nil
-        entries[Int(number)] = Entry(hash: TokenHash(0, 0, 0, 0), id: "", licenseID: "", subject: "", scopes: [], issuedAt: 0, notBefore: 0, expiresAt: 0, revokedAt: 0, environment: .live, hasExtras: false)
+        longIDs[number] = nil
+        entries[Int(number)] = .empty
         free.append(number)
         return removed
     }
 
     private mutating func replace(at number: UInt32, with record: TokenRecord) {
-        let old = entries[Int(number)]
-        if old.hash != record.hash {
-            removeFromHashIndex(number, hash: old.hash)
+        let old = entries[Int(number)].hash
+        if old != record.hash {
+            removeFromHashIndex(number, hash: old)
             entries[Int(number)].hash = record.hash
             byHash.insert(number, hashValue: Self.hashValue(record.hash))
         }
-        store(record, licenseID: old.licenseID, at: number)
+        store(record, at: number)
     }
 
-    private mutating func store(_ record: TokenRecord, licenseID: String, at number: UInt32) {
+    /// Writes every field but the license (fixed at issue) into entry `number`.
+    private mutating func store(_ record: TokenRecord, at number: UInt32) {
         let more = Extras(record)
         let info = record.info
+        let inline = InlineID(info.id)
+        var flags: Entry.Flags = []
+        if !more.isEmpty { flags.insert(.extras) }
+        if inline == nil { flags.insert(.longID) }
         entries[Int(number)] = Entry(
-            hash: record.hash, id: info.id, licenseID: licenseID, subject: info.subject, scopes: info.scopes, issuedAt: info.issuedAt,
-            notBefore: info.notBefore, expiresAt: info.expiresAt, revokedAt: info.revokedAt, environment: info.environment, hasExtras: !more.isEmpty)
+            hash: record.hash, id: inline ?? InlineID(), subject: info.subject, scopes: info.scopes, issuedAt: info.issuedAt, notBefore: info.notBefore,
+            expiresAt: info.expiresAt, revokedAt: info.revokedAt, license: entries[Int(number)].license, environment: info.environment, flags: flags)
         extras[number] = more.isEmpty ? nil : more
+        longIDs[number] = inline == nil ? info.id : nil
     }
 
     private mutating func growIndexes(toHold tokens: Int) {
         guard tokens * 2 > byHash.capacity else { return }
         var capacity = max(byHash.capacity, 16)
         while tokens * 2 > capacity { capacity *= 2 }
-        let live = entries.indices.filter { !entries[$0].id.isEmpty }.map { UInt32($0) }
+        let live = entries.indices.filter { !entries[$0].flags.contains(.free) }.map { UInt32($0) }
         var (hashes, ids) = (EntryIndex(), EntryIndex())
         hashes.rebuild(capacity: capacity, entries: live) { Self.hashValue(entries[Int($0)].hash) }
-        ids.rebuild(capacity: capacity, entries: live) { entries[Int($0)].id.hashValue }
+        ids.rebuild(capacity: capacity, entries: live) { idHashValue(at: $0) }
         (byHash, byID) = (hashes, ids)
     }
 
@@ -264,12 +329,71 @@ public struct TokenStore: Sendable {
 extension TokenStore: Equatable {
     /// The same tokens (every field but the observations), in the same issue order per license.
     public static func == (l: TokenStore, r: TokenStore) -> Bool {
-        guard l.count == r.count, l.byLicense.count == r.byLicense.count else { return false }
-        for (license, numbers) in l.byLicense {
-            guard let other = r.byLicense[license], other.count == numbers.count else { return false }
-            for (a, b) in zip(numbers, other) where l.record(at: a) != r.record(at: b) { return false }
+        guard l.count == r.count else { return false }
+        for license in l.licenseTable where !license.tokens.isEmpty {
+            let other = r.tokenNumbers(license: license.id)
+            guard other.count == license.tokens.count else { return false }
+            for (a, b) in zip(license.tokens, other) where l.record(at: a) != r.record(at: b) { return false }
         }
         return true
+    }
+}
+
+/// A token id of up to 31 UTF-8 bytes held in 32 bytes inline (the last byte is the length), instead of a string
+/// with its own heap allocation (~80 bytes for the 26-byte ids Tollgate mints). All zero: no id.
+struct InlineID: Hashable, Sendable {
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    static let capacity = 31
+
+    init() {}
+
+    /// nil when `id` is empty or longer than 31 bytes.
+    init?(_ id: String) {
+        var id = id
+        let stored: Bool = id.withUTF8 { utf8 in
+            guard (1...Self.capacity).contains(utf8.count) else { return false }
+            withUnsafeMutableBytes(of: &words) { raw in
+                raw.copyMemory(from: UnsafeRawBufferPointer(utf8))
+                raw[31] = UInt8(utf8.count)
+            }
+            return true
+        }
+        guard stored else { return nil }
+    }
+
+    var string: String {
+        withUnsafeBytes(of: words) { raw in String(decoding: raw.prefix(Int(raw[31])), as: UTF8.self) }
+    }
+
+    func equals(_ id: String) -> Bool {
+        var id = id
+        return withUnsafeBytes(of: words) { raw in
+            id.withUTF8 { utf8 in utf8.count == Int(raw[31]) && memcmp(raw.baseAddress!, utf8.baseAddress!, utf8.count) == 0 }
+        }
+    }
+
+    static func == (l: InlineID, r: InlineID) -> Bool {
+        l.words.0 == r.words.0 && l.words.1 == r.words.1 && l.words.2 == r.words.2 && l.words.3 == r.words.3
+    }
+
+    func hash(into hasher: inout Hasher) {
+        withUnsafeBytes(of: words) { raw in hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: raw.prefix(Int(raw[31])))) }
+    }
+
+    /// The hash of the id's bytes: equal to `hashValue(of:)` of the same id as a string.
+    var bytesHash: Int {
+        var hasher = Hasher()
+        withUnsafeBytes(of: words) { raw in hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: raw.prefix(Int(raw[31])))) }
+        return hasher.finalize()
+    }
+
+    /// The hash of an id's bytes (see `bytesHash`).
+    static func hashValue(of id: String) -> Int {
+        var id = id
+        var hasher = Hasher()
+        id.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        return hasher.finalize()
     }
 }
 

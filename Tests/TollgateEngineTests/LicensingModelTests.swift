@@ -450,6 +450,33 @@ final class LicensingModelTests: XCTestCase {
         XCTAssertEqual(f.state.tokens.count, 1, "the unexpired token stays")
     }
 
+    /// A forgotten token's place in the token store is reused by the next token, and the forgotten token's
+    /// deadlines are still in the sweep's indexes: they must not warn about, or forget, the token now there.
+    func testDeadlinesOfAForgottenTokenDoNotTouchTheTokenThatTakesItsPlace() throws {
+        let (f, _, _) = try fixture(Plan(id: "pro", entitlements: ["*"]))
+        let gone = try f.issue(license: "lic-1", expiresAt: f.nowMillis + 10 * Millis.day)
+        try f.revoke(.tokenID(gone.info.id))
+        f.advance(millis: 2 * Millis.day)
+        f.sweep(tokenRetention: Millis.day)
+        XCTAssertNil(f.state.token(id: gone.info.id))
+        // Its expiry deadline (8 days from now) stays in the index; the new token takes its place.
+        let successor = try f.issue(license: "lic-1", expiresAt: f.nowMillis + 30 * Millis.day)
+        f.advance(millis: 8 * Millis.day + Millis.hour)
+        f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
+        f.advance(millis: 2 * Millis.day)
+        f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
+        XCTAssertNotNil(f.state.token(id: successor.info.id), "not forgotten by its predecessor's deadline")
+        XCTAssertEqual(f.check(successor.secret).reason, .none)
+        XCTAssertTrue(f.state.book.events.isEmpty, "no expiry warning for a token that is not expiring: \(f.state.book.events)")
+        // Its own deadlines still work.
+        f.advance(millis: 19 * Millis.day)
+        f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
+        XCTAssertEqual(f.state.book.events.map(\.owner), [successor.info.id])
+        f.advance(millis: 3 * Millis.day)
+        f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
+        XCTAssertNil(f.state.token(id: successor.info.id))
+    }
+
     func testSweepDropsOldKeysAndLedgerHoursOnly() throws {
         let (f, secret, _) = try fixture(Plan(id: "pro", entitlements: ["*"]))
         try f.meter(secret, meter: "calls", quantity: 5, key: "k1")

@@ -17,7 +17,8 @@ final class TokenStoreTests: XCTestCase {
 
     private func record(_ n: Int, license: String, hash: TokenHash, rng: inout SplitMix64) -> TokenRecord {
         var info = TokenInfo(
-            id: "tok_\(n)_padding_past_fifteen_bytes", licenseID: license, subject: "svc-\(n % 7)", scopes: n % 3 == 0 ? [] : ["read", "write:\(n % 4)"],
+            // Half the ids fit inline (up to 31 bytes), half are kept as strings beside the entry.
+            id: n % 2 == 0 ? "tok_\(n)_fits_inline" : "tok_\(n)_longer_than_thirty_one_bytes", licenseID: license, subject: "svc-\(n % 7)", scopes: n % 3 == 0 ? [] : ["read", "write:\(n % 4)"],
             issuedAt: 1_000 + Int64(n), notBefore: n % 5 == 0 ? 2_000 : 0, expiresAt: n % 2 == 0 ? 9_000_000 + Int64(n) : 0, environment: n % 4 == 0 ? .test : .live)
         // A third of the tokens carry the fields kept outside the fixed entry.
         switch rng.next() % 6 {
@@ -127,7 +128,7 @@ final class TokenStoreTests: XCTestCase {
         var second = TokenStore()
         second.insert(record(4, license: "lic-z", hash: TokenHash(4, 0, 0, 0), rng: &rng))
         second.insert(a)
-        second.remove(id: "tok_4_padding_past_fifteen_bytes")
+        second.remove(id: "tok_4_fits_inline")
         second.insert(b)
         second.insert(c)
         XCTAssertEqual(first, second)
@@ -140,5 +141,20 @@ final class TokenStoreTests: XCTestCase {
         changed.update(id: a.info.id) { $0.info.subject = "other" }
         XCTAssertNotEqual(first, changed)
         XCTAssertEqual(second, first, "the copy changed, not the original")
+    }
+
+    func testInlineIDsHashAndCompareLikeTheirStrings() {
+        for id in ["t", "tok_0123456789abcdefghijkl", String(repeating: "x", count: 31), "tok_é_ü", "tok_日本"] {
+            let inline = InlineID(id)
+            XCTAssertNotNil(inline, id)
+            XCTAssertEqual(inline?.string, id)
+            XCTAssertEqual(inline?.bytesHash, InlineID.hashValue(of: id), "an id is found by its string: \(id)")
+            XCTAssertTrue(inline?.equals(id) ?? false)
+            XCTAssertFalse(inline?.equals(id + "x") ?? true)
+            XCTAssertFalse(inline?.equals(String(id.dropLast())) ?? true)
+        }
+        XCTAssertNil(InlineID(""), "empty: no id")
+        XCTAssertNil(InlineID(String(repeating: "x", count: 32)), "32 bytes do not fit beside the length byte")
+        XCTAssertNil(InlineID(String(repeating: "é", count: 16)), "the limit is in bytes, not characters")
     }
 }
