@@ -67,10 +67,41 @@ public struct LicensingState: Sendable {
         var tolerance: Int64
     }
 
+    /// A license as stored: an immutable box, so that the license table's slots are 8 bytes instead of the 136 of
+    /// the record (the table keeps up to 2.6 slots per license; 100 000 licenses took 40 MB inline, 22 MB boxed).
+    /// Licenses change only by being replaced whole (`apply(.licensePut)`), so sharing the box between copies of
+    /// the state is safe.
     public struct LicenseRecord: Sendable, Hashable {
-        public var spec: LicenseSpec
-        public var updatedAt: UnixMillis
-        public var pastDueSince: UnixMillis
+        private final class Box: Sendable {
+            let spec: LicenseSpec
+            let updatedAt: UnixMillis
+            let pastDueSince: UnixMillis
+
+            init(spec: LicenseSpec, updatedAt: UnixMillis, pastDueSince: UnixMillis) {
+                self.spec = spec
+                self.updatedAt = updatedAt
+                self.pastDueSince = pastDueSince
+            }
+        }
+
+        private let box: Box
+        public var spec: LicenseSpec { box.spec }
+        public var updatedAt: UnixMillis { box.updatedAt }
+        public var pastDueSince: UnixMillis { box.pastDueSince }
+
+        init(spec: LicenseSpec, updatedAt: UnixMillis, pastDueSince: UnixMillis) {
+            box = Box(spec: spec, updatedAt: updatedAt, pastDueSince: pastDueSince)
+        }
+
+        public static func == (l: LicenseRecord, r: LicenseRecord) -> Bool {
+            l.box === r.box || (l.spec, l.updatedAt, l.pastDueSince) == (r.spec, r.updatedAt, r.pastDueSince)
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(spec)
+            hasher.combine(updatedAt)
+            hasher.combine(pastDueSince)
+        }
     }
 
     public struct OrgRecord: Sendable, Hashable {

@@ -9,8 +9,8 @@ import TollgateModel
 /// Why not two dictionaries: a `[TokenHash: TokenRecord]` slot is ~264 bytes and the table keeps about two slots per
 /// token (power-of-two capacity, 75 % load), plus a `[String: TokenHash]` for ids — about 700 bytes a token before a
 /// single string. Here each token is one fixed-size entry in a dense array (the fields a check reads and the token's
-/// identity, its id's bytes inline and its license as a number: 128 bytes, no allocation of its own); the fields
-/// most tokens leave empty (revocation details, metadata, rotation, parent) live in a side table only for tokens
+/// identity, its id's bytes inline and its license as a number: 112 bytes, no allocation of its own); the fields
+/// most tokens leave empty (not-before, revocation, metadata, rotation, parent) live in a side table only for tokens
 /// that have them; and the two lookups are open-addressing tables of 4-byte entry numbers kept at most half full
 /// (8 bytes a token each).
 ///
@@ -26,7 +26,7 @@ public struct TokenStore: Sendable {
         static func < (l: Handle, r: Handle) -> Bool { l.number < r.number }
     }
 
-    /// The fields of a token that every token has: 128 bytes.
+    /// The fields of a token that every token has: 112 bytes.
     struct Entry: Sendable {
         var hash: TokenHash
         /// The id's bytes (ids up to 31 bytes; longer ones are in `longIDs`).
@@ -34,9 +34,7 @@ public struct TokenStore: Sendable {
         var subject: String
         var scopes: [String]
         var issuedAt: UnixMillis
-        var notBefore: UnixMillis
         var expiresAt: UnixMillis
-        var revokedAt: UnixMillis
         /// Index into `licenseTable`.
         var license: UInt32
         var environment: TokenEnvironment
@@ -53,12 +51,15 @@ public struct TokenStore: Sendable {
         }
 
         static let empty = Entry(
-            hash: TokenHash(0, 0, 0, 0), id: InlineID(), subject: "", scopes: [], issuedAt: 0, notBefore: 0, expiresAt: 0, revokedAt: 0, license: 0,
+            hash: TokenHash(0, 0, 0, 0), id: InlineID(), subject: "", scopes: [], issuedAt: 0, expiresAt: 0, license: 0,
             environment: .live, flags: .free)
     }
 
-    /// The fields most tokens leave empty.
+    /// The fields most tokens leave empty (a check reads the first two: they are here because most tokens are
+    /// valid from issue and not revoked).
     struct Extras: Sendable, Hashable {
+        var notBefore: UnixMillis = 0
+        var revokedAt: UnixMillis = 0
         var revokeReason = ""
         var revokedBy = ""
         var parentID = ""
@@ -68,6 +69,8 @@ public struct TokenStore: Sendable {
         var boundUIDs: [UInt32]?
 
         init(_ record: TokenRecord) {
+            notBefore = record.info.notBefore
+            revokedAt = record.info.revokedAt
             revokeReason = record.info.revokeReason
             revokedBy = record.info.revokedBy
             parentID = record.info.parentID
@@ -78,7 +81,7 @@ public struct TokenStore: Sendable {
         }
 
         var isEmpty: Bool {
-            revokeReason.isEmpty && revokedBy.isEmpty && parentID.isEmpty && metadata.isEmpty && rotatedAt == 0 && previousSecretValidUntil == 0 && boundUIDs == nil
+            notBefore == 0 && revokedAt == 0 && revokeReason.isEmpty && revokedBy.isEmpty && parentID.isEmpty && metadata.isEmpty && rotatedAt == 0 && previousSecretValidUntil == 0 && boundUIDs == nil
         }
     }
 
@@ -149,14 +152,17 @@ public struct TokenStore: Sendable {
     /// How many tokens (of `license`, or of all) satisfy `predicate`, reading only the always-present fields: no
     /// record is built.
     public func count(license: String? = nil, where predicate: (_ revokedAt: UnixMillis, _ expiresAt: UnixMillis) -> Bool) -> Int {
+        func counts(_ number: UInt32) -> Bool {
+            let entry = entries[Int(number)]
+            return predicate(entry.flags.contains(.extras) ? extras[number]!.revokedAt : 0, entry.expiresAt)
+        }
         guard let license else {
-            return entries.reduce(into: 0) { n, entry in
-                if !entry.flags.contains(.free), predicate(entry.revokedAt, entry.expiresAt) { n += 1 }
+            return entries.indices.reduce(into: 0) { n, number in
+                if !entries[number].flags.contains(.free), counts(UInt32(number)) { n += 1 }
             }
         }
         return tokenNumbers(license: license).reduce(into: 0) { n, number in
-            let entry = entries[Int(number)]
-            if predicate(entry.revokedAt, entry.expiresAt) { n += 1 }
+            if counts(number) { n += 1 }
         }
     }
 
@@ -182,7 +188,7 @@ public struct TokenStore: Sendable {
         let more = entry.flags.contains(.extras) ? extras[number] : nil
         let info = TokenInfo(
             id: id(at: number), licenseID: licenseTable[Int(entry.license)].id, subject: entry.subject, scopes: entry.scopes, issuedAt: entry.issuedAt,
-            notBefore: entry.notBefore, expiresAt: entry.expiresAt, revokedAt: entry.revokedAt, revokeReason: more?.revokeReason ?? "",
+            notBefore: more?.notBefore ?? 0, expiresAt: entry.expiresAt, revokedAt: more?.revokedAt ?? 0, revokeReason: more?.revokeReason ?? "",
             metadata: more?.metadata ?? [], environment: entry.environment, parentID: more?.parentID ?? "", revokedBy: more?.revokedBy ?? "",
             rotatedAt: more?.rotatedAt ?? 0, previousSecretValidUntil: more?.previousSecretValidUntil ?? 0)
         return TokenRecord(hash: entry.hash, info: info, boundUIDs: more?.boundUIDs)
@@ -299,8 +305,8 @@ public struct TokenStore: Sendable {
         if !more.isEmpty { flags.insert(.extras) }
         if inline == nil { flags.insert(.longID) }
         entries[Int(number)] = Entry(
-            hash: record.hash, id: inline ?? InlineID(), subject: info.subject, scopes: info.scopes, issuedAt: info.issuedAt, notBefore: info.notBefore,
-            expiresAt: info.expiresAt, revokedAt: info.revokedAt, license: entries[Int(number)].license, environment: info.environment, flags: flags)
+            hash: record.hash, id: inline ?? InlineID(), subject: info.subject, scopes: info.scopes, issuedAt: info.issuedAt,
+            expiresAt: info.expiresAt, license: entries[Int(number)].license, environment: info.environment, flags: flags)
         extras[number] = more.isEmpty ? nil : more
         longIDs[number] = inline == nil ? info.id : nil
     }

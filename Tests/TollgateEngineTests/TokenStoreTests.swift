@@ -157,4 +157,11 @@ final class TokenStoreTests: XCTestCase {
         XCTAssertNil(InlineID(String(repeating: "x", count: 32)), "32 bytes do not fit beside the length byte")
         XCTAssertNil(InlineID(String(repeating: "é", count: 16)), "the limit is in bytes, not characters")
     }
+
+    /// The memory budget of issue 6 (a million tokens in 300 MB) rests on this size: a field added to the entry
+    /// instead of to the extras shows up here first.
+    func testEntryStaysSmall() {
+        XCTAssertLessThanOrEqual(MemoryLayout<TokenStore.Entry>.stride, 112)
+        XCTAssertEqual(MemoryLayout<InlineID>.stride, 32)
+    }
 }
