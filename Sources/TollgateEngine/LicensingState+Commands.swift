@@ -35,7 +35,7 @@ extension LicensingState {
         } else {
             let served = servedUsage(request.quantity, meter: request.meter, tokenID: token.id, license: license, plan: plan, at: now.millis)
             change = .metered(served.entry, idempotencyKey: request.idempotencyKey)
-            recordUsageLive(served.entry, change: change)
+            recordUsageLive(served.entry, idempotencyKey: request.idempotencyKey, context: (license, plan))
             result.quota = served.quota
         }
         return (result, change)

@@ -159,10 +159,7 @@ public struct LicensingState: Sendable {
             }
         case .metered(let entry, let key):
             recordUsage(entry)
-            if !key.isEmpty {
-                book.idempotencyKeys[key] = entry.at
-                keyOrder.append((entry.at, key))
-            }
+            remember(idempotencyKey: key, at: entry.at)
         case .consumed(let entries):
             for entry in entries { recordUsage(entry) }
         case .creditsGranted(let pool, let owner, let amount, _, _):
@@ -203,11 +200,11 @@ public struct LicensingState: Sendable {
 
     /// Usage counted live (by a check, a settlement or a meter event): counts it, and records the threshold events
     /// it crossed, to be journaled with the next batch.
-    /// - Parameter change: the change that records `entry` (a METER's, with its idempotency key); nil: a check's or a
-    ///   settlement's usage, journaled later in a batch.
-    /// - Parameter context: the token's license and plan when the caller has them already (the check path), so that
-    ///   they are not looked up again; they must be what `recordUsage` would look up.
-    mutating func recordUsageLive(_ entry: UsageEntry, change: StateChange? = nil, context: (license: LicenseSpec, plan: Plan)? = nil) {
+    /// - Parameter idempotencyKey: a METER's key (nil: a check's or a settlement's usage, journaled later in a
+    ///   batch). With it, this does what applying the METER's change (`.metered(entry, key)`) does.
+    /// - Parameter context: the token's license and plan when the caller has them already (the check and meter
+    ///   paths), so that they are not looked up again; they must be what `recordUsage` would look up.
+    mutating func recordUsageLive(_ entry: UsageEntry, idempotencyKey: String? = nil, context: (license: LicenseSpec, plan: Plan)? = nil) {
         let license: LicenseSpec
         let plan: Plan
         if let context {
@@ -216,13 +213,15 @@ public struct LicensingState: Sendable {
             guard let licenseID = tokens.record(id: entry.tokenID)?.info.licenseID, let found = licenses[licenseID]?.spec,
                 let foundPlan = plans[found.plan]
             else {
-                if let change { apply(change) } else { recordUsage(entry) }
+                recordUsage(entry)
+                if let idempotencyKey { remember(idempotencyKey: idempotencyKey, at: entry.at) }
                 return
             }
             (license, plan) = (found, foundPlan)
         }
         func record() {
-            if let change { apply(change) } else { recordUsage(entry, license: license, plan: plan) }
+            recordUsage(entry, license: license, plan: plan)
+            if let idempotencyKey { remember(idempotencyKey: idempotencyKey, at: entry.at) }
         }
         guard plan.credits != nil || plan.quotas.contains(where: { $0.meter == entry.meter }) else { return record() }
         let before = thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at)
@@ -238,6 +237,13 @@ public struct LicensingState: Sendable {
             after.map(\.used) == thresholdReadings(plan: plan, tokenID: entry.tokenID, license: license, meter: entry.meter, at: entry.at).map(\.used),
             "threshold readings after recording usage differ from the derived ones")
         recordCrossings(before: before, after: after, at: entry.at)
+    }
+
+    /// Remembers a METER's idempotency key (none when empty), so that a repeat is answered as a duplicate.
+    mutating func remember(idempotencyKey key: String, at time: UnixMillis) {
+        guard !key.isEmpty else { return }
+        book.idempotencyKeys[key] = time
+        keyOrder.append((time, key))
     }
 
     /// Events recorded live since the last call, as the change that journals them (nil: none).
