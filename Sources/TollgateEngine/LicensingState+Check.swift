@@ -54,11 +54,12 @@ extension LicensingState {
         }
         guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
         let record: TokenRecord
+        let handle: TokenStore.Handle?
         var retired: RetiredSecret?
-        if let current = tokens[hash] {
-            record = current
+        if let current = tokens.lookup(hash: hash) {
+            (handle, record) = current
         } else if let old = book.retiredSecrets[hash], let current = tokens.record(id: old.tokenID) {
-            record = current
+            (handle, record) = (nil, current)
             retired = old
         } else {
             return (CheckResult(reason: .unknownToken), nil)
@@ -200,10 +201,10 @@ extension LicensingState {
             for pool in leasePools { limits.leaseCounts[pool, default: 0] += 1 }
             result.leaseID = id
         }
-        if retired != nil {
-            observations.previous[token.id] = now.millis
+        if let handle {
+            observations.noteCurrentSecretUsed(handle, at: now.millis)
         } else {
-            observations.current[hash] = now.millis
+            observations.previous[token.id] = now.millis
         }
         result.overage = overage
 

@@ -144,13 +144,13 @@ public struct LicensingState: Sendable {
                 stopped.insert(Deadline(at: at, token: tokens.handle(id: id)!))
             }
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
-            guard tokens.hash(id: id) == previousHash else { return }
+            guard tokens.hash(id: id) == previousHash, let handle = tokens.handle(id: id) else { return }
             tokens.update(id: id) { record in
                 record.hash = newHash
                 record.info.rotatedAt = at
                 record.info.previousSecretValidUntil = previousValidUntil
             }
-            observations.previous[id] = observations.current.removeValue(forKey: previousHash) ?? 0
+            observations.previous[id] = observations.takeCurrentSecretUse(handle)
             book.retiredSecrets[previousHash] = RetiredSecret(tokenID: id, validUntil: previousValidUntil)
         case .rotationEnded(let id, let at):
             guard tokens.update(id: id, { $0.info.previousSecretValidUntil = min($0.info.previousSecretValidUntil, at) }) else { return }
@@ -437,7 +437,7 @@ public struct LicensingState: Sendable {
 
     /// Removes a token and its index entries (the caller drops the secrets its rotations retired).
     mutating func forget(_ info: TokenInfo, hash: TokenHash) {
-        observations.current[hash] = nil
+        if let handle = tokens.handle(id: info.id) { _ = observations.takeCurrentSecretUse(handle) }
         observations.previous[info.id] = nil
         tokens.remove(id: info.id)
         if !info.parentID.isEmpty {
@@ -469,7 +469,7 @@ public struct LicensingState: Sendable {
     /// The stored token with its observations (last use of each secret) filled in.
     public func token(id: String) -> TokenRecord? {
         guard var record = tokens.record(id: id) else { return nil }
-        record.info.lastUsedAt = observations.current[record.hash] ?? 0
+        record.info.lastUsedAt = tokens.handle(id: id).map(observations.currentSecretUse) ?? 0
         record.info.previousSecretLastUsedAt = observations.previous[id] ?? 0
         return record
     }
@@ -556,12 +556,31 @@ struct CountedWindows: Sendable, Hashable {
     }
 }
 
-/// When each secret was last presented: the current secret by its hash, a rotated-out one by its token's id.
-/// Observations, not state: not journaled, not in snapshots, not compared. The table is a reference that copies of
-/// the state share on purpose: a check writes it, and were it part of the value (in the token table, say), the first
-/// check while the snapshot encoder holds a copy of the state would copy the whole token table.
-/// Accessed only by the state's owner, under its lock (the snapshot encoder never reads it).
+/// When each secret was last presented: the current secret by where its token is stored (one 8-byte slot a token,
+/// written in place by every check: no hashing, no table growing under the check), a rotated-out one by its token's
+/// id. Observations, not state: not journaled, not in snapshots, not compared. The table is a reference that copies
+/// of the state share on purpose: a check writes it, and were it part of the value (in the token table, say), the
+/// first check while the snapshot encoder holds a copy of the state would copy the whole token table. (Two copies
+/// of a state that diverge would share it; the daemon never keeps two live copies, only the snapshot encoder's,
+/// which never reads it.) Accessed only by the state's owner, under its lock.
 final class UseObservations: @unchecked Sendable {
-    var current: [TokenHash: UnixMillis] = [:]
+    private var current: [UnixMillis] = []
     var previous: [String: UnixMillis] = [:]
+
+    func noteCurrentSecretUsed(_ handle: TokenStore.Handle, at time: UnixMillis) {
+        let index = Int(handle.number)
+        if index >= current.count { current.append(contentsOf: repeatElement(0, count: max(index + 1 - current.count, current.count / 2))) }
+        current[index] = time
+    }
+
+    func currentSecretUse(_ handle: TokenStore.Handle) -> UnixMillis {
+        Int(handle.number) < current.count ? current[Int(handle.number)] : 0
+    }
+
+    /// The last use of the current secret, forgotten (the secret was rotated out, or the token forgotten).
+    func takeCurrentSecretUse(_ handle: TokenStore.Handle) -> UnixMillis {
+        guard Int(handle.number) < current.count else { return 0 }
+        defer { current[Int(handle.number)] = 0 }
+        return current[Int(handle.number)]
+    }
 }

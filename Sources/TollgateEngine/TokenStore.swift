@@ -22,7 +22,7 @@ public struct TokenStore: Sendable {
     /// A stored token's place in the store: valid while the token is stored (a forgotten token's place is reused,
     /// so holders must check what they find there). Internal to the engine's indexes; never journaled.
     struct Handle: Hashable, Comparable, Sendable {
-        fileprivate var number: UInt32
+        fileprivate(set) var number: UInt32
         static func < (l: Handle, r: Handle) -> Bool { l.number < r.number }
     }
 
@@ -112,6 +112,11 @@ public struct TokenStore: Sendable {
     /// The token whose current secret hashes to `hash`.
     public subscript(hash: TokenHash) -> TokenRecord? {
         entryNumber(hash: hash).map(record(at:))
+    }
+
+    /// The token whose current secret hashes to `hash`, and where it is stored.
+    func lookup(hash: TokenHash) -> (handle: Handle, record: TokenRecord)? {
+        entryNumber(hash: hash).map { (Handle(number: $0), record(at: $0)) }
     }
 
     /// The token with this id.

@@ -455,12 +455,15 @@ final class LicensingModelTests: XCTestCase {
     func testDeadlinesOfAForgottenTokenDoNotTouchTheTokenThatTakesItsPlace() throws {
         let (f, _, _) = try fixture(Plan(id: "pro", entitlements: ["*"]))
         let gone = try f.issue(license: "lic-1", expiresAt: f.nowMillis + 10 * Millis.day)
+        XCTAssertEqual(f.check(gone.secret).reason, .none)
+        XCTAssertEqual(f.state.token(id: gone.info.id)?.info.lastUsedAt, f.nowMillis)
         try f.revoke(.tokenID(gone.info.id))
         f.advance(millis: 2 * Millis.day)
         f.sweep(tokenRetention: Millis.day)
         XCTAssertNil(f.state.token(id: gone.info.id))
         // Its expiry deadline (8 days from now) stays in the index; the new token takes its place.
         let successor = try f.issue(license: "lic-1", expiresAt: f.nowMillis + 30 * Millis.day)
+        XCTAssertEqual(f.state.token(id: successor.info.id)?.info.lastUsedAt, 0, "its predecessor's last use is not its own")
         f.advance(millis: 8 * Millis.day + Millis.hour)
         f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
         f.advance(millis: 2 * Millis.day)
