@@ -407,15 +407,18 @@ public struct LicensingState: Sendable {
         if tokenRetention > 0 {
             let cutoff = now - tokenRetention
             var rotated = Set<String>()
+            var gone: [TokenInfo] = []
+            var goneIDs = Set<String>()
             while let next = stopped.min, next.at < cutoff {
                 _ = stopped.removeMin()
-                guard let record = tokens.record(next.token) else { continue }
-                let info = record.info
+                guard let info = tokens.record(next.token)?.info, !goneIDs.contains(info.id) else { continue }
                 let stoppedAt: UnixMillis = [info.revokedAt, info.expiresAt].filter { $0 != 0 }.min() ?? Int64.max
                 guard stoppedAt < cutoff else { continue }
-                forget(info, hash: record.hash)
+                gone.append(info)
+                goneIDs.insert(info.id)
                 if info.rotatedAt != 0 { rotated.insert(info.id) }
             }
+            forget(gone)
             // Secrets retired by rotations of forgotten tokens, in one pass however many were forgotten.
             if !rotated.isEmpty { book.retiredSecrets = book.retiredSecrets.filter { !rotated.contains($0.value.tokenID) } }
         }
@@ -435,16 +438,19 @@ public struct LicensingState: Sendable {
         }
     }
 
-    /// Removes a token and its index entries (the caller drops the secrets its rotations retired).
-    mutating func forget(_ info: TokenInfo, hash: TokenHash) {
-        if let handle = tokens.handle(id: info.id) { _ = observations.takeCurrentSecretUse(handle) }
-        observations.previous[info.id] = nil
-        tokens.remove(id: info.id)
-        if !info.parentID.isEmpty {
-            children[info.parentID]?.removeAll { $0 == info.id }
-            if children[info.parentID]?.isEmpty == true { children[info.parentID] = nil }
+    /// Removes tokens and their index entries, all at once, so that a license losing many tokens has its list
+    /// filtered once (the caller drops the secrets their rotations retired).
+    mutating func forget(_ gone: [TokenInfo]) {
+        for info in gone {
+            if let handle = tokens.handle(id: info.id) { _ = observations.takeCurrentSecretUse(handle) }
+            observations.previous[info.id] = nil
+            if !info.parentID.isEmpty {
+                children[info.parentID]?.removeAll { $0 == info.id }
+                if children[info.parentID]?.isEmpty == true { children[info.parentID] = nil }
+            }
+            children[info.id] = nil
         }
-        children[info.id] = nil
+        tokens.remove(ids: gone.map(\.id))
     }
 
     // MARK: - Reads

@@ -276,18 +276,33 @@ public struct TokenStore: Sendable {
     /// Removes the token with this id and returns it.
     @discardableResult
     public mutating func remove(id: String) -> TokenRecord? {
-        guard let number = entryNumber(id: id) else { return nil }
-        let removed = record(at: number)
-        removeFromHashIndex(number, hash: removed.hash)
-        var index = EntryIndex()
-        swap(&index, &byID)
-        index.remove(number, hashValue: InlineID.hashValue(of: id)) { idHashValue(at: $0) }
-        swap(&index, &byID)
-        licenseTable[Int(entries[Int(number)].license)].tokens.removeAll { $0 == number }
-        extras[number] = nil
-        longIDs[number] = nil
-        entries[Int(number)] = .empty
-        free.append(number)
+        remove(ids: [id]).first
+    }
+
+    /// Removes the tokens with these ids (unknown ids are skipped) and returns them. Each license's issue-order
+    /// list is filtered once, however many of its tokens go (the sweep may forget a large part of a license).
+    @discardableResult
+    public mutating func remove(ids: some Sequence<String>) -> [TokenRecord] {
+        var removed: [TokenRecord] = []
+        var numbers = Set<UInt32>()
+        var licenses = Set<UInt32>()
+        for id in ids {
+            guard let number = entryNumber(id: id) else { continue }
+            let record = record(at: number)
+            removeFromHashIndex(number, hash: record.hash)
+            var index = EntryIndex()
+            swap(&index, &byID)
+            index.remove(number, hashValue: InlineID.hashValue(of: id)) { idHashValue(at: $0) }
+            swap(&index, &byID)
+            licenses.insert(entries[Int(number)].license)
+            extras[number] = nil
+            longIDs[number] = nil
+            entries[Int(number)] = .empty
+            numbers.insert(number)
+            removed.append(record)
+        }
+        for license in licenses { licenseTable[Int(license)].tokens.removeAll { numbers.contains($0) } }
+        free.append(contentsOf: numbers.sorted(by: >))
         return removed
     }
 

@@ -53,15 +53,23 @@ final class TokenStoreTests: XCTestCase {
                 } else {
                     let pick = Int(rng.next() % UInt64(model.ids.count))
                     let id = model.ids[pick]
-                    switch roll {
-                    case 5, 6:
-                        XCTAssertEqual(store.remove(id: id), model.byID[id])
+                    func forgetInModel(_ id: String) {
                         let license = model.byID[id]!.info.licenseID
                         model.byID[id] = nil
-                        model.ids.swapAt(pick, model.ids.count - 1)
-                        model.ids.removeLast()
+                        model.ids.removeAll { $0 == id }
                         model.byLicense[license]!.removeAll { $0 == id }
                         if model.byLicense[license]!.isEmpty { model.byLicense[license] = nil }
+                    }
+                    switch roll {
+                    case 5:
+                        XCTAssertEqual(store.remove(id: id), model.byID[id])
+                        forgetInModel(id)
+                    case 6:
+                        // Several at once (as the sweep forgets them), with a repeat and an unknown id.
+                        let batch = [id, model.ids[Int(rng.next() % UInt64(model.ids.count))], id, "tok_never_issued"]
+                        let expected = Set(batch.compactMap { model.byID[$0]?.info.id })
+                        XCTAssertEqual(Set(store.remove(ids: batch).map(\.info.id)), expected)
+                        for gone in expected { forgetInModel(gone) }
                     case 7:
                         // A rotation: the same token under a new hash; the old hash finds nothing.
                         let newHash = collidingHash(&rng)
