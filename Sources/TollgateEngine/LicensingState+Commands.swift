@@ -66,7 +66,7 @@ extension LicensingState {
             ids = members.flatMap { tokens.ids(license: $0) }
         case .subject(let subject):
             try Validate.length(subject, max: Limits.maxSubject, "the subject", allowEmpty: false)
-            ids = tokens.licenseIDs.sorted().flatMap { tokens.records(license: $0) }.filter { $0.info.subject == subject }.map(\.info.id)
+            ids = tokens.ids(subject: subject)
             guard !ids.isEmpty else { throw EngineError.notFound("no token was issued to that subject") }
         }
         // Derived tokens go with their parents.

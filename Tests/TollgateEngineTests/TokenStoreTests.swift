@@ -102,6 +102,10 @@ final class TokenStoreTests: XCTestCase {
             XCTAssertEqual(store.hash(id: id), expected.hash, what, file: file, line: line)
         }
         XCTAssertEqual(Set(store.licenseIDs), Set(model.byLicense.keys), what, file: file, line: line)
+        for subject in (0..<7).map({ "svc-\($0)" }) + ["nobody"] {
+            let expected = model.byLicense.keys.sorted().flatMap { model.byLicense[$0]!.filter { model.byID[$0]!.info.subject == subject } }
+            XCTAssertEqual(store.ids(subject: subject), expected, "\(what): tokens of \(subject)", file: file, line: line)
+        }
         for (license, ids) in model.byLicense {
             XCTAssertEqual(store.ids(license: license), ids, "\(what): issue order of \(license)", file: file, line: line)
             XCTAssertEqual(store.count(license: license) { revokedAt, _ in revokedAt == 0 }, ids.filter { model.byID[$0]!.info.revokedAt == 0 }.count, what, file: file, line: line)
