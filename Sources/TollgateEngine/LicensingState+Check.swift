@@ -287,7 +287,7 @@ extension LicensingState {
     func usability(of record: TokenRecord, at now: UnixMillis, caller: UInt32?) -> Result<(Plan, LicenseSpec), Unusable> {
         let token = record.info
         if token.revokedAt != 0 { return .failure(Unusable(reason: .revoked, rule: "token.revoked", owner: token.id)) }
-        if !token.parentID.isEmpty, tokens.record(id: token.parentID).map({ $0.info.revokedAt != 0 }) ?? true {
+        if !token.parentID.isEmpty, tokens.revokedAt(id: token.parentID).map({ $0 != 0 }) ?? true {
             return .failure(Unusable(reason: .revoked, rule: "parent.revoked", owner: token.parentID))
         }
         if token.notBefore != 0 && now < token.notBefore { return .failure(Unusable(reason: .notYetValid, rule: "token.not_before", owner: token.id)) }

@@ -135,7 +135,7 @@ public struct LicensingState: Sendable {
             if record.info.expiresAt != 0 { expiryWatch.insert(Deadline(at: record.info.expiresAt, token: handle)) }
             if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, token: handle)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
-            for id in ids where tokens.record(id: id)?.info.revokedAt == 0 {
+            for id in ids where tokens.revokedAt(id: id) == 0 {
                 tokens.update(id: id) { record in
                     record.info.revokedAt = at
                     record.info.revokeReason = reason
@@ -210,7 +210,7 @@ public struct LicensingState: Sendable {
         if let context {
             (license, plan) = context
         } else {
-            guard let licenseID = tokens.record(id: entry.tokenID)?.info.licenseID, let found = licenses[licenseID]?.spec,
+            guard let licenseID = tokens.licenseID(id: entry.tokenID), let found = licenses[licenseID]?.spec,
                 let foundPlan = plans[found.plan]
             else {
                 recordUsage(entry)
@@ -262,7 +262,7 @@ public struct LicensingState: Sendable {
     /// Replay is exact all the same: the set is derived from the plans by `apply`, in journal order. The ledger,
     /// which billing and the usage export read, records every entry.
     mutating func recordUsage(_ entry: UsageEntry) {
-        guard let licenseID = tokens.record(id: entry.tokenID)?.info.licenseID,
+        guard let licenseID = tokens.licenseID(id: entry.tokenID),
             let license = licenses[licenseID]?.spec
         else { return }
         recordUsage(entry, license: license, plan: plans[license.plan])

@@ -464,7 +464,11 @@ final class LicensingModelTests: XCTestCase {
         // Its expiry deadline (8 days from now) stays in the index; the new token takes its place.
         let successor = try f.issue(license: "lic-1", expiresAt: f.nowMillis + 30 * Millis.day)
         XCTAssertEqual(f.state.token(id: successor.info.id)?.info.lastUsedAt, 0, "its predecessor's last use is not its own")
-        f.advance(millis: 8 * Millis.day + Millis.hour)
+        // 12 hours before the predecessor's expiry, within the warning horizon: its deadline finds the successor.
+        f.advance(millis: 7 * Millis.day + 12 * Millis.hour)
+        f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
+        XCTAssertTrue(f.state.book.events.isEmpty, "no expiry warning for a token that is not expiring: \(f.state.book.events)")
+        f.advance(millis: 13 * Millis.hour)
         f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)
         f.advance(millis: 2 * Millis.day)
         f.sweep(tokenRetention: Millis.day, expiryWarning: Millis.day)

@@ -246,6 +246,56 @@ final class ReplayTests: XCTestCase {
         XCTAssertGreaterThan(reasons.count, 2, "\(reasons)")
     }
 
+    /// A state loaded from a snapshot numbers its token-store entries differently from the live state it was taken
+    /// from (which reuses the places of forgotten tokens) and from a replay. Their sweeps must still warn, forget and
+    /// number events alike, and they must answer alike.
+    func testStatesWithDifferentTokenPlacesSweepAndDecideAlike() throws {
+        let f = EngineFixture(seed: 77, now: Self.start)
+        try f.putPlan("pro")
+        for license in ["lic-a", "lic-b"] { try f.putLicense(license, plan: "pro") }
+        let soon = f.nowMillis + 5 * Millis.day
+        var secrets: [String] = []
+        for i in 0..<12 {
+            // A third expire together (equal deadlines), a third soon after the others, some are revoked.
+            let expiry = i % 3 == 0 ? soon : f.nowMillis + Int64(i + 1) * Millis.day
+            let token = try f.issue(license: i % 2 == 0 ? "lic-a" : "lic-b", subject: "s\(i % 4)", expiresAt: expiry)
+            secrets.append(token.secret)
+            if i % 4 == 1 { try f.revoke(.tokenID(token.info.id)) }
+        }
+        f.advance(millis: 3 * Millis.day)
+        f.sweep(tokenRetention: Millis.day)
+        let forgotten = 12 - f.state.tokens.count
+        XCTAssertGreaterThan(forgotten, 2, "the sweep forgot revoked and expired tokens")
+        // New tokens take the forgotten ones' places in the live state, and expire with the first group.
+        for i in 0..<forgotten + 2 { secrets.append(try f.issue(license: i % 2 == 0 ? "lic-b" : "lic-a", subject: "s\(i % 4)", expiresAt: soon).secret) }
+
+        var replayed = LicensingState()
+        for change in f.changes { replayed.apply(try change.roundTripped()) }
+        let restored = try LicensingState.decodeSnapshot(try f.state.encodeSnapshot(now: f.nowMillis))
+        var states = [f.state, replayed, restored]
+        let names = ["live", "replayed", "snapshot"]
+        // Revoking by subject lists the same tokens in the same order everywhere (the journal records that list).
+        let revocations = try states.indices.map { try states[$0].revoke(RevokeRequest(target: .subject("s1"), reason: "r"), at: f.now).change }
+        XCTAssertNotNil(revocations[0])
+        XCTAssertEqual(revocations[1], revocations[0])
+        XCTAssertEqual(revocations[2], revocations[0])
+        for (at, warning) in [(soon - 12 * Millis.hour, Millis.day), (soon + 2 * Millis.day, Millis.day)] {
+            for i in states.indices {
+                _ = states[i].sweep(at: Timestamp(millis: at), tokenRetention: Millis.day, keyRetention: Millis.day, expiryWarning: warning)
+            }
+            XCTAssertFalse(states[0].book.events.isEmpty)
+            for i in 1..<states.count {
+                assertSameDurableState(states[i], states[0], "\(names[i]) after the sweep at \(at)")
+                XCTAssertEqual(states[i].listTokens(licenseID: "", after: "", limit: 100).tokens, states[0].listTokens(licenseID: "", after: "", limit: 100).tokens)
+            }
+        }
+        let later = Timestamp(millis: soon + 3 * Millis.day)
+        for secret in secrets {
+            let expected = states[0].check(CheckRequest(token: secret, scopes: []), at: later).result
+            for i in 1..<states.count { XCTAssertEqual(states[i].check(CheckRequest(token: secret, scopes: []), at: later).result, expected, names[i]) }
+        }
+    }
+
     func testTruncatedPayloadsAreRejected() throws {
         let (f, _) = try randomRun(seed: 5, operations: 1000)
         var samples: [UInt8: [StateChange]] = [:]

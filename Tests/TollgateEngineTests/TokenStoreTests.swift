@@ -29,15 +29,18 @@ final class TokenStoreTests: XCTestCase {
         return TokenRecord(hash: hash, info: info)
     }
 
-    /// First words from a small range, so that most tokens share a home slot with others.
+    /// First words from two small ranges: the first slots of the table, and its last 8 slots whatever its size (so
+    /// runs of colliding entries wrap around the end): most tokens share a home slot with others.
     private func collidingHash(_ rng: inout SplitMix64) -> TokenHash {
-        TokenHash(rng.next() % 48, rng.next(), rng.next(), rng.next())
+        TokenHash(rng.next() % 2 == 0 ? rng.next() % 48 : ~(rng.next() % 8), rng.next(), rng.next(), rng.next())
     }
 
     func testMatchesADictionaryModelUnderChurn() {
         for seed in [1, 2, 3] as [UInt64] {
             var rng = SplitMix64(seed: seed)
             var store = TokenStore()
+            // One run never regrows (a regrow rebuilds the indexes from the entries, which would hide a damaged one).
+            if seed == 3 { store.reserveCapacity(4_096) }
             var model = Model()
             var next = 0
             for step in 0..<6_000 {
@@ -81,13 +84,25 @@ final class TokenStoreTests: XCTestCase {
                         model.byID[id]!.info.revokeReason = "leaked"
                         model.byID[id]!.info.revokedBy = "ops"
                     default:
-                        // Inserting a known id replaces it and keeps its place in its license's order.
+                        // Inserting a known id replaces it and keeps its place in its license's order; with another
+                        // license (journals never hold that, but the record says so), it moves to that license's end.
                         var replacement = model.byID[id]!
                         replacement.info.subject = "replaced-\(step)"
-                        store.insert(replacement)
+                        if rng.next() % 2 == 0 { replacement.hash = collidingHash(&rng) }
+                        if rng.next() % 4 == 0 {
+                            let old = replacement.info.licenseID
+                            replacement.info.licenseID = "lic_\(rng.next() % 9)_with_a_long_identifier"
+                            if replacement.info.licenseID != old {
+                                model.byLicense[old]!.removeAll { $0 == id }
+                                if model.byLicense[old]!.isEmpty { model.byLicense[old] = nil }
+                                model.byLicense[replacement.info.licenseID, default: []].append(id)
+                            }
+                        }
+                        XCTAssertFalse(store.insert(replacement).isNew)
                         model.byID[id] = replacement
                     }
                 }
+                if step % 40 == 0, let violation = store.violation() { XCTFail("seed \(seed), step \(step): \(violation)"); return }
                 if step % 500 == 0 || step == 5_999 { assertSame(store, model, "seed \(seed), step \(step)") }
             }
         }
@@ -95,6 +110,8 @@ final class TokenStoreTests: XCTestCase {
 
     private func assertSame(_ store: TokenStore, _ model: Model, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(store.count, model.byID.count, what, file: file, line: line)
+        XCTAssertNil(store.violation(), what, file: file, line: line)
+        XCTAssertEqual(store.count { revokedAt, _ in revokedAt == 0 }, model.byID.values.filter { $0.info.revokedAt == 0 }.count, what, file: file, line: line)
         XCTAssertEqual(Set(store.allIDs), Set(model.byID.keys), what, file: file, line: line)
         for (id, expected) in model.byID {
             XCTAssertEqual(store.record(id: id), expected, "\(what): by id", file: file, line: line)
@@ -156,7 +173,8 @@ final class TokenStoreTests: XCTestCase {
     }
 
     func testInlineIDsHashAndCompareLikeTheirStrings() {
-        for id in ["t", "tok_0123456789abcdefghijkl", String(repeating: "x", count: 31), "tok_é_ü", "tok_日本"] {
+        // The last: a two-byte character ending exactly at byte 31.
+        for id in ["t", "tok_0123456789abcdefghijkl", String(repeating: "x", count: 31), "tok_é_ü", "tok_日本", String(repeating: "x", count: 29) + "é"] {
             let inline = InlineID(id)
             XCTAssertNotNil(inline, id)
             XCTAssertEqual(inline?.string, id)
@@ -175,5 +193,39 @@ final class TokenStoreTests: XCTestCase {
     func testEntryStaysSmall() {
         XCTAssertLessThanOrEqual(MemoryLayout<TokenStore.Entry>.stride, 112)
         XCTAssertEqual(MemoryLayout<InlineID>.stride, 32)
+    }
+
+    /// Ids are compared by their bytes, inline or not: canonically equivalent spellings are different ids (the
+    /// indexes hash bytes, so anything else would find or miss a token depending on the process's hash seed).
+    func testIdsAreMatchedByTheirBytes() {
+        var rng = SplitMix64(seed: 5)
+        for prefix in ["tok_", "tok_long_enough_to_be_kept_beside_the_entry_"] {
+            var store = TokenStore()
+            var composed = record(0, license: "lic", hash: TokenHash(1, 0, 0, 0), rng: &rng)
+            composed.info.id = prefix + "\u{E9}"
+            store.insert(composed)
+            let decomposed = prefix + "e\u{301}"
+            XCTAssertEqual(decomposed, composed.info.id, "Swift's == equates them")
+            XCTAssertNil(store.record(id: decomposed), prefix)
+            XCTAssertNil(store.remove(id: decomposed), prefix)
+            XCTAssertEqual(store.record(id: composed.info.id)?.info.id, composed.info.id, prefix)
+            XCTAssertNil(store.violation())
+        }
+    }
+
+    /// A handle names a place: once its token is removed it finds nothing, and once the place is reused it finds
+    /// the new token (the sweep checks what it finds against the deadline it holds).
+    func testHandlesFindWhatIsStoredNow() {
+        var rng = SplitMix64(seed: 6)
+        var store = TokenStore()
+        let first = record(1, license: "lic", hash: TokenHash(1, 0, 0, 0), rng: &rng)
+        let handle = store.insert(first).handle
+        XCTAssertEqual(store.record(handle), first)
+        store.remove(id: first.info.id)
+        XCTAssertNil(store.record(handle))
+        let second = record(2, license: "lic", hash: TokenHash(2, 0, 0, 0), rng: &rng)
+        XCTAssertEqual(store.insert(second).handle, handle, "the freed place is reused")
+        XCTAssertEqual(store.record(handle), second)
+        XCTAssertNil(store[first.hash])
     }
 }
