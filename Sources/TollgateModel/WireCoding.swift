@@ -127,6 +127,8 @@ public struct WireReader {
         guard buffer.readableBytes >= Int(length) else {
             throw WireError(.malformed, "\(context): field \(field) declares \(length) bytes but \(buffer.readableBytes) remain")
         }
+        // Empty (an absent meter, say): nothing to validate or copy.
+        if length == 0 { return "" }
         // Validated over the contiguous bytes (NIO's readUTF8ValidatedString validates through the generic byte
         // view). ASCII, which ids, tokens and meters are, is valid UTF-8 as it is: it skips the generic validator
         // (which instantiates generic metadata at run time) for the specialised decoding initialiser.

@@ -240,7 +240,7 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
     case .ping:
         request = .ping
     case .check:
-        request = .check(try r.checkRequest(reusingListsOf: nil))
+        request = .check(try r.checkRequest(reusingListsOf: CheckRequest(token: "")))
     case .meter:
         request = .meter(MeterRequest(token: try r.string("token"), meter: try r.string("meter"), quantity: try r.u64("quantity"), idempotencyKey: try r.string("idempotency_key")))
     case .revoke:
@@ -300,7 +300,7 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
 /// Decodes the body of a CHECK request without going through `Request`, for the server's hot path. The scope and
 /// feature lists (and a meter name too long to be stored inline) of `previous`, the connection's last CHECK, are
 /// shared instead of allocated again when the wire repeats them byte for byte. Errors are those of `decodeRequest`.
-public func decodeCheckRequest(body: ByteBuffer, reusingListsOf previous: CheckRequest?) throws -> CheckRequest {
+public func decodeCheckRequest(body: ByteBuffer, reusingListsOf previous: CheckRequest) throws -> CheckRequest {
     var r = WireReader(body, context: Opcode.check.name)
     let request = try r.checkRequest(reusingListsOf: previous)
     try r.expectEnd()
@@ -565,11 +565,11 @@ extension ByteBuffer {
 
 extension WireReader {
     /// The CHECK body, shared by `decodeRequest` and `decodeCheckRequest`.
-    mutating func checkRequest(reusingListsOf previous: CheckRequest?) throws -> CheckRequest {
+    mutating func checkRequest(reusingListsOf previous: CheckRequest) throws -> CheckRequest {
         CheckRequest(
-            token: try string("token"), scopes: try strings("scopes", reusing: previous?.scopes ?? []),
-            meter: try string("meter", reusing: previous?.meter ?? ""), cost: try u64("cost"),
-            features: try strings("features", reusing: previous?.features ?? []), options: try checkOptions())
+            token: try string("token"), scopes: try strings("scopes", reusing: previous.scopes),
+            meter: try string("meter", reusing: previous.meter), cost: try u64("cost"),
+            features: try strings("features", reusing: previous.features), options: try checkOptions())
     }
 
     mutating func checkOptions() throws -> CheckOptions {

@@ -18,9 +18,10 @@ import Glibc
 /// decided together under one acquisition of the core's lock (`TollgateCore.checkBatch`), their answers written
 /// straight into the output buffer, which is flushed once per read burst. A pipelining client thus pays the
 /// pipeline traversal, the lock and the clock once per read instead of once per request.
-final class RequestChannelHandler: ChannelDuplexHandler {
+///
+/// Inbound only: outbound operations (the channel's reads, other writers' writes) do not pass through it.
+final class RequestChannelHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let core: TollgateCore
@@ -43,9 +44,9 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     private var checks: [CheckRequest] = []
     private var checkIDs: [UInt32] = []
     private var checkAnswers: [Response] = []
-    /// The connection's last CHECK without its token: its scope and feature lists (and meter name) are shared by the
-    /// next CHECK that repeats them.
-    private var lastCheck: CheckRequest?
+    /// The scope and feature lists and meter name of the connection's last CHECK (its secret is not kept): shared
+    /// by the next CHECK that repeats them.
+    private var lastLists = CheckRequest(token: "")
     /// The allow-list's verdict for this peer, looked up once per read (a reload applies from the next read).
     private var permittedThisRead: Bool?
 
@@ -64,6 +65,8 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     /// fires instead of being cancelled and scheduled again on every read.
     private var lastActivity = NIODeadline.now()
     private var readingPaused = false
+    /// Between `channelActive` (once the connection is admitted) and `channelInactive`.
+    private var active = false
     private var pendingDurable = 0
 
     private struct Slot {
@@ -100,6 +103,7 @@ final class RequestChannelHandler: ChannelDuplexHandler {
             return
         }
         counted = true
+        active = true
         readPeerCredentials(context: context)
         lastActivity = .now()
         rearmIdleTimer(context: context)
@@ -107,6 +111,7 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        active = false
         if counted {
             registry.close()
             counted = false
@@ -171,7 +176,8 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !poisoned else { return }
+        // Not active: a connection over the limit, answered `unavailable` and closing; nothing it sends is served.
+        guard active, !poisoned else { return }
         // The idle timer is not rescheduled per read: it checks this when it fires.
         lastActivity = .now()
         permittedThisRead = nil
@@ -228,16 +234,15 @@ final class RequestChannelHandler: ChannelDuplexHandler {
         let header = frame.header
         guard header.opcode == Opcode.check.rawValue, header.version == tollgateProtocolVersion,
             header.flags == 0, header.status == 0, header.reserved == 0,
-            let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastCheck)
+            let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists)
         else { return false }
         if permittedThisRead == nil { permittedThisRead = registry.allows(peer, role: role) }
         guard permittedThisRead == true else { return false }
+        lastLists.scopes = request.scopes
+        lastLists.meter = request.meter
+        lastLists.features = request.features
         checks.append(request)
         checkIDs.append(header.requestID)
-        // Only the lists are reused: the secret is not kept past the read.
-        var lists = request
-        lists.token = ""
-        lastCheck = lists
         return true
     }
 
@@ -245,9 +250,9 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     private func flushChecks(context: ChannelHandlerContext) {
         guard !checks.isEmpty else { return }
         core.checkBatch(checks, caller: peer?.uid, into: &checkAnswers)
-        for (answer, requestID) in zip(checkAnswers, checkIDs) {
-            if case .check(let result) = answer, result.leaseID != 0 { leases.insert(result.leaseID) }
-            emit(context: context, answer, opcode: Opcode.check.rawValue, requestID: requestID)
+        for index in checkAnswers.indices {
+            if case .check(let result) = checkAnswers[index], result.leaseID != 0 { leases.insert(result.leaseID) }
+            emit(context: context, checkAnswers[index], opcode: Opcode.check.rawValue, requestID: checkIDs[index])
         }
         checks.removeAll(keepingCapacity: true)
         checkIDs.removeAll(keepingCapacity: true)
@@ -359,22 +364,34 @@ final class RequestChannelHandler: ChannelDuplexHandler {
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return }
+        // Our own flag rather than `channel.isActive`, which costs a walk through the channel's state per flush.
+        guard active else { return }
         if wantsFlush {
             wantsFlush = false
-            let chunk = output
-            // Small: with pipelined durable requests each answer is its own write, and the output limit counts
-            // the bytes written, not the capacity behind them.
-            output = context.channel.allocator.buffer(capacity: 128)
             if closeAfterFlush && queue.isEmpty {
-                context.writeAndFlush(wrapOutboundOut(chunk)).whenComplete { _ in context.close(promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(output)).whenComplete { _ in context.close(promise: nil) }
                 return
             }
-            context.writeAndFlush(wrapOutboundOut(chunk), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+            recycleOutput(context: context)
         } else if closeAfterFlush && queue.isEmpty {
             context.close(promise: nil)
         }
     }
+
+    /// Empties the output buffer for the next burst. A write the socket took at once has released the bytes, and
+    /// the storage is reused without an allocation; otherwise (the socket is full, the bytes wait in the channel)
+    /// a small new one is allocated, so that the output limit, which counts bytes written, is not defeated by the
+    /// capacity behind them. Storage grown large by a big answer is not kept for the connection's lifetime.
+    private func recycleOutput(context: ChannelHandlerContext) {
+        if output.capacity > Self.maxRecycledOutputCapacity {
+            output = context.channel.allocator.buffer(capacity: 1024)
+        } else {
+            output.clear(minimumCapacity: 128)
+        }
+    }
+
+    private static let maxRecycledOutputCapacity = 16 << 10
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         logger.debug("connection error", metadata: ["tollgate.error": "\(error)"])

@@ -278,12 +278,13 @@ public final class TollgateCore: @unchecked Sendable {
         // a denial is logged, which the sampler allows at most `perSecond` times a second.
         var logged: [Int] = []
         lock.withLock {
-            for request in requests {
-                guard request.meter.utf8.count <= Limits.maxMeterName else {
+            // By index: each request is lent to the engine, not copied out of the array.
+            for index in requests.indices {
+                guard requests[index].meter.utf8.count <= Limits.maxMeterName else {
                     responses.append(Self.meterNameTooLong)
                     continue
                 }
-                let (result, logDecision) = checkLocked(request, now: now, caller: caller)
+                let (result, logDecision) = checkLocked(requests[index], now: now, caller: caller)
                 if logDecision { logged.append(responses.count) }
                 responses.append(.check(result))
                 if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
