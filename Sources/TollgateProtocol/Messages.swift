@@ -168,6 +168,12 @@ extension ByteBuffer {
 }
 
 extension ByteBuffer {
+    /// Writes the answer to a CHECK: the same bytes as `writeResponse(.check(result), opcode: CHECK, ...)`,
+    /// without wrapping the result in a `Response` (a copy of every field) on the server's hot path.
+    public mutating func writeCheckResponse(_ result: CheckResult, requestID: UInt32) {
+        if result.explanation.isEmpty, writeCheckFrame(result, opcode: Opcode.check.rawValue, requestID: requestID) { return }
+        writeResponse(.check(result), opcode: Opcode.check.rawValue, requestID: requestID)
+    }
     /// Writes a whole CHECK (or SETTLE) answer frame with an empty explanation, in one pass. Returns false, having
     /// written nothing, when a string is too long for the wire (the generic encoder then reports the error).
     @usableFromInline

@@ -43,7 +43,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// reads so that their storage is reused.
     private var checks: [CheckRequest] = []
     private var checkIDs: [UInt32] = []
-    private var checkAnswers: [Response] = []
+    private var checkResults: [CheckResult] = []
     /// The scope and feature lists and meter name of the connection's last CHECK (its secret is not kept): shared
     /// by the next CHECK that repeats them.
     private var lastLists = CheckRequest(token: "")
@@ -227,14 +227,15 @@ final class RequestChannelHandler: ChannelInboundHandler {
         setPartial(true, context: context)
     }
 
-    /// Takes `frame` into the pending batch when it is a CHECK that `handle` would pass to the core: a valid
-    /// header, a body that decodes, a permitted peer. Anything else returns false and goes through `handle`, which
-    /// then answers with the error (decoding the body again on that rare path).
+    /// Takes `frame` into the pending batch when it is a CHECK that `handle` would pass to the engine: a valid
+    /// header, a body that decodes, a permitted peer, no refusal by the core. Anything else returns false and goes
+    /// through `handle`, which then answers with the error (decoding the body again on that rare path).
     private func batchCheck(_ frame: Frame) -> Bool {
         let header = frame.header
         guard header.opcode == Opcode.check.rawValue, header.version == tollgateProtocolVersion,
             header.flags == 0, header.status == 0, header.reserved == 0,
-            let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists)
+            let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists),
+            TollgateCore.refusal(of: request) == nil
         else { return false }
         if permittedThisRead == nil { permittedThisRead = registry.allows(peer, role: role) }
         guard permittedThisRead == true else { return false }
@@ -249,14 +250,20 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// Decides the pending CHECKs under one lock and writes their answers in order.
     private func flushChecks(context: ChannelHandlerContext) {
         guard !checks.isEmpty else { return }
-        core.checkBatch(checks, caller: peer?.uid, into: &checkAnswers)
-        for index in checkAnswers.indices {
-            if case .check(let result) = checkAnswers[index], result.leaseID != 0 { leases.insert(result.leaseID) }
-            emit(context: context, checkAnswers[index], opcode: Opcode.check.rawValue, requestID: checkIDs[index])
+        core.checkBatch(checks, caller: peer?.uid, into: &checkResults)
+        for index in checkResults.indices {
+            let leaseID = checkResults[index].leaseID
+            if leaseID != 0 { leases.insert(leaseID) }
+            if queue.isEmpty {
+                output.writeCheckResponse(checkResults[index], requestID: checkIDs[index])
+                wantsFlush = true
+            } else {
+                emit(context: context, .check(checkResults[index]), opcode: Opcode.check.rawValue, requestID: checkIDs[index])
+            }
         }
         checks.removeAll(keepingCapacity: true)
         checkIDs.removeAll(keepingCapacity: true)
-        checkAnswers.removeAll(keepingCapacity: true)
+        checkResults.removeAll(keepingCapacity: true)
     }
 
     private func handle(context: ChannelHandlerContext, frame: Frame) {

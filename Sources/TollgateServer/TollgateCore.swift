@@ -152,7 +152,7 @@ public final class TollgateCore: @unchecked Sendable {
         case .ping:
             return .pong
         case .check(let check):
-            guard check.meter.utf8.count <= Limits.maxMeterName else { return Self.meterNameTooLong }
+            if let refusal = Self.refusal(of: check) { return refusal }
             return .check(self.check(check, caller: caller))
         case .release(let leaseID):
             return .released(lock.withLock { state.release(leaseID: leaseID) })
@@ -269,10 +269,11 @@ public final class TollgateCore: @unchecked Sendable {
 
     /// Answers consecutive CHECKs cut from one read of one connection, in order, under a single acquisition of the
     /// lock: on a pipelined connection the lock, the clock read and the dispatch through `handle` are paid once per
-    /// read instead of once per request. Each check is decided exactly as `handle` decides a lone CHECK (the same
-    /// meter-name rule, counters, consumption, early usage flush and sampled denial log), all at one instant, the
-    /// time the batch is decided. `responses` receives one answer per request, in order, after what it held.
-    public func checkBatch(_ requests: [CheckRequest], caller: UInt32?, into responses: inout [Response]) {
+    /// read instead of once per request. Each check is decided exactly as `handle` decides a lone CHECK (counters,
+    /// consumption, early usage flush, sampled denial log), all at one instant, the time the batch is decided.
+    /// Every request must have passed `refusal(of:)` (the answer to one that did not is that error, not a
+    /// decision). `results` receives one result per request, in order, after what it held.
+    public func checkBatch(_ requests: [CheckRequest], caller: UInt32?, into results: inout [CheckResult]) {
         let now = clock.now()
         // Indices of denials the sampler admitted: logged after the lock is released. Empty (no allocation) unless
         // a denial is logged, which the sampler allows at most `perSecond` times a second.
@@ -280,19 +281,20 @@ public final class TollgateCore: @unchecked Sendable {
         lock.withLock {
             // By index: each request is lent to the engine, not copied out of the array.
             for index in requests.indices {
-                guard requests[index].meter.utf8.count <= Limits.maxMeterName else {
-                    responses.append(Self.meterNameTooLong)
-                    continue
-                }
+                assert(Self.refusal(of: requests[index]) == nil, "checkBatch was given a CHECK that refusal(of:) refuses")
                 let (result, logDecision) = checkLocked(requests[index], now: now, caller: caller)
-                if logDecision { logged.append(responses.count) }
-                responses.append(.check(result))
+                if logDecision { logged.append(results.count) }
+                results.append(result)
                 if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
             }
         }
-        for index in logged {
-            if case .check(let result) = responses[index] { logDenial(result) }
-        }
+        for index in logged { logDenial(results[index]) }
+    }
+
+    /// The error a CHECK is answered with before the engine sees it (a meter name longer than the wire allows), or
+    /// nil when it is to be decided.
+    public static func refusal(of check: CheckRequest) -> Response? {
+        check.meter.utf8.count <= Limits.maxMeterName ? nil : meterNameTooLong
     }
 
     /// The answer to a CHECK whose meter name is longer than the wire allows.

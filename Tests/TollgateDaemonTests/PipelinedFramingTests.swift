@@ -1,5 +1,6 @@
 import Foundation
 import TollgateClient
+import TollgateEngine
 import TollgateModel
 import TollgateProtocol
 import XCTest
@@ -39,10 +40,13 @@ final class PipelinedFramingTests: DaemonTestCase {
         var bytes = check(1, cost: 1) + check(2, token: unknown) + RawFrame.request(.ping, id: 3) + check(4, cost: 1)
         bytes += RawFrame.header(length: 12, version: 9, opcode: Opcode.check.rawValue, requestID: 5)  // wrong version
         bytes += check(6) + RawFrame.request(.check(CheckRequest(token: provisioned.secret, scopes: ["write"])), id: 7)
+        // A meter name longer than the wire allows is refused by the core before the engine, between two checks.
+        let longMeter = String(repeating: "m", count: Limits.maxMeterName + 1)
+        bytes += RawFrame.request(.check(CheckRequest(token: provisioned.secret, scopes: ["read"], meter: longMeter, cost: 1)), id: 8) + check(9)
         try await connection.sendRaw(bytes)
-        let got = try await answers(connection, 7)
-        XCTAssertEqual(got.map(\.id), [1, 2, 3, 4, 5, 6, 7])
-        XCTAssertEqual(got.map(\.status), [.ok, .denied, .ok, .ok, .unsupportedVersion, .ok, .denied])
+        let got = try await answers(connection, 9)
+        XCTAssertEqual(got.map(\.id), [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        XCTAssertEqual(got.map(\.status), [.ok, .denied, .ok, .ok, .unsupportedVersion, .ok, .denied, .invalidArgument, .ok])
         guard case .check(let first) = got[0].response, case .check(let fourth) = got[3].response, case .check(let seventh) = got[6].response else {
             return XCTFail("CHECK answers expected: \(got)")
         }
@@ -50,7 +54,7 @@ final class PipelinedFramingTests: DaemonTestCase {
         XCTAssertEqual(fourth.quota?.remaining, 998, "each check of the batch is counted")
         XCTAssertEqual(seventh.reason, .insufficientScope, "a different scope list after a reused one is decoded anew")
         let stats = try await (try await harness.admin()).stats()
-        XCTAssertEqual(stats.first { $0.key == "checks_total" }?.value, "5")
+        XCTAssertEqual(stats.first { $0.key == "checks_total" }?.value, "6", "the refused one is not a check")
         XCTAssertEqual(stats.first { $0.key == "checks_denied" }?.value, "2")
     }
 
