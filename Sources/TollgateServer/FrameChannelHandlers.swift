@@ -235,14 +235,14 @@ final class RequestChannelHandler: ChannelInboundHandler {
         guard header.opcode == Opcode.check.rawValue, header.version == tollgateProtocolVersion,
             header.flags == 0, header.status == 0, header.reserved == 0,
             let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists),
-            TollgateCore.refusal(of: request) == nil
+            TollgateCore.admits(request)
         else { return false }
         if permittedThisRead == nil { permittedThisRead = registry.allows(peer, role: role) }
         guard permittedThisRead == true else { return false }
         lastLists.scopes = request.scopes
         lastLists.meter = request.meter
         lastLists.features = request.features
-        checks.append(request)
+        checks.append(consume request)
         checkIDs.append(header.requestID)
         return true
     }
@@ -251,14 +251,17 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private func flushChecks(context: ChannelHandlerContext) {
         guard !checks.isEmpty else { return }
         core.checkBatch(checks, caller: peer?.uid, into: &checkResults)
-        for index in checkResults.indices {
-            let leaseID = checkResults[index].leaseID
-            if leaseID != 0 { leases.insert(leaseID) }
-            if queue.isEmpty {
-                output.writeCheckResponse(checkResults[index], requestID: checkIDs[index])
-                wantsFlush = true
-            } else {
-                emit(context: context, .check(checkResults[index]), opcode: Opcode.check.rawValue, requestID: checkIDs[index])
+        // Through a buffer pointer: each result is read in place, not copied out of the array.
+        checkResults.withUnsafeBufferPointer { results in
+            for index in results.indices {
+                let leaseID = results[index].leaseID
+                if leaseID != 0 { leases.insert(leaseID) }
+                if queue.isEmpty {
+                    output.writeCheckResponse(results[index], requestID: checkIDs[index])
+                    wantsFlush = true
+                } else {
+                    emit(context: context, .check(results[index]), opcode: Opcode.check.rawValue, requestID: checkIDs[index])
+                }
             }
         }
         checks.removeAll(keepingCapacity: true)

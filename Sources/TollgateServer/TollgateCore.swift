@@ -279,13 +279,15 @@ public final class TollgateCore: @unchecked Sendable {
         // a denial is logged, which the sampler allows at most `perSecond` times a second.
         var logged: [Int] = []
         lock.withLock {
-            // By index: each request is lent to the engine, not copied out of the array.
-            for index in requests.indices {
-                assert(Self.refusal(of: requests[index]) == nil, "checkBatch was given a CHECK that refusal(of:) refuses")
-                let (result, logDecision) = checkLocked(requests[index], now: now, caller: caller)
-                if logDecision { logged.append(results.count) }
-                results.append(result)
-                if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
+            // Through a buffer pointer: each request is lent to the engine in place, not copied out of the array.
+            requests.withUnsafeBufferPointer { requests in
+                for index in requests.indices {
+                    assert(Self.admits(requests[index]), "checkBatch was given a CHECK that refusal(of:) refuses")
+                    let (result, logDecision) = checkLocked(requests[index], now: now, caller: caller)
+                    if logDecision { logged.append(results.count) }
+                    results.append(result)
+                    if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
+                }
             }
         }
         for index in logged { logDenial(results[index]) }
@@ -294,7 +296,13 @@ public final class TollgateCore: @unchecked Sendable {
     /// The error a CHECK is answered with before the engine sees it (a meter name longer than the wire allows), or
     /// nil when it is to be decided.
     public static func refusal(of check: CheckRequest) -> Response? {
-        check.meter.utf8.count <= Limits.maxMeterName ? nil : meterNameTooLong
+        admits(check) ? nil : meterNameTooLong
+    }
+
+    /// Whether `refusal(of:)` lets `check` through to the engine (without building the answer).
+    @inlinable
+    public static func admits(_ check: CheckRequest) -> Bool {
+        check.meter.utf8.count <= Limits.maxMeterName
     }
 
     /// The answer to a CHECK whose meter name is longer than the wire allows.
