@@ -178,24 +178,29 @@ final class RequestChannelHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // Not active: a connection over the limit, answered `unavailable` and closing; nothing it sends is served.
         guard active, !poisoned else { return }
-        // The idle timer is not rescheduled per read: it checks this when it fires.
-        lastActivity = .now()
         permittedThisRead = nil
         var incoming = unwrapInboundIn(data)
+        let cut: Bool
         if var buffered = unfinished {
             unfinished = nil
             buffered.writeBuffer(&incoming)
-            cutFrames(context: context, from: &buffered)
+            cut = cutFrames(context: context, from: &buffered)
             keepUnfinished(buffered, context: context)
         } else {
-            cutFrames(context: context, from: &incoming)
+            cut = cutFrames(context: context, from: &incoming)
             keepUnfinished(incoming, context: context)
         }
+        // Activity is a whole frame (bytes of an unfinished one are the frame timer's business). The idle timer is
+        // not rescheduled per read: it checks this when it fires.
+        if cut { lastActivity = .now() }
     }
 
-    /// Serves every complete frame in `buffer`, in order, leaving the bytes of an unfinished frame unread.
-    private func cutFrames(context: ChannelHandlerContext, from buffer: inout ByteBuffer) {
+    /// Serves every complete frame in `buffer`, in order, leaving the bytes of an unfinished frame unread. Returns
+    /// whether it found any (a frame or a framing error).
+    private func cutFrames(context: ChannelHandlerContext, from buffer: inout ByteBuffer) -> Bool {
+        var cut = false
         while !poisoned, let event = decoder.next(from: &buffer) {
+            cut = true
             setPartial(false, context: context)
             switch event {
             case .frame(let frame):
@@ -214,6 +219,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
             }
         }
         flushChecks(context: context)
+        return cut
     }
 
     /// Keeps what is left of a read for the next one, and runs the frame timer while it waits.
