@@ -386,6 +386,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
             wantsFlush = false
             if closeAfterFlush && queue.isEmpty {
                 context.writeAndFlush(wrapOutboundOut(output)).whenComplete { _ in context.close(promise: nil) }
+                recycleOutput(context: context)
                 return
             }
             context.writeAndFlush(wrapOutboundOut(output), promise: nil)
