@@ -9,7 +9,8 @@
 # Options (or environment): --runs R (BENCH_RUNS), --duration S (BENCH_DURATION), --tokens N (BENCH_TOKENS),
 # --licenses L (BENCH_LICENSES), --no-swift-build (use the release binaries already built), --echo-threads T
 # (BENCH_ECHO_THREADS, default nproc:
-# one epoll loop per core measured fastest), TOLLGATED=path (a tollgated binary to use instead of building one).
+# one epoll loop per core measured fastest), TOLLGATED=path (a tollgated binary to use instead of building one),
+# BENCH_EVENT_LOOP_THREADS (tollgated's event_loop_threads, default 1).
 #
 # The systems are run alternately (echo, redis, tollgate, echo, ...) R times per point and the medians reported.
 # Output: a table, then one line per measured point: `BENCH {"system":...,"op":...,"connections":...,"depth":...,
@@ -182,6 +183,7 @@ cat >"$WORK/tollgate.json" <<EOF
   "api_socket": "$SOCK/tg.sock",
   "admin_socket": "$SOCK/tg-admin.sock",
   "journal": { "fsync": true },
+  "event_loop_threads": ${BENCH_EVENT_LOOP_THREADS:-1},
   "log_level": "warning",
   "plans": [
     $BENCH_PLAN

@@ -4,7 +4,8 @@
 #   bash scripts/scale.sh [TOKENS] [LICENSES]     default 1000000 tokens over 100000 licenses
 #   bash scripts/scale.sh --smoke                 10000 tokens over 1000 licenses, 1 run of 0.5 s per point
 #   bash scripts/scale.sh --callgrind [TOKENS]    instructions per check under valgrind's callgrind (default 1000
-#                                                 tokens): see the callgrind section below
+#                                                 tokens): see the callgrind section below; CALLGRIND_DEPTHS="1 16"
+#                                                 (the default) measures 1 connection x 1 and x 16 in flight
 #
 # Options: --runs R (default 3), --duration S (seconds per measured point, default 3), --snapshot-after BYTES
 # (journal.snapshot_after_bytes of the daemon; default the daemon's 64 MiB), --no-swift-build (use the release
@@ -175,6 +176,7 @@ if ((CALLGRIND)); then
     CG=$BIN/callgrind-$(date -u +%Y%m%dT%H%M%SZ)
     mkdir -p "$CG"
     K1=${CALLGRIND_K1:-20000} K2=${CALLGRIND_K2:-40000} WARM=${CALLGRIND_WARMUP:-5000}
+    read -r -a CG_DEPTHS <<<"${CALLGRIND_DEPTHS:-1 16}"
     # Two work-arounds for Debian's valgrind 3.19 (neither changes what tollgated executes on the check path):
     # - its DWARF reader gives up on the Swift toolchain's debug info ("Possibly corrupted debuginfo file"): run a
     #   copy with the debug sections stripped (the symbol table stays, so functions keep their names);
@@ -201,11 +203,11 @@ EOF
     timeout 600 "$LOADGEN" preload --socket "$SOCK/cg-admin.sock" --licenses "$LICENSES" --count "$TOKENS" --plan bench \
         --out "$WORK/cg-tokens.txt" >&2 || die "preload failed"
     # The valgrind process is the daemon (valgrind execs nothing); callgrind_control addresses it by pid.
-    batch() { # batch LABEL OP K: zero the counters, send exactly K requests (1 connection, 1 in flight), dump
-        local label=$1 op=$2 k=$3
+    batch() { # batch LABEL OP K DEPTH: zero the counters, send exactly K requests (1 connection, DEPTH in flight), dump
+        local label=$1 op=$2 k=$3 depth=$4
         timeout 60 callgrind_control -z "$CG_PID" >/dev/null || die "callgrind_control -z failed"
         timeout 900 "$LOADGEN" tollgate --op "$op" --socket "$SOCK/cg.sock" --tokens-file "$WORK/cg-tokens.txt" \
-            --requests "$k" -c 1 -d 1 >"$CG/$label.loadgen" 2>&1 || die "loadgen $label failed: $(cat "$CG/$label.loadgen")"
+            --requests "$k" -c 1 -d "$depth" >"$CG/$label.loadgen" 2>&1 || die "loadgen $label failed: $(cat "$CG/$label.loadgen")"
         timeout 60 callgrind_control -d "$label" "$CG_PID" >/dev/null || die "callgrind_control -d failed"
         sleep 0.5
     }
@@ -216,34 +218,39 @@ EOF
         echo "$f" >"$CG/$1.file"
         awk '/^(summary|totals):/ { print $2; exit }' "$f"
     }
-    for op in check check-cost; do
-        batch "warm-$op" "$op" "$WARM"
-        batch "$op-$K1" "$op" "$K1"
-        batch "$op-$K2" "$op" "$K2"
+    for depth in "${CG_DEPTHS[@]}"; do
+        for op in check check-cost; do
+            batch "warm-$op-d$depth" "$op" "$WARM" "$depth"
+            batch "$op-d$depth-$K1" "$op" "$K1" "$depth"
+            batch "$op-d$depth-$K2" "$op" "$K2" "$depth"
+        done
     done
     stop_daemon "$CG_PID"
     echo
-    echo "Callgrind: $TOKENS tokens / $LICENSES licenses, 1 connection x 1 in flight; counters zeroed before each batch;"
-    echo "per request = (Ir[$K2] - Ir[$K1]) / ($K2 - $K1) (cancels what does not grow with the count); dumps in $CG"
+    echo "Callgrind: $TOKENS tokens / $LICENSES licenses, 1 connection x D in flight (D in ${CG_DEPTHS[*]}); counters zeroed"
+    echo "before each batch; per request = (Ir[$K2] - Ir[$K1]) / ($K2 - $K1) (cancels what does not grow with the count); dumps in $CG"
+    for depth in "${CG_DEPTHS[@]}"; do
     for op in check check-cost; do
-        a=$(total_ir "$op-$K1") b=$(total_ir "$op-$K2")
+        tag=$op-d$depth
+        a=$(total_ir "$tag-$K1") b=$(total_ir "$tag-$K2")
         per=$(awk -v a="$a" -v b="$b" -v k1="$K1" -v k2="$K2" 'BEGIN { printf "%.0f", (b - a) / (k2 - k1) }')
         naive=$(awk -v b="$b" -v k2="$K2" 'BEGIN { printf "%.0f", b / k2 }')
-        printf '%-11s Ir[%s]=%s Ir[%s]=%s  per request %s (Ir[%s]/%s = %s)\n' "$op" "$K1" "$a" "$K2" "$b" "$per" "$K2" "$K2" "$naive"
-        printf 'CALLGRIND {"op":"%s","tokens":%s,"k1":%s,"k2":%s,"ir_k1":%s,"ir_k2":%s,"ir_per_request":%s}\n' \
-            "$op" "$TOKENS" "$K1" "$K2" "$a" "$b" "$per"
-        f=$(cat "$CG/$op-$K2.file")
-        callgrind_annotate --inclusive=yes "$f" 2>/dev/null | swift-demangle --simplified >"$CG/$op-$K2.inclusive.txt" || true
-        callgrind_annotate --threshold=100 "$f" 2>/dev/null | swift-demangle --simplified >"$CG/$op-$K2.self.txt" || true
+        printf '%-11s d=%-3s Ir[%s]=%s Ir[%s]=%s  per request %s (Ir[%s]/%s = %s)\n' "$op" "$depth" "$K1" "$a" "$K2" "$b" "$per" "$K2" "$K2" "$naive"
+        printf 'CALLGRIND {"op":"%s","depth":%s,"tokens":%s,"k1":%s,"k2":%s,"ir_k1":%s,"ir_k2":%s,"ir_per_request":%s}\n' \
+            "$op" "$depth" "$TOKENS" "$K1" "$K2" "$a" "$b" "$per"
+        f=$(cat "$CG/$tag-$K2.file")
+        callgrind_annotate --inclusive=yes "$f" 2>/dev/null | swift-demangle --simplified >"$CG/$tag-$K2.inclusive.txt" || true
+        callgrind_annotate --threshold=100 "$f" 2>/dev/null | swift-demangle --simplified >"$CG/$tag-$K2.self.txt" || true
         # The event loop's own frames (thread start, selector, channel plumbing) hold ~100 % inclusive: skipped here.
-        echo "check path, top 10 by inclusive Ir ($op, $K2 requests; Ir / request in brackets; all in $CG/$op-$K2.inclusive.txt):"
-        grep -E '^ *[0-9,]+ \(' "$CG/$op-$K2.inclusive.txt" |
+        echo "check path, top 10 by inclusive Ir ($op, depth $depth, $K2 requests; Ir / request in brackets; all in $CG/$tag-$K2.inclusive.txt):"
+        grep -E '^ *[0-9,]+ \(' "$CG/$tag-$K2.inclusive.txt" |
             grep -Ev 'PROGRAM TOTALS|clone|start_thread|ThreadOps|EventLoop|Selector|NIOThread|SelectorEvent|readable0|readFromSocket|fireChannelRead|invokeChannelRead|channelRead\(context|decodeLoop' |
             head -10 | awk -v k="$K2" '{ n = $1; gsub(",", "", n); printf "[%6.0f] %s\n", n / k, substr($0, 1, 200) }' || true
         echo "top 10 by self Ir:"
-        grep -E '^ *[0-9,]+ \(' "$CG/$op-$K2.self.txt" | grep -Ev '\((100\.0|99\.[0-9]+)%\)' | head -10 |
+        grep -E '^ *[0-9,]+ \(' "$CG/$tag-$K2.self.txt" | grep -Ev '\((100\.0|99\.[0-9]+)%\)' | head -10 |
             awk -v k="$K2" '{ n = $1; gsub(",", "", n); printf "[%6.0f] %s\n", n / k, substr($0, 1, 200) }' || true
         echo
+    done
     done
     exit 0
 fi

@@ -1,5 +1,11 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Why bytes could not be encoded or decoded. Both the wire codec and the journal's record payloads use it.
 public struct WireError: Error, Hashable, CustomStringConvertible {
     public enum Code: Hashable, Sendable {
@@ -121,6 +127,8 @@ public struct WireReader {
         guard buffer.readableBytes >= Int(length) else {
             throw WireError(.malformed, "\(context): field \(field) declares \(length) bytes but \(buffer.readableBytes) remain")
         }
+        // Empty (an absent meter, say): nothing to validate or copy.
+        if length == 0 { return "" }
         // Validated over the contiguous bytes (NIO's readUTF8ValidatedString validates through the generic byte
         // view). ASCII, which ids, tokens and meters are, is valid UTF-8 as it is: it skips the generic validator
         // (which instantiates generic metadata at run time) for the specialised decoding initialiser.
@@ -154,6 +162,58 @@ public struct WireReader {
         result.reserveCapacity(n)
         for _ in 0..<n { result.append(try string(field)) }
         return result
+    }
+
+    /// Reads a string list like `strings(_:)`, but returns `previous` itself when the wire holds exactly its
+    /// strings, byte for byte: a client sends the same scopes and features on every CHECK, and sharing the array
+    /// saves the allocations of a new one and its strings. Anything else (including every malformed list) is
+    /// decoded, and refused, by `strings(_:)` exactly as without a `previous`.
+    @inlinable
+    public mutating func strings(_ field: StaticString, reusing previous: [String]) throws -> [String] {
+        if !previous.isEmpty {
+            let start = buffer.readerIndex
+            if skipIfEqual(previous) { return previous }
+            buffer.moveReaderIndex(to: start)
+        }
+        return try strings(field)
+    }
+
+    /// Reads a string like `string(_:)`, but returns `previous` itself when the wire holds exactly its bytes.
+    @inlinable
+    public mutating func string(_ field: StaticString, reusing previous: String) throws -> String {
+        // Strings of up to 15 UTF-8 bytes are stored inline: decoding them allocates nothing to save.
+        if previous.utf8.count > 15 {
+            let start = buffer.readerIndex
+            if skipIfEqual(previous) { return previous }
+            buffer.moveReaderIndex(to: start)
+        }
+        return try string(field)
+    }
+
+    /// Consumes a counted string list when it equals `strings`; leaves the reader anywhere when it does not.
+    @usableFromInline
+    mutating func skipIfEqual(_ strings: [String]) -> Bool {
+        guard let count = buffer.readInteger(as: UInt16.self), Int(count) == strings.count else { return false }
+        for string in strings {
+            guard skipIfEqual(string) else { return false }
+        }
+        return true
+    }
+
+    /// Consumes a length-prefixed string when its bytes equal `string`'s UTF-8; leaves the reader anywhere when not.
+    @usableFromInline
+    mutating func skipIfEqual(_ string: String) -> Bool {
+        guard let length = buffer.readInteger(as: UInt16.self) else { return false }
+        let n = Int(length)
+        guard buffer.readableBytes >= n else { return false }
+        let equal = string.utf8.withContiguousStorageIfAvailable { expected -> Bool in
+            expected.count == n && buffer.withUnsafeReadableBytes { raw in
+                n == 0 || memcmp(raw.baseAddress!, expected.baseAddress!, n) == 0
+            }
+        } ?? false
+        guard equal else { return false }
+        buffer.moveReaderIndex(forwardBy: n)
+        return true
     }
 
     @inlinable

@@ -168,6 +168,12 @@ extension ByteBuffer {
 }
 
 extension ByteBuffer {
+    /// Writes the answer to a CHECK: the same bytes as `writeResponse(.check(result), opcode: CHECK, ...)`,
+    /// without wrapping the result in a `Response` (a copy of every field) on the server's hot path.
+    public mutating func writeCheckResponse(_ result: CheckResult, requestID: UInt32) {
+        if result.explanation.isEmpty, writeCheckFrame(result, opcode: Opcode.check.rawValue, requestID: requestID) { return }
+        writeResponse(.check(result), opcode: Opcode.check.rawValue, requestID: requestID)
+    }
     /// Writes a whole CHECK (or SETTLE) answer frame with an empty explanation, in one pass. Returns false, having
     /// written nothing, when a string is too long for the wire (the generic encoder then reports the error).
     @usableFromInline
@@ -240,9 +246,7 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
     case .ping:
         request = .ping
     case .check:
-        request = .check(CheckRequest(
-            token: try r.string("token"), scopes: try r.strings("scopes"), meter: try r.string("meter"), cost: try r.u64("cost"),
-            features: try r.strings("features"), options: try r.checkOptions()))
+        request = .check(try r.checkRequest(reusingListsOf: CheckRequest(token: "")))
     case .meter:
         request = .meter(MeterRequest(token: try r.string("token"), meter: try r.string("meter"), quantity: try r.u64("quantity"), idempotencyKey: try r.string("idempotency_key")))
     case .revoke:
@@ -295,6 +299,16 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
     case .events:
         request = .events(after: try r.u64("after"), limit: try r.u16("limit"))
     }
+    try r.expectEnd()
+    return request
+}
+
+/// Decodes the body of a CHECK request without going through `Request`, for the server's hot path. The scope and
+/// feature lists (and a meter name too long to be stored inline) of `previous`, the connection's last CHECK, are
+/// shared instead of allocated again when the wire repeats them byte for byte. Errors are those of `decodeRequest`.
+public func decodeCheckRequest(body: ByteBuffer, reusingListsOf previous: CheckRequest) throws -> CheckRequest {
+    var r = WireReader(body, context: Opcode.check.name)
+    let request = try r.checkRequest(reusingListsOf: previous)
     try r.expectEnd()
     return request
 }
@@ -556,6 +570,14 @@ extension ByteBuffer {
 }
 
 extension WireReader {
+    /// The CHECK body, shared by `decodeRequest` and `decodeCheckRequest`.
+    mutating func checkRequest(reusingListsOf previous: CheckRequest) throws -> CheckRequest {
+        CheckRequest(
+            token: try string("token"), scopes: try strings("scopes", reusing: previous.scopes),
+            meter: try string("meter", reusing: previous.meter), cost: try u64("cost"),
+            features: try strings("features", reusing: previous.features), options: try checkOptions())
+    }
+
     mutating func checkOptions() throws -> CheckOptions {
         let raw = try u8("options")
         guard raw & ~CheckOptions.all.rawValue == 0 else { throw WireError(.malformed, "\(context): unknown bits in options") }

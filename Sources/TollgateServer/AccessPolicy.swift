@@ -100,12 +100,22 @@ final class ConnectionRegistry: Sendable {
 
     func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
         state.withLockedValue { s in
-            let access = s.policy.access(for: role)
-            // Without credentials only an unrestricted socket may be used: fail closed.
-            let ok = peer.map(access.permits) ?? (access == .anyone)
+            let ok = Self.admits(s.policy, peer, role: role)
             if !ok { s.refusedRequests &+= 1 }
             return ok
         }
+    }
+
+    /// Whether `peer` may use a socket of `role` now, without counting a refusal: lets a connection decide a batch
+    /// of requests with one look at the policy (a refused request is then counted through `permits`).
+    func allows(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
+        state.withLockedValue { s in Self.admits(s.policy, peer, role: role) }
+    }
+
+    private static func admits(_ policy: AccessPolicy, _ peer: PeerCredentials?, role: SocketRole) -> Bool {
+        let access = policy.access(for: role)
+        // Without credentials only an unrestricted socket may be used: fail closed.
+        return peer.map(access.permits) ?? (access == .anyone)
     }
 
     /// Counts a new connection; false when the limit is reached (the caller refuses it).

@@ -152,9 +152,7 @@ public final class TollgateCore: @unchecked Sendable {
         case .ping:
             return .pong
         case .check(let check):
-            guard check.meter.utf8.count <= Limits.maxMeterName else {
-                return .error(.invalidArgument, "the meter name must be at most \(Limits.maxMeterName) bytes")
-            }
+            if let refusal = Self.refusal(of: check) { return refusal }
             return .check(self.check(check, caller: caller))
         case .release(let leaseID):
             return .released(lock.withLock { state.release(leaseID: leaseID) })
@@ -261,25 +259,74 @@ public final class TollgateCore: @unchecked Sendable {
     public func check(_ request: CheckRequest, caller: UInt32? = nil) -> CheckResult {
         let now = clock.now()
         let (result, flushNeeded, logDecision) = lock.withLock { () -> (CheckResult, Bool, Bool) in
-            let (result, consumed) = state.check(request, at: now, caller: caller, reservationLifetime: options.reservationLifetimeMillis)
-            counters.checks &+= 1
-            var logDecision = false
-            if !result.allowed {
-                counters.checksDenied &+= 1
-                logDecision = decisionLog.admit(at: now)
-            }
-            if let consumed { pendingUsage.append(consumed) }
+            let (result, logDecision) = checkLocked(request, now: now, caller: caller)
             return (result, pendingUsage.count >= nextFlushAt, logDecision)
         }
         if flushNeeded { flushPendingUsage() }
-        if logDecision {
-            // Sampled: at most `perSecond` lines, so a flood of bad tokens cannot slow the hot path or fill the disk.
-            logger.info("check denied", metadata: [
-                "tollgate.decision": "deny", "tollgate.reason": "\(result.reason.name)",
-                "tollgate.token_id": "\(result.tokenID)", "tollgate.license": "\(result.licenseID)",
-            ])
-        }
+        if logDecision { logDenial(result) }
         return result
+    }
+
+    /// Answers consecutive CHECKs cut from one read of one connection, in order, under a single acquisition of the
+    /// lock: on a pipelined connection the lock, the clock read and the dispatch through `handle` are paid once per
+    /// read instead of once per request. Each check is decided exactly as `handle` decides a lone CHECK (counters,
+    /// consumption, early usage flush, sampled denial log), all at one instant, the time the batch is decided.
+    /// Every request must have passed `refusal(of:)` (the answer to one that did not is that error, not a
+    /// decision). `results` receives one result per request, in order, after what it held.
+    public func checkBatch(_ requests: [CheckRequest], caller: UInt32?, into results: inout [CheckResult]) {
+        let now = clock.now()
+        // Indices of denials the sampler admitted: logged after the lock is released. Empty (no allocation) unless
+        // a denial is logged, which the sampler allows at most `perSecond` times a second.
+        var logged: [Int] = []
+        lock.withLock {
+            // Through a buffer pointer: each request is lent to the engine in place, not copied out of the array.
+            requests.withUnsafeBufferPointer { requests in
+                for index in requests.indices {
+                    assert(Self.admits(requests[index]), "checkBatch was given a CHECK that refusal(of:) refuses")
+                    let (result, logDecision) = checkLocked(requests[index], now: now, caller: caller)
+                    if logDecision { logged.append(results.count) }
+                    results.append(result)
+                    if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
+                }
+            }
+        }
+        for index in logged { logDenial(results[index]) }
+    }
+
+    /// The error a CHECK is answered with before the engine sees it (a meter name longer than the wire allows), or
+    /// nil when it is to be decided.
+    public static func refusal(of check: CheckRequest) -> Response? {
+        admits(check) ? nil : meterNameTooLong
+    }
+
+    /// Whether `refusal(of:)` lets `check` through to the engine (without building the answer).
+    @inlinable
+    public static func admits(_ check: CheckRequest) -> Bool {
+        check.meter.utf8.count <= Limits.maxMeterName
+    }
+
+    /// The answer to a CHECK whose meter name is longer than the wire allows.
+    static let meterNameTooLong = Response.error(.invalidArgument, "the meter name must be at most \(Limits.maxMeterName) bytes")
+
+    /// Decides one check and counts it. Called with the lock held; returns whether the decision is to be logged.
+    private func checkLocked(_ request: CheckRequest, now: Timestamp, caller: UInt32?) -> (CheckResult, Bool) {
+        let (result, consumed) = state.check(request, at: now, caller: caller, reservationLifetime: options.reservationLifetimeMillis)
+        counters.checks &+= 1
+        var logDecision = false
+        if !result.allowed {
+            counters.checksDenied &+= 1
+            logDecision = decisionLog.admit(at: now)
+        }
+        if let consumed { pendingUsage.append(consumed) }
+        return (result, logDecision)
+    }
+
+    /// Sampled: at most `perSecond` lines, so a flood of bad tokens cannot slow the hot path or fill the disk.
+    private func logDenial(_ result: CheckResult) {
+        logger.info("check denied", metadata: [
+            "tollgate.decision": "deny", "tollgate.reason": "\(result.reason.name)",
+            "tollgate.token_id": "\(result.tokenID)", "tollgate.license": "\(result.licenseID)",
+        ])
     }
 
     /// Journals the check consumption gathered since the last flush, as one buffered record.

@@ -87,9 +87,9 @@ public final class TollgateServer: @unchecked Sendable {
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: min(32 << 10, registry.limits.maxOutputBytes / 2), high: registry.limits.maxOutputBytes))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // One handler cuts the frames itself (see `RequestChannelHandler`): no ByteToMessageHandler in front.
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(FrameByteDecoder(decoder: FrameDecoder(maxFrameSize: maxFrame)), maximumBufferSize: maxFrame + 4 + 65536))
-                    try channel.pipeline.syncOperations.addHandler(RequestChannelHandler(core: core, role: role, registry: registry, logger: logger))
+                        RequestChannelHandler(core: core, role: role, registry: registry, logger: logger, maxFrameSize: maxFrame))
                 }
             }
         switch source {

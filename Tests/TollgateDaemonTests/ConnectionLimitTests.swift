@@ -29,6 +29,25 @@ final class ConnectionLimitTests: DaemonTestCase {
         try await api.ping()
     }
 
+    func testPipelinedChecksFromAPeerNotOnTheAllowListAreEachRefusedAndCounted() async throws {
+        harness.configuration.access = AccessPolicy(api: SocketAccess(uids: [UInt32(geteuid()) &+ 4242]), admin: .anyone)
+        try await harness.start()
+        let api = try await harness.api()
+        let check = { (id: UInt32) in RawFrame.request(.check(CheckRequest(token: "tg_test_00000000000000000000000000000000000000000003waIaM", scopes: ["read"])), id: id) }
+        // One write: the checks reach the server in one read, where they would be batched if the peer were allowed.
+        try await api.sendRaw(check(1) + check(2) + RawFrame.request(.ping, id: 3) + check(4))
+        var answers: [(UInt32, UInt8)] = []
+        for _ in 0..<4 {
+            let frame = try await api.nextUnsolicitedFrame()
+            answers.append((frame.header.requestID, frame.header.status))
+        }
+        XCTAssertEqual(answers.map(\.0), [1, 2, 3, 4])
+        XCTAssertEqual(answers.map(\.1), Array(repeating: Status.notPermitted.rawValue, count: 4))
+        let stats = try await (try await harness.admin()).stats()
+        XCTAssertEqual(stats.first { $0.key == "requests_refused" }?.value, "4", "every refused request is counted")
+        XCTAssertEqual(stats.first { $0.key == "checks_total" }?.value, "0")
+    }
+
     func testGroupsOnTheAllowListAdmitThePeer() async throws {
         harness.configuration.access = AccessPolicy(api: SocketAccess(uids: [], gids: [UInt32(getegid())]), admin: SocketAccess(uids: [UInt32(geteuid())]))
         try await harness.start()
