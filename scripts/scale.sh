@@ -5,7 +5,10 @@
 #   bash scripts/scale.sh --smoke                 10000 tokens over 1000 licenses, 1 run of 0.5 s per point
 #   bash scripts/scale.sh --callgrind [TOKENS]    instructions per check under valgrind's callgrind (default 1000
 #                                                 tokens): see the callgrind section below; CALLGRIND_DEPTHS="1 16"
-#                                                 (the default) measures 1 connection x 1 and x 16 in flight
+#                                                 (the default) measures 1 connection x 1 and x 16 in flight;
+#                                                 CALLGRIND_OPS="check check-cost" (the default; loadgen's ops, e.g.
+#                                                 "meter" for durable METERs, which wait for the disk: use smaller
+#                                                 CALLGRIND_K1/K2, e.g. 5000/10000)
 #
 # Options: --runs R (default 3), --duration S (seconds per measured point, default 3), --snapshot-after BYTES
 # (journal.snapshot_after_bytes of the daemon; default the daemon's 64 MiB), --no-swift-build (use the release
@@ -177,6 +180,7 @@ if ((CALLGRIND)); then
     mkdir -p "$CG"
     K1=${CALLGRIND_K1:-20000} K2=${CALLGRIND_K2:-40000} WARM=${CALLGRIND_WARMUP:-5000}
     read -r -a CG_DEPTHS <<<"${CALLGRIND_DEPTHS:-1 16}"
+    read -r -a CG_OPS <<<"${CALLGRIND_OPS:-check check-cost}"
     # Two work-arounds for Debian's valgrind 3.19 (neither changes what tollgated executes on the check path):
     # - its DWARF reader gives up on the Swift toolchain's debug info ("Possibly corrupted debuginfo file"): run a
     #   copy with the debug sections stripped (the symbol table stays, so functions keep their names);
@@ -219,7 +223,7 @@ EOF
         awk '/^(summary|totals):/ { print $2; exit }' "$f"
     }
     for depth in "${CG_DEPTHS[@]}"; do
-        for op in check check-cost; do
+        for op in "${CG_OPS[@]}"; do
             batch "warm-$op-d$depth" "$op" "$WARM" "$depth"
             batch "$op-d$depth-$K1" "$op" "$K1" "$depth"
             batch "$op-d$depth-$K2" "$op" "$K2" "$depth"
@@ -230,7 +234,7 @@ EOF
     echo "Callgrind: $TOKENS tokens / $LICENSES licenses, 1 connection x D in flight (D in ${CG_DEPTHS[*]}); counters zeroed"
     echo "before each batch; per request = (Ir[$K2] - Ir[$K1]) / ($K2 - $K1) (cancels what does not grow with the count); dumps in $CG"
     for depth in "${CG_DEPTHS[@]}"; do
-    for op in check check-cost; do
+    for op in "${CG_OPS[@]}"; do
         tag=$op-d$depth
         a=$(total_ir "$tag-$K1") b=$(total_ir "$tag-$K2")
         per=$(awk -v a="$a" -v b="$b" -v k1="$K1" -v k2="$K2" 'BEGIN { printf "%.0f", (b - a) / (k2 - k1) }')

@@ -29,7 +29,8 @@ public struct TokenStore: Sendable {
     /// The fields of a token that every token has: 112 bytes.
     struct Entry: Sendable {
         var hash: TokenHash
-        /// The id's bytes (ids up to 31 bytes; longer ones are in `longIDs`).
+        /// The id's bytes (ids of 1 to 31 bytes; others, the empty id included, which only a damaged or fuzzed
+        /// journal could hold, are in `longIDs`).
         var id: InlineID
         var subject: String
         var scopes: [String]
@@ -228,8 +229,7 @@ public struct TokenStore: Sendable {
     }
 
     private func entryNumber(id: String) -> UInt32? {
-        guard !id.isEmpty else { return nil }
-        return byID.find(hashValue: InlineID.hashValue(of: id)) { number in
+        byID.find(hashValue: InlineID.hashValue(of: id)) { number in
             let entry = entries[Int(number)]
             // Bytes, not `String ==` (which equates canonically equivalent spellings): the index hashes bytes.
             return entry.flags.contains(.longID) ? longIDs[number]!.utf8.elementsEqual(id.utf8) : entry.id.equals(id)
@@ -387,10 +387,10 @@ public struct TokenStore: Sendable {
 }
 
 extension TokenStore {
-    /// Checks every internal invariant (for tests): each live entry is found through both indexes, each index slot
+    /// Checks every internal invariant (for tests and the fuzzer): each live entry is found through both indexes, each index slot
     /// names a live entry, the license lists hold exactly the live entries under their license, the free list holds
     /// exactly the free entries. Returns the first violation found, or nil.
-    func violation() -> String? {
+    public func invariantViolation() -> String? {
         var live = 0
         for number in entries.indices where !entries[number].flags.contains(.free) {
             live += 1

@@ -102,7 +102,7 @@ final class TokenStoreTests: XCTestCase {
                         model.byID[id] = replacement
                     }
                 }
-                if step % 40 == 0, let violation = store.violation() { XCTFail("seed \(seed), step \(step): \(violation)"); return }
+                if step % 40 == 0, let violation = store.invariantViolation() { XCTFail("seed \(seed), step \(step): \(violation)"); return }
                 if step % 500 == 0 || step == 5_999 { assertSame(store, model, "seed \(seed), step \(step)") }
             }
         }
@@ -110,7 +110,7 @@ final class TokenStoreTests: XCTestCase {
 
     private func assertSame(_ store: TokenStore, _ model: Model, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(store.count, model.byID.count, what, file: file, line: line)
-        XCTAssertNil(store.violation(), what, file: file, line: line)
+        XCTAssertNil(store.invariantViolation(), what, file: file, line: line)
         XCTAssertEqual(store.count { revokedAt, _ in revokedAt == 0 }, model.byID.values.filter { $0.info.revokedAt == 0 }.count, what, file: file, line: line)
         XCTAssertEqual(Set(store.allIDs), Set(model.byID.keys), what, file: file, line: line)
         for (id, expected) in model.byID {
@@ -209,8 +209,21 @@ final class TokenStoreTests: XCTestCase {
             XCTAssertNil(store.record(id: decomposed), prefix)
             XCTAssertNil(store.remove(id: decomposed), prefix)
             XCTAssertEqual(store.record(id: composed.info.id)?.info.id, composed.info.id, prefix)
-            XCTAssertNil(store.violation())
+            XCTAssertNil(store.invariantViolation())
         }
+    }
+
+    /// Any id works, even the empty one (never minted; a fuzzed journal found it).
+    func testTheEmptyIdIsAnId() {
+        var rng = SplitMix64(seed: 8)
+        var store = TokenStore()
+        var token = record(1, license: "lic", hash: TokenHash(1, 0, 0, 0), rng: &rng)
+        token.info.id = ""
+        store.insert(token)
+        XCTAssertEqual(store.record(id: "")?.hash, token.hash)
+        XCTAssertNil(store.invariantViolation())
+        XCTAssertEqual(store.remove(id: "")?.hash, token.hash)
+        XCTAssertTrue(store.isEmpty)
     }
 
     /// A handle names a place: once its token is removed it finds nothing, and once the place is reused it finds
