@@ -341,16 +341,24 @@ final class RequestChannelHandler: ChannelInboundHandler {
 
     /// A response in a buffer of its own, to wait in the queue for the answers ahead of it.
     private func encoded(context: ChannelHandlerContext, _ response: Response, opcode: UInt8, requestID: UInt32) -> ByteBuffer {
-        var bytes = context.channel.allocator.buffer(capacity: 64)
+        // 128: a METER's or a REVOKE's answer fits without growing the buffer.
+        var bytes = context.channel.allocator.buffer(capacity: 128)
         bytes.writeResponse(response, opcode: opcode, requestID: requestID)
         return bytes
     }
 
-    /// A durable response arrived: fill its slot and write every completed slot at the head of the queue.
+    /// A durable response arrived: fill its slot and write every completed slot at the head of the queue. The
+    /// usual case, its slot at the head, is written straight into the output (no buffer of its own, no copy).
     private func complete(context: ChannelHandlerContext, token: UInt64, _ response: Response, opcode: UInt8, requestID: UInt32) {
         pendingDurable -= 1
         guard let index = queue.firstIndex(where: { $0.token == token }) else { return }
-        queue[index].bytes = encoded(context: context, response, opcode: opcode, requestID: requestID)
+        if index == queue.startIndex {
+            queue.removeFirst()
+            output.writeResponse(response, opcode: opcode, requestID: requestID)
+            wantsFlush = true
+        } else {
+            queue[index].bytes = encoded(context: context, response, opcode: opcode, requestID: requestID)
+        }
         while let head = queue.first, var ready = head.bytes {
             queue.removeFirst()
             output.writeBuffer(&ready)
