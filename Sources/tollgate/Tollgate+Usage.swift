@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TollgateClient
 import TollgateModel
+import TollgateProvisioning
 
 #if canImport(Glibc)
 import Glibc
@@ -95,34 +96,9 @@ enum UsageExportFormat {
         return out + "\""
     }
 
-    /// `2026-01-01T00:00:00Z` (period starts are whole seconds; milliseconds are shown only when present), computed
-    /// with integer civil-calendar arithmetic.
-    static func rfc3339(_ millis: UnixMillis) -> String {
-        let (seconds, fraction) = (millis.floorDiv(1000), millis.floorMod(1000))
-        let (days, secondOfDay) = (seconds.floorDiv(86_400), seconds.floorMod(86_400))
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468
-        let era = z.floorDiv(146_097)
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ value: Int64, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
-        if fraction != 0 { text += ".\(pad(fraction, 3))" }
-        return text + "Z"
-    }
-}
-
-extension Int64 {
-    fileprivate func floorDiv(_ divisor: Int64) -> Int64 { (self - floorMod(divisor)) / divisor }
-    fileprivate func floorMod(_ divisor: Int64) -> Int64 { ((self % divisor) + divisor) % divisor }
+    /// `2026-01-01T00:00:00Z` (period starts are whole seconds; milliseconds are shown only when present): the
+    /// provisioning module's formatter, the one `apply` reads and writes.
+    static func rfc3339(_ millis: UnixMillis) -> String { RFC3339.format(millis) }
 }
 
 struct Events: AsyncParsableCommand {
