@@ -136,24 +136,25 @@ public struct LicensingState: Sendable {
             if record.info.revokedAt != 0 { stopped.insert(Deadline(at: record.info.revokedAt, token: handle)) }
         case .tokensRevoked(let ids, let reason, let actor, let at):
             for id in ids where tokens.revokedAt(id: id) == 0 {
-                tokens.update(id: id) { record in
+                let handle = tokens.update(id: id) { record in
                     record.info.revokedAt = at
                     record.info.revokeReason = reason
                     record.info.revokedBy = actor
                 }
-                stopped.insert(Deadline(at: at, token: tokens.handle(id: id)!))
+                stopped.insert(Deadline(at: at, token: handle!))
             }
         case .tokenRotated(let id, let newHash, let previousHash, let previousValidUntil, let at):
-            guard tokens.hash(id: id) == previousHash, let handle = tokens.handle(id: id) else { return }
-            tokens.update(id: id) { record in
-                record.hash = newHash
-                record.info.rotatedAt = at
-                record.info.previousSecretValidUntil = previousValidUntil
-            }
+            guard tokens.hash(id: id) == previousHash,
+                let handle = tokens.update(id: id, { record in
+                    record.hash = newHash
+                    record.info.rotatedAt = at
+                    record.info.previousSecretValidUntil = previousValidUntil
+                })
+            else { return }
             observations.previous[id] = observations.takeCurrentSecretUse(handle)
             book.retiredSecrets[previousHash] = RetiredSecret(tokenID: id, validUntil: previousValidUntil)
         case .rotationEnded(let id, let at):
-            guard tokens.update(id: id, { $0.info.previousSecretValidUntil = min($0.info.previousSecretValidUntil, at) }) else { return }
+            guard tokens.update(id: id, { $0.info.previousSecretValidUntil = min($0.info.previousSecretValidUntil, at) }) != nil else { return }
             for (secret, retired) in book.retiredSecrets where retired.tokenID == id && retired.validUntil > at {
                 book.retiredSecrets[secret]!.validUntil = at
             }
@@ -407,14 +408,14 @@ public struct LicensingState: Sendable {
         if tokenRetention > 0 {
             let cutoff = now - tokenRetention
             var rotated = Set<String>()
-            var gone: [TokenInfo] = []
+            var gone: [(handle: TokenStore.Handle, info: TokenInfo)] = []
             var goneIDs = Set<String>()
             while let next = stopped.min, next.at < cutoff {
                 _ = stopped.removeMin()
                 guard let info = tokens.record(next.token)?.info, !goneIDs.contains(info.id) else { continue }
                 let stoppedAt: UnixMillis = [info.revokedAt, info.expiresAt].filter { $0 != 0 }.min() ?? Int64.max
                 guard stoppedAt < cutoff else { continue }
-                gone.append(info)
+                gone.append((next.token, info))
                 goneIDs.insert(info.id)
                 if info.rotatedAt != 0 { rotated.insert(info.id) }
             }
@@ -440,9 +441,9 @@ public struct LicensingState: Sendable {
 
     /// Removes tokens and their index entries, all at once, so that a license losing many tokens has its list
     /// filtered once (the caller drops the secrets their rotations retired).
-    mutating func forget(_ gone: [TokenInfo]) {
-        for info in gone {
-            if let handle = tokens.handle(id: info.id) { _ = observations.takeCurrentSecretUse(handle) }
+    mutating func forget(_ gone: [(handle: TokenStore.Handle, info: TokenInfo)]) {
+        for (handle, info) in gone {
+            _ = observations.takeCurrentSecretUse(handle)
             observations.previous[info.id] = nil
             if !info.parentID.isEmpty {
                 children[info.parentID]?.removeAll { $0 == info.id }
@@ -450,7 +451,7 @@ public struct LicensingState: Sendable {
             }
             children[info.id] = nil
         }
-        tokens.remove(ids: gone.map(\.id))
+        tokens.remove(ids: gone.map(\.info.id))
     }
 
     // MARK: - Reads

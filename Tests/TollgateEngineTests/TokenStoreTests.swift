@@ -76,10 +76,10 @@ final class TokenStoreTests: XCTestCase {
                     case 7:
                         // A rotation: the same token under a new hash; the old hash finds nothing.
                         let newHash = collidingHash(&rng)
-                        XCTAssertTrue(store.update(id: id) { $0.hash = newHash })
+                        XCTAssertNotNil(store.update(id: id) { $0.hash = newHash })
                         model.byID[id]!.hash = newHash
                     case 8:
-                        XCTAssertTrue(store.update(id: id) { $0.info.revokedAt = 5_000; $0.info.revokeReason = "leaked"; $0.info.revokedBy = "ops" })
+                        XCTAssertNotNil(store.update(id: id) { $0.info.revokedAt = 5_000; $0.info.revokeReason = "leaked"; $0.info.revokedBy = "ops" })
                         model.byID[id]!.info.revokedAt = 5_000
                         model.byID[id]!.info.revokeReason = "leaked"
                         model.byID[id]!.info.revokedBy = "ops"
@@ -139,7 +139,7 @@ final class TokenStoreTests: XCTestCase {
         var store = TokenStore()
         store.insert(bound)
         XCTAssertEqual(store[bound.hash]?.boundUIDs, [1000, 1001])
-        XCTAssertTrue(store.update(id: bound.info.id) { $0.info.metadata = []; $0.boundUIDs = nil })
+        XCTAssertNotNil(store.update(id: bound.info.id) { $0.info.metadata = []; $0.boundUIDs = nil })
         XCTAssertNil(store[bound.hash]?.boundUIDs, "extras emptied are dropped")
         XCTAssertEqual(store[bound.hash]?.info.metadata, [])
     }
