@@ -238,8 +238,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// through `handle`, which then answers with the error (decoding the body again on that rare path).
     private func batchCheck(_ frame: Frame) -> Bool {
         let header = frame.header
-        guard header.opcode == Opcode.check.rawValue, header.version == tollgateProtocolVersion,
-            header.flags == 0, header.status == 0, header.reserved == 0,
+        guard header.opcode == Opcode.check.rawValue, Self.headerRefusal(header) == nil,
             let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists),
             TollgateCore.admits(request)
         else { return false }
@@ -275,17 +274,27 @@ final class RequestChannelHandler: ChannelInboundHandler {
         checkResults.removeAll(keepingCapacity: true)
     }
 
-    private func handle(context: ChannelHandlerContext, frame: Frame) {
-        let header = frame.header
+    /// The answer to a request whose header this server does not serve (another protocol version, non-zero
+    /// flags, status or reserved bytes, an unknown opcode), or nil: the one rule for lone requests and batches.
+    private static func headerRefusal(_ header: FrameHeader) -> Response? {
         guard header.version == tollgateProtocolVersion else {
-            return emit(context: context, .error(.unsupportedVersion, "frame version \(header.version) is not served; this server speaks version \(tollgateProtocolVersion)"), opcode: header.opcode, requestID: header.requestID)
+            return .error(.unsupportedVersion, "frame version \(header.version) is not served; this server speaks version \(tollgateProtocolVersion)")
         }
         guard header.flags == 0, header.status == 0, header.reserved == 0 else {
-            return emit(context: context, .error(.malformed, "a request must have flags, status and reserved bytes set to 0"), opcode: header.opcode, requestID: header.requestID)
+            return .error(.malformed, "a request must have flags, status and reserved bytes set to 0")
         }
-        guard let opcode = Opcode(rawValue: header.opcode) else {
-            return emit(context: context, .error(.unknownOpcode, "unknown opcode 0x\(String(header.opcode, radix: 16))"), opcode: header.opcode, requestID: header.requestID)
+        guard Opcode(rawValue: header.opcode) != nil else {
+            return .error(.unknownOpcode, "unknown opcode 0x\(String(header.opcode, radix: 16))")
         }
+        return nil
+    }
+
+    private func handle(context: ChannelHandlerContext, frame: Frame) {
+        let header = frame.header
+        if let refusal = Self.headerRefusal(header) {
+            return emit(context: context, refusal, opcode: header.opcode, requestID: header.requestID)
+        }
+        let opcode = Opcode(rawValue: header.opcode)!
         let request: Request
         do {
             request = try decodeRequest(opcode: opcode, body: frame.body)
