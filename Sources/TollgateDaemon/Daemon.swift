@@ -32,13 +32,17 @@ public final class Daemon: Service, @unchecked Sendable {
         public var notifier: SystemdNotifier
         /// From `WATCHDOG_USEC`; nil: no watchdog.
         public var watchdogInterval: Duration?
+        /// How long a graceful stop waits for the journal's backlog before dropping it unacknowledged.
+        public var shutdownFlushTimeout: Duration
 
         public init(
             clock: any WallClock = SystemWallClock(), fileSystem: any JournalFileSystem = PosixFileSystem(),
             inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int? = nil,
             configurationPath: String? = nil, logLevelOverride: String? = nil, logLevelControl: LogLevelControl? = nil,
-            notifier: SystemdNotifier = SystemdNotifier(environment: [:]), watchdogInterval: Duration? = nil
+            notifier: SystemdNotifier = SystemdNotifier(environment: [:]), watchdogInterval: Duration? = nil,
+            shutdownFlushTimeout: Duration = .seconds(10)
         ) {
+            self.shutdownFlushTimeout = shutdownFlushTimeout
             self.clock = clock
             self.fileSystem = fileSystem
             self.inheritedListeners = inheritedListeners
@@ -138,10 +142,12 @@ public final class Daemon: Service, @unchecked Sendable {
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server
         core.setExtraStatistics { [weak server] in
-            guard let stats = server?.connectionStatistics else { return [] }
+            guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
             return [
                 KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
                 KeyValue("requests_refused", "\(stats.refusedRequests)"),
+                KeyValue("durable_backlog", "\(backlog.waiting)"), KeyValue("durable_backlog_peak", "\(backlog.peak)"),
+                KeyValue("durable_backlog_holds", "\(backlog.holds)"),
             ]
         }
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
@@ -155,20 +161,36 @@ public final class Daemon: Service, @unchecked Sendable {
         ])
     }
 
-    /// Graceful stop. Idempotent.
+    /// Graceful stop, bounded whatever the backlog: stop accepting; journal check consumption; wait up to
+    /// `shutdownFlushTimeout` (10 s: inside the 20 s the service group allows and systemd's `TimeoutStopSec=30s`) for what is queued to become durable, then close the journal (with what is still
+    /// queued, if it made it in time, or dropping it unacknowledged: those clients get `unavailable` or see the
+    /// connection close, and retry); then close the connections. Nothing acknowledged is lost. Idempotent.
     public func stop() async throws {
         await server?.stopAccepting()
         server = nil
         core?.flushPendingUsage()
         journal = core?.currentJournal ?? journal
         var firstError: Error?
-        do { try journal?.flush() } catch { firstError = error; logger.error("final journal flush failed", metadata: ["tollgate.error": "\(error)"]) }
+        var closePolicy = Journal.ClosePolicy.writeQueued
+        do {
+            try journal?.flush(timeout: dependencies.shutdownFlushTimeout)
+            core?.flushPendingUsage()
+        } catch let error as JournalError where error.code == .timedOut {
+            closePolicy = .abandonQueued
+            logger.warning("the journal did not write its backlog in time; dropping what is queued, unacknowledged", metadata: [
+                "tollgate.journal.pending": "\(journal?.statistics.pendingRecords ?? 0)", "tollgate.timeout_ms": "\(dependencies.shutdownFlushTimeout.components.seconds * 1000 + dependencies.shutdownFlushTimeout.components.attoseconds / 1_000_000_000_000_000)",
+            ])
+        } catch {
+            firstError = error
+            logger.error("final journal flush failed", metadata: ["tollgate.error": "\(error)"])
+        }
+        // Closed while the event loops still run, so that the answers of dropped records reach their connections.
+        do { try journal?.close(closePolicy) } catch { if closePolicy == .writeQueued { firstError = firstError ?? error } }
+        journal = nil
         if let group {
             try? await group.shutdownGracefully()
             self.group = nil
         }
-        do { try journal?.close() } catch { firstError = firstError ?? error }
-        journal = nil
         for path in boundPaths { unlink(path) }
         boundPaths = []
         if lockDescriptor >= 0 {

@@ -57,7 +57,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
       "journal": { "fsync": true, "snapshot_after_bytes": 67108864 },
       "limits": { "max_tokens": 10000000, "max_licenses": 1000000, "max_connections": 4096,
                   "idle_timeout_ms": 600000, "frame_timeout_ms": 10000,
-                  "max_pipelined": 1024, "max_output_bytes": 4194304 },
+                  "max_pipelined": 1024, "max_output_bytes": 4194304, "max_durable_backlog": 8192 },
       "access": { "admin": { "uids": [0], "allow_own_user": true } },
       "log_level": "info",
       "event_loop_threads": 1,
@@ -144,6 +144,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.frameTimeoutMilliseconds = Int64(try limits.int("frame_timeout_ms", range: 0...3_600_000) ?? Int(c.frameTimeoutMilliseconds))
             c.maxPipelined = try limits.int("max_pipelined", range: 1...1_000_000) ?? c.maxPipelined
             c.maxOutputBytes = try limits.int("max_output_bytes", range: 4096...(1 << 30)) ?? c.maxOutputBytes
+            c.maxDurableBacklog = try limits.int("max_durable_backlog", range: 1...1_000_000) ?? c.maxDurableBacklog
             config.connectionLimits = c
             try limits.finish()
         }

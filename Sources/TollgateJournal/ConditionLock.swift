@@ -59,6 +59,12 @@ final class JournalLock: @unchecked Sendable {
 
     func waitForProgress() { pthread_cond_wait(self.progress, self.mutex) }
 
+    /// Waits for `broadcastProgress` (lock held), or until the monotonic clock reaches `deadline` (nanoseconds).
+    func waitForProgress(until deadline: UInt64) {
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        _ = pthread_cond_timedwait(self.progress, self.mutex, &ts)
+    }
+
     /// The monotonic clock, in nanoseconds.
     static func now() -> UInt64 {
         var ts = timespec()

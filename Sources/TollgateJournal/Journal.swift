@@ -32,8 +32,22 @@ public final class Journal: @unchecked Sendable {
 
     private enum State { case running, closing, closed }
 
+    /// What `close` does with records still queued (appended, not yet taken by the writer).
+    public enum ClosePolicy: Sendable {
+        /// Write and fsync everything queued first (the default).
+        case writeQueued
+        /// Drop what the writer has not started writing: each dropped record's completion runs with
+        /// `.unavailable` (never acknowledged, so nothing acknowledged is lost). A write already started finishes.
+        /// For a shutdown that must end within a bound whatever the backlog.
+        case abandonQueued
+    }
+
     // MARK: Guarded by `lock`
     private var queue: [Item] = []
+    /// Records appended whose completion has not run yet (queued or being written).
+    private var pendingRecords = 0
+    /// Set by `close(.abandonQueued)`: the writer drops the queue instead of writing it.
+    private var abandoning = false
     /// A durable record, a snapshot rotation, a flush or close is waiting: the writer must not wait.
     private var urgent = false
     /// Monotonic time at which the oldest queued `.buffered` record was appended.
@@ -124,6 +138,9 @@ public final class Journal: @unchecked Sendable {
     /// The last sequence assigned by `append` (or recovered).
     public var lastSequence: UInt64 { self.lock.withLock { self._lastSequence } }
 
+    /// False once `close` has begun: appends are refused from then on.
+    public var isOpen: Bool { self.lock.withLock { self.state == .running } }
+
     /// True when the bytes written to segments since the last snapshot exceed `options.segmentTargetBytes`.
     public var needsSnapshot: Bool {
         self.lock.withLock { self.liveBytes - self.coveredBytes > self.options.segmentTargetBytes }
@@ -140,7 +157,8 @@ public final class Journal: @unchecked Sendable {
                 batches: self.batches,
                 failed: self.failure != nil,
                 lastSnapshotSequence: self.lastSnapshotSequence,
-                repairs: self.repairs
+                repairs: self.repairs,
+                pendingRecords: self.pendingRecords
             )
         }
     }
@@ -174,6 +192,7 @@ public final class Journal: @unchecked Sendable {
         }
         self._lastSequence += 1
         let sequence = self._lastSequence
+        self.pendingRecords += 1
         self.queue.append(.record(sequence: sequence, type: type, payload: payload, completion: completion))
         switch durability {
         case .durable:
@@ -230,27 +249,36 @@ public final class Journal: @unchecked Sendable {
         self.lock.unlock()
     }
 
-    /// Blocks until everything appended so far is durable. Used at graceful shutdown.
-    /// Throws the I/O error (or `.unavailable`) if some of it could not be made durable, and `.unavailable`
-    /// once the journal is closed.
-    public func flush() throws {
+    /// Blocks until everything appended so far is durable, or until `timeout` has passed. Used at graceful
+    /// shutdown. Throws the I/O error (or `.unavailable`) if some of it could not be made durable, `.timedOut`
+    /// when the timeout passed first (the records stay queued), and `.unavailable` once the journal is closed.
+    public func flush(timeout: Duration? = nil) throws {
         self.lock.lock()
         defer { self.lock.unlock() }
         if self.state == .closed { throw JournalError.unavailable("journal is closed") }
         let target = self._lastSequence
+        let deadline = timeout.map { JournalLock.now() + UInt64(max(0, $0.nanoseconds)) }
         while self.durableSequence < target && self.failure == nil && self.state != .closed {
             self.urgent = true
             self.lock.signalWork()
-            self.lock.waitForProgress()
+            if let deadline {
+                if JournalLock.now() >= deadline {
+                    throw JournalError(code: .timedOut, message: "records up to \(target) were not durable within the timeout")
+                }
+                self.lock.waitForProgress(until: deadline)
+            } else {
+                self.lock.waitForProgress()
+            }
         }
         if self.durableSequence < target {
             throw self.failure ?? JournalError.unavailable("journal is closed")
         }
     }
 
-    /// Flushes, stops the writer thread, waits for a snapshot in progress, and closes the files.
-    /// Throws if records appended before could not be made durable. Idempotent.
-    public func close() throws {
+    /// Flushes (or, with `.abandonQueued`, drops what is not being written), stops the writer thread, waits for
+    /// a snapshot in progress, and closes the files. Throws if records appended before could not be made durable
+    /// (with `.abandonQueued`: if any was dropped). Idempotent.
+    public func close(_ policy: ClosePolicy = .writeQueued) throws {
         self.closeLock.lock()
         defer { self.closeLock.unlock() }
         self.lock.lock()
@@ -259,6 +287,7 @@ public final class Journal: @unchecked Sendable {
             return
         }
         self.state = .closing
+        if policy == .abandonQueued { self.abandoning = true }
         self.lock.signalWork()
         self.lock.unlock()
 
@@ -318,10 +347,15 @@ public final class Journal: @unchecked Sendable {
                 if JournalLock.now() >= deadline { break }
                 self.lock.waitForWork(until: deadline)
             }
-            let batch = self.queue
-            self.queue.removeAll(keepingCapacity: true)
-            self.urgent = false
-            self.oldestBuffered = nil
+            if self.abandoning {
+                let dropped = self.queue
+                self.queue = []
+                self.lock.unlock()
+                self.abandon(dropped)
+                self.lock.lock()
+                continue
+            }
+            let batch = self.takeBatchLocked()
             self.lock.unlock()
 
             self.process(batch)
@@ -330,11 +364,70 @@ public final class Journal: @unchecked Sendable {
         }
     }
 
+    /// Takes the next group commit off the queue: at most `maxBatchRecords` records and `maxBatchBytes` payload
+    /// bytes (at least one record), and the snapshot rotations among them. What is left stays queued and is
+    /// taken at once by the next turn of the loop (`urgent` stays set), without waiting for new work.
+    private func takeBatchLocked() -> [Item] {
+        var records = 0
+        var bytes = 0
+        var end = self.queue.startIndex
+        while end < self.queue.endIndex {
+            if case .record(_, _, let payload, _) = self.queue[end] {
+                if records > 0 && (records == self.options.maxBatchRecords || bytes + payload.count > self.options.maxBatchBytes) { break }
+                records += 1
+                bytes += payload.count
+            }
+            end += 1
+        }
+        let batch: [Item]
+        if end == self.queue.endIndex {
+            batch = self.queue
+            // A backlog's storage is not kept: an idle journal returns to a small queue.
+            if self.queue.capacity > 4 * self.options.maxBatchRecords {
+                self.queue = []
+            } else {
+                self.queue.removeAll(keepingCapacity: true)
+            }
+            self.urgent = false
+            self.oldestBuffered = nil
+        } else {
+            batch = Array(self.queue[..<end])
+            self.queue.removeFirst(end)
+            self.urgent = true
+        }
+        return batch
+    }
+
+    /// Fails the completions of records dropped by `close(.abandonQueued)`, and of the snapshot jobs among them.
+    private func abandon(_ dropped: [Item]) {
+        let error = JournalError.unavailable("the daemon stopped before the record was written")
+        var count = 0
+        for item in dropped {
+            switch item {
+            case .record(_, _, _, let completion):
+                count += 1
+                completion?(.failure(error))
+            case .rotate(let job):
+                job.completion?(.failure(error))
+            }
+        }
+        self.lock.withLock {
+            self.pendingRecords -= count
+            self.lock.broadcastProgress()
+        }
+    }
+
     private typealias Pending = (sequence: UInt64, completion: (@Sendable (Result<UInt64, JournalError>) -> Void)?)
 
     private func process(_ batch: [Item]) {
+        var size = 0
+        for item in batch {
+            if case .record(_, _, let payload, _) = item { size += JournalFormat.recordHeaderSize + payload.count }
+        }
         var buffer: [UInt8] = []
+        buffer.reserveCapacity(size)
         var pending: [Pending] = []
+        pending.reserveCapacity(batch.count)
         for item in batch {
             switch item {
             case .record(let sequence, let type, let payload, let completion):
@@ -357,6 +450,7 @@ public final class Journal: @unchecked Sendable {
         guard let last = pending.last else { return }
         if let failure = self.lock.withLock({ self.failure }) {
             let error = JournalError.unavailable("journal failed after an I/O error: \(failure.message)")
+            self.lock.withLock { self.pendingRecords -= pending.count }
             for p in pending { p.completion?(.failure(error)) }
             return
         }
@@ -366,6 +460,7 @@ public final class Journal: @unchecked Sendable {
         } catch {
             let ioError = Self.asJournalError(error)
             self.fail(with: ioError)
+            self.lock.withLock { self.pendingRecords -= pending.count }
             for p in pending { p.completion?(.failure(ioError)) }
             return
         }
@@ -377,6 +472,7 @@ public final class Journal: @unchecked Sendable {
             self.liveBytes += buffer.count
             self.segmentBytes = Int(self.fileOffset)
             self.batches += 1
+            self.pendingRecords -= pending.count
             if self.options.fsync { self.fsyncCount += 1 }
             self.lock.broadcastProgress()
         }

@@ -11,7 +11,7 @@ public struct JournalError: Error, Hashable, CustomStringConvertible, Sendable {
     /// A stable error category. New codes may be added; switch with a `default`.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: Hashable, Sendable {
-            case corruption, io, unavailable, recordTooLarge, invalidArgument
+            case corruption, io, unavailable, recordTooLarge, invalidArgument, timedOut
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -27,6 +27,8 @@ public struct JournalError: Error, Hashable, CustomStringConvertible, Sendable {
         public static let recordTooLarge = Code(.recordTooLarge)
         /// The caller passed an argument the journal cannot honour (e.g. a snapshot sequence beyond `lastSequence`).
         public static let invalidArgument = Code(.invalidArgument)
+        /// A wait with a timeout (`flush(timeout:)`) ended before what it waited for happened.
+        public static let timedOut = Code(.timedOut)
 
         public var description: String {
             switch self.value {
@@ -35,6 +37,7 @@ public struct JournalError: Error, Hashable, CustomStringConvertible, Sendable {
             case .unavailable: return "unavailable"
             case .recordTooLarge: return "recordTooLarge"
             case .invalidArgument: return "invalidArgument"
+            case .timedOut: return "timedOut"
             }
         }
     }

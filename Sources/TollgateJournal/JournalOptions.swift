@@ -21,16 +21,26 @@ public struct JournalOptions: Sendable {
     /// Whether to fsync at all (default true). `false` is only for tests and benchmarks that opt out of
     /// durability: completions then report success once the bytes are written.
     public var fsync: Bool
+    /// The most records one group commit (one write, one fdatasync) carries (default 4096). A longer queue is
+    /// written in several commits, so that the first records of a backlog are acknowledged after one bounded
+    /// write instead of after the whole backlog, and the writer never builds an unbounded buffer.
+    public var maxBatchRecords: Int
+    /// The most payload bytes one group commit carries (default 4 MiB); a single larger record is written alone.
+    public var maxBatchBytes: Int
 
     public init(
         maxRecordSize: Int = 16 * 1024 * 1024,
         segmentTargetBytes: Int = 64 * 1024 * 1024,
         flushInterval: Duration = .milliseconds(100),
-        fsync: Bool = true
+        fsync: Bool = true,
+        maxBatchRecords: Int = 4096,
+        maxBatchBytes: Int = 4 << 20
     ) {
         self.maxRecordSize = max(0, min(maxRecordSize, Int(UInt32.max)))
         self.segmentTargetBytes = segmentTargetBytes
         self.flushInterval = flushInterval
         self.fsync = fsync
+        self.maxBatchRecords = max(1, maxBatchRecords)
+        self.maxBatchBytes = max(1, maxBatchBytes)
     }
 }

@@ -82,4 +82,6 @@ public struct JournalStatistics: Sendable, Equatable {
     public var lastSnapshotSequence: UInt64?
     /// Torn tails cut at open plus truncations back to the durable offset after an I/O failure.
     public var repairs: Int
+    /// Records appended whose completion has not run yet: queued, or in the group commit being written.
+    public var pendingRecords: Int = 0
 }

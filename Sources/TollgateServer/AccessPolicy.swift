@@ -66,13 +66,20 @@ public struct ConnectionLimits: Sendable, Hashable {
     public var maxPipelined: Int
     /// Bytes of answers queued for a client that does not read before the daemon stops reading from it.
     public var maxOutputBytes: Int
+    /// Data-plane requests (METER, DERIVE) waiting for the journal over all connections together; beyond it the
+    /// daemon stops reading from each connection whose next request would wait (see `DurableBacklog`).
+    public var maxDurableBacklog: Int
 
-    public init(maxConnections: Int = 4096, idleTimeoutMilliseconds: Int64 = 600_000, frameTimeoutMilliseconds: Int64 = 10_000, maxPipelined: Int = 1024, maxOutputBytes: Int = 4 << 20) {
+    public init(
+        maxConnections: Int = 4096, idleTimeoutMilliseconds: Int64 = 600_000, frameTimeoutMilliseconds: Int64 = 10_000, maxPipelined: Int = 1024,
+        maxOutputBytes: Int = 4 << 20, maxDurableBacklog: Int = 8192
+    ) {
         self.maxConnections = maxConnections
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         self.frameTimeoutMilliseconds = frameTimeoutMilliseconds
         self.maxPipelined = maxPipelined
         self.maxOutputBytes = maxOutputBytes
+        self.maxDurableBacklog = maxDurableBacklog
     }
 }
 
@@ -87,10 +94,13 @@ final class ConnectionRegistry: Sendable {
 
     private let state: NIOLockedValueBox<State>
     let limits: ConnectionLimits
+    /// The daemon-wide bound on data-plane requests waiting for the journal.
+    let backlog: DurableBacklog
 
     init(policy: AccessPolicy, limits: ConnectionLimits) {
         state = NIOLockedValueBox(State(policy: policy))
         self.limits = limits
+        self.backlog = DurableBacklog(limit: limits.maxDurableBacklog)
     }
 
     var policy: AccessPolicy {

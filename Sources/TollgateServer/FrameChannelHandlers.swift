@@ -37,6 +37,13 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private var poisoned = false
     /// Whether bytes of an unfinished frame wait in `unfinished` (the frame timer runs while they do).
     private var partial = false
+    /// A durable request cut from the stream but not yet let through: this connection already has `max_pipelined`
+    /// requests waiting for the journal, or the daemon-wide `DurableBacklog` is full. While one is held, nothing
+    /// else is read or served on the connection (answers keep request order); the bytes after it wait in
+    /// `unfinished` without the frame timer (the client is not the one stalling).
+    private var held: Frame?
+    /// The held request waits for room in the daemon-wide backlog (not only for this connection's own answers).
+    private var waitingForBacklog = false
 
     /// CHECKs cut from the current read and not yet decided, with their request ids; decided together by
     /// `flushChecks` before anything else is answered, so that answers keep request order. Kept (emptied) between
@@ -118,8 +125,9 @@ final class RequestChannelHandler: ChannelInboundHandler {
         }
         frameTimer?.cancel()
         idleTimer?.cancel()
-        // A partial frame at EOF is simply dropped: the client went away.
+        // A partial frame at EOF is simply dropped: the client went away. So is a held request: never answered.
         unfinished = nil
+        held = nil
         if !leases.isEmpty {
             core.releaseLeases(leases)
             leases.removeAll()
@@ -165,7 +173,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         let timeout = registry.limits.idleTimeoutMilliseconds
         guard timeout > 0 else { return }
         idleTimer = context.eventLoop.scheduleTask(deadline: lastActivity + .milliseconds(timeout)) { [self] in
-            guard queue.isEmpty else {
+            guard queue.isEmpty, held == nil else {
                 lastActivity = .now()
                 return rearmIdleTimer(context: context)
             }
@@ -178,8 +186,13 @@ final class RequestChannelHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // Not active: a connection over the limit, answered `unavailable` and closing; nothing it sends is served.
         guard active, !poisoned else { return }
-        permittedThisRead = nil
         var incoming = unwrapInboundIn(data)
+        // Reads already under way when reading paused: kept behind the held request, served when it is.
+        if held != nil {
+            if unfinished == nil { unfinished = incoming } else { unfinished!.writeBuffer(&incoming) }
+            return
+        }
+        permittedThisRead = nil
         let cut: Bool
         if var buffered = unfinished {
             unfinished = nil
@@ -199,14 +212,19 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// whether it found any (a frame or a framing error).
     private func cutFrames(context: ChannelHandlerContext, from buffer: inout ByteBuffer) -> Bool {
         var cut = false
-        while !poisoned, let event = decoder.next(from: &buffer) {
+        // A held request stops the loop (its `break` leaves only the switch): the rest stays unread behind it.
+        while !poisoned, held == nil, let event = decoder.next(from: &buffer) {
             cut = true
             setPartial(false, context: context)
             switch event {
             case .frame(let frame):
                 if !batchCheck(frame) {
                     flushChecks(context: context)
-                    handle(context: context, frame: frame)
+                    guard let admission = admit(frame, context: context) else {
+                        held = frame
+                        break
+                    }
+                    handle(context: context, frame: frame, inBacklog: admission == .inBacklog)
                 }
             case .framingError(let status, let message, let close):
                 flushChecks(context: context)
@@ -219,7 +237,55 @@ final class RequestChannelHandler: ChannelInboundHandler {
             }
         }
         flushChecks(context: context)
+        if held != nil { updateReading(context: context) }
         return cut
+    }
+
+    private enum Admission { case outsideBacklog, inBacklog }
+
+    /// Whether `frame` may be served now. A request that waits for the journal is let through only while this
+    /// connection has fewer than `max_pipelined` such requests and, on the api socket, while the daemon-wide
+    /// backlog has room (it then counts there: `.inBacklog`); otherwise nil, and the caller holds the frame.
+    /// Anything else (reads, checks, requests refused by their header) is always let through. REVOKE does not
+    /// count in the daemon-wide backlog: a revocation must never queue behind usage.
+    private func admit(_ frame: Frame, context: ChannelHandlerContext) -> Admission? {
+        guard Self.headerRefusal(frame.header) == nil, let opcode = Opcode(rawValue: frame.header.opcode), opcode.changesState else {
+            return .outsideBacklog
+        }
+        guard pendingDurable < registry.limits.maxPipelined else { return nil }  // resumed by `complete`
+        guard role == .api, opcode != .revoke else { return .outsideBacklog }
+        let backlog = registry.backlog
+        while !backlog.tryEnter() {
+            let loop = context.eventLoop
+            let boundContext = NIOLoopBound(context, eventLoop: loop)
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            if backlog.notifyWhenRoom({ loop.execute { bound.value.backlogHasRoom(context: boundContext.value) } }) {
+                waitingForBacklog = true
+                return nil
+            }
+        }
+        return .inBacklog
+    }
+
+    private func backlogHasRoom(context: ChannelHandlerContext) {
+        waitingForBacklog = false
+        resumeHeld(context: context)
+    }
+
+    /// Serves the held request when it may now be let through, then what was read behind it, and reads again.
+    private func resumeHeld(context: ChannelHandlerContext) {
+        guard active, !poisoned, !waitingForBacklog, let frame = held else { return }
+        guard let admission = admit(frame, context: context) else { return }
+        held = nil
+        permittedThisRead = nil
+        handle(context: context, frame: frame, inBacklog: admission == .inBacklog)
+        if var rest = unfinished {
+            unfinished = nil
+            if cutFrames(context: context, from: &rest) { lastActivity = .now() }
+            keepUnfinished(rest, context: context)
+        }
+        flushIfNeeded(context: context)
+        updateReading(context: context)
     }
 
     /// Keeps what is left of a read for the next one, and runs the frame timer while it waits.
@@ -230,7 +296,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         // connection does not pin a large read buffer for a few bytes.
         if rest.readerIndex > rest.readableBytes { rest.discardReadBytes() }
         unfinished = rest
-        setPartial(true, context: context)
+        setPartial(held == nil, context: context)
     }
 
     /// Takes `frame` into the pending batch when it is a CHECK that `handle` would pass to the engine: a valid
@@ -289,7 +355,12 @@ final class RequestChannelHandler: ChannelInboundHandler {
         return nil
     }
 
-    private func handle(context: ChannelHandlerContext, frame: Frame) {
+    /// Serves one request. `inBacklog`: it entered the daemon-wide `DurableBacklog`, which it leaves when it is
+    /// answered, at once or after the journal.
+    private func handle(context: ChannelHandlerContext, frame: Frame, inBacklog: Bool) {
+        var counted = inBacklog
+        let backlog = registry.backlog
+        defer { if counted { backlog.leave() } }
         let header = frame.header
         if let refusal = Self.headerRefusal(header) {
             return emit(context: context, refusal, opcode: header.opcode, requestID: header.requestID)
@@ -323,12 +394,16 @@ final class RequestChannelHandler: ChannelInboundHandler {
         let loop = context.eventLoop
         let boundContext = NIOLoopBound(context, eventLoop: loop)
         let bound = NIOLoopBound(self, eventLoop: loop)
+        let leaves = counted
+        counted = false
         let immediate = core.handle(request, role: role, caller: peer?.uid) { response in
+            if leaves { backlog.leave() }
             loop.execute {
                 bound.value.complete(context: boundContext.value, token: token, response, opcode: header.opcode, requestID: header.requestID)
             }
         }
         if let immediate {
+            if leaves { backlog.leave() }
             emit(context: context, immediate, opcode: header.opcode, requestID: header.requestID)
         } else {
             queue.append(Slot(token: token, bytes: nil))
@@ -375,6 +450,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         }
         flushIfNeeded(context: context)
         updateReading(context: context)
+        if held != nil && !waitingForBacklog { resumeHeld(context: context) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -389,7 +465,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// Backpressure: stop reading while too many requests wait for the journal or while the client does not read
     /// its answers (the outbound buffer is above its high-water mark); resume when both clear.
     private func updateReading(context: ChannelHandlerContext) {
-        let shouldPause = pendingDurable >= registry.limits.maxPipelined || !context.channel.isWritable
+        let shouldPause = held != nil || pendingDurable >= registry.limits.maxPipelined || !context.channel.isWritable
         guard shouldPause != readingPaused else { return }
         readingPaused = shouldPause
         context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }

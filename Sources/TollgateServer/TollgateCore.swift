@@ -688,6 +688,7 @@ public final class TollgateCore: @unchecked Sendable {
                 KeyValue("journal_bytes", "\(journalStats.segmentBytes)"),
                 KeyValue("journal_fsyncs", "\(journalStats.fsyncCount)"),
                 KeyValue("journal_batches", "\(journalStats.batches)"),
+                KeyValue("journal_pending", "\(journalStats.pendingRecords)"),
                 KeyValue("journal_failed", journalStats.failed ? "1" : "0"),
                 KeyValue("journal_repairs", recovery.tornTailRepaired ? "1" : "0"),
                 KeyValue("journal_repaired_bytes", "\(recovery.truncatedBytes)"),

@@ -52,6 +52,12 @@ public final class TollgateServer: @unchecked Sendable {
         registry.statistics
     }
 
+    /// The daemon-wide backlog of data-plane requests waiting for the journal: now, at most, and how often a
+    /// connection had to stop reading for it.
+    public var backlogStatistics: (waiting: Int, peak: Int, holds: UInt64) {
+        registry.backlog.statistics
+    }
+
     /// Binds (or adopts) both listeners and starts the periodic usage flush. When this returns, both sockets
     /// accept connections.
     public func start(_ listeners: Listeners) async throws {

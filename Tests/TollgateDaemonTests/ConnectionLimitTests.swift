@@ -177,53 +177,6 @@ final class ConnectionLimitTests: DaemonTestCase {
         disk.release()
     }
 
-    /// Writes `chunk` again and again (whole frames only, resuming partial sends) until `ceiling` bytes are
-    /// written or the kernel refuses more for a sustained stretch; returns the bytes written. Between refusals it
-    /// pings the admin socket, which gives the daemon a turn and shows it still serves others.
-    func sendUntilBlocked(_ fd: CInt, repeating chunk: [UInt8], ceiling: Int) async throws -> Int {
-        let admin = try await harness.admin()
-        defer { Task { await admin.close() } }
-        var written = 0
-        var offset = 0
-        var blocked = 0
-        while written < ceiling && blocked < 200 {
-            let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                written += n
-                offset = (offset + n) % chunk.count
-                blocked = 0
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                blocked += 1
-                try await admin.ping()
-            } else {
-                throw TestSupportError("send failed: errno \(errno)")
-            }
-        }
-        return written
-    }
-
-    func statistic(_ key: String) async throws -> String {
-        let stats = try await (try await harness.admin()).stats()
-        return stats.first { $0.key == key }?.value ?? ""
-    }
-
-    func connectRaw(_ path: String) throws -> CInt {
-        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw TestSupportError("connect \(path): errno \(errno)") }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        return fd
-    }
-
     /// A client that pipelines requests but never reads its answers must hit backpressure: the daemon stops
     /// reading from it once its answers fill the output limit, so the client's own writes block (EAGAIN) after a
     /// bounded number of bytes instead of the daemon buffering without end.

@@ -9,6 +9,10 @@ import TollgateProtocol
 @_exported import TollgateTestSupport
 import XCTest
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Starts the real daemon in-process on sockets in a temporary directory, through the same composition root as
 /// `tollgated`.
 final class DaemonHarness {
@@ -18,6 +22,8 @@ final class DaemonHarness {
     let logs = LogCapture()
     /// The journal's syscall seam (tests inject faults through it).
     var fileSystem: any JournalFileSystem = PosixFileSystem()
+    /// How long `stop` waits for the journal's backlog before dropping it.
+    var shutdownFlushTimeout: Duration = .seconds(10)
 
     init(fsync: Bool = false, file: StaticString = #filePath) throws {
         // Short paths: sun_path holds at most 107 bytes.
@@ -35,7 +41,7 @@ final class DaemonHarness {
     func start() async throws {
         let logs = self.logs
         let logger = Logger(label: "tollgated-test") { label in logs.handler(label: label) }
-        let daemon = Daemon(configuration: configuration, dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1), logger: logger)
+        let daemon = Daemon(configuration: configuration, dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1, shutdownFlushTimeout: shutdownFlushTimeout), logger: logger)
         try await daemon.start()
         self.daemon = daemon
     }
@@ -91,6 +97,56 @@ class DaemonTestCase: XCTestCase {
     override func tearDown() async throws {
         try await harness.stop()
         harness.cleanUp()
+    }
+}
+
+/// Raw-socket clients for the backpressure tests: they write without reading.
+extension DaemonTestCase {
+    /// Writes `chunk` again and again (whole frames only, resuming partial sends) until `ceiling` bytes are
+    /// written or the kernel refuses more for a sustained stretch; returns the bytes written. Between refusals it
+    /// pings the admin socket, which gives the daemon a turn and shows it still serves others.
+    func sendUntilBlocked(_ fd: CInt, repeating chunk: [UInt8], ceiling: Int) async throws -> Int {
+        let admin = try await harness.admin()
+        defer { Task { await admin.close() } }
+        var written = 0
+        var offset = 0
+        var blocked = 0
+        while written < ceiling && blocked < 200 {
+            let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                written += n
+                offset = (offset + n) % chunk.count
+                blocked = 0
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                blocked += 1
+                try await admin.ping()
+            } else {
+                throw TestSupportError("send failed: errno \(errno)")
+            }
+        }
+        return written
+    }
+
+    func statistic(_ key: String) async throws -> String {
+        let stats = try await (try await harness.admin()).stats()
+        return stats.first { $0.key == key }?.value ?? ""
+    }
+
+    func connectRaw(_ path: String) throws -> CInt {
+        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw TestSupportError("connect \(path): errno \(errno)") }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return fd
     }
 }
 
