@@ -100,6 +100,8 @@ public final class TollgateCore: @unchecked Sendable {
     private var keysInFlight: [String: [@Sendable (Bool) -> Void]] = [:]
     private var counters = Counters()
     private var snapshotInProgress = false
+    /// Paces snapshot retries and their log lines while snapshots keep failing (a full disk).
+    private var snapshotFailures = RepeatedFailure()
     private var rng = SystemRandomNumberGenerator()
     private var decisionLog = DecisionLogSampler(perSecond: 20)
     private var extraStatistics: (@Sendable () -> [KeyValue])?
@@ -619,8 +621,9 @@ public final class TollgateCore: @unchecked Sendable {
     /// Starts a snapshot when the journal has grown past its target, off the request path.
     public func maybeSnapshot(force: Bool = false) {
         guard force || currentJournal.needsSnapshot else { return }
+        let started = clock.now()
         let taken: (LicensingState, UInt64, Journal)? = lock.withLock {
-            guard !snapshotInProgress else { return nil }
+            guard !snapshotInProgress, force || snapshotFailures.mayAttempt(at: started) else { return nil }
             snapshotInProgress = true
             // Consumption applied in memory but not yet journaled must land before the snapshot's sequence,
             // or replay would count it twice (once in the snapshot, once in the later record).
@@ -635,16 +638,29 @@ public final class TollgateCore: @unchecked Sendable {
             try! copy.encodeSnapshot(now: now)
         }) { [weak self] result in
             guard let self else { return }
-            self.lock.withLock {
+            let finished = self.clock.now()
+            let (report, endedStreak): (RepeatedFailure.Report, Int) = self.lock.withLock {
                 self.snapshotInProgress = false
                 switch result {
-                case .success: self.counters.snapshots &+= 1
-                case .failure: self.counters.snapshotFailures &+= 1
+                case .success:
+                    self.counters.snapshots &+= 1
+                    return (.quiet, self.snapshotFailures.succeeded())
+                case .failure:
+                    self.counters.snapshotFailures &+= 1
+                    return (self.snapshotFailures.failed(at: finished), 0)
                 }
             }
             switch result {
-            case .success: logger.info("snapshot written", metadata: ["tollgate.journal.sequence": "\(sequence)"])
-            case .failure(let error): logger.error("snapshot failed", metadata: ["tollgate.error": "\(error)"])
+            case .success:
+                var metadata: Logger.Metadata = ["tollgate.journal.sequence": "\(sequence)"]
+                if endedStreak > 0 { metadata["tollgate.failures_before"] = "\(endedStreak)" }
+                logger.info("snapshot written", metadata: metadata)
+            case .failure(let error):
+                // The first failure of a streak, then one line a minute at most with the count since the last.
+                guard case .log(let failures, let first) = report else { break }
+                logger.error(first ? "snapshot failed; retrying with backoff" : "snapshots still failing", metadata: [
+                    "tollgate.error": "\(error)", "tollgate.failures": "\(failures)",
+                ])
             }
         }
     }

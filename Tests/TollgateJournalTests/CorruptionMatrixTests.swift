@@ -221,6 +221,45 @@ final class CorruptionMatrixTests: JournalTestCase {
         XCTAssertTrue(error?.message.contains("not the last") ?? false, "\(String(describing: error))")
     }
 
+    /// Any flipped byte of a segment that is not the last, header or record, is corruption: the records after it
+    /// were acknowledged, so cutting there would lose them. The files are left as they were for an operator.
+    func testFlippingAnyByteOfANonLastSegmentIsCorruption() throws {
+        let dir = try self.makeTwoSegments()
+        let path = self.segmentPath(dir)
+        let original = self.readBytes(path)
+        let last = self.readBytes(self.segmentPath(dir, first: 4))
+        for offset in original.indices {
+            var damaged = original
+            damaged[offset] ^= 0x5A
+            self.writeBytes(damaged, to: path)
+            let error = self.assertJournalError(.corruption) { try Journal.open(directory: dir, options: self.options) }
+            XCTAssertNotNil(error, "a flip at offset \(offset) of the first segment was not refused")
+            XCTAssertEqual(self.readBytes(path), damaged, "offset \(offset): a refused journal is not modified")
+            XCTAssertEqual(self.readBytes(self.segmentPath(dir, first: 4)), last)
+        }
+        self.writeBytes(original, to: path)
+        try self.assertTwoSegmentsReplay(dir)
+    }
+
+    /// A zeroed sector (a lost write) inside a segment that is not the last is corruption too.
+    func testZeroingASectorOfANonLastSegmentIsCorruption() throws {
+        let dir = try self.makeTwoSegments()
+        let path = self.segmentPath(dir)
+        let original = self.readBytes(path)
+        for start in stride(from: JournalFormat.segmentHeaderSize, to: original.count, by: 16) {
+            var damaged = original
+            for i in start..<min(start + 512, damaged.count) { damaged[i] = 0 }
+            self.writeBytes(damaged, to: path)
+            XCTAssertNotNil(self.assertJournalError(.corruption) { try Journal.open(directory: dir, options: self.options) }, "zeroed from \(start)")
+        }
+    }
+
+    private func assertTwoSegmentsReplay(_ dir: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (journal, state) = try Journal.open(directory: dir, options: self.options)
+        XCTAssertEqual(state.records, Array(self.expectedRecords(5).dropFirst()), file: file, line: line)
+        try journal.close()
+    }
+
     func testMissingSegmentIsCorruption() throws {
         let dir = try self.makeTwoSegments()
         try FileManager.default.removeItem(atPath: self.segmentPath(dir, first: 1))
