@@ -18,6 +18,8 @@ final class DaemonHarness {
     let logs = LogCapture()
     /// The journal's syscall seam (tests inject faults through it).
     var fileSystem: any JournalFileSystem = PosixFileSystem()
+    /// The file `Daemon.reload()` re-reads (SIGHUP); nil: the embedded default.
+    var configurationPath: String?
 
     init(fsync: Bool = false, file: StaticString = #filePath) throws {
         // Short paths: sun_path holds at most 107 bytes.
@@ -35,7 +37,7 @@ final class DaemonHarness {
     func start() async throws {
         let logs = self.logs
         let logger = Logger(label: "tollgated-test") { label in logs.handler(label: label) }
-        let daemon = Daemon(configuration: configuration, dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1), logger: logger)
+        let daemon = Daemon(configuration: configuration, dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1, configurationPath: configurationPath), logger: logger)
         try await daemon.start()
         self.daemon = daemon
     }
