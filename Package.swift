@@ -134,7 +134,8 @@ let package = Package(
             dependencies: ["TollgateProvisioning", "TollgateModel"],
             path: "Tests/TollgateProvisioningTests"
         ),
-        .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
+        // The engine's TokenFormat verifies the checksum of every token secret a vector carries.
+        .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel", "TollgateEngine"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
         .testTarget(
