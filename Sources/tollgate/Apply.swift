@@ -24,8 +24,7 @@ struct Apply: AsyncParsableCommand {
         do {
             text = try String(contentsOfFile: file, encoding: .utf8)
         } catch {
-            FileHandleStderr.write("tollgate: cannot read \(file): \(error.localizedDescription)\n")
-            throw ExitCode.failure
+            throw CLIError(.cannotRead, "cannot read \(file): \(error.localizedDescription)")
         }
         let connection = try await wrap { try await global.connect(admin: true) }
         defer { Task { await connection.close() } }
@@ -41,10 +40,9 @@ struct Apply: AsyncParsableCommand {
                 do {
                     try await put(change, from: document, connection)
                 } catch let error as TollgateClientError {
-                    FileHandleStderr.write(
-                        "tollgate: apply stopped at \(change.kind.rawValue) \(change.id): \(error.message); \(applied) of \(changes.filter(\.isChange).count) changes were applied\n"
-                    )
-                    throw ExitCode.failure
+                    throw CLIError(
+                        .applyStopped,
+                        "apply stopped at \(change.kind.rawValue) \(change.id): \(error.message); \(applied) of \(changes.filter(\.isChange).count) changes were applied")
                 }
                 applied += 1
             }
@@ -92,8 +90,7 @@ struct Apply: AsyncParsableCommand {
             default:
                 break
             }
-            FileHandleStderr.write("tollgate: \(file): \(failure.message) [\(failure.code)]\n")
-            throw ExitCode.failure
+            throw CLIError(CLIError.Code("\(failure.code)"), "\(file): \(failure.message) [\(failure.code)]")
         }
     }
 
