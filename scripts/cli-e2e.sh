@@ -333,6 +333,14 @@ printf 'licenses:\n  - {id: e2e_bad, plan: no_such_plan, status: active}\n' >"$w
 tg apply "$work/bad.yaml"
 check "apply refuses a file naming a plan that exists nowhere (exit 1)" status_is 1
 check "apply names the path and code of the error" err_has "licenses\[0\]\.plan: .*\[unknown_plan\]"
+printf 'plans:\n  - {id: e2e_bad_plan, overage: sometimes}\nlicenses:\n  - {id: e2e_bad1, plan: no_such_plan, status: active}\n  - {id: e2e_bad2, plan: e2e_plan, status: sleeping}\n' >"$work/bad2.yaml"
+tg apply "$work/bad2.yaml"
+check "apply reports every error of a file (exit 1)" err_has "^tollgate: 3 errors; nothing was applied:"
+check "apply names the plan's error" err_has "plans\[0\]\.overage: .*\[invalid_name\]"
+check "apply names the second license's error" err_has "licenses\[1\]\.status: .*\[invalid_name\]"
+check "apply names the first license's unknown plan" err_has "licenses\[0\]\.plan: .*\[unknown_plan\]"
+tg --json apply "$work/bad2.yaml"
+check "apply --json lists the errors" out_has '"errors":\[\{"code":"invalid_name",'
 
 # --- Version -------------------------------------------------------------------------------------------------------
 tg --version

@@ -51,6 +51,8 @@ struct CLIError: Error {
     var code: Code
     var message: String
     var exitCode: Int32
+    /// Several errors at once (`apply`): under `--json` each as `{"code", "message"}` in `errors`; `code` is the first's.
+    var details: [[String: String]] = []
 
     init(_ code: Code, _ message: String, exitCode: Int32 = 1) {
         self.code = code
@@ -74,7 +76,9 @@ struct CLIError: Error {
 
     func report(json: Bool) {
         if json {
-            printJSON(["error": code.rawValue, "message": message])
+            var object: [String: Any] = ["error": code.rawValue, "message": message]
+            if !details.isEmpty { object["errors"] = details }
+            printJSON(object)
         } else {
             FileHandleStderr.write("tollgate: \(message)\n")
         }
