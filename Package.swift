@@ -108,10 +108,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `--version` of both binaries: the version, and the git commit recorded by the plugin before each build.
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool(), path: "Plugins/BuildInfoPlugin"),
+        .target(name: "TollgateBuildInfo", plugins: ["BuildInfoPlugin"]),
         .executableTarget(
             name: "tollgated",
             dependencies: [
-                "TollgateDaemon", "TollgateSystemd",
+                "TollgateDaemon", "TollgateSystemd", "TollgateBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -119,7 +122,8 @@ let package = Package(
         .executableTarget(
             name: "tollgate",
             dependencies: [
-                "TollgateClient", "TollgateProtocol", "TollgateModel", "TollgateProvisioning",
+                // TollgateEngine: `usage show` computes quota windows with the engine's own calendar.
+                "TollgateClient", "TollgateProtocol", "TollgateModel", "TollgateProvisioning", "TollgateBuildInfo", "TollgateEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -134,7 +138,8 @@ let package = Package(
             dependencies: ["TollgateProvisioning", "TollgateModel"],
             path: "Tests/TollgateProvisioningTests"
         ),
-        .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel"]),
+        // The engine's TokenFormat verifies the checksum of every token secret a vector carries.
+        .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel", "TollgateEngine"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
         .testTarget(

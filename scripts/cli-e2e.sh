@@ -119,8 +119,8 @@ tg check "$secret_b"
 check "the new secret works" status_is 0
 tg rotate-end "$token_a"
 check "rotate-end succeeds" status_is 0
-check "rotate-end shows when the old secret was last used" out_has "^previous_secret_last_used_at: [1-9][0-9]+$"
-check "rotate-end shows the rotation time" out_has "^rotated_at: [1-9][0-9]+$"
+check "rotate-end shows when the old secret was last used (RFC 3339)" out_has "^previous_secret_last_used_at: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$"
+check "rotate-end shows the rotation time (RFC 3339)" out_has "^rotated_at: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$"
 tg check "$secret_a"
 check "the old secret is refused after rotate-end (exit 3)" status_is 3
 check "the old secret is refused as revoked" out_has "^deny revoked"
@@ -171,7 +171,8 @@ check "org get --json" out_has '"org_id":"acme"'
 tg license set lic2 --plan trial --org acme --project 'search, "beta"' --status trialing --trial-ends 2099-01-01T00:00:00Z \
     --billing-anchor-day 15 --customer Acme
 check "license set takes org, project, trial end and anchor day" out_has "^billing_anchor_day: 15$"
-check "license set stores the trial end" out_has "^trial_ends_at: 4070908800000$"
+check "license set stores the trial end (shown in RFC 3339)" out_has "^trial_ends_at: 2099-01-01T00:00:00Z$"
+check "a zero time is absent, not 0" out_lacks "^valid_until:"
 tg issue --license lic2 --subject carol
 secret_d=$out
 token_d=$(sed -nE 's/^issued (tok_[A-Za-z0-9]+) .*/\1/p' <<<"$err")
@@ -332,6 +333,136 @@ printf 'licenses:\n  - {id: e2e_bad, plan: no_such_plan, status: active}\n' >"$w
 tg apply "$work/bad.yaml"
 check "apply refuses a file naming a plan that exists nowhere (exit 1)" status_is 1
 check "apply names the path and code of the error" err_has "licenses\[0\]\.plan: .*\[unknown_plan\]"
+printf 'plans:\n  - {id: e2e_bad_plan, overage: sometimes}\nlicenses:\n  - {id: e2e_bad1, plan: no_such_plan, status: active}\n  - {id: e2e_bad2, plan: e2e_plan, status: sleeping}\n' >"$work/bad2.yaml"
+tg apply "$work/bad2.yaml"
+check "apply reports every error of a file (exit 1)" err_has "^tollgate: 3 errors; nothing was applied:"
+check "apply names the plan's error" err_has "plans\[0\]\.overage: .*\[invalid_name\]"
+check "apply names the second license's error" err_has "licenses\[1\]\.status: .*\[invalid_name\]"
+check "apply names the first license's unknown plan" err_has "licenses\[0\]\.plan: .*\[unknown_plan\]"
+tg --json apply "$work/bad2.yaml"
+check "apply --json lists the errors" out_has '"errors":\[\{"code":"invalid_name",'
+
+# --- Version -------------------------------------------------------------------------------------------------------
+tg --version
+check "tollgate --version prints the version and the commit" out_has '^tollgate [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]{12}(-dirty)?|unknown)\)$'
+"$bin_dir/tollgated" --version >"$work/out" 2>"$work/err"
+rc=$?
+out=$(cat "$work/out")
+check "tollgated --version prints the version and the commit" out_has '^tollgated [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]{12}(-dirty)?|unknown)\)$'
+
+# --- Socket paths from the environment ----------------------------------------------------------------------------
+if [ ! -S /run/tollgate/tollgate.sock ]; then
+    tg ping
+    check "without options or environment the CLI finds ./state/tollgate.sock" status_is 0
+fi
+TOLLGATE_SOCKET=$work/nowhere.sock tg ping
+check "TOLLGATE_SOCKET names the api socket (a wrong one fails)" status_is 1
+check "the error says no daemon listens there" err_has "no tollgated is listening"
+mkdir -p "$work/elsewhere"
+(cd "$work/elsewhere" && TOLLGATE_SOCKET=$work/state/tollgate.sock TOLLGATE_ADMIN_SOCKET=$work/state/tollgate-admin.sock \
+    "$bin_dir/tollgate" license get lic1 >"$work/out" 2>"$work/err")
+rc=$?
+out=$(cat "$work/out")
+check "TOLLGATE_ADMIN_SOCKET names the admin socket from another directory" out_has "^license_id: lic1$"
+TOLLGATE_SOCKET=$work/nowhere.sock tg --socket ./state/tollgate.sock ping
+check "--socket wins over TOLLGATE_SOCKET" status_is 0
+
+# --- Secrets never on the command line ----------------------------------------------------------------------------
+tg issue --license lic1 --subject hidden
+secret_h=$out
+token_h=$(sed -nE 's/^issued (tok_[A-Za-z0-9]+) .*/\1/p' <<<"$err")
+tg_in() { # tg with standard input from $1
+    local input=$1
+    shift
+    "$bin_dir/tollgate" "$@" <<<"$input" >"$work/out" 2>"$work/err"
+    rc=$?
+    out=$(cat "$work/out")
+    err=$(cat "$work/err")
+}
+tg_in "$secret_h" check - --meter requests --cost 1
+check "check - reads the secret from standard input" out_has "^allow token=$token_h "
+printf '%s\n' "$secret_h" >"$work/secret"
+tg check --secret-file "$work/secret" --meter requests --cost 1
+check "check --secret-file reads the secret from a file" out_has "^allow token=$token_h "
+HIDDEN_SECRET=$secret_h tg check --secret-env HIDDEN_SECRET
+check "check --secret-env reads the secret from a variable" out_has "^allow token=$token_h "
+tg_in "$secret_h" meter - bytes 7 --idempotency-key hidden-1
+check "meter - reads the secret from standard input" out_has "^recorded "
+HIDDEN_SECRET=$secret_h tg meter --secret-env HIDDEN_SECRET bytes 7 --idempotency-key hidden-1
+check "meter --secret-env takes METER QUANTITY only" out_has "^duplicate "
+tg_in "$secret_h" derive - --ttl 5m
+check "derive - reads the parent's secret from standard input" out_has "^tg_live_[A-Za-z0-9]+$"
+tg_in "" check -
+check "check - with nothing on standard input is an error (exit 1)" status_is 1
+check "the error says where the secret was missing" err_has "no token secret in standard input"
+tg check "$secret_h" --secret-env HIDDEN_SECRET
+check "a secret given twice is refused (exit 64)" status_is 64
+tg check --secret-env NO_SUCH_VARIABLE_E2E
+check "an unset --secret-env variable is an error naming it" err_has "NO_SUCH_VARIABLE_E2E is not set"
+tg_in "$secret_h" revoke --secret - --reason e2e-stdin
+check "revoke --secret - reads the secret from standard input" out_has "^revoked 2 tokens$"
+tg check --secret-file "$work/secret"
+check "the token revoked through standard input is refused" out_has "^deny revoked"
+check "no secret in the daemon's log" test "$(grep -c "$secret_h" "$work/daemon.log")" -eq 0
+
+# --- JSON errors ---------------------------------------------------------------------------------------------------
+tg --json license get no_such_license
+check "--json: a server error is a JSON object with the status name (exit 1)" status_is 1
+check "--json: the error object" out_has '^\{"error":"not_found","message":"[^"]*no_such_license[^"]*"\}$'
+tg --json --socket "$work/nowhere.sock" ping
+check "--json: no daemon is daemon_not_running (exit 1)" out_has '^\{"error":"daemon_not_running",'
+tg --json check
+check "--json: a usage error is JSON with code usage (exit 64)" status_is 64
+check "--json: the usage error object" out_has '^\{"error":"usage","message":'
+tg --json plan set bad --quota calls:week:5
+check "--json: a validation error is JSON too (exit 64)" out_has '^\{"error":"usage",'
+tg --json check "$secret_a"
+check "--json: a denial is an answer, not an error (exit 3)" out_has '"decision":"deny"'
+check "--json: a denial exits 3" status_is 3
+tg --json apply "$work/bad.yaml"
+check "--json: apply's file error carries the provisioning code" out_has '^\{"error":"unknown_plan",'
+
+# --- Readable output -----------------------------------------------------------------------------------------------
+tg plan get metered
+check "plan get lists one quota per line" out_has "^  quota:calls:rolling:60:token limit 100$"
+check "plan get lists rate limits readably" out_has "^  rate:license 5/s burst 10$"
+check "plan get shows credits readably" out_has "^credits: 500 included per month, pool org$"
+check "plan get shows lifetimes with a unit" out_has "^max_token_lifetime_seconds: 7776000 \(90d\)$"
+check "plan get prints no <null> or Swift dictionaries" out_lacks '<null>|\[\['
+check "plan get keeps the protocol's field order" test "$(head -n 1 <<<"$out")" = "plan_id: metered"
+tg plan get free
+check "a plan without credits shows no credits line" out_lacks "^credits"
+tg inspect "$token_h"
+check "inspect shows times in RFC 3339" out_has "^issued_at: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$"
+check "inspect shows a token without expiry as never" out_has "^expires_at: never$"
+
+# --- Help text -----------------------------------------------------------------------------------------------------
+tg help derive
+check "help derive has no stray backslash" out_lacks '\\'
+tg help revoke
+check "help revoke documents --token-id" out_has "--token-id <token-id> +Revoke the token with this id"
+tg help plan set
+check "help plan set has no doubled default" out_lacks '\(default: [^)]*\)\.? \(default'
+
+# --- Reading usage without consuming it ----------------------------------------------------------------------------
+tg stats
+checks_before=$(sed -nE 's/^checks_total ([0-9]+)$/\1/p' <<<"$out")
+tg usage show --license lic2
+check "usage show --license shows the day quota's usage (300+100+30+70)" out_has "^quota:requests:day:license lic2 used 500 of 500, 0 left, window [0-9-]{10}T00:00:00Z to "
+tg --json usage show --license lic2
+check "usage show --json" out_has '"rule":"quota:requests:day:license","used":500'
+tg usage show --token "$token_h"
+check "usage show --token shows the token's license-level quotas" out_has "^quota:requests:month:license lic1 used [0-9]+ of 1000000"
+tg license set lic_free --plan free
+tg usage show --license lic_free
+check "usage show names the rolling quota it cannot show" out_has "^quota:requests:rolling:60:token: not shown "
+tg usage show --license lic2
+tg usage show --license lic2
+check "usage show twice shows the same: it consumes nothing" out_has "used 500 of 500"
+tg stats
+check "usage show made no checks" test "$(sed -nE 's/^checks_total ([0-9]+)$/\1/p' <<<"$out")" = "$checks_before"
+tg usage show --license lic1 --token "$token_h"
+check "usage show takes exactly one of --license, --token (exit 64)" status_is 64
 
 # --- Global options before the command name ------------------------------------------------------------------------
 tg --json --admin-socket ./state/tollgate-admin.sock events --limit 1

@@ -66,7 +66,7 @@ extension Daemon {
         }
     }
 
-    /// Re-reads the configuration file and applies what can change live: plans (upserted), store limits and the
+    /// Re-reads the configuration file and applies what can change live: plans (seeded when missing), store limits and the
     /// log level. Anything invalid is rejected as a whole and the running configuration stays in force.
     public func reload() async {
         let candidate: DaemonConfiguration
@@ -95,10 +95,12 @@ extension Daemon {
             logger.warning("changing \(name) needs a restart; the new value is ignored until then")
         }
         guard let core else { return }
+        let seeding: PlanSeeding
         do {
-            for plan in applied.plans { try await core.putDurably(.planPut(plan)) }
+            // Seeds only plans that do not exist yet; the journal's plans stay (Daemon+PlanSeeding).
+            seeding = try await seedPlans(applied.plans, into: core, occasion: "reload")
         } catch {
-            logger.error("reload could not apply a plan; plans applied before it stay", metadata: ["tollgate.error": "\(error)"])
+            logger.error("reload could not seed a plan; plans seeded before it stay", metadata: ["tollgate.error": "\(error)"])
             return
         }
         core.updateLimits(maxTokens: applied.maxTokens, maxLicenses: applied.maxLicenses)
@@ -107,6 +109,9 @@ extension Daemon {
             logger.warning("changing connection limits needs a restart; the new values are ignored until then")
         }
         dependencies.logLevelControl?.level = Logger.Level(rawValue: applied.logLevel)!
-        logger.notice("configuration reloaded", metadata: ["tollgate.plans": "\(applied.plans.map(\.id).joined(separator: ","))", "tollgate.log_level": "\(applied.logLevel)"])
+        logger.notice("configuration reloaded", metadata: [
+            "tollgate.plans_seeded": "\(seeding.created.joined(separator: ","))", "tollgate.plans_kept": "\(seeding.differing.joined(separator: ","))",
+            "tollgate.log_level": "\(applied.logLevel)",
+        ])
     }
 }

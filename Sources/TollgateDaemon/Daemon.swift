@@ -14,7 +14,7 @@ import Glibc
 #endif
 
 /// The composition root shared by `tollgated` and the tests: it opens the state directory, replays the journal,
-/// puts the configured plans, and starts the server. Tests start the real daemon in-process with it.
+/// seeds the configured plans that do not exist yet, and starts the server. Tests start the real daemon in-process with it.
 public final class Daemon: Service, @unchecked Sendable {
     public struct Dependencies: Sendable {
         public var clock: any WallClock
@@ -135,7 +135,8 @@ public final class Daemon: Service, @unchecked Sendable {
                 ledgerRetentionMillis: Int64(configuration.ledgerRetentionDays) * 86_400_000),
             logger: logger)
         self.core = core
-        for plan in configuration.plans { try await core.putDurably(.planPut(plan)) }
+        // The journal is the truth: the configuration only seeds plans that do not exist yet (Daemon+PlanSeeding).
+        _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
         self.group = group

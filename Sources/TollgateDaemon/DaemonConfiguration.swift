@@ -27,7 +27,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Who may use each socket, by peer credentials (`SO_PEERCRED`), on top of the socket files' modes.
     public var access = AccessPolicy(api: .anyone, admin: SocketAccess(uids: [0, UInt32(geteuid())]))
     public var connectionLimits = ConnectionLimits()
-    /// Plans put (upserted) at every start, so the configuration is the source of truth for the tiers it names.
+    /// Plans seeded at start-up and on reload when the state has no plan of that id; an existing plan (the journal's)
+    /// is never overwritten by the configuration (Daemon+PlanSeeding).
     public var plans: [Plan] = []
     public var maxDerivedLifetimeSeconds = 3600
     public var reservationLifetimeSeconds = 60

@@ -30,49 +30,93 @@ import Yams
 /// have somewhere to live: `x-base: &base {...}` then `<<: *base`.
 extension ProvisioningDocument {
     /// Parses and checks a whole file. Plans and organisations a license names must be in the file or among the
-    /// existing ids given (those on the daemon), so that a typo is caught before anything is applied.
+    /// existing ids given (those on the daemon), so that a typo is caught before anything is applied. Throws the
+    /// first error; `parseReportingAll` returns every one.
     public static func parse(
         yaml: String, existingPlanIDs: Set<String> = [], existingOrgIDs: Set<String> = []
     ) throws(ProvisioningError) -> ProvisioningDocument {
+        let (document, errors) = parseReportingAll(yaml: yaml, existingPlanIDs: existingPlanIDs, existingOrgIDs: existingOrgIDs)
+        if let first = errors.first { throw first }
+        return document
+    }
+
+    /// Parses a whole file and returns every error it finds, in file order, so that an operator fixes a file in one
+    /// round instead of one error per run: one per object (a plan, an organisation or a license is read up to its
+    /// first error, then the next object is read), then every license that names a plan or organisation that exists
+    /// nowhere. A file that is not YAML, or whose top level is wrong, is one error. The document is complete only
+    /// when the list is empty.
+    public static func parseReportingAll(
+        yaml: String, existingPlanIDs: Set<String> = [], existingOrgIDs: Set<String> = []
+    ) -> (document: ProvisioningDocument, errors: [ProvisioningError]) {
+        var errors: [ProvisioningError] = []
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
-            throw Self.syntaxError(error)
+            return (ProvisioningDocument(), [Self.syntaxError(error)])
         }
-        guard let root, !YAMLValue.isNull(root) else { return ProvisioningDocument() }
+        guard let root, !YAMLValue.isNull(root) else { return (ProvisioningDocument(), []) }
 
-        var reader = try MappingReader(root, path: "")
-        try reader.allowOnly(["plans", "orgs", "licenses"], orKeysWhere: { $0.hasPrefix("x-") })
+        var reader: MappingReader
+        do throws(ProvisioningError) {
+            reader = try MappingReader(root, path: "")
+            try reader.allowOnly(["plans", "orgs", "licenses"], orKeysWhere: { $0.hasPrefix("x-") })
+        } catch {
+            return (ProvisioningDocument(), [error])
+        }
+        /// Each object's errors are recorded and the next object read.
+        func attempt<T>(_ body: () throws(ProvisioningError) -> T) -> T? {
+            do throws(ProvisioningError) {
+                return try body()
+            } catch {
+                errors.append(error)
+                return nil
+            }
+        }
         var document = ProvisioningDocument()
         var firstPaths = IDRegistry()
-        for var planReader in try reader.mappings("plans") {
-            let plan = try readPlan(&planReader)
-            try firstPaths.register(plan.id, kind: "plan", at: planReader.child("id"))
-            document.plans.append(plan)
+        // Ids of objects that are declared but invalid: a license naming one is not reported a second time.
+        var invalidIDs = Set<String>()
+        for var planReader in attempt({ () throws(ProvisioningError) in try reader.mappings("plans") }) ?? [] {
+            guard let plan = attempt({ () throws(ProvisioningError) in try readPlan(&planReader) }) else {
+                if let id = try? planReader.string("id") { invalidIDs.insert(id) }
+                continue
+            }
+            if attempt({ () throws(ProvisioningError) in try firstPaths.register(plan.id, kind: "plan", at: planReader.child("id")) }) != nil {
+                document.plans.append(plan)
+            }
         }
-        for var orgReader in try reader.mappings("orgs") {
-            let org = try readOrg(&orgReader)
-            try firstPaths.register(org.id, kind: "org", at: orgReader.child("id"))
-            document.orgs.append(org)
+        for var orgReader in attempt({ () throws(ProvisioningError) in try reader.mappings("orgs") }) ?? [] {
+            guard let org = attempt({ () throws(ProvisioningError) in try readOrg(&orgReader) }) else {
+                if let id = try? orgReader.string("id") { invalidIDs.insert(id) }
+                continue
+            }
+            if attempt({ () throws(ProvisioningError) in try firstPaths.register(org.id, kind: "org", at: orgReader.child("id")) }) != nil {
+                document.orgs.append(org)
+            }
         }
         var licensePaths: [String] = []
-        for var licenseReader in try reader.mappings("licenses") {
-            let license = try readLicense(&licenseReader)
-            try firstPaths.register(license.id, kind: "license", at: licenseReader.child("id"))
-            document.licenses.append(license)
-            licensePaths.append(licenseReader.path)
+        for var licenseReader in attempt({ () throws(ProvisioningError) in try reader.mappings("licenses") }) ?? [] {
+            guard let license = attempt({ () throws(ProvisioningError) in try readLicense(&licenseReader) }) else { continue }
+            if attempt({ () throws(ProvisioningError) in try firstPaths.register(license.id, kind: "license", at: licenseReader.child("id")) }) != nil {
+                document.licenses.append(license)
+                licensePaths.append(licenseReader.path)
+            }
         }
         for key in reader.unreadKeys where key.hasPrefix("x-") { _ = reader.value(key) }
-        try reader.finish()
+        _ = attempt({ () throws(ProvisioningError) in try reader.finish() })
 
         let planIDs = existingPlanIDs.union(document.plans.map(\.id))
         let orgIDs = existingOrgIDs.union(document.orgs.map(\.id))
         for (license, path) in zip(document.licenses, licensePaths) {
-            guard planIDs.contains(license.plan) else { throw .unknownPlan(path: YAMLValue.child(path, "plan"), id: license.plan) }
-            guard license.org.isEmpty || orgIDs.contains(license.org) else { throw .unknownOrg(path: YAMLValue.child(path, "org"), id: license.org) }
+            if !planIDs.contains(license.plan) && !invalidIDs.contains(license.plan) {
+                errors.append(.unknownPlan(path: YAMLValue.child(path, "plan"), id: license.plan))
+            }
+            if !license.org.isEmpty && !orgIDs.contains(license.org) && !invalidIDs.contains(license.org) {
+                errors.append(.unknownOrg(path: YAMLValue.child(path, "org"), id: license.org))
+            }
         }
-        return document
+        return (document, errors)
     }
 
     private static func syntaxError(_ error: Error) -> ProvisioningError {

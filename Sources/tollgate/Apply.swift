@@ -24,8 +24,7 @@ struct Apply: AsyncParsableCommand {
         do {
             text = try String(contentsOfFile: file, encoding: .utf8)
         } catch {
-            FileHandleStderr.write("tollgate: cannot read \(file): \(error.localizedDescription)\n")
-            throw ExitCode.failure
+            throw CLIError(.cannotRead, "cannot read \(file): \(error.localizedDescription)")
         }
         let connection = try await wrap { try await global.connect(admin: true) }
         defer { Task { await connection.close() } }
@@ -41,10 +40,9 @@ struct Apply: AsyncParsableCommand {
                 do {
                     try await put(change, from: document, connection)
                 } catch let error as TollgateClientError {
-                    FileHandleStderr.write(
-                        "tollgate: apply stopped at \(change.kind.rawValue) \(change.id): \(error.message); \(applied) of \(changes.filter(\.isChange).count) changes were applied\n"
-                    )
-                    throw ExitCode.failure
+                    throw CLIError(
+                        .applyStopped,
+                        "apply stopped at \(change.kind.rawValue) \(change.id): \(error.message); \(applied) of \(changes.filter(\.isChange).count) changes were applied")
                 }
                 applied += 1
             }
@@ -65,35 +63,39 @@ struct Apply: AsyncParsableCommand {
         }
     }
 
-    /// Parses the whole file. A license may name a plan or organisation that only the daemon has; each such name is
-    /// looked up once and the file is parsed again knowing it exists, until it parses or names something that exists
-    /// nowhere.
+    /// Parses the whole file and reports every error in it, not only the first. A license may name a plan or
+    /// organisation that only the daemon has; the names the file does not declare are looked up once each, and the
+    /// file is parsed again knowing which exist, until it parses or only errors are left.
     func parse(_ text: String, _ connection: TollgateConnection) async throws -> ProvisioningDocument {
         var plans = Swift.Set<String>()
         var orgs = Swift.Set<String>()
+        var lookedUp = Swift.Set<String>()
         while true {
-            let failure: ProvisioningError
-            do throws(ProvisioningError) {
-                return try ProvisioningDocument.parse(yaml: text, existingPlanIDs: plans, existingOrgIDs: orgs)
-            } catch {
-                failure = error
-            }
-            switch failure {
-            case .unknownPlan(_, let id) where !plans.contains(id):
-                if try await wrap({ try await exists { try await connection.plan(id: id) } }) {
-                    plans.insert(id)
-                    continue
+            let (document, errors) = ProvisioningDocument.parseReportingAll(yaml: text, existingPlanIDs: plans, existingOrgIDs: orgs)
+            if errors.isEmpty { return document }
+            var found = false
+            for error in errors {
+                switch error {
+                case .unknownPlan(_, let id) where lookedUp.insert("plan:" + id).inserted:
+                    if try await wrap({ try await exists { try await connection.plan(id: id) } }) {
+                        plans.insert(id)
+                        found = true
+                    }
+                case .unknownOrg(_, let id) where lookedUp.insert("org:" + id).inserted:
+                    if try await wrap({ try await exists { try await connection.org(id: id) } }) {
+                        orgs.insert(id)
+                        found = true
+                    }
+                default:
+                    break
                 }
-            case .unknownOrg(_, let id) where !orgs.contains(id):
-                if try await wrap({ try await exists { try await connection.org(id: id) } }) {
-                    orgs.insert(id)
-                    continue
-                }
-            default:
-                break
             }
-            FileHandleStderr.write("tollgate: \(file): \(failure.message) [\(failure.code)]\n")
-            throw ExitCode.failure
+            if found { continue }
+            let lines = errors.map { "\(file): \($0.message) [\($0.code)]" }
+            var failure = CLIError(
+                CLIError.Code("\(errors[0].code)"), errors.count == 1 ? lines[0] : "\(errors.count) errors; nothing was applied:\n  " + lines.joined(separator: "\n  "))
+            failure.details = errors.map { ["code": "\($0.code)", "message": $0.message] }
+            throw failure
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TollgateBuildInfo
 import TollgateClient
 import TollgateModel
 import TollgateProtocol
@@ -7,22 +8,89 @@ import TollgateProtocol
 /// Options every command takes. They may also be written before the command name
 /// (`tollgate --socket PATH check ...`); `main` moves them after it.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "Path of the api socket.")
-    var socket: String = "./state/tollgate.sock"
+    @Option(
+        name: .long,
+        help: "Path of the api socket (default: $TOLLGATE_SOCKET, else /run/tollgate/tollgate.sock when it exists, else ./state/tollgate.sock).")
+    var socket: String?
 
-    @Option(name: .customLong("admin-socket"), help: "Path of the admin socket.")
-    var adminSocket: String = "./state/tollgate-admin.sock"
+    @Option(
+        name: .customLong("admin-socket"),
+        help: """
+            Path of the admin socket (default: $TOLLGATE_ADMIN_SOCKET, else /run/tollgate/tollgate-admin.sock when it exists, \
+            else ./state/tollgate-admin.sock).
+            """)
+    var adminSocket: String?
 
-    @Flag(name: .long, help: "Print one JSON object per answer.")
+    @Flag(name: .long, help: "Print one JSON object per answer, and errors as {\"error\": CODE, \"message\": ...} on standard output.")
     var json = false
 
-    /// Prints one answer: as one JSON object with `--json`, else as `field: value` lines.
-    func show(_ object: [String: Any]) {
-        if json { printJSON(object) } else { printFields(object) }
+    /// Prints one answer: as one JSON object with `--json`, else as `field: value` lines in `order`.
+    func show(_ object: [String: Any], human: [(String, String?)]) {
+        if json { printJSON(object) } else { printHuman(human) }
+    }
+
+    var apiSocketPath: String { socket ?? SocketDefaults.path(environment: "TOLLGATE_SOCKET", installed: SocketDefaults.installedAPI, local: SocketDefaults.localAPI) }
+    var adminSocketPath: String {
+        adminSocket ?? SocketDefaults.path(environment: "TOLLGATE_ADMIN_SOCKET", installed: SocketDefaults.installedAdmin, local: SocketDefaults.localAdmin)
     }
 
     func connect(admin: Bool) async throws -> TollgateConnection {
-        try await TollgateConnection.connect(path: admin ? adminSocket : socket)
+        try await TollgateConnection.connect(path: admin ? adminSocketPath : apiSocketPath)
+    }
+}
+
+/// Where the sockets are when no option names them: the environment first, then the paths the packaged systemd
+/// units create (`/run/tollgate/…`) when a socket is there, then the daemon's own default (`./state/…`, what
+/// `make run` uses), so the same CLI works on an installed host and in a checkout.
+enum SocketDefaults {
+    static let installedAPI = "/run/tollgate/tollgate.sock"
+    static let installedAdmin = "/run/tollgate/tollgate-admin.sock"
+    static let localAPI = "./state/tollgate.sock"
+    static let localAdmin = "./state/tollgate-admin.sock"
+
+    static func path(environment variable: String, installed: String, local: String) -> String {
+        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
+        var info = stat()
+        if stat(installed, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK { return installed }
+        return local
+    }
+}
+
+/// Where a command gets a token secret, so that it need not be on the command line (where `ps` and shell history
+/// show it): the argument `-` reads it from standard input, `--secret-file` from a file, `--secret-env` from an
+/// environment variable. Only the first line counts, without surrounding white space.
+struct SecretInput: ParsableArguments {
+    @Option(name: .customLong("secret-file"), help: "Read the token secret from this file (its first line) instead of the command line.")
+    var secretFile: String?
+
+    @Option(name: .customLong("secret-env"), help: "Read the token secret from this environment variable instead of the command line.")
+    var secretEnv: String?
+
+    var isGiven: Bool { secretFile != nil || secretEnv != nil }
+
+    /// The secret from exactly one of: `argument` (`-`: standard input), the file, the variable.
+    func resolve(_ argument: String?, name: String = "the token secret") throws -> String {
+        let sources = [argument, secretFile, secretEnv].compactMap { $0 }.count
+        guard sources == 1 else {
+            throw ValidationError("give \(name) exactly once: as an argument, - (standard input), --secret-file FILE or --secret-env VARIABLE")
+        }
+        let raw: String
+        if let secretFile {
+            guard let data = FileManager.default.contents(atPath: secretFile) else { throw CLIError(.cannotRead, "cannot read the secret file \(secretFile)") }
+            raw = String(decoding: data, as: UTF8.self)
+        } else if let secretEnv {
+            guard let value = ProcessInfo.processInfo.environment[secretEnv] else {
+                throw CLIError(.noSecret, "the environment variable \(secretEnv) is not set")
+            }
+            raw = value
+        } else if argument == "-" {
+            raw = readLine(strippingNewline: true) ?? ""
+        } else {
+            return argument!
+        }
+        let secret = raw.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !secret.isEmpty else { throw CLIError(.noSecret, "no token secret in \(secretFile.map { "the file \($0)" } ?? secretEnv.map { "$\($0)" } ?? "standard input")") }
+        return secret
     }
 }
 
@@ -38,8 +106,9 @@ struct Tollgate: AsyncParsableCommand {
         discussion: """
             Data-plane commands (check, meter, derive, release, settle, revoke --secret) use the api socket; the others \
             use the admin socket.
-            Exit status: 0 ok or allowed, 3 denied (or, for release, not held), 1 error.
+            Exit status: 0 ok or allowed, 3 denied (or, for release, not held), 1 error, 64 bad usage.
             """,
+        version: "tollgate \(BuildInfo.description)",
         subcommands: [
             Issue.self, Revoke.self, Check.self, Meter.self, Inspect.self, List.self, LicenseCommand.self, PlanCommand.self,
             Rotate.self, RotateEnd.self, Derive.self, Release.self, Settle.self, OrgCommand.self, CreditsCommand.self,
@@ -86,8 +155,9 @@ struct Revoke: AsyncParsableCommand {
         abstract: "Revoke a token by id or by secret, or every token of a license, an organisation or a subject.",
         discussion: "Tokens derived from a revoked token are revoked with it. To end a rotation's overlap, see rotate-end.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("token-id")) var tokenID: String?
-    @Option(help: "The token secret (sent to the api socket).") var secret: String?
+    @Option(name: .customLong("token-id"), help: "Revoke the token with this id (tok_...), and the tokens derived from it.") var tokenID: String?
+    @Option(help: "Revoke the token this secret belongs to (sent to the api socket); - reads it from standard input.") var secret: String?
+    @OptionGroup var secretInput: SecretInput
     @Option(help: "Revoke every token of this license.") var license: String?
     @Option(help: "Revoke every token of every license of this organisation.") var org: String?
     @Option(help: "Revoke every token issued to this subject, in any license.") var subject: String?
@@ -95,12 +165,13 @@ struct Revoke: AsyncParsableCommand {
     @Option(help: "Who revokes (an operator's name; recorded with the revocation, with the caller's uid).") var actor: String = ""
 
     func validate() throws {
-        guard [tokenID, secret, license, org, subject].compactMap({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --token-id, --secret, --license, --org, --subject")
+        guard [tokenID, secret, secretInput.secretFile, secretInput.secretEnv, license, org, subject].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --token-id, --secret, --secret-file, --secret-env, --license, --org, --subject")
         }
     }
 
     func run() async throws {
+        let secret = secret != nil || secretInput.isGiven ? try secretInput.resolve(secret, name: "the secret") : nil
         let target: RevokeTarget =
             tokenID.map(RevokeTarget.tokenID) ?? secret.map(RevokeTarget.secret) ?? license.map(RevokeTarget.license)
             ?? org.map(RevokeTarget.org) ?? .subject(subject!)
@@ -113,7 +184,8 @@ struct Revoke: AsyncParsableCommand {
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Ask whether a token may act now (consumes COST of METER when allowed).")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The token secret.") var token: String
+    @Argument(help: "The token secret, or - to read it from standard input (or use --secret-file, --secret-env).") var token: String?
+    @OptionGroup var secretInput: SecretInput
     @Option(name: .customLong("scope"), help: "A scope the action needs (repeatable).") var scopes: [String] = []
     @Option(name: .customLong("feature"), help: "A plan feature the action needs (repeatable; all are needed).") var features: [String] = []
     @Option(help: "Meter to charge.") var meter: String = ""
@@ -129,9 +201,13 @@ struct Check: AsyncParsableCommand {
 
     func validate() throws {
         if reserve && cost == 0 { throw ValidationError("--reserve needs a --cost to reserve") }
+        if [token, secretInput.secretFile, secretInput.secretEnv].compactMap({ $0 }).count != 1 {
+            throw ValidationError("give the token secret exactly once: as an argument, - (standard input), --secret-file FILE or --secret-env VARIABLE")
+        }
     }
 
     func run() async throws {
+        let token = try secretInput.resolve(token)
         var options: CheckOptions = []
         if explain { options.insert(.explain) }
         if lease { options.insert(.lease) }
@@ -145,12 +221,31 @@ struct Check: AsyncParsableCommand {
 struct Meter: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Record usage a token already consumed (durable before the answer).")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The token secret.") var token: String
-    @Argument(help: "Meter name.") var meter: String
-    @Argument(help: "Quantity (at least 1).") var quantity: UInt64
+    @Argument(
+        help: ArgumentHelp(
+            """
+            [SECRET] METER QUANTITY: the token secret (or - to read it from standard input; leave it out with \
+            --secret-file or --secret-env), the meter name and the quantity (at least 1).
+            """, valueName: "secret-meter-quantity"))
+    var arguments: [String]
+    @OptionGroup var secretInput: SecretInput
     @Option(name: .customLong("idempotency-key"), help: "A repeated key is acknowledged and not counted again.") var idempotencyKey: String = ""
 
+    /// The secret argument (nil when a flag names its source), the meter and the quantity.
+    func parsed() throws -> (secret: String?, meter: String, quantity: UInt64) {
+        let expected = secretInput.isGiven ? 2 : 3
+        guard arguments.count == expected else {
+            throw ValidationError(secretInput.isGiven ? "expected METER QUANTITY (the secret comes from --secret-file/--secret-env)" : "expected SECRET METER QUANTITY")
+        }
+        guard let quantity = UInt64(arguments[expected - 1]) else { throw ValidationError("QUANTITY must be a whole number, got \(arguments[expected - 1])") }
+        return (secretInput.isGiven ? nil : arguments[0], arguments[expected - 2], quantity)
+    }
+
+    func validate() throws { _ = try parsed() }
+
     func run() async throws {
+        let (argument, meter, quantity) = try parsed()
+        let token = try secretInput.resolve(argument)
         let result = try await call(global, admin: false) { try await $0.meter(MeterRequest(token: token, meter: meter, quantity: quantity, idempotencyKey: idempotencyKey)) }
         if global.json {
             printJSON(result.json)
@@ -172,7 +267,7 @@ struct Inspect: AsyncParsableCommand {
 
     func run() async throws {
         let token = try await call(global, admin: true) { try await $0.token(id: tokenID) }
-        global.show(token.json)
+        global.show(token.json, human: token.human)
     }
 }
 
@@ -235,7 +330,7 @@ struct LicenseCommand: AsyncParsableCommand {
                 validFrom: try validFrom.map(parseTime) ?? 0, trialEndsAt: try trialEnds.map(parseTime) ?? 0, org: org, project: project,
                 billingAnchorDay: billingAnchorDay)
             let info = try await call(global, admin: true) { try await $0.putLicense(spec) }
-            global.show(info.json)
+            global.show(info.json, human: info.human)
         }
     }
 
@@ -246,7 +341,7 @@ struct LicenseCommand: AsyncParsableCommand {
 
         func run() async throws {
             let info = try await call(global, admin: true) { try await $0.license(id: id) }
-            global.show(info.json)
+            global.show(info.json, human: info.human)
         }
     }
 }
@@ -273,9 +368,9 @@ struct PlanCommand: AsyncParsableCommand {
         @Option(name: .customLong("concurrency"), help: "POOL:MAX leases held at once (repeatable, one per pool).") var concurrency: [String] = []
         @Option(help: "POOL:INCLUDED:PERIOD: every unit of cost is paid from credits, INCLUDED granted each PERIOD (hour, day, month).") var credits: String?
         @Option(help: "hard_stop (deny beyond a limit) or allow_and_record (allow, record the overage).") var overage: String = "hard_stop"
-        @Option(name: .customLong("max-token-lifetime"), help: "Longest token lifetime, such as 90d (default: no limit).") var maxTokenLifetime: String = "0"
-        @Option(name: .customLong("max-active-tokens"), help: "Most active tokens per license (0: no limit).") var maxActiveTokens: UInt32 = 0
-        @Option(name: .customLong("past-due-grace"), help: "How long a past_due license keeps working, such as 7d (default: none).") var pastDueGrace: String = "0"
+        @Option(name: .customLong("max-token-lifetime"), help: "Longest token lifetime, such as 90d (default: no limit).") var maxTokenLifetime: String?
+        @Option(name: .customLong("max-active-tokens"), help: "Most active tokens per license (default: no limit).") var maxActiveTokens: UInt32?
+        @Option(name: .customLong("past-due-grace"), help: "How long a past_due license keeps working, such as 7d (default: none).") var pastDueGrace: String?
 
         func validate() throws { _ = try makePlan() }
 
@@ -288,16 +383,16 @@ struct PlanCommand: AsyncParsableCommand {
             plan.credits = try credits.map(PlanRuleSyntax.credits)
             guard let overage = OveragePolicy(name: overage) else { throw ValidationError("--overage must be hard_stop or allow_and_record") }
             plan.overage = overage
-            plan.maxTokenLifetimeSeconds = try parseSeconds(maxTokenLifetime, option: "--max-token-lifetime")
-            plan.maxActiveTokens = maxActiveTokens
-            plan.pastDueGraceSeconds = try parseSeconds(pastDueGrace, option: "--past-due-grace")
+            plan.maxTokenLifetimeSeconds = try parseSeconds(maxTokenLifetime ?? "0", option: "--max-token-lifetime")
+            plan.maxActiveTokens = maxActiveTokens ?? 0
+            plan.pastDueGraceSeconds = try parseSeconds(pastDueGrace ?? "0", option: "--past-due-grace")
             return plan
         }
 
         func run() async throws {
             let plan = try makePlan()
             let stored = try await call(global, admin: true) { try await $0.putPlan(plan) }
-            global.show(stored.json)
+            global.show(stored.json, human: stored.human)
         }
     }
 
@@ -308,7 +403,7 @@ struct PlanCommand: AsyncParsableCommand {
 
         func run() async throws {
             let plan = try await call(global, admin: true) { try await $0.plan(id: id) }
-            global.show(plan.json)
+            global.show(plan.json, human: plan.human)
         }
     }
 }

@@ -2,12 +2,14 @@ import ArgumentParser
 import Foundation
 import TollgateClient
 import TollgateModel
+import TollgateProtocol
+import TollgateProvisioning
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Connects, makes one call, closes; turns client errors into a clear message and exit status 1.
+/// Connects, makes one call, closes; turns client errors into a `CLIError` (exit status 1).
 func call<T>(_ global: GlobalOptions, admin: Bool, _ body: (TollgateConnection) async throws -> T) async throws -> T {
     let connection = try await wrap { try await global.connect(admin: admin) }
     defer { Task { await connection.close() } }
@@ -18,8 +20,68 @@ func wrap<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let error as TollgateClientError {
-        FileHandleStderr.write("tollgate: \(error.message)\n")
-        throw ExitCode.failure
+        throw CLIError(error)
+    }
+}
+
+/// A failure the CLI reports: a stable `code` that scripts act on, a sentence for people, and the exit status.
+/// Without `--json` it is printed as `tollgate: MESSAGE` on standard error; with `--json` as one object,
+/// `{"error": CODE, "message": MESSAGE}`, on standard output (where a script reads the answers), with the same
+/// exit status. Messages never contain a token secret.
+struct CLIError: Error {
+    /// Stable codes: the server's status names (`not_found`, `invalid_argument`, …), the client's connection
+    /// failures below, `usage` for a command line that does not parse (exit 64), and the provisioning file's codes.
+    struct Code: RawRepresentable, Hashable {
+        var rawValue: String
+        init(rawValue: String) { self.rawValue = rawValue }
+        init(_ rawValue: String) { self.rawValue = rawValue }
+        static let daemonNotRunning = Code("daemon_not_running")
+        static let permissionDenied = Code("permission_denied")
+        static let connectFailed = Code("connect_failed")
+        static let connectionClosed = Code("connection_closed")
+        static let protocolViolation = Code("protocol_violation")
+        static let invalidRequest = Code("invalid_request")
+        static let usage = Code("usage")
+        static let cannotRead = Code("cannot_read")
+        static let noSecret = Code("no_secret")
+        static let applyStopped = Code("apply_stopped")
+        static func server(_ status: Status) -> Code { Code(status.name) }
+    }
+
+    var code: Code
+    var message: String
+    var exitCode: Int32
+    /// Several errors at once (`apply`): under `--json` each as `{"code", "message"}` in `errors`; `code` is the first's.
+    var details: [[String: String]] = []
+
+    init(_ code: Code, _ message: String, exitCode: Int32 = 1) {
+        self.code = code
+        self.message = message
+        self.exitCode = exitCode
+    }
+
+    init(_ error: TollgateClientError) {
+        let code: Code
+        switch error.code {
+        case .daemonNotRunning: code = .daemonNotRunning
+        case .permissionDenied: code = .permissionDenied
+        case .connectFailed: code = .connectFailed
+        case .connectionClosed: code = .connectionClosed
+        case .protocolViolation: code = .protocolViolation
+        case .invalidRequest: code = .invalidRequest
+        case .server(let status): code = .server(status)
+        }
+        self.init(code, error.message)
+    }
+
+    func report(json: Bool) {
+        if json {
+            var object: [String: Any] = ["error": code.rawValue, "message": message]
+            if !details.isEmpty { object["errors"] = details }
+            printJSON(object)
+        } else {
+            FileHandleStderr.write("tollgate: \(message)\n")
+        }
     }
 }
 
@@ -34,9 +96,6 @@ func printJSON(_ object: [String: Any]) {
     print(String(decoding: data, as: UTF8.self))
 }
 
-func printFields(_ object: [String: Any]) {
-    for key in object.keys.sorted() { print("\(key): \(object[key]!)") }
-}
 
 /// RFC 3339 (`2027-01-01T00:00:00Z`) or Unix milliseconds.
 func parseTime(_ text: String) throws -> UnixMillis {
@@ -66,7 +125,7 @@ func parseSeconds(_ text: String, option: String) throws -> UInt32 {
 func nowMillis() -> UnixMillis { Int64(Date().timeIntervalSince1970 * 1000) }
 
 func formatTime(_ millis: UnixMillis) -> String {
-    millis == 0 ? "-" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+    millis == 0 ? "-" : RFC3339.format(millis)
 }
 
 extension TokenInfo {
@@ -200,7 +259,7 @@ func reorderedArguments(_ arguments: [String]) -> [String] {
     var path: [String] = []
     let commands: Set<String> = [
         "issue", "revoke", "check", "meter", "inspect", "list", "license", "plan", "stats", "ping", "set", "get",
-        "rotate", "rotate-end", "derive", "release", "settle", "org", "credits", "grant", "usage", "export", "events", "apply",
+        "rotate", "rotate-end", "derive", "release", "settle", "org", "credits", "grant", "usage", "export", "show", "events", "apply",
     ]
     while let first = rest.first, commands.contains(first), path.count < 2 { path.append(rest.removeFirst()) }
     return path + leading + rest
@@ -210,6 +269,8 @@ func reorderedArguments(_ arguments: [String]) -> [String] {
 enum Main {
     static func main() async {
         let arguments = reorderedArguments(Array(CommandLine.arguments.dropFirst()))
+        // `--json` anywhere before `--` asks for JSON errors too, even when the command line does not parse.
+        let json = arguments.prefix { $0 != "--" }.contains("--json")
         do {
             var command = try Tollgate.parseAsRoot(arguments)
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -217,8 +278,17 @@ enum Main {
             } else {
                 try command.run()
             }
+        } catch let error as CLIError {
+            error.report(json: json)
+            exit(error.exitCode)
+        } catch let error as ExitCode {
+            // A denial (3) or a release of a lease not held: the answer was printed already.
+            exit(error.rawValue)
         } catch {
-            Tollgate.exit(withError: error)
+            let status = Tollgate.exitCode(for: error)
+            guard json, status != .success else { Tollgate.exit(withError: error) }
+            CLIError(.usage, Tollgate.message(for: error), exitCode: status.rawValue).report(json: true)
+            exit(status.rawValue)
         }
     }
 }

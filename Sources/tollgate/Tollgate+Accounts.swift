@@ -30,7 +30,7 @@ struct OrgCommand: AsyncParsableCommand {
                 }
                 return try await connection.putOrg(OrgSpec(id: id, name: name ?? currentName, suspended: suspended))
             }
-            global.show(stored.json)
+            global.show(stored.json, human: stored.human)
         }
     }
 
@@ -41,7 +41,7 @@ struct OrgCommand: AsyncParsableCommand {
 
         func run() async throws {
             let org = try await call(global, admin: true) { try await $0.org(id: id) }
-            global.show(org.json)
+            global.show(org.json, human: org.human)
         }
     }
 }

@@ -43,7 +43,7 @@ struct RotateEnd: AsyncParsableCommand {
 
     func run() async throws {
         let token = try await call(global, admin: true) { try await $0.endRotation(tokenID: tokenID) }
-        global.show(token.json)
+        global.show(token.json, human: token.human)
     }
 }
 
@@ -51,19 +51,24 @@ struct Derive: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Exchange a token for a short-lived child token with a subset of its scopes (api socket).",
         discussion: """
-            The child's secret is printed once. Its lifetime is capped by the daemon, the plan and the parent's expiry; \\
+            The child's secret is printed once. Its lifetime is capped by the daemon, the plan and the parent's expiry; \
             revoking the parent revokes the child. A parent that may not act now is a denial (exit 3).
             """)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The parent token's secret.") var parent: String
+    @Argument(help: "The parent token's secret, or - to read it from standard input (or use --secret-file, --secret-env).") var parent: String?
+    @OptionGroup var secretInput: SecretInput
     @Option(help: "The child's lifetime, such as 15m or 1h.") var ttl: String
     @Option(name: .customLong("scope"), help: "A scope the child carries (repeatable; none: the parent's scopes).") var scopes: [String] = []
 
     func validate() throws {
         guard try parseSeconds(ttl, option: "--ttl") > 0 else { throw ValidationError("--ttl must be at least 1s") }
+        if [parent, secretInput.secretFile, secretInput.secretEnv].compactMap({ $0 }).count != 1 {
+            throw ValidationError("give the parent's secret exactly once: as an argument, - (standard input), --secret-file FILE or --secret-env VARIABLE")
+        }
     }
 
     func run() async throws {
+        let parent = try secretInput.resolve(parent, name: "the parent's secret")
         let ttlSeconds = try parseSeconds(ttl, option: "--ttl")
         let request = DeriveRequest(parent: parent, scopes: scopes, ttlSeconds: ttlSeconds)
         let (result, secret, token) = try await call(global, admin: false) { try await $0.derive(request) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TollgateClient
+import TollgateEngine
 import TollgateModel
 import TollgateProvisioning
 
@@ -11,7 +12,104 @@ import Glibc
 // Reading what the daemon recorded: the usage ledger and the event log.
 
 struct UsageCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "Export the usage ledger.", subcommands: [Export.self])
+    static let configuration = CommandConfiguration(
+        commandName: "usage", abstract: "Read usage without consuming it: the quotas of a token or license, or the ledger for billing.",
+        subcommands: [Show.self, Export.self])
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show how much of each quota a license or token has used in the current window, without consuming anything.",
+            discussion: """
+                Read from the usage ledger (USAGE_EXPORT) and the plan (LICENSE_GET, PLAN_GET, TOKEN_GET) on the admin \
+                socket: unlike `check --cost 0`, it takes no rate-limit budget and changes no counter. For each calendar \
+                quota of the plan it sums the ledger over the quota's current window (months from the license's billing \
+                anchor day; org pools from the 1st) at the quota's pool: the token, the license, or the organisation's \
+                licenses. It is the ledger's usage: amounts held by open reservations are not in it, and a quota whose \
+                (pool, window) pair no plan used before counts from when it was first used while the ledger has all usage. \
+                Rolling windows are not shown (the ledger is hourly). With --license, token-level quotas are shown per \
+                token that has usage in the window.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The license whose quotas to show.") var license: String?
+        @Option(help: "The token (tok_...) whose quotas to show.") var token: String?
+
+        func validate() throws {
+            guard (license == nil) != (token == nil) else { throw ValidationError("give exactly one of --license, --token") }
+        }
+
+        /// One quota's reading.
+        struct Reading {
+            var rule: String
+            var owner: String
+            var used: UInt64
+            var limit: UInt64
+            var window: (start: UnixMillis, end: UnixMillis)
+        }
+
+        func run() async throws {
+            let now = nowMillis()
+            let (info, plan, tokenID, readings, skipped) = try await call(global, admin: true) { connection in
+                let tokenID = token
+                var licenseID = license ?? ""
+                if let tokenID { licenseID = try await connection.token(id: tokenID).licenseID }
+                let info = try await connection.license(id: licenseID)
+                let plan = try await connection.plan(id: info.spec.plan)
+                var readings: [Reading] = []
+                var skipped: [String] = []
+                for rule in plan.quotas {
+                    guard case .calendar(let period) = rule.window else {
+                        skipped.append(rule.name)
+                        continue
+                    }
+                    let window = UTCCalendar.bounds(of: period, containing: now, anchorDay: rule.pool == .org ? 1 : info.spec.billingAnchorDay)
+                    let inOrg = rule.pool == .org && !info.spec.org.isEmpty
+                    let rows = try await connection.usage(
+                        UsageQuery(from: window.start, to: window.end, org: inOrg ? info.spec.org : "", licenseID: inOrg ? "" : licenseID, granularity: .month))
+                        .filter { $0.meter == rule.meter && (rule.pool != .token || tokenID == nil || $0.tokenID == tokenID) }
+                    if rule.pool == .token {
+                        let byToken = Dictionary(grouping: rows, by: \.tokenID)
+                        let owners = tokenID.map { [$0] } ?? byToken.keys.sorted()
+                        for owner in owners {
+                            readings.append(Reading(rule: rule.name, owner: owner, used: Self.sum(byToken[owner] ?? []), limit: rule.limit, window: window))
+                        }
+                    } else {
+                        readings.append(Reading(rule: rule.name, owner: rule.pool == .org ? info.spec.orgPoolOwner : licenseID, used: Self.sum(rows), limit: rule.limit, window: window))
+                    }
+                }
+                return (info, plan, tokenID, readings, skipped)
+            }
+            if global.json {
+                var object: [String: Any] = [
+                    "license_id": info.spec.id, "plan": plan.id, "at": RFC3339.format(now),
+                    "quotas": readings.map {
+                        [
+                            "rule": $0.rule, "owner": $0.owner, "used": $0.used, "limit": $0.limit, "remaining": $0.limit > $0.used ? $0.limit - $0.used : 0,
+                            "window_start": RFC3339.format($0.window.start), "window_end": RFC3339.format($0.window.end),
+                        ] as [String: Any]
+                    },
+                    "not_shown": skipped,
+                ]
+                if let tokenID { object["token_id"] = tokenID }
+                printJSON(object)
+            } else {
+                print("license \(info.spec.id) on plan \(plan.id)\(tokenID.map { ", token \($0)" } ?? ""), at \(RFC3339.format(now))")
+                if readings.isEmpty && skipped.isEmpty { print("no quotas") }
+                for r in readings {
+                    let left = r.limit > r.used ? r.limit - r.used : 0
+                    print("\(r.rule) \(r.owner) used \(r.used) of \(r.limit), \(left) left, window \(RFC3339.format(r.window.start)) to \(RFC3339.format(r.window.end))")
+                }
+                for name in skipped { print("\(name): not shown (rolling windows are not in the hourly ledger)") }
+            }
+        }
+
+        /// Saturating, as the daemon's counters are.
+        static func sum(_ rows: [UsageRow]) -> UInt64 {
+            rows.reduce(0) { total, row in
+                let (sum, overflow) = total.addingReportingOverflow(row.quantity)
+                return overflow ? .max : sum
+            }
+        }
+    }
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

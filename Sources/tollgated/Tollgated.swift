@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import ServiceLifecycle
+import TollgateBuildInfo
 import TollgateDaemon
 import TollgateServer
 import TollgateSystemd
@@ -16,7 +17,8 @@ struct Tollgated: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tollgated",
         abstract: "Tollgate: the local enforcement point for API tokens and licenses.",
-        discussion: "With no options it runs on the embedded default configuration, with its state in ./state.")
+        discussion: "With no options it runs on the embedded default configuration, with its state in ./state.",
+        version: "tollgated \(BuildInfo.description)")
 
     @Option(name: .long, help: "A JSON configuration file (default: the embedded configuration).")
     var config: String?

@@ -24,6 +24,8 @@ final class DaemonHarness {
     var fileSystem: any JournalFileSystem = PosixFileSystem()
     /// How long `stop` waits for the journal's backlog before dropping it.
     var shutdownFlushTimeout: Duration = .seconds(10)
+    /// The file `Daemon.reload()` re-reads (SIGHUP); nil: the embedded default.
+    var configurationPath: String?
 
     init(fsync: Bool = false, file: StaticString = #filePath) throws {
         // Short paths: sun_path holds at most 107 bytes.
@@ -41,7 +43,10 @@ final class DaemonHarness {
     func start() async throws {
         let logs = self.logs
         let logger = Logger(label: "tollgated-test") { label in logs.handler(label: label) }
-        let daemon = Daemon(configuration: configuration, dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1, shutdownFlushTimeout: shutdownFlushTimeout), logger: logger)
+        let daemon = Daemon(
+            configuration: configuration,
+            dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1, configurationPath: configurationPath, shutdownFlushTimeout: shutdownFlushTimeout),
+            logger: logger)
         try await daemon.start()
         self.daemon = daemon
     }

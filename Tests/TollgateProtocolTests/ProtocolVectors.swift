@@ -80,7 +80,24 @@ enum ProtocolVectors {
         let childInfo = TokenInfo(
             id: "tok_0000000000000000000002", licenseID: "lic_acme", subject: "svc-reports", scopes: ["read"], issuedAt: 1_767_225_600_000,
             notBefore: 0, expiresAt: 1_767_226_500_000, metadata: [KeyValue("team", "billing")], environment: .test, parentID: sampleTokenInfo.id)
-        let childToken = "tg_test_11111111111111111111111111111111111111111113Sfyy2"
+        // Every secret a vector carries has a valid checksum (7.1); ProtocolVectorTests verifies it with the engine's
+        // TokenFormat, so a daemon would not answer one of them `malformed_token`.
+        let childToken = "tg_test_1111111111111111111111111111111111111111111077wHg"
+        let rotatedToken = "tg_test_22222222222222222222222222222222222222222223Bqtsh"
+        let rotatedInfo = TokenInfo(
+            id: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", scopes: ["read", "write"], issuedAt: 1_767_225_600_000,
+            notBefore: 0, expiresAt: 1_798_761_600_000, metadata: [KeyValue("team", "billing")], environment: .test,
+            rotatedAt: 1_767_312_000_000, previousSecretValidUntil: 1_767_315_600_000, lastUsedAt: 0, previousSecretLastUsedAt: 1_767_311_999_000)
+        let rotatedFields = tokenFields.merging(["rotated_at": 1_767_312_000_000, "previous_valid_until": 1_767_315_600_000, "previous_last_used_at": 1_767_311_999_000]) { _, new in new }
+        var overlapEnded = rotatedInfo
+        overlapEnded.previousSecretValidUntil = 1_767_313_800_000
+        overlapEnded.lastUsedAt = 1_767_313_000_000
+        let overlapEndedFields = rotatedFields.merging(["previous_valid_until": 1_767_313_800_000, "last_used_at": 1_767_313_000_000]) { _, new in new }
+        // The keys 6.10 says are always present, in the order the daemon sends them.
+        let statsKeys: [(String, String)] = [
+            ("tokens", "1"), ("tokens_active", "1"), ("licenses", "1"), ("plans", "4"), ("checks_total", "3"), ("checks_denied", "2"),
+            ("meters_total", "2"), ("journal_last_seq", "9"), ("journal_repairs", "0"), ("uptime_seconds", "42"),
+        ]
         return [
             ProtocolVector(name: "hello.request", requestID: 1, message: .request(.hello(HelloRequest(minVersion: 1, maxVersion: 1, clientName: "example"))),
                 fields: ["min_version": 1, "max_version": 1, "client_name": "example"]),
@@ -139,9 +156,13 @@ enum ProtocolVectors {
                 message: .response(.license(LicenseInfo(spec: license, updatedAt: 1_767_225_600_000, activeTokens: 1, prepaidCredits: 250)), opcode: Opcode.licensePut.rawValue),
                 fields: licenseInfoFields),
             ProtocolVector(name: "license_get.request", requestID: 8, message: .request(.licenseGet(licenseID: "lic_acme")), fields: ["license_id": "lic_acme"]),
+            ProtocolVector(name: "license_get.response", requestID: 8,
+                message: .response(.license(LicenseInfo(spec: license, updatedAt: 1_767_225_600_000, activeTokens: 1, prepaidCredits: 250)), opcode: Opcode.licenseGet.rawValue),
+                fields: licenseInfoFields),
             ProtocolVector(name: "plan_put.request", requestID: 9, message: .request(.planPut(plan)), fields: planFields),
             ProtocolVector(name: "plan.response", requestID: 9, message: .response(.plan(plan), opcode: Opcode.planPut.rawValue), fields: planFields),
             ProtocolVector(name: "plan_get.request", requestID: 10, message: .request(.planGet(planID: "pro")), fields: ["plan_id": "pro"]),
+            ProtocolVector(name: "plan_get.response", requestID: 10, message: .response(.plan(plan), opcode: Opcode.planGet.rawValue), fields: planFields),
             ProtocolVector(name: "token_get.request", requestID: 11, message: .request(.tokenGet(tokenID: sampleTokenInfo.id)), fields: ["token_id": sampleTokenInfo.id]),
             ProtocolVector(name: "token.response", requestID: 11, message: .response(.token(sampleTokenInfo), opcode: Opcode.tokenGet.rawValue), fields: tokenFields),
             ProtocolVector(name: "token_list.request", requestID: 12, message: .request(.tokenList(TokenListRequest(licenseID: "lic_acme", after: "", limit: 50))),
@@ -151,8 +172,8 @@ enum ProtocolVectors {
                 fields: ["tokens": [tokenFields], "next": ""]),
             ProtocolVector(name: "stats.request", requestID: 13, message: .request(.stats), fields: [:]),
             ProtocolVector(name: "stats.response", requestID: 13,
-                message: .response(.stats([KeyValue("tokens", "1"), KeyValue("licenses", "1")]), opcode: Opcode.stats.rawValue),
-                fields: ["stats": [["tokens", "1"], ["licenses", "1"]]]),
+                message: .response(.stats(statsKeys.map { KeyValue($0.0, $0.1) }), opcode: Opcode.stats.rawValue),
+                fields: ["stats": statsKeys.map { [$0.0, $0.1] }]),
             ProtocolVector(name: "release.request", requestID: 19, message: .request(.release(leaseID: 42)), fields: ["lease_id": 42]),
             ProtocolVector(name: "release.response", requestID: 19, message: .response(.released(true), opcode: Opcode.release.rawValue), fields: ["released": 1]),
             ProtocolVector(name: "settle.request", requestID: 20, message: .request(.settle(SettleRequest(reservationID: 43, actualCost: 7))),
@@ -172,11 +193,18 @@ enum ProtocolVectors {
             ProtocolVector(name: "rotate.request", requestID: 23, message: .request(.rotate(RotateRequest(tokenID: sampleTokenInfo.id, graceSeconds: 3600))),
                 fields: ["token_id": sampleTokenInfo.id, "grace_s": 3600]),
             ProtocolVector(name: "rotation_end.request", requestID: 24, message: .request(.rotationEnd(tokenID: sampleTokenInfo.id)), fields: ["token_id": sampleTokenInfo.id]),
+            ProtocolVector(name: "rotate.response", requestID: 23,
+                message: .response(.issue(secret: rotatedToken, token: rotatedInfo), opcode: Opcode.rotate.rawValue),
+                fields: ["secret": rotatedToken, "token": rotatedFields]),
+            ProtocolVector(name: "rotation_end.response", requestID: 24,
+                message: .response(.token(overlapEnded), opcode: Opcode.rotationEnd.rawValue), fields: overlapEndedFields),
             ProtocolVector(name: "org_put.request", requestID: 25, message: .request(.orgPut(OrgSpec(id: "acme", name: "Acme Corp", suspended: false))),
                 fields: ["org_id": "acme", "name": "Acme Corp", "suspended": 0]),
             ProtocolVector(name: "org.response", requestID: 25, message: .response(.org(OrgSpec(id: "acme", name: "Acme Corp", suspended: false)), opcode: Opcode.orgPut.rawValue),
                 fields: ["org_id": "acme", "name": "Acme Corp", "suspended": 0]),
             ProtocolVector(name: "org_get.request", requestID: 26, message: .request(.orgGet(orgID: "acme")), fields: ["org_id": "acme"]),
+            ProtocolVector(name: "org_get.response", requestID: 26, message: .response(.org(OrgSpec(id: "acme", name: "Acme Corp", suspended: true)), opcode: Opcode.orgGet.rawValue),
+                fields: ["org_id": "acme", "name": "Acme Corp", "suspended": 1]),
             ProtocolVector(name: "credits_grant.request", requestID: 27,
                 message: .request(.creditsGrant(CreditsGrant(pool: .license, owner: "lic_acme", amount: 250, reason: "top-up"))),
                 fields: ["pool": 1, "owner": "lic_acme", "amount": 250, "reason": "top-up"]),
@@ -194,6 +222,14 @@ enum ProtocolVectors {
             ProtocolVector(name: "error.unknown_opcode.response", requestID: 14,
                 message: .response(.error(.unknownOpcode, "unknown opcode 0x7f"), opcode: 0x7F),
                 fields: ["status": 4, "message": "unknown opcode 0x7f"]),
+            // The connection-limit refusal (4.1): unsolicited, opcode 0, request id 0, then the server closes.
+            ProtocolVector(name: "error.unavailable.connection_limit.response", requestID: 0,
+                message: .response(.error(.unavailable, "too many connections (the limit is 4096); retry later"), opcode: 0),
+                fields: ["status": 10, "message": "too many connections (the limit is 4096); retry later"]),
+            // A declared length above max_frame (4.1): opcode 0, request id 0, then the server closes.
+            ProtocolVector(name: "error.too_large.response", requestID: 0,
+                message: .response(.error(.tooLarge, "frame length 70000 exceeds the maximum of 65536 bytes"), opcode: 0),
+                fields: ["status": 5, "message": "frame length 70000 exceeds the maximum of 65536 bytes"]),
             ProtocolVector(name: "error.not_permitted.response", requestID: 15,
                 message: .response(.error(.notPermitted, "ISSUE is served on the admin socket only"), opcode: Opcode.issue.rawValue),
                 fields: ["status": 6, "message": "ISSUE is served on the admin socket only"]),

@@ -182,3 +182,46 @@ final class ParseErrorTests: XCTestCase {
         XCTAssertEqual(ProvisioningError.missingKey(path: "plans[0].id").message, "plans[0].id is required")
     }
 }
+
+/// `apply` reports every error of a file in one run (issue 13 §2), not only the first.
+final class ParseReportingAllTests: XCTestCase {
+    func testEveryObjectsErrorIsReportedInFileOrder() {
+        let yaml = """
+            plans:
+              - {id: good}
+              - {id: broken, overage: sometimes}
+              - {id: also_broken, quotas: [{meter: calls, window: week, limit: 5}]}
+            orgs:
+              - {id: acme, colour: red}
+            licenses:
+              - {id: l0, plan: good, status: active}
+              - {id: l1, plan: nosuch, status: active, org: nowhere}
+              - {id: l2, plan: broken, status: active}
+              - {id: l3, plan: good, status: sleeping}
+              - {id: l0, plan: good, status: active}
+            """
+        let (document, errors) = ProvisioningDocument.parseReportingAll(yaml: yaml)
+        XCTAssertEqual(errors.map(\.code), ["invalid_name", "invalid_name", "unknown_key", "invalid_name", "duplicate_id", "unknown_plan", "unknown_org"])
+        XCTAssertEqual(errors.map(\.path), [
+            "plans[1].overage", "plans[2].quotas[0].window", "orgs[0].colour", "licenses[3].status", "licenses[4].id",
+            "licenses[1].plan", "licenses[1].org",
+        ])
+        // l2 names a plan that is declared but invalid: its error is the plan's, not a second `unknown_plan`.
+        XCTAssertFalse(errors.contains { $0.path == "licenses[2].plan" })
+        XCTAssertEqual(document.plans.map(\.id), ["good"])
+    }
+
+    func testTheFirstErrorIsWhatParseThrows() {
+        let yaml = "plans:\n  - {id: a, overage: x}\n  - {id: b, overage: y}\n"
+        XCTAssertThrowsError(try ProvisioningDocument.parse(yaml: yaml)) { error in
+            XCTAssertEqual((error as? ProvisioningError)?.path, "plans[0].overage")
+        }
+        XCTAssertEqual(ProvisioningDocument.parseReportingAll(yaml: yaml).errors.count, 2)
+    }
+
+    func testAValidFileHasNoErrors() {
+        let (document, errors) = ProvisioningDocument.parseReportingAll(yaml: "plans: [{id: a}]\nlicenses: [{id: l, plan: a, status: active}]\n")
+        XCTAssertEqual(errors.map(\.code), [])
+        XCTAssertEqual(document.licenses.map(\.id), ["l"])
+    }
+}

@@ -19,6 +19,7 @@ import calendar
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -90,6 +91,48 @@ class VectorTests(unittest.TestCase):
         have = {v["opcode"] for v in VECTORS if v["direction"] == "request"}
         self.assertEqual(sorted(set(OP.values()) - have), [],
                          "opcodes without a request vector")
+
+    def test_every_token_secret_in_the_vectors_has_a_valid_checksum(self):
+        # PROTOCOL.md 7.1: a vector carrying a secret with a wrong checksum teaches a token the daemon would
+        # answer malformed_token. Every token-shaped string, in the bytes and in the fields, must validate.
+        pattern = re.compile(r"tg_(live|test)_[0-9A-Za-z]{49}")
+
+        def strings(value):
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, list):
+                for item in value:
+                    yield from strings(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    yield from strings(item)
+
+        checked = 0
+        for v in VECTORS:
+            data = read_hex(v["file"]).decode("latin-1")
+            in_bytes = {m.group(0) for m in pattern.finditer(data)}
+            in_fields = {m.group(0) for s in strings(v["fields"]) for m in pattern.finditer(s)}
+            self.assertEqual(in_bytes, in_fields, v["name"])
+            for secret in in_bytes:
+                with self.subTest(vector=v["name"]):
+                    self.assertTrue(tg.is_valid_token(secret), f"{v['name']} carries {secret}")
+                checked += 1
+        self.assertGreater(checked, 0)
+
+    def test_unsolicited_refusals_use_opcode_0_and_request_id_0(self):
+        # PROTOCOL.md 4.1: too_large and the connection-limit refusal (unavailable) answer no request.
+        for name, status in (("error.too_large.response", 5), ("error.unavailable.connection_limit.response", 10)):
+            v = next((v for v in VECTORS if v["name"] == name), None)
+            self.assertIsNotNone(v, name)
+            frame = tg.parse_frame(read_hex(v["file"]))
+            self.assertEqual((frame.opcode, frame.request_id, frame.status), (0, 0, status), name)
+
+    def test_stats_vector_holds_the_always_present_keys(self):
+        # PROTOCOL.md 6.10
+        v = next(v for v in VECTORS if v["name"] == "stats.response")
+        keys = {k for k, _ in v["fields"]["stats"]}
+        self.assertLessEqual({"tokens", "tokens_active", "licenses", "plans", "checks_total", "checks_denied",
+                              "meters_total", "journal_last_seq", "journal_repairs", "uptime_seconds"}, keys)
 
     def test_worked_example_ping(self):
         # PROTOCOL.md section 9
@@ -1936,6 +1979,27 @@ class LiveLicensingTests(LiveBase):
         self.assertEqual(first, [events[0]])
         self.assertEqual(self.A.events(seqs[-1], 0)["events"][:0], [])
         self.assertStatus("not_permitted", self.P.events)
+
+
+class LivePipelineTests(LiveBase):
+    def test_a_long_pipeline_completes_while_the_server_pushes_back(self):
+        # PROTOCOL.md 4.2: answers that queue up unread make the server stop reading, so a client that wrote the
+        # whole pipeline before reading would block on its own write. 200 large CHECKs (8 KB each, more than the
+        # socket buffers hold) interleaved with TOKEN_LISTs of ~60 KB answers (12 MB, beyond max_output_bytes).
+        _, lic, tok = self.setup_token()
+        metadata = [[f"k{i:02d}" + "x" * 60, "v" * 256] for i in range(32)]
+        for _ in range(7):
+            self.A.issue(lic, "py-big-" + uid(), (), metadata=metadata)
+        big_check = (OP["CHECK"], tg.check_fields(tok["secret"], [f"s{i:02d}" + "x" * 117 for i in range(64)]))
+        listing = (OP["TOKEN_LIST"], {"license_id": lic, "after": "", "limit": 500})
+        with Client(_Daemon.admin, timeout=10) as c:
+            out = c.call_many([big_check, listing] * 200, return_exceptions=False)
+        self.assertEqual(len(out), 400)
+        self.assertTrue(all(r["decision"] == 1 for r in out[0::2]))
+        pages = {len(r["tokens"]) for r in out[1::2]}
+        self.assertEqual(len(pages), 1, "every listing answered the same page")
+        self.assertGreater(sum(len(tg.encode_body(tg.RESPONSE_SCHEMAS[OP["TOKEN_LIST"]], r)) for r in out[1::2]),
+                           4 << 20, "the answers outgrew the server's output limit")
 
 
 class LiveProtocolErrorTests(LiveBase):

@@ -32,6 +32,7 @@ denied DERIVE answer has no ``secret``/``token`` keys.
 from __future__ import annotations
 
 import re
+import selectors
 import socket
 import struct
 import zlib
@@ -865,9 +866,43 @@ class Client:
     def call(self, opcode: int, fields: Mapping[str, Any] | None = None) -> dict:
         return self.recv_response(self.send_request(opcode, fields))
 
+    def _send_while_reading(self, data: bytes) -> None:
+        """Write ``data`` whole, reading whatever answers arrive meanwhile into the read buffer.
+
+        PROTOCOL.md 4.2: the server stops reading a connection whose answers queue up unread, so a client that
+        wrote a long pipeline before reading anything would block forever on its own write.
+        """
+        view = memoryview(data)
+        sel = selectors.DefaultSelector()
+        self._sock.setblocking(False)
+        try:
+            sel.register(self._sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            while view:
+                ready = sel.select(self.timeout)
+                if not ready:
+                    raise socket.timeout("the server neither read the pipeline nor answered")
+                for _, events in ready:
+                    if events & selectors.EVENT_READ:
+                        try:
+                            chunk = self._sock.recv(65536)
+                        except BlockingIOError:
+                            chunk = None
+                        if chunk == b"":
+                            raise ConnectionClosed("connection closed by server while writing a pipeline")
+                        if chunk:
+                            self._rbuf += chunk
+                    if events & selectors.EVENT_WRITE and view:
+                        try:
+                            view = view[self._sock.send(view):]
+                        except BlockingIOError:
+                            pass
+        finally:
+            sel.close()
+            self._sock.settimeout(self.timeout)
+
     def call_many(self, requests: Sequence[tuple[int, Mapping[str, Any]]], *,
                   return_exceptions: bool = True) -> list:
-        """Pipeline: write all requests in one write, then read every answer.
+        """Pipeline: write all requests, reading answers as they come (PROTOCOL.md 4.2), then decode them.
 
         Returns results in request order; with ``return_exceptions`` a failed
         request's slot holds its :class:`TollgateError` instead of raising.
@@ -877,8 +912,8 @@ class Client:
             rid, frame = self.encode(opcode, fields)
             ids.append(rid)
             data += frame
-        self.send_raw(bytes(data))
         self._outstanding.update(ids)
+        self._send_while_reading(bytes(data))
         out = []
         for rid in ids:
             try:
