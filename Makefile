@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: run test build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke scale
+.PHONY: run test test-fast test-slow build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke scale
 
 ## Run the daemon on its embedded default configuration (state and sockets in ./state).
 run: setup
@@ -9,9 +9,17 @@ run: setup
 	$(SWIFT) build -c release --product tollgate
 	exec "$$($(SWIFT) build -c release --show-bin-path)/tollgated"
 
-## Run the whole test suite (installs what it needs first).
+## Run the whole test suite (installs what it needs first): both tiers.
 test:
 	bash scripts/test.sh
+
+## Tier 1: the Swift unit and component tests (about a minute after the build).
+test-fast:
+	bash scripts/test.sh fast
+
+## Tier 2: crash loop, kill, soak, the Python client and the CLI against the live daemon, systemd end to end.
+test-slow:
+	bash scripts/test.sh slow
 
 ## Install binaries, systemd units, sysusers entry and a default configuration (PREFIX, DESTDIR honoured).
 install:

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: Swift unit and integration tests, the Python client's conformance tests against the live
-# daemon, the CLI end to end, a short hostile-load soak, and the end-to-end test under a real systemd. Ends with one line
-# "N passed, M failed" over all stages.
+# The whole test suite, in two tiers. Ends with one line "N passed, M failed" over all stages.
+#
+#   bash scripts/test.sh          both tiers (`make test`)
+#   bash scripts/test.sh fast     tier 1: the Swift unit and component tests (engine, codec, journal, core, handler,
+#                                 the daemon in-process); about a minute after the build (`make test-fast`)
+#   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
+#                                 live daemon, the CLI end to end, the hostile-load soak, systemd end to end
+#                                 (`make test-slow`)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+tier=${1:-all}
+case "$tier" in all | fast | slow) ;; *) echo "usage: $0 [all|fast|slow]" >&2; exit 2 ;; esac
+# The Swift tests of tier 2 (regular expressions over "Class.test"): processes killed in a loop, real restarts,
+# floods. Everything else is tier 1.
+slow_swift='CrashLoopTests|KillTests|DurabilityTests|SystemdIntegrationTests|DurableBacklogTests.testAFreshClient'
 
 bash scripts/setup.sh || exit 1
 log_dir=$(mktemp -d)
@@ -44,20 +54,40 @@ swift build --build-tests 2>&1 | tail -n 3
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "0 passed, 1 failed"; exit 1; }
 bin=$(swift build --show-bin-path)
 
-echo "== swift test"
-swift test --skip-build 2>&1 | tee "$log_dir/swift.log" | grep -E "^(Test Suite|.*error:|.*failed|\s+Executed)"
-swift_status=${PIPESTATUS[0]}
-# Count test cases one by one: a crash ends the run without a summary line, and a test that started but never
-# finished counts as failed.
-started=$(grep -cE "^Test Case '.*' started" "$log_dir/swift.log")
-passed=$(grep -cE "^Test Case '.*' passed" "$log_dir/swift.log")
-failures=$(grep -cE "^Test Case '.*' failed" "$log_dir/swift.log")
-crashed=$((started - passed - failures))
-if [ "$crashed" -gt 0 ]; then
-    echo "swift: $crashed test(s) started and never finished (crash):"
-    grep -E "crashed|Fatal error|runtime failure" "$log_dir/swift.log" | head -n 5
+# `swift_stage NAME ARGS...`: runs `swift test` with ARGS and counts its test cases one by one: a crash ends the run
+# without a summary line, and a test that started but never finished counts as failed.
+swift_stage() {
+    local name=$1
+    shift
+    local started_at=$SECONDS
+    swift test --skip-build "$@" 2>&1 | tee "$log_dir/$name.log" | grep -E "^(Test Suite|.*error:|.*failed|\s+Executed)"
+    local status=${PIPESTATUS[0]}
+    local started passed failures crashed
+    started=$(grep -cE "^Test Case '.*' started" "$log_dir/$name.log")
+    passed=$(grep -cE "^Test Case '.*' passed" "$log_dir/$name.log")
+    failures=$(grep -cE "^Test Case '.*' failed" "$log_dir/$name.log")
+    crashed=$((started - passed - failures))
+    if [ "$crashed" -gt 0 ]; then
+        echo "$name: $crashed test(s) started and never finished (crash):"
+        grep -E "crashed|Fatal error|runtime failure" "$log_dir/$name.log" | head -n 5
+    fi
+    echo "$name: $((SECONDS - started_at)) s"
+    record "$name" "$passed" $((failures + crashed)) "$status"
+}
+
+if [ "$tier" != slow ]; then
+    echo "== tier 1: swift unit and component tests"
+    swift_stage swift-fast --skip "$slow_swift"
 fi
-record swift "$passed" $((failures + crashed)) "$swift_status"
+if [ "$tier" = fast ]; then
+    printf '%s\n' "${summary[@]}"
+    echo "$((total - failed)) passed, ${failed} failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
+
+echo "== tier 2: swift crash loop, kill and slow daemon tests"
+swift_stage swift-slow --filter "$slow_swift"
 
 echo "== python conformance client against the live daemon"
 TOLLGATED="$bin/tollgated" python3 clients/python/test_conformance.py -v >"$log_dir/python.log" 2>&1

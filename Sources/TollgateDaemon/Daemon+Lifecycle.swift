@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import TollgateCore
 import TollgateServer
 import TollgateSystemd
 import UnixSignals

@@ -1,5 +1,6 @@
 import Logging
 import TollgateModel
+import TollgateCore
 import TollgateServer
 
 /// Where policy lives: **the journal is the truth**. The configuration's `plans` only seed plans that the state does
@@ -25,7 +26,7 @@ extension Daemon {
     /// lands between them would be overwritten by the seed. At start-up nothing is served yet; on reload the window
     /// is one journal write long and needs an operator creating, at that instant, a plan the configuration also
     /// names (closing it needs a put-if-absent in the core).
-    func seedPlans(_ plans: [Plan], into core: TollgateCore, occasion: String) async throws -> PlanSeeding {
+    func seedPlans(_ plans: [Plan], into core: ApplicationCore, occasion: String) async throws -> PlanSeeding {
         var seeding = PlanSeeding()
         for plan in plans {
             if let existing = core.withState({ $0.plans[plan.id] }) {

@@ -6,6 +6,7 @@ import TollgateEngine
 import TollgateJournal
 import TollgateModel
 import TollgateProtocol
+import TollgateCore
 import TollgateServer
 import TollgateSystemd
 
@@ -59,7 +60,7 @@ public final class Daemon: Service, @unchecked Sendable {
     let dependencies: Dependencies
     let logger: Logger
 
-    public private(set) var core: TollgateCore?
+    public private(set) var core: ApplicationCore?
     private(set) var server: TollgateServer?
     private var group: MultiThreadedEventLoopGroup?
     var eventLoopGroup: MultiThreadedEventLoopGroup? { group }
@@ -104,7 +105,7 @@ public final class Daemon: Service, @unchecked Sendable {
         self.journal = journal
         let state: LicensingState
         do {
-            state = try TollgateCore.rebuildState(from: recovered)
+            state = try ApplicationCore.rebuildState(from: recovered)
         } catch {
             throw DaemonError("\(error); refusing to start")
         }
@@ -121,7 +122,7 @@ public final class Daemon: Service, @unchecked Sendable {
             "tollgate.tokens": "\(state.tokens.count)", "tollgate.licenses": "\(state.licenses.count)",
         ])
 
-        let core = TollgateCore(
+        let core = ApplicationCore(
             state: state, journal: journal, recovery: report, fileSystem: dependencies.fileSystem, clock: dependencies.clock,
             options: .init(
                 maxFrameSize: configuration.maxFrameBytes, maxTokens: configuration.maxTokens, maxLicenses: configuration.maxLicenses,

@@ -57,26 +57,10 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         }
     }
 
-    /// Whether the request changes state (and so is answered only once its journal record is durable).
-    public var changesState: Bool {
-        switch self {
-        case .meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant: return true
-        default: return false
-        }
-    }
-
     /// Whether a response may carry status `denied` (a decision about a token).
     public var mayBeDenied: Bool {
         switch self {
         case .check, .meter, .settle, .derive: return true
-        default: return false
-        }
-    }
-
-    /// Data-plane opcodes are served on the api socket; everything else needs the admin socket.
-    public var isDataPlane: Bool {
-        switch self {
-        case .hello, .ping, .check, .meter, .revoke, .release, .settle, .derive: return true
         default: return false
         }
     }

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import TollgateCore
 import TollgateProtocol
 
 /// Who is at the other end of a Unix socket, as the kernel reports it (`SO_PEERCRED`): not forgeable by the peer.

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import TollgateCore
 import TollgateModel
 import TollgateProtocol
 
@@ -15,7 +16,7 @@ import Glibc
 ///
 /// It takes whole inbound buffers rather than one pipeline message per frame (no `ByteToMessageHandler` in front):
 /// every complete frame of a read is cut out in one loop with `FrameDecoder`'s rules, and consecutive CHECKs are
-/// decided together under one acquisition of the core's lock (`TollgateCore.checkBatch`), their answers written
+/// decided together under one acquisition of the core's lock (`ApplicationCore.checkBatch`), their answers written
 /// straight into the output buffer, which is flushed once per read burst. A pipelining client thus pays the
 /// pipeline traversal, the lock and the clock once per read instead of once per request.
 ///
@@ -24,7 +25,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let core: TollgateCore
+    private let core: ApplicationCore
     private let role: SocketRole
     private let registry: ConnectionRegistry
     private let logger: Logger
@@ -69,8 +70,9 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private var frameTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
     /// When the connection last read a frame (or opened): the idle timer, armed once, compares against it when it
-    /// fires instead of being cancelled and scheduled again on every read.
-    private var lastActivity = NIODeadline.now()
+    /// fires instead of being cancelled and scheduled again on every read. On the event loop's clock (`now`), so
+    /// that tests on an `EmbeddedEventLoop` drive the timeouts by advancing its time, waiting for nothing.
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     private var readingPaused = false
     /// Between `channelActive` (once the connection is admitted) and `channelInactive`.
     private var active = false
@@ -88,7 +90,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// The completion of requests that never wait for the journal.
     private static let answeredAtOnce: @Sendable (Response) -> Void = { _ in }
 
-    init(core: TollgateCore, role: SocketRole, registry: ConnectionRegistry, logger: Logger, maxFrameSize: Int) {
+    init(core: ApplicationCore, role: SocketRole, registry: ConnectionRegistry, logger: Logger, maxFrameSize: Int) {
         self.core = core
         self.role = role
         self.registry = registry
@@ -112,7 +114,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         counted = true
         active = true
         readPeerCredentials(context: context)
-        lastActivity = .now()
+        lastActivity = context.eventLoop.now
         rearmIdleTimer(context: context)
         context.fireChannelActive()
     }
@@ -174,10 +176,10 @@ final class RequestChannelHandler: ChannelInboundHandler {
         guard timeout > 0 else { return }
         idleTimer = context.eventLoop.scheduleTask(deadline: lastActivity + .milliseconds(timeout)) { [self] in
             guard queue.isEmpty, held == nil else {
-                lastActivity = .now()
+                lastActivity = context.eventLoop.now
                 return rearmIdleTimer(context: context)
             }
-            guard NIODeadline.now() >= lastActivity + .milliseconds(timeout) else { return rearmIdleTimer(context: context) }
+            guard context.eventLoop.now >= lastActivity + .milliseconds(timeout) else { return rearmIdleTimer(context: context) }
             logger.debug("closing an idle connection", metadata: ["tollgate.socket": "\(role.name)"])
             context.close(promise: nil)
         }
@@ -205,7 +207,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         }
         // Activity is a whole frame (bytes of an unfinished one are the frame timer's business). The idle timer is
         // not rescheduled per read: it checks this when it fires.
-        if cut { lastActivity = .now() }
+        if cut { lastActivity = context.eventLoop.now }
     }
 
     /// Serves every complete frame in `buffer`, in order, leaving the bytes of an unfinished frame unread. Returns
@@ -249,11 +251,11 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// Anything else (reads, checks, requests refused by their header) is always let through. REVOKE does not
     /// count in the daemon-wide backlog: a revocation must never queue behind usage.
     private func admit(_ frame: Frame, context: ChannelHandlerContext) -> Admission? {
-        guard Self.headerRefusal(frame.header) == nil, let opcode = Opcode(rawValue: frame.header.opcode), opcode.changesState else {
-            return .outsideBacklog
-        }
+        guard Self.headerRefusal(frame.header) == nil, let opcode = Opcode(rawValue: frame.header.opcode) else { return .outsideBacklog }
+        let operation = Operation.of(opcode)
+        guard operation.timing == .afterJournal else { return .outsideBacklog }
         guard pendingDurable < registry.limits.maxPipelined else { return nil }  // resumed by `complete`
-        guard role == .api, opcode != .revoke else { return .outsideBacklog }
+        guard role == .api, operation.countsInBacklog else { return .outsideBacklog }
         let backlog = registry.backlog
         while !backlog.tryEnter() {
             let loop = context.eventLoop
@@ -281,7 +283,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         handle(context: context, frame: frame, inBacklog: admission == .inBacklog)
         if var rest = unfinished {
             unfinished = nil
-            if cutFrames(context: context, from: &rest) { lastActivity = .now() }
+            if cutFrames(context: context, from: &rest) { lastActivity = context.eventLoop.now }
             keepUnfinished(rest, context: context)
         }
         flushIfNeeded(context: context)
@@ -306,7 +308,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         let header = frame.header
         guard header.opcode == Opcode.check.rawValue, Self.headerRefusal(header) == nil,
             let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists),
-            TollgateCore.admits(request)
+            ApplicationCore.admits(request)
         else { return false }
         if permittedThisRead == nil { permittedThisRead = registry.allows(peer, role: role) }
         guard permittedThisRead == true else { return false }
@@ -382,9 +384,10 @@ final class RequestChannelHandler: ChannelInboundHandler {
             return emit(context: context, .error(.notPermitted, "this peer (\(peer?.description ?? "credentials unknown")) is not allowed on the \(role.name) socket"), opcode: header.opcode, requestID: header.requestID)
         }
 
+        let caller = Caller(role: role, uid: peer?.uid)
         // Reads (CHECK above all) are answered at once: no completion closure is allocated for them.
-        guard opcode.changesState else {
-            let response = core.handle(request, role: role, caller: peer?.uid, completion: Self.answeredAtOnce)
+        guard Operation.of(opcode).timing == .afterJournal else {
+            let response = core.handle(request, from: caller, completion: Self.answeredAtOnce)
             if case .check(let result)? = response, result.leaseID != 0 { leases.insert(result.leaseID) }
             if case .release(let id) = request { leases.remove(id) }
             return emit(context: context, response ?? .error(.internal, "no answer"), opcode: header.opcode, requestID: header.requestID)
@@ -396,7 +399,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let leaves = counted
         counted = false
-        let immediate = core.handle(request, role: role, caller: peer?.uid) { response in
+        let immediate = core.handle(request, from: caller) { response in
             if leaves { backlog.leave() }
             loop.execute {
                 bound.value.complete(context: boundContext.value, token: token, response, opcode: header.opcode, requestID: header.requestID)

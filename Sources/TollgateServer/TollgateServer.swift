@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TollgateCore
 import TollgateProtocol
 
 #if canImport(Glibc)
@@ -27,7 +28,7 @@ public final class TollgateServer: @unchecked Sendable {
         }
     }
 
-    let core: TollgateCore
+    let core: ApplicationCore
     let group: EventLoopGroup
     let logger: Logger
     let registry: ConnectionRegistry
@@ -35,7 +36,7 @@ public final class TollgateServer: @unchecked Sendable {
     private var flushTask: RepeatedTask?
     private var housekeepingTask: RepeatedTask?
 
-    public init(core: TollgateCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, logger: Logger) {
+    public init(core: ApplicationCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, logger: Logger) {
         self.core = core
         self.group = group
         self.logger = logger

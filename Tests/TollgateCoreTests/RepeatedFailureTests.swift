@@ -1,5 +1,5 @@
 import TollgateEngine
-import TollgateServer
+@testable import TollgateCore
 import XCTest
 
 /// Snapshot retries and their log lines while the disk is full, paced on an injected clock.

@@ -1,0 +1,154 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TollgateEngine
+import TollgateJournal
+import TollgateModel
+import TollgateProtocol
+
+/// The application: one `LicensingState` under one lock, the journal, the clock. Every front end calls
+/// `handle(_:from:completion:)` (or, for a read's worth of CHECKs, `checkBatch`) with a request and its caller;
+/// what each operation may do, and when it is answered, is the `Operation` table's.
+///
+/// Every request is decided and applied under the lock, and the change it made is appended to the journal under
+/// the same lock, so the journal's order is exactly the order in which changes became visible. Durable requests
+/// are answered only once the journal reports the record fsynced (group commit batches them). CHECK never waits
+/// for I/O: its consumption is applied at once and journaled in batches every `usageFlushInterval`.
+///
+/// No socket or channel appears here: the whole request path is tested without one.
+public final class ApplicationCore: @unchecked Sendable {
+    /// Fixed at start-up; the store limits in it are the initial ones (a reload may change them: `updateLimits`).
+    public let options: Options
+    let clock: any WallClock
+    let logger: Logger
+    let recovery: RecoveryReport
+    let startedAt: Timestamp
+    let outage: JournalOutageRecovery
+    let snapshots = SnapshotScheduler()
+
+    // MARK: Guarded by `lock`
+    let lock = NIOLock()
+    /// Replaced when a failed journal is recovered; read it through `currentJournal` off the lock.
+    var journal: Journal
+    var state: LicensingState
+    var pendingUsage: [UsageEntry] = []
+    /// The pending count at which a check flushes early: `usageFlushBatch`, raised while the journal cannot write
+    /// so that checks do not retry a flush that cannot happen.
+    var nextFlushAt: Int
+    /// Idempotency keys whose METER record is appended but not yet durable, with the repeats waiting on it.
+    var keysInFlight: [String: [@Sendable (Bool) -> Void]] = [:]
+    var counters = CoreCounters()
+    var rng = SystemRandomNumberGenerator()
+    var decisionLog = DecisionLogSampler(perSecond: 20)
+    var extraStatistics: (@Sendable () -> [KeyValue])?
+    var maxTokens: Int
+    var maxLicenses: Int
+    var lastStatus: (at: Timestamp, checks: UInt64)?
+
+    public init(
+        state: LicensingState, journal: Journal, recovery: RecoveryReport, fileSystem: any JournalFileSystem = PosixFileSystem(),
+        clock: any WallClock, options: Options, logger: Logger
+    ) {
+        self.state = state
+        self.journal = journal
+        self.outage = JournalOutageRecovery(fileSystem: fileSystem)
+        self.recovery = recovery
+        self.clock = clock
+        self.options = options
+        self.nextFlushAt = options.usageFlushBatch
+        self.maxTokens = options.maxTokens
+        self.maxLicenses = options.maxLicenses
+        self.logger = logger
+        self.startedAt = clock.now()
+    }
+
+    /// Reads the state under the lock (tests, STATUS lines, seeding).
+    public func withState<T>(_ body: (LicensingState) throws -> T) rethrows -> T {
+        try lock.withLock { try body(state) }
+    }
+
+    // MARK: - Dispatch
+
+    /// Answers `request` from `caller`. Returns the response when it is ready now; otherwise returns nil and calls
+    /// `completion` (on the journal's thread) once the change is durable or has failed. A role the operation does
+    /// not admit is answered `not_permitted`.
+    public func handle(_ request: Request, from caller: Caller, completion: @escaping @Sendable (Response) -> Void) -> Response? {
+        let operation = Operation.of(request.opcode)
+        guard operation.permits(caller.role) else {
+            return .error(.notPermitted, "\(request.opcode.name) is served on the admin socket only")
+        }
+        return operation.handler(self, request, caller, completion)
+    }
+
+    func hello(_ hello: HelloRequest, caller: Caller) -> Response {
+        guard hello.minVersion <= tollgateProtocolVersion, tollgateProtocolVersion <= hello.maxVersion else {
+            return .error(.unsupportedVersion, "this server speaks protocol version \(tollgateProtocolVersion) only")
+        }
+        return .hello(HelloResponse(version: tollgateProtocolVersion, role: caller.role, maxFrameSize: UInt32(options.maxFrameSize), server: options.serverName))
+    }
+
+    /// Applies a state change and waits until it is durable (start-up seeding and reloads, as the daemon itself).
+    public func putDurably(_ request: Request) async throws {
+        let response: Response = await withCheckedContinuation { continuation in
+            if let immediate = handle(request, from: .daemon, completion: { continuation.resume(returning: $0) }) {
+                continuation.resume(returning: immediate)
+            }
+        }
+        if case .error(let status, let message) = response {
+            throw CoreError(status: status, message: message)
+        }
+    }
+
+    // MARK: - Journal
+
+    /// Appends a change to the journal. Must be called with the lock held so journal order equals apply order.
+    func appendLocked(_ change: StateChange, durability: Durability, completion: (@Sendable (Result<UInt64, JournalError>) -> Void)?) {
+        let payload: [UInt8]
+        do {
+            payload = try change.encodedPayload()
+        } catch {
+            // Lengths are validated before a change is made, so this is a bug; fail the request, not the process.
+            logger.critical("a state change could not be encoded", metadata: ["tollgate.error": "\(error)"])
+            completion?(.failure(JournalError(code: .io, message: "the change could not be encoded")))
+            return
+        }
+        if durability == .durable { counters.durableWrites &+= 1 }
+        let logger = self.logger
+        journal.append(type: change.typeCode, payload: payload, durability: durability) { [weak self] result in
+            if case .failure(let error) = result {
+                logger.error("journal write failed", metadata: ["tollgate.error": "\(error)"])
+                self?.lock.withLock { self?.counters.durableFailures &+= 1 }
+            }
+            completion?(result)
+        }
+    }
+
+    /// The journal in use (it changes only when a failed one is recovered).
+    public var currentJournal: Journal { lock.withLock { journal } }
+
+    /// One audit line per change made: notice level, `tollgate.audit=1` (journald: `TOLLGATE_AUDIT=1`) and the
+    /// caller's uid from the socket's peer credentials, beside the journal record itself.
+    func audit(_ message: Logger.Message, caller: UInt32?, _ metadata: Logger.Metadata) {
+        var metadata = metadata
+        metadata["tollgate.audit"] = "1"
+        metadata["tollgate.uid"] = "\(caller.map(String.init) ?? "unknown")"
+        logger.notice(message, metadata: metadata)
+    }
+
+    // MARK: - Configuration
+
+    /// Applies new limits from a reloaded configuration.
+    public func updateLimits(maxTokens: Int, maxLicenses: Int) {
+        lock.withLock {
+            self.maxTokens = maxTokens
+            self.maxLicenses = maxLicenses
+        }
+    }
+}
+
+/// A request that a caller inside the daemon (seeding, reload) made failed: its wire status and message.
+public struct CoreError: Error, CustomStringConvertible {
+    public var status: Status
+    public var message: String
+    public var description: String { "\(status.name): \(message)" }
+}
