@@ -88,11 +88,13 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // glibc's malloc_trim: heap given back after a burst (see `MemoryTrimPolicy`).
+        .target(name: "CMemory"),
         // The binary protocol's front end: SwiftNIO over AF_UNIX, translating frames into the core's requests.
         .target(
             name: "TollgateServer",
             dependencies: [
-                "TollgateCore", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateJournal",
+                "TollgateCore", "CMemory", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateJournal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

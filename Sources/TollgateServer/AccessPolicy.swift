@@ -89,6 +89,7 @@ final class ConnectionRegistry: Sendable {
     private struct State {
         var policy: AccessPolicy
         var connections = 0
+        var closedConnections: UInt64 = 0
         var refusedConnections: UInt64 = 0
         var refusedRequests: UInt64 = 0
     }
@@ -141,7 +142,15 @@ final class ConnectionRegistry: Sendable {
         }
     }
 
-    func close() { state.withLockedValue { $0.connections -= 1 } }
+    func close() {
+        state.withLockedValue {
+            $0.connections -= 1
+            $0.closedConnections &+= 1
+        }
+    }
+
+    /// Connections closed since start (a burst of them is a moment to give memory back).
+    var closedConnections: UInt64 { state.withLockedValue { $0.closedConnections } }
 
     var statistics: (connections: Int, refusedConnections: UInt64, refusedRequests: UInt64) {
         state.withLockedValue { ($0.connections, $0.refusedConnections, $0.refusedRequests) }

@@ -1,3 +1,4 @@
+import CMemory
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -74,12 +75,26 @@ public final class TollgateServer: @unchecked Sendable {
         // Reservations expire to the second; the journaled sweep runs every `sweepInterval`.
         let sweepEvery = max(1, core.options.sweepInterval.nanoseconds / 1_000_000_000)
         let ticks = NIOLockedValueBox<Int64>(0)
+        let trim = NIOLockedValueBox(MemoryTrimPolicy())
+        let registry = self.registry
+        let logger = self.logger
         housekeepingTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let tick = ticks.withLockedValue { value -> Int64 in
                 value += 1
                 return value
             }
             core.housekeeping(sweep: tick % sweepEvery == 0)
+            let journal = core.currentJournal.statistics
+            let quiet = journal.pendingRecords == 0 && registry.backlog.statistics.waiting == 0
+            let due = trim.withLockedValue {
+                $0.shouldTrim(
+                    nowNanoseconds: Int64(NIODeadline.now().uptimeNanoseconds), journalBytesWritten: journal.bytesWritten,
+                    connectionsClosed: registry.closedConnections, quiet: quiet)
+            }
+            if due {
+                let released = tollgate_malloc_trim(0) == 1
+                logger.debug("gave freed heap back after a burst", metadata: ["tollgate.released": "\(released)"])
+            }
         }
     }
 

@@ -1,0 +1,7 @@
+#ifndef TOLLGATE_CMEMORY_H
+#define TOLLGATE_CMEMORY_H
+#include <stddef.h>
+// glibc's malloc_trim, which Swift's Glibc module does not export: gives freed heap memory back to the kernel.
+// Returns 1 when memory was released, 0 otherwise (and 0 on a C library without it).
+int tollgate_malloc_trim(size_t pad);
+#endif
