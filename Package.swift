@@ -12,7 +12,7 @@ import PackageDescription
 /// - `TollgateServer`: SwiftNIO over AF_UNIX; dispatch, limits, group commit wiring.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
-/// The request path (codec, engine, server) is built without dynamic exclusivity checks in release builds: they cost
+/// The request path (engine, core, server) is built without dynamic exclusivity checks in release builds: they cost
 /// about 8 k instructions per CHECK (`swift_beginAccess` on every class property and global touched), measured with
 /// `scripts/scale.sh --callgrind` (Benchmarks/SCALE.md). Debug builds, and so the tests, keep them, and so do the
 /// sanitizer runs: an overlapping access is still caught there.
@@ -41,15 +41,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
+        // No unsafe flags on the targets TollgateClient depends on: SwiftPM refuses such a product to a package that
+        // depends on this one by version (Tests/consumer/check.sh shows it can).
         .target(
             name: "TollgateModel",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: hotPathSettings
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "TollgateProtocol",
-            dependencies: ["TollgateModel", .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: hotPathSettings
+            dependencies: ["TollgateModel", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "TollgateEngine",

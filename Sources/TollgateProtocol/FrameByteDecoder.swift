@@ -4,28 +4,23 @@ import NIOCore
 public struct FrameByteDecoder: ByteToMessageDecoder {
     public typealias InboundOut = FrameDecoder.Event
 
-    public let decoder: FrameDecoder
-    /// After a framing error that closes the connection, everything else on the stream is ignored.
-    var poisoned = false
+    /// The frame cutting rules, shared with the server's connection handler.
+    var cutter: FrameCutter
+    public var decoder: FrameDecoder { cutter.decoder }
     /// Whether bytes of an unfinished frame are waiting; changes are announced as `PartialFrameEvent`s so that the
     /// connection can time out a client that starts a frame and stalls.
     var partial = false
 
     public init(decoder: FrameDecoder) {
-        self.decoder = decoder
+        self.cutter = FrameCutter(maxFrameSize: decoder.maxFrameSize)
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if poisoned {
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            return .needMoreData
-        }
-        guard let event = decoder.next(from: &buffer) else {
+        guard let event = cutter.next(from: &buffer) else {
             announcePartial(buffer.readableBytes > 0, context: context)
             return .needMoreData
         }
         announcePartial(false, context: context)
-        if case .framingError(_, _, true) = event { poisoned = true }
         context.fireChannelRead(Self.wrapInboundOut(event))
         return .continue
     }

@@ -29,13 +29,14 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private let role: SocketRole
     private let registry: ConnectionRegistry
     private let logger: Logger
-    private let decoder: FrameDecoder
+    /// The frame cutting rules (shared with the client's decoder); it also remembers a framing error that poisoned
+    /// the stream, after which nothing more is served.
+    private var cutter: FrameCutter
 
     /// Bytes of an unfinished frame, kept from one read to the next. Never more than a frame: `FrameDecoder` refuses
     /// a declared length above the limit as soon as the 4 bytes of the prefix are here.
     private var unfinished: ByteBuffer?
-    /// After a framing error that closes the connection, everything else on the stream is ignored.
-    private var poisoned = false
+    private var poisoned: Bool { cutter.poisoned }
     /// Whether bytes of an unfinished frame wait in `unfinished` (the frame timer runs while they do).
     private var partial = false
     /// A durable request cut from the stream but not yet let through: this connection already has `max_pipelined`
@@ -95,7 +96,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         self.role = role
         self.registry = registry
         self.logger = logger
-        self.decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        self.cutter = FrameCutter(maxFrameSize: maxFrameSize)
         self.output = ByteBufferAllocator().buffer(capacity: 0)
     }
 
@@ -215,7 +216,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private func cutFrames(context: ChannelHandlerContext, from buffer: inout ByteBuffer) -> Bool {
         var cut = false
         // A held request stops the loop (its `break` leaves only the switch): the rest stays unread behind it.
-        while !poisoned, held == nil, let event = decoder.next(from: &buffer) {
+        while held == nil, let event = cutter.next(from: &buffer) {
             cut = true
             setPartial(false, context: context)
             switch event {
@@ -232,10 +233,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
                 flushChecks(context: context)
                 logger.debug("framing error", metadata: ["tollgate.status": "\(status.name)", "tollgate.error": "\(message)"])
                 emit(context: context, .error(status, message), opcode: 0, requestID: 0)
-                if close {
-                    closeAfterFlush = true
-                    poisoned = true
-                }
+                if close { closeAfterFlush = true }
             }
         }
         flushChecks(context: context)

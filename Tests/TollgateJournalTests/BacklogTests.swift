@@ -34,12 +34,7 @@ final class BacklogTests: JournalTestCase {
         let dir = self.makeDirectory()
         let fs = FaultInjectingFileSystem()
         let (journal, _) = try Journal.open(directory: dir, options: JournalOptions(maxBatchRecords: 10), fileSystem: fs)
-        let entered = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        fs.gateNextFdatasync {
-            entered.signal()
-            release.wait()
-        }
+        let (entered, release) = fs.holdNextFdatasync()
         let completed = LockedList<UInt64>()
         let done = DispatchGroup()
         func append(_ i: Int) {
@@ -72,12 +67,7 @@ final class BacklogTests: JournalTestCase {
         let dir = self.makeDirectory()
         let fs = FaultInjectingFileSystem()
         let (journal, _) = try Journal.open(directory: dir, options: JournalOptions(maxBatchBytes: 100), fileSystem: fs)
-        let entered = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        fs.gateNextFdatasync {
-            entered.signal()
-            release.wait()
-        }
+        let (entered, release) = fs.holdNextFdatasync()
         let done = DispatchGroup()
         func append(_ size: Int) {
             done.enter()
@@ -100,12 +90,7 @@ final class BacklogTests: JournalTestCase {
         let dir = self.makeDirectory()
         let fs = FaultInjectingFileSystem()
         let (journal, _) = try Journal.open(directory: dir, options: JournalOptions(maxBatchRecords: 5), fileSystem: fs)
-        let entered = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        fs.gateNextFdatasync {
-            entered.signal()
-            release.wait()
-        }
+        let (entered, release) = fs.holdNextFdatasync()
         let acknowledged = LockedList<UInt64>()
         let refused = LockedList<JournalError.Code>()
         let done = DispatchGroup()
@@ -141,12 +126,7 @@ final class BacklogTests: JournalTestCase {
         let dir = self.makeDirectory()
         let fs = FaultInjectingFileSystem()
         let (journal, _) = try Journal.open(directory: dir, fileSystem: fs)
-        let entered = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        fs.gateNextFdatasync {
-            entered.signal()
-            release.wait()
-        }
+        let (entered, release) = fs.holdNextFdatasync()
         let done = DispatchSemaphore(value: 0)
         journal.append(type: 1, payload: [1], durability: .durable) { _ in done.signal() }
         XCTAssertEqual(entered.wait(timeout: .now() + 10), .success)

@@ -34,6 +34,18 @@ final class FaultInjectingFileSystem: JournalFileSystem, @unchecked Sendable {
     /// Runs `gate` inside the next fdatasync of a segment, before syncing: the test holds the writer there.
     func gateNextFdatasync(_ gate: @escaping @Sendable () -> Void) { self.lock.withLock { self.fdatasyncGate = gate } }
 
+    /// Holds the next fdatasync until `release` is signalled; `entered` is signalled when the writer is in it.
+    /// The journal's writer is then stuck inside one commit while the test queues more behind it.
+    func holdNextFdatasync() -> (entered: DispatchSemaphore, release: DispatchSemaphore) {
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        self.gateNextFdatasync {
+            entered.signal()
+            release.wait()
+        }
+        return (entered, release)
+    }
+
     private func step(_ name: String) throws {
         try self.lock.withLock {
             if self._crashed { throw JournalError.io(name, errno: EIO) }
