@@ -9,7 +9,11 @@ import PackageDescription
 /// - `TollgateEngine`: the licensing engine. Pure values, injected time, every change applied by `apply(_:)`.
 /// - `TollgateJournal`: the write-ahead file: record codec, segments, fsync, snapshots, replay, repair.
 /// - `TollgateSystemd`: systemd glue (notify, socket activation, journald log handler, watchdog) over libsystemd.
-/// - `TollgateServer`: SwiftNIO over AF_UNIX; dispatch, limits, group commit wiring.
+/// - `TollgateCore`: the application core. The `Operation` table (who may call, answered at once or after the
+///   journal, handler) and `ApplicationCore`, which every front end calls with a request and its `Caller`.
+/// - `TollgateServer`: the binary protocol's front end: SwiftNIO over AF_UNIX, frames in, the core's answers out,
+///   in request order, with backpressure, peer credentials and timeouts. It decides no policy.
+/// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
 /// The request path (engine, core, server) is built without dynamic exclusivity checks in release builds: they cost

@@ -57,22 +57,30 @@ final class JournalOutageRecovery: Sendable {
             do {
                 state = try LicensingState.decodeSnapshot(snapshot.payload)
             } catch {
-                throw RebuildError(description: "the snapshot at sequence \(snapshot.sequence) does not decode: \(error)")
+                throw RebuildError(code: .undecodableSnapshot, description: "the snapshot at sequence \(snapshot.sequence) does not decode: \(error)")
             }
         }
         for record in recovered.records {
             do {
                 state.apply(try StateChange.decode(type: record.type, payload: ByteBuffer(bytes: record.payload)))
             } catch {
-                throw RebuildError(description: "journal record \(record.sequence) does not decode: \(error)")
+                throw RebuildError(code: .undecodableRecord, description: "journal record \(record.sequence) does not decode: \(error)")
             }
         }
         return state
     }
 }
 
-/// The journal's records do not rebuild a state (see `JournalOutageRecovery.rebuildState`).
-public struct RebuildError: Error, CustomStringConvertible {
+/// The journal's records do not rebuild a state (see `JournalOutageRecovery.rebuildState`). Compare by `code`.
+public struct RebuildError: Error, CustomStringConvertible, Hashable {
+    public enum Code: Hashable, Sendable {
+        /// The newest valid snapshot passed its checksum but does not decode.
+        case undecodableSnapshot
+        /// A record passed its checksum but does not decode.
+        case undecodableRecord
+    }
+
+    public var code: Code
     public var description: String
 }
 

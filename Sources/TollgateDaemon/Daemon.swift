@@ -96,18 +96,19 @@ public final class Daemon: Service, @unchecked Sendable {
             (journal, recovered) = try Journal.open(directory: configuration.journalDirectory, options: options, fileSystem: dependencies.fileSystem)
         } catch let error as JournalError where error.code == .corruption {
             throw DaemonError(
+                .journal,
                 "the journal in \(configuration.journalDirectory) is corrupt in the middle, not just torn at its end: \(error.message). "
                     + "Refusing to start, because skipping the damage could lose acknowledged changes or resurrect revoked tokens; "
                     + "restore the directory from a backup, or move the damaged file aside if losing the records after the damage is acceptable")
         } catch let error as JournalError {
-            throw DaemonError("cannot open the journal in \(configuration.journalDirectory): \(error.message)")
+            throw DaemonError(.journal, "cannot open the journal in \(configuration.journalDirectory): \(error.message)")
         }
         self.journal = journal
         let state: LicensingState
         do {
             state = try ApplicationCore.rebuildState(from: recovered)
         } catch {
-            throw DaemonError("\(error); refusing to start")
+            throw DaemonError(.journal, "\(error); refusing to start")
         }
         let report = recovered.report
         if report.tornTailRepaired {
@@ -206,14 +207,14 @@ public final class Daemon: Service, @unchecked Sendable {
     private func prepareStateDirectory() throws {
         let dir = configuration.stateDirectory
         if mkdir(dir, 0o700) != 0 && errno != EEXIST {
-            throw DaemonError("cannot create the state directory \(dir): \(String(cString: strerror(errno)))")
+            throw DaemonError(.stateDirectory, "cannot create the state directory \(dir): \(String(cString: strerror(errno)))")
         }
         let lockPath = dir + "/LOCK"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DaemonError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw DaemonError(.stateDirectory, "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw DaemonError("the state directory \(dir) is in use by another tollgated")
+            throw DaemonError(.stateDirectory, "the state directory \(dir) is in use by another tollgated")
         }
         lockDescriptor = fd
     }
@@ -227,7 +228,7 @@ public final class Daemon: Service, @unchecked Sendable {
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw DaemonError("the socket path \(path) is longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes")
+            throw DaemonError(.socket, "the socket path \(path) is longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
@@ -236,11 +237,26 @@ public final class Daemon: Service, @unchecked Sendable {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        if connected == 0 { throw DaemonError("another process is serving \(path)") }
+        if connected == 0 { throw DaemonError(.socket, "another process is serving \(path)") }
     }
 }
 
-public struct DaemonError: Error, CustomStringConvertible {
+/// Why the daemon cannot start. Compare by `code`; the description is for the operator (it names paths).
+public struct DaemonError: Error, CustomStringConvertible, Hashable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let description: String
+        /// The state directory cannot be created or locked, or another tollgated holds it.
+        public static let stateDirectory = Code(description: "state_directory")
+        /// The journal cannot be opened, or its records do not rebuild a state.
+        public static let journal = Code(description: "journal")
+        /// A socket path cannot be used (too long, or another process serves it).
+        public static let socket = Code(description: "socket")
+    }
+
+    public var code: Code
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
+    }
 }

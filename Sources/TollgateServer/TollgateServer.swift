@@ -120,7 +120,7 @@ public final class TollgateServer: @unchecked Sendable {
             guard chmod(path, mode) == 0 else {
                 let code = errno
                 try? await channel.close()
-                throw ServerError("cannot set the mode of \(path): \(String(cString: strerror(code)))")
+                throw ServerError(.socketMode, "cannot set the mode of \(path): \(String(cString: strerror(code)))")
             }
             logger.info("listening", metadata: ["tollgate.socket": "\(role.name)", "tollgate.path": "\(path)"])
             return channel
@@ -142,7 +142,17 @@ public final class TollgateServer: @unchecked Sendable {
     }
 }
 
-public struct ServerError: Error, CustomStringConvertible {
+/// A listener could not be set up. Compare by `code`; the description names the path for the operator.
+public struct ServerError: Error, CustomStringConvertible, Hashable {
+    public enum Code: Hashable, Sendable {
+        /// The socket file's mode could not be set.
+        case socketMode
+    }
+
+    public var code: Code
     public var description: String
-    init(_ description: String) { self.description = description }
+    init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
+    }
 }
