@@ -105,9 +105,6 @@ echo "== hostile-load soak (short; the debug build on a shared CI machine, so co
 tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgated "$bin/tollgated" --seconds 8 \
     --mutate-conns 60 --pipeline-conns 2 --no-flood --probe-slow 10 --probe-timeout 20 --timeout-slack 20
 
-echo "== a package outside the repository depends on TollgateClient by version"
-tap_stage consumer "$log_dir/consumer.log" timeout 1200 bash Tests/consumer/check.sh
-
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"
 

@@ -191,7 +191,7 @@ public struct WireReader {
     }
 
     /// Consumes a counted string list when it equals `strings`; leaves the reader anywhere when it does not.
-    @inlinable
+    @usableFromInline
     mutating func skipIfEqual(_ strings: [String]) -> Bool {
         guard let count = buffer.readInteger(as: UInt16.self), Int(count) == strings.count else { return false }
         for string in strings {
@@ -201,7 +201,7 @@ public struct WireReader {
     }
 
     /// Consumes a length-prefixed string when its bytes equal `string`'s UTF-8; leaves the reader anywhere when not.
-    @inlinable
+    @usableFromInline
     mutating func skipIfEqual(_ string: String) -> Bool {
         guard let length = buffer.readInteger(as: UInt16.self) else { return false }
         let n = Int(length)

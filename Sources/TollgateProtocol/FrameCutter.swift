@@ -7,8 +7,7 @@ import NIOCore
 public struct FrameCutter: Sendable {
     public let decoder: FrameDecoder
     /// A framing error closed the stream: everything after it is dropped.
-    public var poisoned: Bool { _poisoned }
-    @usableFromInline var _poisoned = false
+    public private(set) var poisoned = false
 
     public init(maxFrameSize: Int) {
         self.decoder = FrameDecoder(maxFrameSize: maxFrameSize)
@@ -16,14 +15,13 @@ public struct FrameCutter: Sendable {
 
     /// The next frame or framing error at the front of `buffer`, consuming its bytes; nil when more bytes are needed
     /// (they stay in `buffer`: an unfinished frame) or when the stream is poisoned (then `buffer` is drained).
-    @inlinable
     public mutating func next(from buffer: inout ByteBuffer) -> FrameDecoder.Event? {
-        guard !_poisoned else {
+        guard !poisoned else {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return nil
         }
         guard let event = decoder.next(from: &buffer) else { return nil }
-        if case .framingError(_, _, true) = event { _poisoned = true }
+        if case .framingError(_, _, true) = event { poisoned = true }
         return event
     }
 }

@@ -306,11 +306,6 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
 /// Decodes the body of a CHECK request without going through `Request`, for the server's hot path. The scope and
 /// feature lists (and a meter name too long to be stored inline) of `previous`, the connection's last CHECK, are
 /// shared instead of allocated again when the wire repeats them byte for byte. Errors are those of `decodeRequest`.
-///
-/// Inlinable: the server's hot path compiles it into its own module, which is built without dynamic exclusivity
-/// checks in release; this module is not (a package may depend on the client library, and so on this codec, by
-/// version only when no target of it has unsafe flags). Measured: +1.0 k instructions per CHECK compiled here.
-@inlinable
 public func decodeCheckRequest(body: ByteBuffer, reusingListsOf previous: CheckRequest) throws -> CheckRequest {
     var r = WireReader(body, context: Opcode.check.name)
     let request = try r.checkRequest(reusingListsOf: previous)
@@ -575,8 +570,7 @@ extension ByteBuffer {
 }
 
 extension WireReader {
-    /// The CHECK body, shared by `decodeRequest` and `decodeCheckRequest`. Inlinable, like `decodeCheckRequest`.
-    @inlinable
+    /// The CHECK body, shared by `decodeRequest` and `decodeCheckRequest`.
     mutating func checkRequest(reusingListsOf previous: CheckRequest) throws -> CheckRequest {
         CheckRequest(
             token: try string("token"), scopes: try strings("scopes", reusing: previous.scopes),
@@ -584,7 +578,6 @@ extension WireReader {
             features: try strings("features", reusing: previous.features), options: try checkOptions())
     }
 
-    @inlinable
     mutating func checkOptions() throws -> CheckOptions {
         let raw = try u8("options")
         guard raw & ~CheckOptions.all.rawValue == 0 else { throw WireError(.malformed, "\(context): unknown bits in options") }
