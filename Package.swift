@@ -142,6 +142,11 @@ let package = Package(
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel", "TollgateEngine"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
+        // One validation source (issue 12 item 4): each bad value through every entry point, one verdict.
+        .testTarget(
+            name: "TollgateValidationTests",
+            dependencies: ["TollgateModel", "TollgateEngine", "TollgateProvisioning", "TollgateDaemon", "TollgateTestSupport"]
+        ),
         .testTarget(
             name: "TollgateSystemdTests",
             dependencies: [
