@@ -179,6 +179,11 @@ let package = Package(
             name: "TollgateCoreTests",
             dependencies: ["TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateTestSupport"]
         ),
+        // One validation source (issue 12 item 4): each bad value through every entry point, one verdict.
+        .testTarget(
+            name: "TollgateValidationTests",
+            dependencies: ["TollgateModel", "TollgateEngine", "TollgateProvisioning", "TollgateDaemon", "TollgateTestSupport"]
+        ),
         .testTarget(
             name: "TollgateSystemdTests",
             dependencies: [

@@ -276,6 +276,27 @@ tg plan set bad --quota calls:rolling:60
 check "a quota without a limit is refused (exit 64)" status_is 64
 tg plan set bad --quota calls:week:5
 check "an unknown window is refused (exit 64)" status_is 64
+# One verdict for the same input (issue 13 §3): the CLI refuses what the daemon and apply refuse, with their sentence.
+tg plan set bad --quota "bad meter:day:5"
+check "a meter name with a space is refused (exit 64)" status_is 64
+check "the refusal names the meter-name rule" err_has "'bad meter' is not a meter name: use 1–64 characters of A-Z a-z 0-9 _ \\. -"
+tg plan set bad --quota calls:rolling:7:5
+check "a rolling window under a minute is refused (exit 64)" status_is 64
+check "the refusal says the minimum" err_has "SECONDS from 60 \\(one minute\\)"
+tg license set lic_nosuch --plan pro --org nosuch
+check "license set refuses an organisation that does not exist (exit 1)" status_is 1
+check "the refusal says how to create it" err_has "no organisation 'nosuch' exists \\(create it first: tollgate org set nosuch"
+tg --json license set lic_nosuch --plan pro --org nosuch
+check "under --json the code is apply's (unknown_org)" out_has '"error":"unknown_org"'
+tg license get lic_nosuch
+check "nothing was stored" status_is 1
+tg plan set readonly --entitlement read
+tg license set lic_ro --plan readonly
+tg issue --license lic_ro --subject s --scope read --scope admin
+check "issue refuses a scope the plan does not grant (exit 1)" status_is 1
+check "the refusal names the scope and what the plan grants" err_has "scope 'admin' is not granted by plan readonly of license 'lic_ro' \\(it grants read\\)"
+tg issue --license lic_ro --subject s --scope read
+check "a granted scope is issued" status_is 0
 tg license set lic3 --plan metered --status expired
 check "license set accepts --status expired" out_has "^status: expired$"
 tg issue --license lic3 --subject frank

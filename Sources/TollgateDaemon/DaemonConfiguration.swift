@@ -115,6 +115,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
+            // Foundation says only "The data is not in the correct format."; say where.
+            if let syntax = JSONSyntaxError.locate(Array(data)) {
+                throw ConfigurationError("not valid JSON: line \(syntax.line), column \(syntax.column): \(syntax.problem)")
+            }
             throw ConfigurationError("not valid JSON: \(error.localizedDescription)")
         }
         var reader = try ObjectReader(object, path: "")
@@ -154,8 +158,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             config.access.admin = try access.object("admin").map { var r = $0; return try Self.socketAccess(&r) } ?? .anyone
             try access.finish()
         }
-        for var planReader in try reader.objects("plans") {
-            let plan = try Self.plan(&planReader)
+        for (index, value) in try reader.list("plans").enumerated() {
+            let plan = try Self.plan(value, path: "plans[\(index)]")
             guard !config.plans.contains(where: { $0.id == plan.id }) else { throw ConfigurationError("plan \(plan.id) is defined twice") }
             config.plans.append(plan)
         }
@@ -175,59 +179,16 @@ public struct DaemonConfiguration: Sendable, Equatable {
 }
 
 extension DaemonConfiguration {
-    /// A plan, in the same shape as `tollgate apply` files (`examples/provisioning.yaml`).
-    static func plan(_ reader: inout ObjectReader) throws -> Plan {
-        let id = try reader.required { try $0.string("id") }
-        var plan = Plan(id: id, entitlements: try reader.strings("entitlements") ?? [], features: try reader.strings("features") ?? [])
-        func pool(_ reader: inout ObjectReader, default value: PoolLevel) throws -> PoolLevel {
-            guard let name = try reader.string("pool") else { return value }
-            guard let level = PoolLevel(name: name) else { throw ConfigurationError("\(reader.path).pool must be token, license or org") }
-            return level
+    /// A plan, read by the one plan document model (`PlanDocument`) that `tollgate apply` uses too: the JSON
+    /// object becomes a `DocumentNode` and every rule is the validation source's, so a plan written here and in an
+    /// apply file is the same plan, refused for the same reasons with the same messages.
+    static func plan(_ value: Any, path: String) throws -> Plan {
+        do throws(ValidationError) {
+            var reader = try DocumentReader(JSONDocument.node(value), path: path)
+            return try PlanDocument.read(&reader)
+        } catch {
+            throw ConfigurationError(error)
         }
-        for var quota in try reader.objects("quotas") {
-            let meter = try quota.required { try $0.string("meter") }
-            let windowName = try quota.string("window") ?? quota.string("period")
-            guard let windowName, let window = QuotaWindow(name: windowName) else {
-                throw ConfigurationError("\(quota.path).window must be hour, day, month or rolling:SECONDS")
-            }
-            let limit = try quota.required { try $0.int("limit", range: 0...Int.max) }
-            plan.quotas.append(QuotaRule(meter: meter, window: window, limit: UInt64(limit), pool: try pool(&quota, default: .license)))
-            try quota.finish()
-        }
-        for var rate in try reader.objects("rate_limits") {
-            let perSecond = try rate.required { try $0.int("rate_per_second", range: 1...1_000_000) }
-            let burst = try rate.int("burst", range: 1...1_000_000_000) ?? 1
-            plan.rateLimits.append(RateRule(pool: try pool(&rate, default: .license), ratePerSecond: UInt32(perSecond), burst: UInt32(burst)))
-            try rate.finish()
-        }
-        // The core protocol's shorthand: one license-wide rate limit.
-        if let perSecond = try reader.int("rate_per_second", range: 0...1_000_000), perSecond > 0 {
-            let burst = try reader.int("burst", range: 0...1_000_000_000) ?? 1
-            plan.rateLimits.append(RateRule(pool: .license, ratePerSecond: UInt32(perSecond), burst: UInt32(max(burst, 1))))
-        } else {
-            _ = try reader.int("burst", range: 0...1_000_000_000)
-        }
-        for var rule in try reader.objects("concurrency") {
-            let max = try rule.required { try $0.int("max", range: 1...1_000_000) }
-            plan.concurrency.append(ConcurrencyRule(pool: try pool(&rule, default: .license), max: UInt32(max)))
-            try rule.finish()
-        }
-        if var credits = try reader.object("credits") {
-            let included = try credits.int("included", range: 0...Int.max) ?? 0
-            let periodName = try credits.string("period") ?? "month"
-            guard let period = Period(name: periodName) else { throw ConfigurationError("\(credits.path).period must be hour, day or month") }
-            plan.credits = CreditPolicy(pool: try pool(&credits, default: .license), included: UInt64(included), period: period)
-            try credits.finish()
-        }
-        if let overage = try reader.string("overage") {
-            guard let policy = OveragePolicy(name: overage) else { throw ConfigurationError("\(reader.path).overage must be hard_stop or allow_and_record") }
-            plan.overage = policy
-        }
-        plan.maxTokenLifetimeSeconds = UInt32(try reader.int("max_token_lifetime_seconds", range: 0...Int(UInt32.max)) ?? 0)
-        plan.maxActiveTokens = UInt32(try reader.int("max_active_tokens", range: 0...Int(UInt32.max)) ?? 0)
-        plan.pastDueGraceSeconds = UInt32(try reader.int("past_due_grace_seconds", range: 0...Int(UInt32.max)) ?? 0)
-        try reader.finish()
-        return plan
     }
 
     /// `{ "uids": [0], "users": ["deploy"], "gids": [], "groups": ["tollgate-admin"], "allow_own_user": true }`.
@@ -251,8 +212,48 @@ extension DaemonConfiguration {
 
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
     public var message: String
+    /// For a value the validation source refused (a plan's): the rule's error, with its code and field.
+    public var validation: ValidationError?
     public init(_ message: String) { self.message = message }
+
+    init(_ error: ValidationError) {
+        self.message = error.description
+        self.validation = error
+    }
+
     public var description: String { message }
+}
+
+/// The JSON side of the plan document model: `JSONSerialization`'s values as a `DocumentNode`.
+enum JSONDocument {
+    static func node(_ value: Any) -> DocumentNode {
+        switch value {
+        case is NSNull:
+            return .null
+        case let number as NSNumber where !(value is String):
+            // `true`/`false` arrive as NSNumbers of type char ("c"); integers as "q"/"Q"; fractions as "d".
+            let type = String(cString: number.objCType)
+            if type == "c" || type == "B" { return .bool(number.boolValue) }
+            if type == "d" || type == "f" {
+                let double = number.doubleValue
+                // 1000.0 was read as 1000 before this model; it still is.
+                if double == double.rounded(), abs(double) < 9.2e18 { return .integer(String(Int64(double))) }
+                return .other(type: "number", text: "\(double)")
+            }
+            return .integer(number.stringValue)
+        case let bool as Bool:
+            return .bool(bool)
+        case let string as String:
+            return .string(string)
+        case let list as [Any]:
+            return .list(list.map(node))
+        case let object as [String: Any]:
+            // JSONSerialization does not keep the order of keys; sorted, so that "the first unknown key" is stable.
+            return .mapping(object.keys.sorted().map { DocumentEntry($0, node(object[$0]!)) })
+        default:
+            return .other(type: "value", text: "\(value)")
+        }
+    }
 }
 
 /// Reads one JSON object strictly: typed fields, and every key must have been read by `finish()`.
@@ -320,6 +321,12 @@ struct ObjectReader {
     mutating func object(_ key: String) throws -> ObjectReader? {
         guard let value = value(key) else { return nil }
         return try ObjectReader(value, path: name(key))
+    }
+
+    mutating func list(_ key: String) throws -> [Any] {
+        guard let value = value(key) else { return [] }
+        guard let list = value as? [Any] else { throw ConfigurationError("\(name(key)) must be a list") }
+        return list
     }
 
     mutating func objects(_ key: String) throws -> [ObjectReader] {

@@ -1,3 +1,5 @@
+import TollgateModel
+
 /// Why the engine refused a control-plane request. Codes are stable; the server maps them to wire statuses.
 public struct EngineError: Error, Hashable, CustomStringConvertible {
     public enum Code: Hashable, Sendable {
@@ -10,6 +12,9 @@ public struct EngineError: Error, Hashable, CustomStringConvertible {
     public var code: Code
     /// Never contains a token secret.
     public var message: String
+    /// For a value refused by the validation source: the rule's error (stable code, field, sentence). The wire
+    /// does not carry it (it answers `invalid_argument` with `message`); tests and in-process callers compare it.
+    public var validation: ValidationError?
 
     public init(_ code: Code, _ message: String) {
         self.code = code

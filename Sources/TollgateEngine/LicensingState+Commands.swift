@@ -6,8 +6,10 @@ extension LicensingState {
     /// Records usage the caller served. Quota never denies a METER: usage that happened is counted (what exceeds a
     /// quota or the credits is recorded as overage); a token that may not be used at all is refused.
     public mutating func meter(_ request: MeterRequest, at now: Timestamp, caller: UInt32? = nil) throws -> (result: MeterResult, change: StateChange?) {
-        try Validate.length(request.meter, max: Limits.maxMeterName, "the meter name", allowEmpty: false)
-        try Validate.length(request.idempotencyKey, max: Limits.maxIdempotencyKey, "the idempotency key")
+        try Validate.run { () throws(ValidationError) in
+            try Validation.meterName(request.meter)
+            try Validation.text(request.idempotencyKey, max: Limits.maxIdempotencyKey, "the idempotency key")
+        }
         guard request.quantity > 0 else { throw EngineError.invalid("the quantity must be at least 1") }
 
         guard TokenFormat.validate(request.token) != nil else { return (MeterResult(reason: .malformedToken), nil) }
@@ -45,8 +47,10 @@ extension LicensingState {
     /// how many tokens this request revoked (already revoked ones are not counted) and the change, which is nil
     /// when there was nothing left to revoke.
     public mutating func revoke(_ request: RevokeRequest, at now: Timestamp) throws -> (revoked: UInt32, change: StateChange?) {
-        try Validate.length(request.reason, max: Limits.maxReason, "the reason")
-        try Validate.length(request.actor, max: Limits.maxReason, "the actor")
+        try Validate.run { () throws(ValidationError) in
+            try Validation.text(request.reason, max: Limits.maxReason, "the reason")
+            try Validation.text(request.actor, max: Limits.maxReason, "the actor")
+        }
         var ids: [String]
         switch request.target {
         case .secret(let secret):
@@ -65,7 +69,7 @@ extension LicensingState {
             guard orgs[org] != nil || !members.isEmpty else { throw EngineError.notFound("organisation \(Self.printable(org)) does not exist") }
             ids = members.flatMap { tokens.ids(license: $0) }
         case .subject(let subject):
-            try Validate.length(subject, max: Limits.maxSubject, "the subject", allowEmpty: false)
+            try Validate.run { () throws(ValidationError) in try Validation.subject(subject) }
             ids = tokens.ids(subject: subject)
             guard !ids.isEmpty else { throw EngineError.notFound("no token was issued to that subject") }
         }
@@ -82,10 +86,14 @@ extension LicensingState {
     /// Mints a token. The secret is returned here and stored nowhere: the state and the change hold its hash.
     public mutating func issue<R: RandomNumberGenerator>(_ request: IssueRequest, at now: Timestamp, using rng: inout R) throws -> (secret: String, token: TokenInfo, change: StateChange) {
         guard let license = licenses[request.licenseID]?.spec else { throw EngineError.notFound("license \(Self.printable(request.licenseID)) does not exist") }
-        try Validate.length(request.subject, max: Limits.maxSubject, "the subject", allowEmpty: false)
         let scopes = request.scopes.isEmpty ? ["*"] : request.scopes
-        try Validate.scopes(scopes, "scopes")
-        try Validate.metadata(request.metadata)
+        try Validate.run { () throws(ValidationError) in
+            try Validation.subject(request.subject)
+            try Validation.scopes(scopes, "scopes", field: "scopes")
+            try Validation.metadata(request.metadata, field: "metadata")
+            // Refused now rather than denied at every check (issue 13 §3); see `Validation.scopesGranted`.
+            if let plan = plans[license.plan] { try Validation.scopesGranted(scopes, by: plan, license: license.id, field: "scopes") }
+        }
         guard request.expiresAt == 0 || request.expiresAt > max(request.notBefore, now.millis) else {
             throw EngineError.invalid("expires_at must be later than now and than not_before")
         }
@@ -133,7 +141,7 @@ extension LicensingState {
         }
         guard parent.info.parentID.isEmpty else { throw EngineError.invalid("a derived token cannot derive further tokens") }
         let scopes = request.scopes.isEmpty ? parent.info.scopes : request.scopes
-        try Validate.scopes(scopes, "scopes")
+        try Validate.run { () throws(ValidationError) in try Validation.scopes(scopes, "scopes", field: "scopes") }
         for scope in scopes where !Self.grants(parent.info.scopes, scope) {
             result.reason = .insufficientScope
             return (result, "", nil, nil)
@@ -175,12 +183,7 @@ extension LicensingState {
     }
 
     public mutating func putLicense(_ spec: LicenseSpec, at now: Timestamp) throws -> (info: LicenseInfo, change: StateChange?) {
-        try Validate.identifier(spec.id, "the license id")
-        try Validate.length(spec.customer, max: Limits.maxCustomer, "the customer")
-        try Validate.length(spec.project, max: Limits.maxIdentifier, "the project")
-        if !spec.org.isEmpty { try Validate.identifier(spec.org, "the organisation id") }
-        guard (1...28).contains(spec.billingAnchorDay) else { throw EngineError.invalid("billing_anchor_day must be 1–28") }
-        guard spec.validUntil == 0 || spec.validUntil > spec.validFrom else { throw EngineError.invalid("valid_until must be later than valid_from") }
+        try Validate.run { () throws(ValidationError) in try Validation.license(spec) }
         guard plans[spec.plan] != nil else { throw EngineError.notFound("plan \(Self.printable(spec.plan)) does not exist") }
         let previous = licenses[spec.id]
         if previous?.spec == spec { return (licenseInfo(id: spec.id)!, nil) }
@@ -192,8 +195,7 @@ extension LicensingState {
     }
 
     public mutating func putOrg(_ spec: OrgSpec, at now: Timestamp) throws -> (org: OrgSpec, change: StateChange?) {
-        try Validate.identifier(spec.id, "the organisation id")
-        try Validate.length(spec.name, max: Limits.maxCustomer, "the name")
+        try Validate.run { () throws(ValidationError) in try Validation.organisation(spec) }
         guard orgs[spec.id]?.spec != spec else { return (spec, nil) }
         let change = StateChange.orgPut(spec, at: now.millis)
         apply(change)
@@ -201,32 +203,9 @@ extension LicensingState {
     }
 
     public mutating func putPlan(_ plan: Plan, at now: Timestamp) throws -> (plan: Plan, change: StateChange?) {
-        try Validate.identifier(plan.id, "the plan id")
-        try Validate.scopes(plan.entitlements, "entitlements")
-        try Validate.scopes(plan.features, "features")
-        guard plan.quotas.count <= Limits.maxQuotas, plan.rateLimits.count <= Limits.maxQuotas, plan.concurrency.count <= Limits.maxQuotas else {
-            throw EngineError.invalid("at most \(Limits.maxQuotas) quotas, rate limits and concurrency limits each are allowed")
-        }
-        var seen = Set<String>()
-        for quota in plan.quotas {
-            try Validate.length(quota.meter, max: Limits.maxMeterName, "a quota's meter name", allowEmpty: false)
-            guard seen.insert(quota.name).inserted else { throw EngineError.invalid("\(quota.name) is given twice") }
-            if case .rolling(let seconds) = quota.window, seconds > 400 * 86_400 {
-                throw EngineError.invalid("a rolling window may be at most 400 days")
-            }
-        }
+        try Validate.run { () throws(ValidationError) in try Validation.plan(plan) }
         var plan = plan
-        for i in plan.rateLimits.indices {
-            guard plan.rateLimits[i].ratePerSecond > 0, plan.rateLimits[i].ratePerSecond <= Limits.maxRatePerSecond else {
-                throw EngineError.invalid("per_second must be 1–\(Limits.maxRatePerSecond)")
-            }
-            guard seen.insert(plan.rateLimits[i].name).inserted else { throw EngineError.invalid("\(plan.rateLimits[i].name) is given twice") }
-            plan.rateLimits[i].burst = max(plan.rateLimits[i].burst, 1)
-        }
-        for rule in plan.concurrency {
-            guard rule.max > 0 else { throw EngineError.invalid("a concurrency limit must be at least 1") }
-            guard seen.insert(rule.name).inserted else { throw EngineError.invalid("\(rule.name) is given twice") }
-        }
+        for i in plan.rateLimits.indices { plan.rateLimits[i].burst = max(plan.rateLimits[i].burst, 1) }
         guard plans[plan.id] != plan else { return (plan, nil) }
         let change = StateChange.planPut(plan, at: now.millis)
         apply(change)
@@ -234,7 +213,7 @@ extension LicensingState {
     }
 
     public mutating func grantCredits(_ grant: CreditsGrant, at now: Timestamp) throws -> (balance: UInt64, change: StateChange) {
-        try Validate.length(grant.reason, max: Limits.maxReason, "the reason")
+        try Validate.run { () throws(ValidationError) in try Validation.text(grant.reason, max: Limits.maxReason, "the reason") }
         guard grant.amount > 0 else { throw EngineError.invalid("the amount must be at least 1") }
         switch grant.pool {
         case .token: guard tokens.contains(id: grant.owner) else { throw EngineError.notFound("token \(Self.printable(grant.owner)) does not exist") }

@@ -40,23 +40,6 @@ public struct TokenRecord: Sendable, Hashable {
     }
 }
 
-/// Binding a token to the processes that may present it: metadata `tollgate.bind_uids` = `1000,1001` makes the
-/// token usable only by callers whose uid (from the socket's peer credentials) is listed, so a secret leaked to
-/// another process on the host is useless there.
-public enum TokenBinding {
-    public static let metadataKey = "tollgate.bind_uids"
-    /// Metadata keys with this prefix are reserved for the daemon.
-    public static let reservedPrefix = "tollgate."
-
-    /// The uids of a binding value, or nil when it is not a comma-separated list of 1–16 uids.
-    public static func parse(_ value: String) -> [UInt32]? {
-        let parts = value.split(separator: ",", omittingEmptySubsequences: false)
-        guard (1...16).contains(parts.count) else { return nil }
-        let uids = parts.compactMap { UInt32(String($0.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())) }
-        return uids.count == parts.count ? uids : nil
-    }
-}
-
 /// Usage of one meter by one token, at one time, with the decisions taken when it was admitted: how much of it was
 /// overage and how it was paid from credits. Recording the decision (not re-deciding it in replay) keeps replay
 /// exact whatever order batched usage lands in the journal.

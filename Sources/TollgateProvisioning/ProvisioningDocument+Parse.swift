@@ -137,198 +137,63 @@ extension ProvisioningDocument {
 
     // MARK: Objects
 
+    /// A plan is read by the one plan document model (`PlanDocument`, shared with the daemon's configuration):
+    /// the YAML mapping becomes a `DocumentNode` with YAML's own typing, and every value rule is `Validation`'s.
     static func readPlan(_ reader: inout MappingReader) throws(ProvisioningError) -> Plan {
-        try reader.allowOnly([
-            "id", "entitlements", "features", "quotas", "rate_limits", "concurrency", "credits", "overage",
-            "max_token_lifetime_seconds", "max_active_tokens", "past_due_grace_seconds",
-        ])
-        let id = try identifier(reader.requiredString("id"), reader.child("id"))
-        var plan = Plan(id: id, entitlements: try scopes(&reader, "entitlements"))
-        plan.features = try scopes(&reader, "features")
-
-        var quotaPaths: [String: String] = [:]
-        let quotaReaders = try reader.mappings("quotas")
-        guard quotaReaders.count <= Limits.maxQuotas else {
-            throw .invalidValue(path: reader.child("quotas"), reason: "at most \(Limits.maxQuotas) quotas are allowed")
+        let node = try YAMLValue.document(reader.node, reader.path)
+        do throws(ValidationError) {
+            var document = try DocumentReader(node, path: reader.path)
+            return try PlanDocument.read(&document)
+        } catch {
+            throw ProvisioningError(error)
         }
-        for var quotaReader in quotaReaders {
-            let quota = try readQuota(&quotaReader)
-            if let first = quotaPaths.updateValue(quotaReader.path, forKey: quota.name) {
-                throw .invalidValue(path: quotaReader.path, reason: "\(quota.name) is already given at \(first)")
-            }
-            plan.quotas.append(quota)
-        }
-        var ratePaths: [PoolLevel: String] = [:]
-        for var rateReader in try reader.mappings("rate_limits") {
-            let rule = try readRate(&rateReader)
-            if let first = ratePaths.updateValue(rateReader.path, forKey: rule.pool) {
-                throw .invalidValue(path: rateReader.child("pool"), reason: "a rate limit at \(rule.pool.name) level is already given at \(first)")
-            }
-            plan.rateLimits.append(rule)
-        }
-        var concurrencyPaths: [PoolLevel: String] = [:]
-        for var concurrencyReader in try reader.mappings("concurrency") {
-            let rule = try readConcurrency(&concurrencyReader)
-            if let first = concurrencyPaths.updateValue(concurrencyReader.path, forKey: rule.pool) {
-                throw .invalidValue(
-                    path: concurrencyReader.child("pool"), reason: "a concurrency limit at \(rule.pool.name) level is already given at \(first)")
-            }
-            plan.concurrency.append(rule)
-        }
-        if var creditsReader = try reader.mapping("credits") {
-            plan.credits = try readCredits(&creditsReader)
-        }
-        plan.overage = try name(&reader, "overage", OveragePolicy.self) ?? .hardStop
-        plan.maxTokenLifetimeSeconds = try reader.integer("max_token_lifetime_seconds", in: 0...UInt32.max) ?? 0
-        plan.maxActiveTokens = try reader.integer("max_active_tokens", in: 0...UInt32.max) ?? 0
-        plan.pastDueGraceSeconds = try reader.integer("past_due_grace_seconds", in: 0...UInt32.max) ?? 0
-        try reader.finish()
-        return plan
-    }
-
-    /// `window` takes any window (`month`, `rolling:60`); `period` is the daemon configuration's name for calendar
-    /// windows and is accepted so a plan can be moved from one file to the other. Exactly one of them.
-    static func readQuota(_ reader: inout MappingReader) throws(ProvisioningError) -> QuotaRule {
-        try reader.allowOnly(["meter", "window", "period", "limit", "pool"])
-        let meter = try reader.requiredString("meter")
-        guard !meter.isEmpty, meter.utf8.count <= Limits.maxMeterName else {
-            throw .invalidValue(path: reader.child("meter"), reason: "a meter name must be 1–\(Limits.maxMeterName) bytes")
-        }
-        let window: QuotaWindow
-        switch (reader.has("window"), reader.has("period")) {
-        case (true, true):
-            throw .invalidValue(path: reader.child("period"), reason: "give window or period, not both")
-        case (false, false):
-            throw .missingKey(path: reader.child("window"))
-        case (true, false):
-            let text = try reader.requiredString("window")
-            guard let parsed = QuotaWindow(name: text) else {
-                throw .invalidName(path: reader.child("window"), value: text, allowed: ["hour", "day", "month", "rolling:SECONDS"])
-            }
-            window = parsed
-        case (false, true):
-            window = .calendar(try name(&reader, "period", Period.self)!)
-        }
-        _ = reader.value("window")
-        _ = reader.value("period")
-        let limit = try required(reader.integer("limit", in: 0...UInt64.max), reader.child("limit"))
-        let pool = try name(&reader, "pool", PoolLevel.self) ?? .license
-        try reader.finish()
-        return QuotaRule(meter: meter, window: window, limit: limit, pool: pool)
-    }
-
-    /// `burst` defaults to 1, as the engine stores a rate limit given without one, so that the diff after an apply
-    /// is empty.
-    static func readRate(_ reader: inout MappingReader) throws(ProvisioningError) -> RateRule {
-        try reader.allowOnly(["pool", "rate_per_second", "burst"])
-        let pool = try name(&reader, "pool", PoolLevel.self) ?? .license
-        let rate = try required(reader.integer("rate_per_second", in: 1...Limits.maxRatePerSecond), reader.child("rate_per_second"))
-        let burst = try reader.integer("burst", in: 1...UInt32.max) ?? 1
-        try reader.finish()
-        return RateRule(pool: pool, ratePerSecond: rate, burst: burst)
-    }
-
-    static func readConcurrency(_ reader: inout MappingReader) throws(ProvisioningError) -> ConcurrencyRule {
-        try reader.allowOnly(["pool", "max"])
-        let pool = try name(&reader, "pool", PoolLevel.self) ?? .license
-        let max = try required(reader.integer("max", in: 1...UInt32.max), reader.child("max"))
-        try reader.finish()
-        return ConcurrencyRule(pool: pool, max: max)
-    }
-
-    static func readCredits(_ reader: inout MappingReader) throws(ProvisioningError) -> CreditPolicy {
-        try reader.allowOnly(["pool", "included", "period"])
-        let pool = try name(&reader, "pool", PoolLevel.self) ?? .license
-        let included = try required(reader.integer("included", in: 0...UInt64.max), reader.child("included"))
-        let period = try name(&reader, "period", Period.self) ?? .month
-        try reader.finish()
-        return CreditPolicy(pool: pool, included: included, period: period)
     }
 
     static func readOrg(_ reader: inout MappingReader) throws(ProvisioningError) -> OrgSpec {
         try reader.allowOnly(["id", "name", "suspended"])
-        let id = try identifier(reader.requiredString("id"), reader.child("id"))
-        let name = try text(reader.string("name") ?? "", reader.child("name"))
+        let id = try reader.requiredString("id")
+        try check(reader.path) { () throws(ValidationError) in try Validation.identifier(id, "the organisation id", field: "id") }
+        let name = try reader.string("name") ?? ""
         let suspended = try reader.bool("suspended") ?? false
         try reader.finish()
-        return OrgSpec(id: id, name: name, suspended: suspended)
+        let org = OrgSpec(id: id, name: name, suspended: suspended)
+        try check(reader.path) { () throws(ValidationError) in try Validation.organisation(org) }
+        return org
     }
 
     static func readLicense(_ reader: inout MappingReader) throws(ProvisioningError) -> LicenseSpec {
         try reader.allowOnly([
             "id", "customer", "org", "project", "plan", "status", "valid_from", "valid_until", "trial_ends_at", "billing_anchor_day",
         ])
-        let id = try identifier(reader.requiredString("id"), reader.child("id"))
-        let customer = try text(reader.string("customer") ?? "", reader.child("customer"))
+        let id = try reader.requiredString("id")
+        try check(reader.path) { () throws(ValidationError) in try Validation.identifier(id, "the license id", field: "id") }
+        let customer = try reader.string("customer") ?? ""
+        try check(reader.path) { () throws(ValidationError) in try Validation.text(customer, max: Limits.maxCustomer, "the customer", field: "customer") }
         let org = try reader.string("org") ?? ""
-        if !org.isEmpty { _ = try identifier(org, reader.child("org")) }
-        let project = try text(reader.string("project") ?? "", reader.child("project"))
-        let plan = try identifier(reader.requiredString("plan"), reader.child("plan"))
+        if !org.isEmpty { try check(reader.path) { () throws(ValidationError) in try Validation.identifier(org, "the organisation id", field: "org") } }
+        let project = try reader.string("project") ?? ""
+        try check(reader.path) { () throws(ValidationError) in try Validation.text(project, max: Limits.maxProject, "the project", field: "project") }
+        let plan = try reader.requiredString("plan")
+        try check(reader.path) { () throws(ValidationError) in try Validation.identifier(plan, "the plan id", field: "plan") }
         let status = try required(name(&reader, "status", LicenseStatus.self), reader.child("status"))
         let validFrom = try reader.timestamp("valid_from") ?? 0
         let validUntil = try reader.timestamp("valid_until") ?? 0
-        if validFrom != 0, validUntil != 0, validUntil <= validFrom {
-            throw .invalidValue(path: reader.child("valid_until"), reason: "must be after valid_from")
-        }
         let trialEndsAt = try reader.timestamp("trial_ends_at") ?? 0
         let anchorDay = try reader.integer("billing_anchor_day", in: UInt8(1)...28) ?? 1
         try reader.finish()
-        return LicenseSpec(
+        let license = LicenseSpec(
             id: id, customer: customer, plan: plan, status: status, validUntil: validUntil, validFrom: validFrom,
             trialEndsAt: trialEndsAt, org: org, project: project, billingAnchorDay: anchorDay)
+        try check(reader.path) { () throws(ValidationError) in try Validation.license(license) }
+        return license
+    }
+
+    /// Runs a rule of the validation source and reports its error at `path` in the file.
+    static func check(_ path: String, _ rule: () throws(ValidationError) -> Void) throws(ProvisioningError) {
+        do throws(ValidationError) { try rule() } catch { throw ProvisioningError(error.at(path)) }
     }
 
     // MARK: Field rules
-
-    /// The engine's limits, repeated here so that a file breaking them is refused with a path before anything is
-    /// applied (this module depends on the model only; the engine still checks on its side).
-    enum Limits {
-        static let maxIdentifier = 128
-        static let maxScopes = 64
-        static let maxScope = 128
-        static let maxMeterName = 64
-        static let maxText = 256
-        static let maxQuotas = 64
-        static let maxRatePerSecond: UInt32 = 1_000_000
-    }
-
-    /// Ids: 1–128 bytes of `[A-Za-z0-9_.:-]`, the engine's rule, so that they can be used in log keys and paths.
-    static func identifier(_ value: String, _ path: String) throws(ProvisioningError) -> String {
-        guard !value.isEmpty, value.utf8.count <= Limits.maxIdentifier, value.utf8.allSatisfy(isIdentifierByte) else {
-            throw .invalidValue(path: path, reason: "an id must be 1–\(Limits.maxIdentifier) characters of A-Z a-z 0-9 _ . : -")
-        }
-        return value
-    }
-
-    private static func isIdentifierByte(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-            UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "-"):
-            return true
-        default:
-            return false
-        }
-    }
-
-    static func text(_ value: String, _ path: String) throws(ProvisioningError) -> String {
-        guard value.utf8.count <= Limits.maxText else { throw .invalidValue(path: path, reason: "at most \(Limits.maxText) bytes") }
-        return value
-    }
-
-    /// Scopes and features: 1–128 bytes of printable ASCII without spaces, each listed once.
-    static func scopes(_ reader: inout MappingReader, _ key: String) throws(ProvisioningError) -> [String] {
-        let values = try reader.strings(key) ?? []
-        guard values.count <= Limits.maxScopes else { throw .invalidValue(path: reader.child(key), reason: "at most \(Limits.maxScopes) are allowed") }
-        var seen = Set<String>()
-        for (index, value) in values.enumerated() {
-            let path = "\(reader.child(key))[\(index)]"
-            guard !value.isEmpty, value.utf8.count <= Limits.maxScope, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                throw .invalidValue(path: path, reason: "must be 1–\(Limits.maxScope) printable ASCII characters without spaces")
-            }
-            guard seen.insert(value).inserted else { throw .invalidValue(path: path, reason: "\(value) is listed twice") }
-        }
-        return values
-    }
 
     static func name<T: ProvisioningName>(_ reader: inout MappingReader, _ key: String, _ type: T.Type) throws(ProvisioningError) -> T? {
         guard let text = try reader.string(key) else { return nil }

@@ -1,3 +1,5 @@
+import TollgateModel
+
 /// Why a provisioning file was refused.
 ///
 /// Every case names where the problem is, as a path into the document (`licenses[2].plan`,
@@ -32,6 +34,20 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
     case unknownPlan(path: String, id: String)
     /// A license names an organisation that is neither in the file nor on the daemon.
     case unknownOrg(path: String, id: String)
+    /// A value refused by the validation source (`TollgateModel.Validation`), which the daemon's configuration,
+    /// the engine and the CLI apply too: its code (`invalid_value`, `out_of_range`, `invalid_name`, `wrong_type`,
+    /// …) and its sentence are theirs, so a value gets the same verdict wherever it is written.
+    case rule(ValidationError)
+
+    /// A validation error as a file error: missing and unknown keys keep their own cases (and an unknown key its
+    /// suggestion); any other rule is carried whole.
+    public init(_ error: ValidationError) {
+        switch error.code {
+        case .missingKey: self = .missingKey(path: error.field)
+        case .unknownKey: self = .unknownKey(path: error.field, suggestion: error.suggestion)
+        default: self = .rule(error)
+        }
+    }
 
     /// The stable, machine-readable name of the error.
     public var code: String {
@@ -48,6 +64,7 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
         case .duplicateID: return "duplicate_id"
         case .unknownPlan: return "unknown_plan"
         case .unknownOrg: return "unknown_org"
+        case .rule(let error): return error.code.rawValue
         }
     }
 
@@ -61,6 +78,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             .invalidValue(let path, _), .outOfRange(let path, _, _), .invalidTimestamp(let path, _, _),
             .duplicateID(let path, _, _), .unknownPlan(let path, _), .unknownOrg(let path, _):
             return path
+        case .rule(let error):
+            return error.field
         }
     }
 
@@ -91,6 +110,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             return "\(path): no plan \(Self.quoted(id)) in the file or on the daemon"
         case .unknownOrg(let path, let id):
             return "\(path): no organisation \(Self.quoted(id)) in the file or on the daemon"
+        case .rule(let error):
+            return error.description
         }
     }
 
@@ -101,5 +122,15 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
     static func quoted(_ value: String) -> String {
         let cut = value.unicodeScalars.prefix(64).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) }
         return "'" + String(cut) + (value.unicodeScalars.count > 64 ? "…" : "") + "'"
+    }
+}
+
+extension ValidationError {
+    /// A YAML scalar's refusal (an octal number, say) carried into the document tree; its sentence without the
+    /// path, which the reader puts back as `field`.
+    init(_ error: ProvisioningError) {
+        let message = error.message
+        let prefix = error.path + ": "
+        self.init(Code(rawValue: error.code), field: error.path, message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message)
     }
 }

@@ -13,17 +13,20 @@ import Yams
 /// a block of settings between plans with anchors.
 struct MappingReader {
     let path: String
+    /// The mapping itself, for readers that take a whole object as a `DocumentNode` (plans).
+    let node: Node
     private let entries: [(key: String, value: Node)]
     private var seen = Set<String>()
 
     init(_ node: Node, path: String) throws(ProvisioningError) {
         guard case .mapping(let mapping) = node else { throw .wrongType(path: path.isEmpty ? "the document" : path, expected: "a mapping") }
         self.path = path
+        self.node = node
         self.entries = try Self.entries(of: mapping, path: path)
     }
 
     /// The mapping's own pairs, then those merged in with `<<` that it does not already have.
-    private static func entries(of mapping: Node.Mapping, path: String) throws(ProvisioningError) -> [(key: String, value: Node)] {
+    static func entries(of mapping: Node.Mapping, path: String) throws(ProvisioningError) -> [(key: String, value: Node)] {
         var own: [(key: String, value: Node)] = []
         var merged: [Node] = []
         for (key, value) in mapping {
@@ -216,6 +219,43 @@ enum YAMLValue {
         }
         guard let value, range.contains(value) else { throw .outOfRange(path: path, value: scalar.string, range: rangeText) }
         return value
+    }
+
+    /// The format-neutral tree of a YAML node (`TollgateModel.DocumentNode`), with YAML's own typing: merge keys
+    /// expanded, scalars resolved by their tags, and a scalar these rules refuse (an octal `010`, a sexagesimal
+    /// `1:30`) carried as `.invalid` so that it is reported, with its path, only if its field is read.
+    static func document(_ node: Node, _ path: String) throws(ProvisioningError) -> DocumentNode {
+        switch node {
+        case .mapping(let mapping):
+            var entries: [DocumentEntry] = []
+            for (key, value) in try MappingReader.entries(of: mapping, path: path) {
+                entries.append(DocumentEntry(key, try document(value, child(path, key))))
+            }
+            return .mapping(entries)
+        case .sequence(let sequence):
+            var elements: [DocumentNode] = []
+            for (index, element) in sequence.enumerated() { elements.append(try document(element, "\(path)[\(index)]")) }
+            return .list(elements)
+        case .scalar(let scalar):
+            switch tag(of: node) {
+            case .null: return .null
+            case .str: return .string(scalar.string)
+            case .bool: return (try? bool(node, path)).map { DocumentNode.bool($0) } ?? .other(type: "bool", text: scalar.string)
+            case .int:
+                do throws(ProvisioningError) {
+                    return .integer(String(try integer(node, path, in: Int64.min...Int64.max)))
+                } catch {
+                    if let value = try? integer(node, path, in: UInt64.min...UInt64.max) { return .integer(String(value)) }
+                    // Too large for any field: the reader reports it as out of range of the field's type.
+                    if case .outOfRange = error { return .integer(scalar.string.filter { $0 != "_" }) }
+                    return .invalid(ValidationError(error))
+                }
+            default:
+                return .other(type: tag(of: node).rawValue, text: scalar.string)
+            }
+        default:
+            return .other(type: "alias", text: "*")
+        }
     }
 
     /// Integer milliseconds since the epoch, or an RFC 3339 date-time (plain or quoted). Instants before 1970 are

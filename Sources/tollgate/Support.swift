@@ -9,6 +9,10 @@ import TollgateProvisioning
 import Glibc
 #endif
 
+/// The command line's own refusals are ArgumentParser's (exit 64); the model's `ValidationError` (the validation
+/// source) is named in full where it is meant.
+typealias ValidationError = ArgumentParser.ValidationError
+
 /// Connects, makes one call, closes; turns client errors into a `CLIError` (exit status 1).
 func call<T>(_ global: GlobalOptions, admin: Bool, _ body: (TollgateConnection) async throws -> T) async throws -> T {
     let connection = try await wrap { try await global.connect(admin: admin) }
@@ -72,6 +76,11 @@ struct CLIError: Error {
         case .server(let status): code = .server(status)
         }
         self.init(code, error.message)
+    }
+
+    /// A value refused by the validation source after the command line parsed (exit 1), under the rule's code.
+    init(_ error: TollgateModel.ValidationError) {
+        self.init(Code(error.code.rawValue), error.description)
     }
 
     func report(json: Bool) {

@@ -111,12 +111,15 @@ final class CheckTests: XCTestCase {
 
     func testScopesMustBeGrantedByTokenAndPlan() throws {
         let f = EngineFixture()
-        try f.putPlan("rw", entitlements: ["read", "write"])
+        // A token can carry a scope its plan lacks only when the plan lost it after the token was issued: ISSUE
+        // refuses a scope the plan does not grant (issue 13 §3).
+        try f.putPlan("rw", entitlements: ["read", "write", "admin"])
         try f.putPlan("all", entitlements: ["*"])
         try f.putLicense("lic-rw", plan: "rw")
         try f.putLicense("lic-all", plan: "all")
-        let readOnRW = try f.issue(license: "lic-rw", scopes: ["read"]).secret
         let readAdminOnRW = try f.issue(license: "lic-rw", scopes: ["read", "admin"]).secret
+        try f.putPlan("rw", entitlements: ["read", "write"])
+        let readOnRW = try f.issue(license: "lic-rw", scopes: ["read"]).secret
         let starOnRW = try f.issue(license: "lic-rw", scopes: ["*"]).secret
         let readOnAll = try f.issue(license: "lic-all", scopes: ["read"]).secret
         let starOnAll = try f.issue(license: "lic-all", scopes: []).secret  // empty: "*"

@@ -359,9 +359,11 @@ final class IssueTests: XCTestCase {
             try f.issue(license: "lic-1", metadata: [KeyValue("k", String(repeating: "v", count: 257))])
         }
         XCTAssertEqual(f.state.tokens.count, before, "failed issues leave no token")
-        // Exactly at the limits is fine.
+        // Exactly at the limits is fine (on a plan that grants every scope: ISSUE refuses scopes the plan lacks).
+        try f.putPlan("wide", entitlements: ["*"])
+        try f.putLicense("lic-wide", plan: "wide")
         let ok = try f.issue(
-            license: "lic-1", subject: String(repeating: "s", count: 256), scopes: scopes64,
+            license: "lic-wide", subject: String(repeating: "s", count: 256), scopes: scopes64,
             metadata: Array(pairs33.prefix(32)))
         XCTAssertEqual(ok.info.scopes.count, 64)
     }
