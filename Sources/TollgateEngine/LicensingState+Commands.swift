@@ -173,10 +173,14 @@ extension LicensingState {
         return (secret, token(id: request.tokenID)!.info, change)
     }
 
-    /// Ends a rotation's overlap now: the previous secret is refused from the next check.
+    /// Ends a rotation's overlap now: every previous secret of the token is refused from the next check.
     public mutating func endRotation(tokenID: String, at now: Timestamp) throws -> (token: TokenInfo, change: StateChange?) {
         guard let record = token(id: tokenID) else { throw EngineError.notFound("token \(Self.printable(tokenID)) does not exist") }
-        guard record.info.previousSecretValidUntil > now.millis else { return (record.info, nil) }
+        // `previous_valid_until` is the last rotation's; an earlier rotation's overlap can outlast it (a long grace,
+        // then a rotation with none), and ending the overlap ends that one too (PROTOCOL.md 6.15, 8.7).
+        guard record.info.previousSecretValidUntil > now.millis
+            || book.retiredSecrets.values.contains(where: { $0.tokenID == tokenID && $0.validUntil > now.millis })
+        else { return (record.info, nil) }
         let change = StateChange.rotationEnded(tokenID: tokenID, at: now.millis)
         apply(change)
         return (token(id: tokenID)!.info, change)

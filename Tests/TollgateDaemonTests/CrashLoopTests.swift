@@ -8,8 +8,8 @@ import XCTest
 import Glibc
 #endif
 
-/// The real `tollgated` in a child process, under a load of checks, meters, issues, revokes and license puts
-/// from several connections, killed with SIGKILL after a random number of acknowledged operations, restarted on
+/// The real `tollgated` in a child process, under a load of checks, meters, issues, revokes, license puts, derives
+/// (api socket), rotations (with a grace far longer than the run, or none) and rotation ends from several connections, killed with SIGKILL after a random number of acknowledged operations, restarted on
 /// the same state directory, K times. After every restart, everything acknowledged is checked against what the
 /// daemon recovered (PROTOCOL.md 7.2; README, Durability):
 ///
@@ -17,6 +17,16 @@ import Glibc
 ///   again in any later round;
 /// - every acknowledged ISSUE exists (TOKEN_LIST of its license) and its secret checks allowed unless revoked;
 ///   no token appears that was neither acknowledged nor in doubt;
+/// - every acknowledged DERIVE exists with its parent, scopes and expiry; its secret checks allowed (and is refused
+///   a scope it was not given) unless it or its parent was revoked (`revoked`) or it expired (ttls of 30–60 min, and
+///   the expectation follows `expires_at` exactly, within a second); a REVOKE answers the token plus its live
+///   derived tokens, and after a restart the derived tokens of every revoked parent are revoked with the parent's
+///   `revoked_at`; an in-doubt DERIVE's child may appear, once, and is then tracked like the others;
+/// - every acknowledged ROTATE and ROTATION_END is in force (`rotated_at`, `previous_valid_until`): the new secret
+///   checks allowed unless revoked, each previous secret allowed until its overlap ends (the grace, or an
+///   acknowledged ROTATION_END, which ends every overlap of the token) and `revoked` after; DERIVE with a previous
+///   secret whose overlap ended is refused `revoked`. In-doubt rotations and ends are read back (TOKEN_GET; an end
+///   also by a CHECK of a previous secret) and held to; the secret of a rotation that landed unknown is never used;
 /// - every acknowledged LICENSE_PUT is in force (or a later put to the same license whose answer never came);
 /// - every acknowledged METER key is still deduplicated, and each license's `events` total is between the
 ///   acknowledged sum and the acknowledged plus in-doubt sum — exactly the acknowledged sum plus the in-doubt
@@ -136,6 +146,9 @@ final class CrashLoopTests: XCTestCase {
         var snapshotFiles = Set<String>()
         var inDoubtCallsCounted: UInt64 = 0
         var landedInDoubtIssues = 0
+        var landedInDoubtDerives = 0
+        var landedInDoubtRotations = 0
+        var landedInDoubtEnds = 0
         var dirtyReverted = 0
         var dirtyObserved = 0
         var repairs = 0
@@ -187,6 +200,7 @@ final class CrashLoopTests: XCTestCase {
             snapshotFiles.formUnion(journalFiles.filter { $0.hasSuffix(".snap") })
             let (callsThisRound, checkAcks, killTime) = ledger.withLock { (ledger.callsAcked.values.reduce(0, +), ledger.checkAcks, ledger.killTime) }
             let doubt = ledger.withLock { (ledger.inDoubtMeters.count, ledger.inDoubtIssues.count, ledger.inDoubtRevokes.count, ledger.inDoubtPuts.values.map(\.count).reduce(0, +), ledger.callsInDoubt.values.reduce(0, +)) }
+            let doubtKeys = ledger.withLock { (ledger.inDoubtDerives.count, ledger.inDoubtRotates.count, ledger.inDoubtEnds.count) }
 
             // Restart on the same state directory and check everything.
             child = try startDaemon(config: config, stateDir: stateDir, logPath: logPath)
@@ -208,6 +222,9 @@ final class CrashLoopTests: XCTestCase {
             lossPerKill.append(outcome.loss)
             inDoubtCallsCounted += outcome.inDoubtCallsCounted
             landedInDoubtIssues += outcome.landedIssues
+            landedInDoubtDerives += outcome.landedDerives
+            landedInDoubtRotations += outcome.landedRotations
+            landedInDoubtEnds += outcome.landedEnds
             dirtyReverted += outcome.dirtyReverted
             dirtyObserved += outcome.dirtyObserved
             repairs += outcome.repaired ? 1 : 0
@@ -218,9 +235,9 @@ final class CrashLoopTests: XCTestCase {
             // acknowledged (to compare with usage_flush_interval_ms).
             let lossMillis = lossWindowMillis(lost: outcome.loss, acks: checkAcks, killTime: killTime) ?? 0
             if checksOnly { lossMillisChecksOnly.append(lossMillis) } else { lossMillisMixed.append(lossMillis) }
-            print(String(format: "round %d%@: load %.3f s, kill at ack %d/%d%@%@; in doubt meter=%d issue=%d revoke=%d put=%d calls=%d; calls acked %llu lost %llu (~%llu ms); torn tail %@; round %.2f s",
+            print(String(format: "round %d%@: load %.3f s, kill at ack %d/%d%@%@; in doubt meter=%d issue=%d revoke=%d put=%d derive=%d rotate=%d end=%d calls=%d; calls acked %llu lost %llu (~%llu ms); torn tail %@; round %.2f s",
                          round, checksOnly ? " (checks only)" : "", loadSeconds, acks, target, ledger.killedByTimeout ? " (time bound)" : "", interrupted ? " (snapshot interrupted)" : "",
-                         doubt.0, doubt.1, doubt.2, doubt.3, doubt.4, callsThisRound, outcome.loss, lossMillis, outcome.repaired ? "repaired" : "no", seconds))
+                         doubt.0, doubt.1, doubt.2, doubt.3, doubtKeys.0, doubtKeys.1, doubtKeys.2, doubt.4, callsThisRound, outcome.loss, lossMillis, outcome.repaired ? "repaired" : "no", seconds))
             if !ledger.violations.isEmpty { break }
         }
         killAndReap(child, ledger: nil)
@@ -235,10 +252,10 @@ final class CrashLoopTests: XCTestCase {
             crash loop summary: rounds=\(lossPerKill.count) seed=\(seed) workers=\(workers) wall=\(wall)
               acknowledged: total=\(acked.values.reduce(0, +)) \(acked.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
               in doubt: total=\(doubts.values.reduce(0, +)) \(doubts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
-              in-doubt issues that turned out to exist: \(landedInDoubtIssues); in-doubt calls that were counted: \(inDoubtCallsCounted)
+              in-doubt issues that turned out to exist: \(landedInDoubtIssues); derives: \(landedInDoubtDerives); rotations: \(landedInDoubtRotations); rotation ends: \(landedInDoubtEnds); in-doubt calls that were counted: \(inDoubtCallsCounted)
               check consumption lost per kill (flush window, units of cost): median=\(medianLoss) max=\(maxLoss) total=\(lossPerKill.reduce(0, +))
               age at the kill of the oldest forgotten check consumption: mixed rounds median=\(medianMixed) ms max=\(maxMixed) ms; checks-only rounds median=\(medianChecksOnly) ms max=\(maxChecksOnly) ms (usage_flush_interval_ms=100)
-              tokens seen revoked by a CHECK before the revoke was acknowledged: \(dirtyObserved); of them allowed again after the kill: \(dirtyReverted)
+              tokens seen revoked by a CHECK before the revoke (or rotation, or end) was acknowledged: \(dirtyObserved); of them allowed again after the kill: \(dirtyReverted)
               restarts that repaired a torn tail: \(repairs); restarts with a snapshot on disk: \(snapshotsSeen); snapshots written: \(snapshotFiles.count); kills that interrupted a snapshot: \(interruptedSnapshots); rounds ended by the time bound: \(timeouts)
               violations: \(ledger.violations.count)
             """)
@@ -265,9 +282,9 @@ final class CrashLoopTests: XCTestCase {
                     } else {
                         ledger.violation("the probe token of worker \(w) was answered \(result.reason.name)")
                     }
-                case .checkPeer(let id, let secret, let knownRevoked):
+                case .checkPeer(let id, let secret, let expected):
                     let result = try await api.check(CheckRequest(token: secret))
-                    ledger.ackCheckPeer(tokenID: id, knownRevoked: knownRevoked, result: result)
+                    ledger.ackCheckPeer(tokenID: id, secret: secret, expected: expected, result: result)
                 case .meter(_, let key, let quantity):
                     let result = try await api.meter(MeterRequest(token: probe, meter: CrashNames.eventsMeter, quantity: quantity, idempotencyKey: key))
                     ledger.ackMeter(worker: w, key: key, quantity: quantity, result: result)
@@ -282,6 +299,15 @@ final class CrashLoopTests: XCTestCase {
                 case .licensePut(let spec):
                     let info = try await admin.putLicense(spec)
                     ledger.ackLicensePut(spec, info: info)
+                case .derive(_, let parentID, let secret, let expectDenied, let scopes, let ttl):
+                    let (result, childSecret, child) = try await api.derive(DeriveRequest(parent: secret, scopes: scopes, ttlSeconds: ttl))
+                    ledger.ackDerive(worker: w, parentID: parentID, expectDenied: expectDenied, scopes: scopes, ttl: ttl, result: result, secret: childSecret, token: child)
+                case .rotate(let id, let grace):
+                    let (secret, token) = try await admin.rotate(RotateRequest(tokenID: id, graceSeconds: grace))
+                    ledger.ackRotate(tokenID: id, grace: grace, secret: secret, token: token)
+                case .rotationEnd(let id):
+                    let token = try await admin.endRotation(tokenID: id)
+                    ledger.ackRotationEnd(tokenID: id, token: token)
                 }
             } catch let error as TollgateClientError {
                 if case .server = error.code {
@@ -303,6 +329,9 @@ final class CrashLoopTests: XCTestCase {
         var loss: UInt64 = 0
         var inDoubtCallsCounted: UInt64 = 0
         var landedIssues = 0
+        var landedDerives = 0
+        var landedRotations = 0
+        var landedEnds = 0
         var dirtyObserved = 0
         var dirtyReverted = 0
         var repaired = false
@@ -373,17 +402,38 @@ final class CrashLoopTests: XCTestCase {
             }
         }
 
-        // In-doubt revocations: applied or not, from now on the answer must not change.
+        // In-doubt revocations: applied or not, from now on the answer must not change. One that landed took the
+        // derived tokens of its token with it (checked by the listing below).
         let doubtfulRevokes = ledger.withLock { Array(ledger.inDoubtRevokes) }
         for id in doubtfulRevokes {
             let info = try await admin.token(id: id)
             ledger.resolveRevoke(id, applied: info.revokedAt != 0)
         }
 
-        // Every token of every issue license: all acknowledged ones present with their revocation state; the
-        // only others are in-doubt issues that landed.
+        // In-doubt ROTATE and ROTATION_END: landed or not (TOKEN_GET), held to from now on.
+        let (doubtfulRotates, doubtfulEnds) = ledger.withLock { (Array(ledger.inDoubtRotates), Array(ledger.inDoubtEnds)) }
+        for id in doubtfulRotates {
+            let info = try await admin.token(id: id)
+            if ledger.resolveRotation(id, info: info) { outcome.landedRotations += 1 }
+        }
+        for id in doubtfulEnds {
+            // Landed when `previous_valid_until` moved; or, when it did not (the last rotation's overlap was over
+            // already), when a previous secret the ledger holds in its overlap is now refused.
+            let info = try await admin.token(id: id)
+            var refused = false
+            for secret in ledger.previousSecretsInOverlap(id) {
+                if try await api.check(CheckRequest(token: secret)).reason == .revoked { refused = true }
+            }
+            if ledger.resolveRotationEnd(id, info: info, previousRefused: refused) { outcome.landedEnds += 1 }
+        }
+
+        // Every token of every issue license: all acknowledged ones (issued or derived) present with their revocation
+        // state (a parent's revocation cascaded to its derived tokens, with the parent's time), parent, scopes,
+        // expiry and rotation; the only others are in-doubt issues and derives that landed.
         let (issued, revoked, doubtfulIssues, landedBefore) = ledger.withLock { (ledger.issued, ledger.revoked, ledger.inDoubtIssues, ledger.landedUnknownIssues) }
+        let (doubtfulDerives, cascade) = ledger.withLock { (ledger.inDoubtDerives, ledger.cascadeParent) }
         var landed: [String] = []
+        var landedChildren: [(worker: Int, info: TokenInfo)] = []
         for w in 0..<workers {
             let license = CrashNames.issueLicense(w)
             var listed: [String: TokenInfo] = [:]
@@ -395,16 +445,35 @@ final class CrashLoopTests: XCTestCase {
             } while !after.isEmpty
             for token in issued.values where token.licenseID == license {
                 guard let info = listed[token.id] else {
-                    ledger.violation("acknowledged token \(token.id) (\(token.subject), round \(token.round)) is gone")
+                    let what = token.parentID.isEmpty ? "" : " derived from \(token.parentID)"
+                    ledger.violation("acknowledged token \(token.id)\(what) (\(token.subject), round \(token.round)) is gone")
                     continue
                 }
                 if info.subject != token.subject { ledger.violation("token \(token.id) has subject \(info.subject), issued as \(token.subject)") }
                 if (info.revokedAt != 0) != (revoked[token.id] != nil) {
-                    ledger.violation("token \(token.id) has revoked_at \(info.revokedAt) but its revocation is \(revoked[token.id] != nil ? "acknowledged" : "not acknowledged and was never seen")")
+                    ledger.violation("token \(token.id) has revoked_at \(info.revokedAt) but its revocation is \(revoked[token.id] != nil ? "acknowledged" : "not acknowledged and was never seen")\(cascade[token.id].map { " (with its parent \($0))" } ?? "")")
+                }
+                if info.parentID != token.parentID || info.scopes != token.scopes || info.expiresAt != token.expiresAt {
+                    ledger.violation("token \(token.id) reads parent \(info.parentID), scopes \(info.scopes), expires_at \(info.expiresAt); acknowledged parent \(token.parentID), scopes \(token.scopes), expires_at \(token.expiresAt)")
+                }
+                if info.rotatedAt != token.rotatedAt || info.previousSecretValidUntil != token.previousValidUntil {
+                    ledger.violation("token \(token.id) reads rotated_at \(info.rotatedAt), previous_valid_until \(info.previousSecretValidUntil); acknowledged (or resolved) \(token.rotatedAt), \(token.previousValidUntil)")
+                }
+                if let parent = cascade[token.id], let parentInfo = listed[parent], info.revokedAt != parentInfo.revokedAt {
+                    ledger.violation("derived token \(token.id) has revoked_at \(info.revokedAt), but the revocation of its parent \(parent) (revoked_at \(parentInfo.revokedAt)) took it along")
                 }
             }
             for (id, info) in listed where issued[id] == nil && !landedBefore.contains(id) {
-                if doubtfulIssues[info.subject] == w {
+                if !info.parentID.isEmpty {
+                    if doubtfulDerives[w] == info.parentID && !landedChildren.contains(where: { $0.worker == w }) {
+                        if (info.revokedAt != 0) != (revoked[info.parentID] != nil) {
+                            ledger.violation("token \(id), derived by an in-doubt DERIVE from \(info.parentID), has revoked_at \(info.revokedAt)")
+                        }
+                        landedChildren.append((w, info))
+                    } else {
+                        ledger.violation("token \(id) derived from \(info.parentID) exists but was never acknowledged nor in doubt")
+                    }
+                } else if doubtfulIssues[info.subject] == w {
                     landed.append(id)
                 } else {
                     ledger.violation("token \(id) (\(info.subject)) exists but was never acknowledged nor in doubt")
@@ -412,26 +481,44 @@ final class CrashLoopTests: XCTestCase {
             }
         }
         outcome.landedIssues = landed.count
+        outcome.landedDerives = landedChildren.count
         ledger.resolveIssues(landed: landed)
+        ledger.resolveDerives(landed: landedChildren)
 
-        // The secrets still check: allowed unless revoked, and revoked ones never allowed again.
-        let (roundIssued, roundRevoked, dirty, order) = ledger.withLock { (ledger.roundIssued, ledger.roundRevoked, ledger.dirtyRevokedObservations, ledger.issuedOrder) }
-        let revokedNow = ledger.withLock { ledger.revoked }
-        var toCheck = Set(roundIssued).union(roundRevoked).union(doubtfulRevokes).union(dirty)
+        // Every known secret (current, and previous ones of rotated tokens) still checks as the acknowledged changes
+        // say: allowed unless the token or its parent was revoked or the secret's overlap ended (then `revoked`, and
+        // never allowed again in any later round) or a derived token expired; a derived token with fewer scopes is
+        // still refused a scope it does not have.
+        let (roundIssued, roundRevoked, roundChanged, dirty, dirtySecrets, order) = ledger.withLock {
+            (ledger.roundIssued, ledger.roundRevoked, ledger.roundChanged, ledger.dirtyRevokedObservations, ledger.dirtySecrets, ledger.issuedOrder)
+        }
+        let (issuedNow, revokedNow) = ledger.withLock { (ledger.issued, ledger.revoked) }
+        var toCheck = Set(roundIssued).union(roundRevoked).union(doubtfulRevokes).union(dirty).union(roundChanged)
+        toCheck.formUnion(landedChildren.map(\.info.id))
         toCheck.formUnion(full ? order : Self.sample(order, 150, using: &rng))
         toCheck.formUnion(Self.sample(Array(revokedNow.keys), 150, using: &rng))
-        let checks = toCheck.map { id in (id, issued[id]!.secret, revokedNow[id] != nil) }
+        var checks: [(String, String, String?)] = []
+        for id in toCheck {
+            let token = issuedNow[id]!
+            for secret in token.knownSecrets { checks.append((id, secret, nil)) }
+            if let secret = token.secret, !token.scopes.contains("*") {
+                checks.append((id, secret, CrashNames.ungrantedScope))
+                checks.append((id, secret, token.scopes.first!))  // not the seeded generator: `toCheck` has no fixed order
+            }
+        }
         try await concurrentForEach(checks) { item in
-            let (id, secret, isRevoked) = item
-            let reason = try await api.check(CheckRequest(token: secret)).reason
-            if reason != (isRevoked ? .revoked : DenyReason.none) {
-                ledger.violation("token \(id) checks \(reason.name), expected \(isRevoked ? "revoked" : "allowed")")
+            let (id, secret, scope) = item
+            let expected = ledger.expectation(tokenID: id, secret: secret, scope: scope)
+            let reason = try await api.check(CheckRequest(token: secret, scopes: scope.map { [$0] } ?? [])).reason
+            if !expected.reasons.contains(reason) {
+                let which = issuedNow[id]!.secret == secret ? "current" : "a previous"
+                ledger.violation("token \(id) checks \(reason.name), expected \(expected.description) (\(which) secret\(scope.map { ", scope " + $0 } ?? ""); history: \(ledger.history(id)))")
             }
         }
         outcome.dirtyObserved = dirty.count
-        for id in dirty where revokedNow[id] == nil {
+        for id in dirty where (dirtySecrets[id] ?? []).contains(where: { !ledger.expectation(tokenID: id, secret: $0).reasons.contains(.revoked) }) {
             outcome.dirtyReverted += 1
-            print("round \(round): token \(id) was answered revoked by a CHECK before its REVOKE was acknowledged, and is allowed after the kill (the REVOKE was in doubt and was lost)")
+            print("round \(round): a secret of token \(id) was answered revoked by a CHECK before the change refusing it (REVOKE, ROTATE with no grace, ROTATION_END) was acknowledged, and is allowed after the kill (that change was in doubt and was lost)")
         }
 
         // METER: totals within [acknowledged, acknowledged + in doubt]; in-doubt keys resolved by re-sending them.

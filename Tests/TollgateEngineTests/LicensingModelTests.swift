@@ -347,6 +347,29 @@ final class LicensingModelTests: XCTestCase {
         XCTAssertEqual(f.check(newer).reason, .revoked)
     }
 
+    /// A long grace, then a rotation with none: the last rotation's overlap is over, the first one's is not, and
+    /// ROTATION_END ends it (found by the crash loop: the end was answered without a change and the oldest secret
+    /// kept working).
+    func testRotationEndEndsAnEarlierOverlapThatOutlastsTheLastRotation() throws {
+        let (f, first, token) = try fixture(Plan(id: "pro", entitlements: ["*"]))
+        let (second, _, long) = try f.state.rotate(RotateRequest(tokenID: token.id, graceSeconds: 86_400), at: f.now, using: &f.rng)
+        f.record(long)
+        f.advance(millis: 1000)
+        let (third, rotated, none) = try f.state.rotate(RotateRequest(tokenID: token.id, graceSeconds: 0), at: f.now, using: &f.rng)
+        f.record(none)
+        f.advance(millis: 1000)
+        XCTAssertEqual(f.check(second).reason, .revoked, "no grace: the second secret is refused at once")
+        f.checkAllowed(first)
+        let (ended, change) = try f.state.endRotation(tokenID: token.id, at: f.now)
+        XCTAssertNotNil(change, "an overlap was running: the end is a change to journal")
+        f.record(change)
+        XCTAssertEqual(ended.previousSecretValidUntil, rotated.previousSecretValidUntil, "the last rotation's end stays")
+        XCTAssertEqual(f.check(first).reason, .revoked, "the first secret's overlap is ended too")
+        XCTAssertEqual(f.check(second).reason, .revoked)
+        f.checkAllowed(third)
+        XCTAssertNil(try f.state.endRotation(tokenID: token.id, at: f.now).change, "nothing left to end: nothing to write")
+    }
+
     func testDerivedTokensAreNarrowerShortLivedAndDieWithTheirParent() throws {
         var plan = Plan(id: "pro", entitlements: ["*"])
         plan.maxTokenLifetimeSeconds = 86_400
