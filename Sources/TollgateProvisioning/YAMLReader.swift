@@ -133,30 +133,9 @@ struct MappingReader {
         throw .unknownKey(path: child(unknown), suggestion: Self.suggestion(for: unknown, among: seen))
     }
 
-    /// Known keys a person might reach for instead of ours (other tools' names), then anything within two edits.
+    /// Known keys a person might reach for instead of ours: the one rule of the document model.
     static func suggestion(for key: String, among known: Set<String>) -> String? {
-        let synonyms = [
-            "per_second": "rate_per_second", "rate": "rate_per_second", "scopes": "entitlements", "limits": "quotas",
-            "rate_limit": "rate_limits", "plan_id": "plan", "org_id": "org", "organization": "org", "organisation": "org",
-            "anchor_day": "billing_anchor_day", "expires_at": "valid_until", "starts_at": "valid_from",
-        ]
-        if let synonym = synonyms[key], known.contains(synonym) { return synonym }
-        let best = known.map { (name: $0, distance: editDistance(key, $0)) }.min { ($0.distance, $0.name) < ($1.distance, $1.name) }
-        guard let best, best.distance <= 2 else { return nil }
-        return best.name
-    }
-
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.utf8), b = Array(b.utf8)
-        var previous = Array(0...b.count)
-        for i in a.indices {
-            var current = [i + 1]
-            for j in b.indices {
-                current.append(Swift.min(previous[j + 1] + 1, current[j] + 1, previous[j] + (a[i] == b[j] ? 0 : 1)))
-            }
-            previous = current
-        }
-        return previous[b.count]
+        DocumentReader.suggestion(for: key, among: known)
     }
 }
 
