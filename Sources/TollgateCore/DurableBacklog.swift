@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 ///
 /// Without it, each of many pipelining clients could queue up to `max_pipelined` requests (and a read burst more),
 /// and a backlog of 10⁵ records kept durable writes, including a revocation on the admin socket, waiting behind
-/// it. A connection asks to `enter` before it lets a durable request through to the core; at the bound it is told
+/// it. A connection asks to `tryEnter` before it lets a durable request through to the core; at the bound it is told
 /// to wait: it stops reading (its request and everything behind it stay unread), and is called back once the
 /// backlog has drained below `resumeBelow`. Checks on other connections are not affected; control-plane changes
 /// (admin socket) do not enter: they are few, and must not queue behind usage.

@@ -21,9 +21,6 @@ final class SnapshotScheduler: Sendable {
         }
     }
 
-    /// Gives the claim back without a snapshot having been started.
-    func cancel() { state.withLockedValue { $0.inProgress = false } }
-
     /// Records how a snapshot ended; returns what to log for a failure and the length of a failure streak a
     /// success ended.
     func finished(_ succeeded: Bool, at now: Timestamp) -> (report: RepeatedFailure.Report, endedStreak: Int) {

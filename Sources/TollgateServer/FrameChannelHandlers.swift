@@ -196,19 +196,21 @@ final class RequestChannelHandler: ChannelInboundHandler {
             return
         }
         permittedThisRead = nil
-        let cut: Bool
         if var buffered = unfinished {
             unfinished = nil
             buffered.writeBuffer(&incoming)
-            cut = cutFrames(context: context, from: &buffered)
-            keepUnfinished(buffered, context: context)
+            serve(&buffered, context: context)
         } else {
-            cut = cutFrames(context: context, from: &incoming)
-            keepUnfinished(incoming, context: context)
+            serve(&incoming, context: context)
         }
-        // Activity is a whole frame (bytes of an unfinished one are the frame timer's business). The idle timer is
-        // not rescheduled per read: it checks this when it fires.
-        if cut { lastActivity = context.eventLoop.now }
+    }
+
+    /// Serves the complete frames of `buffer` and keeps the rest for the next read. Activity is a whole frame
+    /// (bytes of an unfinished one are the frame timer's business); the idle timer is not rescheduled per read:
+    /// it checks `lastActivity` when it fires.
+    private func serve(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
+        if cutFrames(context: context, from: &buffer) { lastActivity = context.eventLoop.now }
+        keepUnfinished(buffer, context: context)
     }
 
     /// Serves every complete frame in `buffer`, in order, leaving the bytes of an unfinished frame unread. Returns
@@ -281,8 +283,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         handle(context: context, frame: frame, inBacklog: admission == .inBacklog)
         if var rest = unfinished {
             unfinished = nil
-            if cutFrames(context: context, from: &rest) { lastActivity = context.eventLoop.now }
-            keepUnfinished(rest, context: context)
+            serve(&rest, context: context)
         }
         flushIfNeeded(context: context)
         updateReading(context: context)
