@@ -85,15 +85,19 @@ public final class TollgateServer: @unchecked Sendable {
             }
             core.housekeeping(sweep: tick % sweepEvery == 0)
             let journal = core.currentJournal.statistics
-            let quiet = journal.pendingRecords == 0 && registry.backlog.statistics.waiting == 0
+            let nothingWaiting = journal.pendingRecords == 0 && registry.backlog.statistics.waiting == 0
             let due = trim.withLockedValue {
                 $0.shouldTrim(
                     nowNanoseconds: Int64(NIODeadline.now().uptimeNanoseconds), journalBytesWritten: journal.bytesWritten,
-                    connectionsClosed: registry.closedConnections, quiet: quiet)
+                    connectionsClosed: registry.closedConnections, nothingWaiting: nothingWaiting)
             }
             if due {
+                let before = HeapStatistics.current
                 let released = tollgate_malloc_trim(0) == 1
-                logger.debug("gave freed heap back after a burst", metadata: ["tollgate.released": "\(released)"])
+                logger.debug("gave freed heap back after a burst", metadata: [
+                    "tollgate.released": "\(released)", "tollgate.heap_in_use_bytes": "\(before.inUse)",
+                    "tollgate.heap_kept_free_bytes": "\(before.keptFree)",
+                ])
             }
         }
     }

@@ -4,4 +4,7 @@
 // glibc's malloc_trim, which Swift's Glibc module does not export: gives freed heap memory back to the kernel.
 // Returns 1 when memory was released, 0 otherwise (and 0 on a C library without it).
 int tollgate_malloc_trim(size_t pad);
+// glibc's mallinfo2: bytes of heap in use and bytes free but kept by the allocator (both 0 without it). Walks the
+// arenas' bins: for statistics and diagnostics, not for the request path.
+void tollgate_heap_bytes(size_t *in_use, size_t *kept_free);
 #endif
