@@ -262,6 +262,6 @@ struct Events: AsyncParsableCommand {
                 print("\(event.sequence) \(UsageExportFormat.rfc3339(event.at)) \(event.kind.name) \(event.owner) \(event.detail)")
             }
         }
-        fflush(stdout)
+        fflush(nil)  // all streams: `stdout` is a C global Swift 6 refuses to read without isolation
     }
 }

@@ -58,7 +58,7 @@ final class CrashLoopTests: XCTestCase {
     func startDaemon(config: String, stateDir: String, logPath: String) throws -> Process {
         let binary = try XCTUnwrap(KillTests.daemonBinary, "build tollgated first (swift build)")
         if logHandle == nil {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             logHandle = FileHandle(forWritingAtPath: logPath)
         }
         let child = Process()

@@ -77,12 +77,12 @@ final class DurableBacklogTests: DaemonTestCase {
         XCTAssertEqual(revokedCount, 1)
         // Let the flood's backlog follow the revocation into the journal, then stop and read the journal.
         let revokeSequence = try XCTUnwrap(UInt64(stats["journal_last_seq"] ?? ""))
-        try await withTimeout(seconds: 60) { [self] in
-            var durable: UInt64 = 0
-            while durable < revokeSequence + 200 {
-                try Task.checkCancellation()
-                durable = UInt64(try await statistics()["journal_durable_seq"] ?? "") ?? 0
-            }
+        // A bounded wait (the harness is not Sendable, so not inside `withTimeout`): fails rather than hangs.
+        let deadline = ContinuousClock.now + .seconds(60)
+        var durable: UInt64 = 0
+        while durable < revokeSequence + 200 {
+            guard ContinuousClock.now < deadline else { return XCTFail("the flood's backlog was not written within 60 s") }
+            durable = UInt64(try await statistics()["journal_durable_seq"] ?? "") ?? 0
         }
         for fd in flood { close(fd) }
         flood = []
@@ -146,7 +146,9 @@ final class DurableBacklogTests: DaemonTestCase {
         let backlog = try await statistics()["durable_backlog"]
         XCTAssertEqual(backlog, "32")
 
-        let stopping = Task { try await harness.stop() }
+        // The harness is not Sendable; this task touches only its `logs` (locked) until `stopping` has finished.
+        nonisolated(unsafe) let stoppingHarness: DaemonHarness = harness
+        let stopping = Task { try await stoppingHarness.stop() }
         // The stop gives up on the backlog after its timeout; the disk is released only once it has.
         let logs = harness.logs
         try await withTimeout(seconds: 60) {

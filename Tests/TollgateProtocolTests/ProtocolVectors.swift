@@ -32,35 +32,35 @@ enum ProtocolVectors {
         id: "tok_0000000000000000000001", licenseID: "lic_acme", subject: "svc-reports", scopes: ["read", "write"],
         issuedAt: 1_767_225_600_000, notBefore: 0, expiresAt: 1_798_761_600_000,
         metadata: [KeyValue("team", "billing")], environment: .test)
-    static let tokenFields: [String: Any] = [
+    static var tokenFields: [String: Any] { [
         "token_id": "tok_0000000000000000000001", "license_id": "lic_acme", "subject": "svc-reports", "scopes": ["read", "write"],
         "issued_at": 1_767_225_600_000, "not_before": 0, "expires_at": 1_798_761_600_000, "revoked_at": 0, "revoke_reason": "",
         "metadata": [["team", "billing"]], "environment": 1, "parent_id": "", "revoked_by": "", "rotated_at": 0,
         "previous_valid_until": 0, "last_used_at": 0, "previous_last_used_at": 0,
-    ]
+    ] }
     static let plan = Plan(
         id: "pro", entitlements: ["read", "write"], features: ["exports"],
         quotas: [QuotaRule(meter: "requests", period: .month, limit: 100_000), QuotaRule(meter: "requests", window: .rolling(seconds: 60), limit: 600, pool: .token)],
         rateLimits: [RateRule(pool: .license, ratePerSecond: 50, burst: 100)], concurrency: [ConcurrencyRule(pool: .token, max: 8)],
         credits: CreditPolicy(pool: .org, included: 5000, period: .month), overage: .allowAndRecord,
         maxTokenLifetimeSeconds: 7_776_000, maxActiveTokens: 100, pastDueGraceSeconds: 604_800)
-    static let planFields: [String: Any] = [
+    static var planFields: [String: Any] { [
         "plan_id": "pro", "entitlements": ["read", "write"], "features": ["exports"],
         "quotas": [["meter": "requests", "window": 2, "seconds": 0, "limit": 100_000, "pool": 1], ["meter": "requests", "window": 3, "seconds": 60, "limit": 600, "pool": 0]],
         "rate_limits": [["pool": 1, "rate_per_second": 50, "burst": 100]], "concurrency": [["pool": 0, "max": 8]],
         "credits": ["present": 1, "pool": 2, "included": 5000, "period": 2], "overage": 1,
         "max_token_lifetime_s": 7_776_000, "max_active_tokens": 100, "past_due_grace_s": 604_800,
-    ]
+    ] }
     static let license = LicenseSpec(
         id: "lic_acme", customer: "Acme Corp", plan: "pro", status: .trialing, validUntil: 0, validFrom: 1_767_225_600_000,
         trialEndsAt: 1_768_435_200_000, org: "acme", project: "checkout", billingAnchorDay: 15)
-    static let licenseFields: [String: Any] = [
+    static var licenseFields: [String: Any] { [
         "license_id": "lic_acme", "customer": "Acme Corp", "plan": "pro", "status": 1, "valid_until": 0, "valid_from": 1_767_225_600_000,
         "trial_ends_at": 1_768_435_200_000, "org": "acme", "project": "checkout", "billing_anchor_day": 15,
-    ]
+    ] }
     static let quota = QuotaState(limit: 100_000, remaining: 99_999, resetAt: 1_769_904_000_000)
-    static let quotaFields: [String: Any] = ["present": 1, "limit": 100_000, "remaining": 99_999, "reset_at": 1_769_904_000_000]
-    static let noQuotaFields: [String: Any] = ["present": 0, "limit": 0, "remaining": 0, "reset_at": 0]
+    static var quotaFields: [String: Any] { ["present": 1, "limit": 100_000, "remaining": 99_999, "reset_at": 1_769_904_000_000] }
+    static var noQuotaFields: [String: Any] { ["present": 0, "limit": 0, "remaining": 0, "reset_at": 0] }
 
     static var all: [ProtocolVector] {
         var licenseInfoFields = licenseFields
