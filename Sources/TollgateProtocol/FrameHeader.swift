@@ -142,7 +142,7 @@ extension ByteBuffer {
     /// Writes a frame: length prefix, header, body. Returns nothing; the caller sized the body.
     @inlinable
     public mutating func writeFrame(header: FrameHeader, body: ByteBuffer) {
-        writeFrame(header: header) { $0.writeImmutableBuffer(body) }
+        writeFrame(header: header) { _ = $0.writeImmutableBuffer(body) }
     }
 
     /// Writes a frame whose body is produced in place by `writeBody`, then patches the length prefix.

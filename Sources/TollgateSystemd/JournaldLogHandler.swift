@@ -73,16 +73,16 @@ public struct JournaldLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         var all = self.metadata
         if let provided = metadataProvider?.get() { all.merge(provided) { $1 } }
-        if let explicit { all.merge(explicit) { $1 } }
+        if let explicit = event.metadata { all.merge(explicit) { $1 } }
         var fields: [(name: String, value: String)] = [
-            ("MESSAGE", message.description),
-            ("PRIORITY", String(Self.syslogPriority(level))),
-            ("CODE_FILE", file),
-            ("CODE_LINE", String(line)),
-            ("CODE_FUNC", function),
+            ("MESSAGE", event.message.description),
+            ("PRIORITY", String(Self.syslogPriority(event.level))),
+            ("CODE_FILE", event.file),
+            ("CODE_LINE", String(event.line)),
+            ("CODE_FUNC", event.function),
             ("SYSLOG_IDENTIFIER", identifier),
         ]
         for (key, value) in all.sorted(by: { $0.key < $1.key }) {
@@ -157,7 +157,7 @@ public struct ControlledStreamLogHandler: LogHandler {
         set { inner[metadataKey: key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        inner.log(level: level, message: message, metadata: metadata, source: source, file: file, function: function, line: line)
+    public func log(event: LogEvent) {
+        inner.log(event: event)
     }
 }
