@@ -46,6 +46,14 @@ extension ProvisioningDocument {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// Licenses naming an organisation the document does not hold. The wire accepts them (a subscription system
+    /// may sync a license before its organisation) but a file does not (`unknown_org`), so an export that holds one
+    /// does not apply as it is; `tollgate export` says so.
+    public var licensesNamingMissingOrganisations: [LicenseSpec] {
+        let orgIDs = Set(orgs.map(\.id))
+        return licenses.filter { !$0.org.isEmpty && !orgIDs.contains($0.org) }
+    }
+
     /// A list of flow-style rules, one per line, or `[]`.
     private static func block(_ key: String, _ items: [String], into lines: inout [String]) {
         guard !items.isEmpty else { return lines.append("    \(key): []") }

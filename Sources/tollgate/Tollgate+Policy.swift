@@ -149,10 +149,14 @@ struct Export: AsyncParsableCommand {
         let document = try await call(global, admin: true) { connection in
             ProvisioningDocument(plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec))
         }
+        // The wire lets a license name an organisation that was never put (a subscription system may sync it first);
+        // a file may not (unknown_org), so such a license is exported as it is and the file says why apply refuses it.
+        let warnings = document.licensesNamingMissingOrganisations.map { "warning: license \($0.id) names organisation \($0.org), which does not exist; apply refuses it until the organisation is put" }
+        for warning in warnings { FileHandleStderr.write("tollgate: \(warning)\n") }
         let yaml = document.yaml(header: [
             "tollgate export: \(document.plans.count) plans, \(document.orgs.count) organisations, \(document.licenses.count) licenses.",
             "Apply with tollgate apply FILE (add --prune to also delete what this file does not name).",
-        ])
+        ] + warnings)
         if let output {
             do {
                 try yaml.write(toFile: output, atomically: true, encoding: .utf8)

@@ -60,6 +60,18 @@ final class ExportPruneTests: XCTestCase {
         }
     }
 
+    /// A license the wire accepted with an organisation that was never put: the export keeps it as it is, and the
+    /// file does not parse until the organisation is put (the CLI warns).
+    func testALicenseNamingAMissingOrganisationIsFound() {
+        XCTAssertEqual(document.licensesNamingMissingOrganisations, [])
+        let orphan = LicenseSpec(id: "lic_orphan", customer: "", plan: "pro", status: .active, org: "nosuch")
+        let exported = ProvisioningDocument(plans: Self.plans, orgs: Self.orgs, licenses: Self.licenses + [orphan])
+        XCTAssertEqual(exported.licensesNamingMissingOrganisations, [orphan])
+        XCTAssertThrowsError(try ProvisioningDocument.parse(yaml: exported.yaml())) { error in
+            XCTAssertEqual((error as? ProvisioningError)?.code, "unknown_org")
+        }
+    }
+
     func testAnEmptyPolicyExportsAsAnEmptyFile() throws {
         let yaml = ProvisioningDocument().yaml()
         XCTAssertEqual(yaml, "plans: []\norgs: []\nlicenses: []\n")
