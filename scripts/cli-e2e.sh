@@ -485,6 +485,73 @@ check "usage show made no checks" test "$(sed -nE 's/^checks_total ([0-9]+)$/\1/
 tg usage show --license lic1 --token "$token_h"
 check "usage show takes exactly one of --license, --token (exit 64)" status_is 64
 
+# --- Listing, deleting, export and apply --prune -------------------------------------------------------------------
+sorted_ids() { [ "$(cut -d' ' -f1 <<<"$out")" = "$(cut -d' ' -f1 <<<"$out" | LC_ALL=C sort)" ]; }
+tg license list
+check "license list shows lic1 with its plan and status" out_has "^lic1  plan=pro  status=active  org=-  active_tokens=[0-9]+"
+check "license list is in id order" sorted_ids
+tg --json license list --org acme
+check "license list --org --json: one object per license of the organisation" out_has '^\{.*"license_id":"lic2".*\}$'
+check "license list --org leaves out other organisations' licenses" out_lacks '"license_id":"lic1"'
+tg plan list
+check "plan list shows every plan in id order" sorted_ids
+check "plan list summarises a plan on one line" out_has "^metered  entitlements=.*  quotas=[0-9]+  rate_limits=[0-9]+  concurrency=[0-9]+  credits=500/month  overage="
+tg org list
+check "org list shows the organisation" out_has "^acme  suspended=false  name=Acme, Inc\.$"
+tg plan delete pro
+check "plan delete of a plan in use fails (exit 1)" status_is 1
+check "the refusal names the licenses on it" err_has "plan 'pro' is in use: [0-9]+ licenses? (is|are) on it \(.*lic1"
+tg --json plan delete pro
+check "--json: the refusal's code is in_use" out_has '^\{"error":"in_use","message":'
+tg license delete lic1
+check "license delete of a license with live tokens fails (exit 1)" status_is 1
+check "the refusal names the live tokens and how to revoke them" err_has "holds [0-9]+ live tokens? \(tok_.*tollgate revoke --license lic1"
+tg org set doomed --name Doomed
+tg plan set doomed_plan --entitlement read
+tg license set lic_doomed --plan doomed_plan --org doomed
+tg org delete doomed
+check "org delete of an organisation a license names fails" err_has "organisation 'doomed' is in use: 1 license names it \(lic_doomed\)"
+tg license delete lic_doomed --actor e2e
+check "license delete prints what it deleted" out_has "^deleted license lic_doomed \(plan doomed_plan, org doomed\)$"
+tg license get lic_doomed
+check "a deleted license is not found (exit 1)" status_is 1
+tg --json plan delete doomed_plan --actor e2e
+check "plan delete --json prints the plan as it was" out_has '"deleted":true.*"plan_id":"doomed_plan"'
+tg org delete doomed
+check "org delete prints what it deleted" out_has "^deleted organisation doomed$"
+tg plan delete doomed_plan
+check "deleting again is not_found" err_has "not_found: plan 'doomed_plan' does not exist"
+tg export --output "$work/policy.yaml"
+check "export --output writes the file" out_has "^exported [0-9]+ plans, [0-9]+ organisations, [0-9]+ licenses to "
+check "export warns about nothing when every organisation exists" test -z "$err"
+tg export
+check "export to standard output is the same file" test "$out" = "$(cat "$work/policy.yaml")"
+tg apply --dry-run "$work/policy.yaml"
+check "export then apply --dry-run shows no change" out_has "^0 to create, 0 to update, [0-9]+ unchanged$"
+tg apply --dry-run --prune "$work/policy.yaml"
+check "export then apply --dry-run --prune shows no change at all" out_has "^0 to create, 0 to update, [0-9]+ unchanged$"
+tg plan set stale_plan --entitlement read
+tg org set stale_org
+tg license set lic_stale --plan stale_plan --org stale_org
+tg issue --license lic_stale --subject stale
+tg apply --dry-run --prune "$work/policy.yaml"
+check "apply --dry-run --prune shows the deletions" out_has "^0 to create, 0 to update, [0-9]+ unchanged, 3 to delete$"
+check "the deletions are listed, users first" test "$(grep -E '^- ' <<<"$out" | tr '\n' ' ')" = "- license lic_stale - plan stale_plan - org stale_org "
+tg license get lic_stale
+check "--dry-run --prune deletes nothing" status_is 0
+tg apply --prune "$work/policy.yaml"
+check "apply --prune stops at a license with a live token (exit 1)" status_is 1
+check "the stop names the license and the daemon's refusal" err_has "apply stopped at license lic_stale: in_use: .*live token"
+tg --json apply --prune "$work/policy.yaml"
+check "--json: the stop carries the daemon's code in_use" out_has '^\{"error":"apply_stopped","errors":\[\{"code":"in_use",'
+tg revoke --license lic_stale
+tg apply --prune "$work/policy.yaml"
+check "apply --prune deletes what the file does not name" out_has "^0 created, 0 updated, [0-9]+ unchanged, 3 deleted$"
+tg org get stale_org
+check "the pruned organisation is gone" err_has "not_found"
+tg apply --dry-run --prune "$work/policy.yaml"
+check "after apply --prune the daemon holds exactly the file" out_has "^0 to create, 0 to update, [0-9]+ unchanged$"
+
 # --- Global options before the command name ------------------------------------------------------------------------
 tg --json --admin-socket ./state/tollgate-admin.sock events --limit 1
 check "global options may precede a new command" out_has '"sequence":1'

@@ -122,3 +122,70 @@ extension TollgateConnection {
         try await call(.events(after: after, limit: limit)) { if case .events(let e) = $0 { return e } else { return nil } }
     }
 }
+
+// MARK: - Listing and deleting licenses, plans and organisations
+
+extension TollgateConnection {
+    public func licensePage(_ request: LicenseListRequest) async throws -> (licenses: [LicenseInfo], next: String) {
+        try await call(.licenseList(request)) { if case .licenseList(let l, let n) = $0 { return (l, n) } else { return nil } }
+    }
+
+    public func planPage(_ request: ListPageRequest) async throws -> (plans: [Plan], next: String) {
+        try await call(.planList(request)) { if case .planList(let p, let n) = $0 { return (p, n) } else { return nil } }
+    }
+
+    public func orgPage(_ request: ListPageRequest) async throws -> (orgs: [OrgSpec], next: String) {
+        try await call(.orgList(request)) { if case .orgList(let o, let n) = $0 { return (o, n) } else { return nil } }
+    }
+
+    /// Every license (of one organisation and/or plan when given), page by page, in id order.
+    public func licenses(org: String = "", plan: String = "") async throws -> [LicenseInfo] {
+        var all: [LicenseInfo] = []
+        var after = ""
+        repeat {
+            let page = try await licensePage(LicenseListRequest(org: org, plan: plan, after: after, limit: 500))
+            all += page.licenses
+            after = page.next
+        } while !after.isEmpty
+        return all
+    }
+
+    /// Every plan, page by page, in id order.
+    public func plans() async throws -> [Plan] {
+        var all: [Plan] = []
+        var after = ""
+        repeat {
+            let page = try await planPage(ListPageRequest(after: after, limit: 500))
+            all += page.plans
+            after = page.next
+        } while !after.isEmpty
+        return all
+    }
+
+    /// Every organisation, page by page, in id order.
+    public func orgs() async throws -> [OrgSpec] {
+        var all: [OrgSpec] = []
+        var after = ""
+        repeat {
+            let page = try await orgPage(ListPageRequest(after: after, limit: 500))
+            all += page.orgs
+            after = page.next
+        } while !after.isEmpty
+        return all
+    }
+
+    /// Deletes a license that holds no live token; returns it as it was. `in_use` names the tokens that hold it.
+    public func deleteLicense(id: String, actor: String = "") async throws -> LicenseInfo {
+        try await call(.licenseDelete(DeleteRequest(id: id, actor: actor))) { if case .license(let l) = $0 { return l } else { return nil } }
+    }
+
+    /// Deletes a plan no license is on; returns it as it was. `in_use` names the licenses on it.
+    public func deletePlan(id: String, actor: String = "") async throws -> Plan {
+        try await call(.planDelete(DeleteRequest(id: id, actor: actor))) { if case .plan(let p) = $0 { return p } else { return nil } }
+    }
+
+    /// Deletes an organisation no license names; returns it as it was. `in_use` names the licenses in it.
+    public func deleteOrg(id: String, actor: String = "") async throws -> OrgSpec {
+        try await call(.orgDelete(DeleteRequest(id: id, actor: actor))) { if case .org(let o) = $0 { return o } else { return nil } }
+    }
+}

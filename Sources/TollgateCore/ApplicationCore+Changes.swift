@@ -61,6 +61,12 @@ extension ApplicationCore {
         return response
     }
 
+    /// Who asked, as the journal records it: the operator's name (admin socket) and the kernel's word on the uid
+    /// (`alice uid=1000`, or `uid=1000` without a name; `uid=unknown` when the kernel did not say).
+    static func recordedActor(_ actor: String, caller: UInt32?) -> String {
+        (actor.isEmpty ? "" : actor + " ") + "uid=\(caller.map(String.init) ?? "unknown")"
+    }
+
     /// Decides a control- or data-plane change and applies it to the state. Called with the lock held.
     private func decideLocked(_ request: Request, now: Timestamp, caller: UInt32?) throws -> (Response, StateChange?) {
         switch request {
@@ -71,7 +77,7 @@ extension ApplicationCore {
             return (.meter(result), change)
         case .revoke(var revoke):
             // The journal records who asked: the operator's name (admin socket) and the kernel's word on the uid.
-            revoke.actor = String((revoke.actor.isEmpty ? "" : revoke.actor + " ") + "uid=\(caller.map(String.init) ?? "unknown")")
+            revoke.actor = Self.recordedActor(revoke.actor, caller: caller)
             let (count, change) = try state.revoke(revoke, at: now)
             if let change, case .tokensRevoked(let ids, _, let actor, _) = change {
                 audit("tokens revoked", caller: caller, [
@@ -127,6 +133,30 @@ extension ApplicationCore {
             let (balance, change) = try state.grantCredits(grant, at: now)
             audit("credits granted", caller: caller, ["tollgate.pool": "\(grant.pool.name)", "tollgate.owner": "\(grant.owner)", "tollgate.amount": "\(grant.amount)"])
             return (.credits(balance: balance), change)
+        case .licenseDelete(var delete):
+            delete.actor = Self.recordedActor(delete.actor, caller: caller)
+            // Usage counted under the license is journaled before the record that removes it, so that replay,
+            // which counts usage only for licenses that exist, counts it too.
+            flushPendingUsageLocked()
+            let (info, change) = try state.deleteLicense(delete, at: now)
+            audit("license deleted", caller: caller, [
+                "tollgate.deleted": "license", "tollgate.license": "\(delete.id)", "tollgate.plan": "\(info.spec.plan)",
+                "tollgate.org": "\(info.spec.org)", "tollgate.actor": "\(delete.actor)",
+            ])
+            return (.license(info), change)
+        case .planDelete(var delete):
+            delete.actor = Self.recordedActor(delete.actor, caller: caller)
+            // Which calendar counters are kept depends on the plans (`CountedWindows`): usage counted before the
+            // deletion is journaled before it, as for PLAN_PUT.
+            flushPendingUsageLocked()
+            let (plan, change) = try state.deletePlan(delete, at: now)
+            audit("plan deleted", caller: caller, ["tollgate.deleted": "plan", "tollgate.plan": "\(plan.id)", "tollgate.actor": "\(delete.actor)"])
+            return (.plan(plan), change)
+        case .orgDelete(var delete):
+            delete.actor = Self.recordedActor(delete.actor, caller: caller)
+            let (org, change) = try state.deleteOrg(delete, at: now)
+            audit("organisation deleted", caller: caller, ["tollgate.deleted": "org", "tollgate.org": "\(org.id)", "tollgate.actor": "\(delete.actor)"])
+            return (.org(org), change)
         default:
             // Only the table's `afterJournal` operations come here.
             throw CoreError(status: .internal, message: "\(request.opcode.name) is not a state change")

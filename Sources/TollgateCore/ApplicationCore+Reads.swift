@@ -77,3 +77,42 @@ struct AnswerPager {
         return count
     }
 }
+
+// MARK: - Policy object listings (LICENSE_LIST, PLAN_LIST, ORG_LIST)
+
+extension ApplicationCore {
+    /// The page size a listing asks for: 0 means 100, and at most 500, as for TOKEN_LIST.
+    static func pageLimit(_ limit: UInt16) -> Int { limit == 0 ? 100 : min(Int(limit), 500) }
+
+    func listLicenses(_ request: LicenseListRequest) -> Response {
+        let (licenses, more) = lock.withLock {
+            state.listLicenses(org: request.org, plan: request.plan, after: request.page.after, limit: Self.pageLimit(request.page.limit))
+        }
+        let (page, next) = fitted(licenses, more: more, id: \.spec.id) { try $0.writeLicenseInfo($1) }
+        return .licenseList(licenses: page, next: next)
+    }
+
+    func listPlans(_ request: ListPageRequest) -> Response {
+        let (plans, more) = lock.withLock { state.listPlans(after: request.after, limit: Self.pageLimit(request.limit)) }
+        let (page, next) = fitted(plans, more: more, id: \.id) { try $0.writePlan($1) }
+        return .planList(plans: page, next: next)
+    }
+
+    func listOrgs(_ request: ListPageRequest) -> Response {
+        let (orgs, more) = lock.withLock { state.listOrgs(after: request.after, limit: Self.pageLimit(request.limit)) }
+        let (page, next) = fitted(orgs, more: more, id: \.id) { try $0.writeOrgSpec($1) }
+        return .orgList(orgs: page, next: next)
+    }
+
+    /// Cuts a page to what fits in one answer frame (beside the list count and the trailing `next`, an id of at most
+    /// 128 bytes) and names the id to continue after: the last one sent, when anything follows it.
+    private func fitted<Item>(_ items: [Item], more: Bool, id: (Item) -> String, encode: (inout ByteBuffer, Item) throws -> Void) -> ([Item], String) {
+        var items = items, more = more
+        let fitting = pager.countFitting(items, fixedBytes: 2 + 2 + Limits.maxIdentifier, encode: encode)
+        if fitting < items.count {
+            items.removeLast(items.count - fitting)
+            more = true
+        }
+        return (items, more ? items.last.map(id) ?? "" : "")
+    }
+}

@@ -11,7 +11,11 @@ extension ApplicationCore {
     func answer(for error: any Error, opcode: Opcode) -> Response {
         switch error {
         case let error as EngineError:
-            return .error(error.code == .notFound ? .notFound : .invalidArgument, error.message)
+            switch error.code {
+            case .notFound: return .error(.notFound, error.message)
+            case .invalidArgument: return .error(.invalidArgument, error.message)
+            case .inUse: return .error(.inUse, error.message)
+            }
         case let error as CoreError:
             return .error(error.status, error.message)
         case let error as JournalError:

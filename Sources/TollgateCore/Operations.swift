@@ -139,6 +139,21 @@ extension Operation {
             guard case .events(let after, let limit) = request else { return mismatch }
             return core.eventsPage(after: after, limit: limit)
         },
+        atOnce(.licenseList, .adminOnly) { core, request, _ in
+            guard case .licenseList(let list) = request else { return mismatch }
+            return core.listLicenses(list)
+        },
+        atOnce(.planList, .adminOnly) { core, request, _ in
+            guard case .planList(let page) = request else { return mismatch }
+            return core.listPlans(page)
+        },
+        atOnce(.orgList, .adminOnly) { core, request, _ in
+            guard case .orgList(let page) = request else { return mismatch }
+            return core.listOrgs(page)
+        },
+        afterJournal(.licenseDelete, .adminOnly),
+        afterJournal(.planDelete, .adminOnly),
+        afterJournal(.orgDelete, .adminOnly),
     ]
 
     /// A request whose case does not match its opcode: a bug in a front end, answered without effect.

@@ -7,6 +7,8 @@ public struct EngineError: Error, Hashable, CustomStringConvertible {
         case notFound
         /// A value is not acceptable (the message says which).
         case invalidArgument
+        /// A license, plan or organisation to delete is still used by others (the message names them).
+        case inUse
     }
 
     public var code: Code

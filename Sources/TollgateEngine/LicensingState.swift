@@ -177,6 +177,14 @@ public struct LicensingState: Sendable {
                 book.nextEventSequence = max(book.nextEventSequence, event.sequence + 1)
             }
             if book.events.count > Self.maxEvents { book.events.removeFirst(book.events.count - Self.maxEvents) }
+        case .objectDeleted(let kind, let id, _, _):
+            switch kind {
+            case .license: licenses[id] = nil
+            case .plan:
+                plans[id] = nil
+                countedWindows = CountedWindows(plans: plans.values)
+            case .org: orgs[id] = nil
+            }
         }
     }
 

@@ -58,6 +58,11 @@ extension StateChange {
         case .eventsRecorded(let events):
             buffer.writeInteger(UInt32(events.count))
             for event in events { try buffer.writeEvent(event) }
+        case .objectDeleted(let kind, let id, let actor, let at):
+            buffer.writeInteger(at)
+            buffer.writeInteger(kind.rawValue)
+            try buffer.writeWireString(id)
+            try buffer.writeWireString(actor)
         }
     }
 
@@ -122,6 +127,9 @@ extension StateChange {
             var events: [LicensingEvent] = []
             for _ in 0..<(try r.longCount("events", minimumElementSize: 21)) { events.append(try r.event()) }
             change = .eventsRecorded(events)
+        case 14:
+            let at = try r.i64("at")
+            change = .objectDeleted(try r.code("kind", as: PolicyObjectKind.self), id: try r.string("id"), actor: try r.string("actor"), at: at)
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }

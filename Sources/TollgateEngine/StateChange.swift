@@ -103,6 +103,11 @@ public enum StateChange: Sendable, Hashable {
     /// Threshold events, numbered when they happened. They are facts of their own (not derived again from usage in
     /// replay), because batched usage reaches the journal in another order than it was counted live.
     case eventsRecorded([LicensingEvent])
+    /// A license, plan or organisation deleted by an operator (LICENSE_DELETE, PLAN_DELETE, ORG_DELETE), with who
+    /// asked: the actor and the caller's uid, as for revocations. Decided only when nothing used the object
+    /// (`Validation.deletion`), so applying it leaves no license on a missing plan and no token on a missing license
+    /// that was not already revoked or expired. A journal written before this type existed never holds it.
+    case objectDeleted(PolicyObjectKind, id: String, actor: String, at: UnixMillis)
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -120,6 +125,7 @@ public enum StateChange: Sendable, Hashable {
         case .creditsGranted: return 11
         case .swept: return 12
         case .eventsRecorded: return 13
+        case .objectDeleted: return 14
         }
     }
 }

@@ -16,7 +16,7 @@ enum Validate {
 extension EngineError {
     /// `invalid_argument` with the rule's sentence (and field); the rule's error is kept in `validation`.
     init(_ error: ValidationError) {
-        self.init(.invalidArgument, error.description)
+        self.init(error.code == .inUse ? .inUse : .invalidArgument, error.description)
         validation = error
     }
 }

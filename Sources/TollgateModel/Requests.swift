@@ -352,3 +352,58 @@ public struct TokenListRequest: Sendable, Hashable {
         self.limit = limit
     }
 }
+
+// MARK: - Listing and deleting policy objects (LICENSE_LIST … ORG_DELETE)
+
+/// The objects an operator declares (`tollgate apply`) and may list and delete: licenses, plans, organisations.
+/// The raw values are the journal's code for the kind (`Protocol/JOURNAL.md`, type 14).
+public enum PolicyObjectKind: UInt8, Sendable, CaseIterable, Hashable {
+    case license = 0
+    case plan = 1
+    case org = 2
+
+    /// The word used in messages and log lines.
+    public var name: String {
+        switch self {
+        case .license: return "license"
+        case .plan: return "plan"
+        case .org: return "organisation"
+        }
+    }
+}
+
+/// A page of a listing in ascending id order: the ids after `after` (empty: from the first), at most `limit`
+/// (0: the server's default).
+public struct ListPageRequest: Sendable, Hashable {
+    public var after: String
+    public var limit: UInt16
+    public init(after: String = "", limit: UInt16 = 0) {
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// LICENSE_LIST: a page of licenses, optionally only those of one organisation and/or on one plan.
+public struct LicenseListRequest: Sendable, Hashable {
+    /// Empty: any organisation (or none).
+    public var org: String
+    /// Empty: any plan.
+    public var plan: String
+    public var page: ListPageRequest
+    public init(org: String = "", plan: String = "", after: String = "", limit: UInt16 = 0) {
+        self.org = org
+        self.plan = plan
+        self.page = ListPageRequest(after: after, limit: limit)
+    }
+}
+
+/// LICENSE_DELETE, PLAN_DELETE, ORG_DELETE: the object's id and who asks (an operator's name; the server appends the
+/// caller's uid, as for REVOKE, and journals and logs both).
+public struct DeleteRequest: Sendable, Hashable {
+    public var id: String
+    public var actor: String
+    public init(id: String, actor: String = "") {
+        self.id = id
+        self.actor = actor
+    }
+}

@@ -60,6 +60,8 @@ public struct ValidationError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let scopeNotGranted = Code(rawValue: "scope_not_granted")
         /// A license names an organisation that does not exist.
         public static let unknownOrg = Code(rawValue: "unknown_org")
+        /// A license, plan or organisation asked to be deleted while something still uses it.
+        public static let inUse = Code(rawValue: "in_use")
 
         public var description: String { rawValue }
     }
@@ -342,6 +344,41 @@ public enum Validation {
     public static func organisation(_ spec: OrgSpec) throws(ValidationError) {
         try identifier(spec.id, "the organisation id", field: "id")
         try text(spec.name, max: Limits.maxCustomer, "the name", field: "name")
+    }
+
+    // MARK: Deletion
+
+    /// How many of the users an `in_use` refusal names by id; the others are counted.
+    public static let maxUsersNamed = 5
+
+    /// Whether a license, plan or organisation may be deleted: only when nothing uses it, so that a deletion never
+    /// leaves a reference that changes what a check answers. What *uses* each kind (the caller, which knows the
+    /// state, collects `users`, their ids in ascending order):
+    ///
+    /// - a **plan**: every license on it, whatever its status (a canceled license put back to active must find its
+    ///   plan; a license on a missing plan answers `license_inactive`);
+    /// - an **organisation**: every license that names it (deleting it would silently lift a suspension, and its
+    ///   licenses' org-level pools would then count under an id nobody declares);
+    /// - a **license**: every live token of it: not revoked and not expired (those would start answering
+    ///   `license_inactive` instead of being revoked on purpose). Revoked and expired tokens do not hold a license;
+    ///   they stay until the sweep forgets them, and its usage stays in the ledger for billing.
+    ///
+    /// The refusal names the first `maxUsersNamed` users and counts the rest, so the operator knows what to move or
+    /// revoke first.
+    public static func deletion(of kind: PolicyObjectKind, _ id: String, usedBy users: [String]) throws(ValidationError) {
+        guard !users.isEmpty else { return }
+        let named = users.prefix(maxUsersNamed).joined(separator: ", ") + (users.count > maxUsersNamed ? ", …" : "")
+        let plural = users.count == 1 ? "" : "s"
+        let what: String
+        switch kind {
+        case .plan:
+            what = "\(users.count) license\(plural) \(users.count == 1 ? "is" : "are") on it (\(named)); move \(users.count == 1 ? "it" : "them") to another plan or delete \(users.count == 1 ? "it" : "them") first"
+        case .org:
+            what = "\(users.count) license\(plural) name\(users.count == 1 ? "s" : "") it (\(named)); move \(users.count == 1 ? "it" : "them") to another organisation or delete \(users.count == 1 ? "it" : "them") first"
+        case .license:
+            what = "it holds \(users.count) live token\(plural) (\(named)); revoke \(users.count == 1 ? "it" : "them") first (tollgate revoke --license \(id))"
+        }
+        throw ValidationError(.inUse, "\(kind.name) \(ValidationError.quoted(id)) is in use: \(what)")
     }
 
     /// Quoted without the secret check for values that cannot be secrets by their own rule's failure alone.

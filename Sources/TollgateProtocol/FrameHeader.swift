@@ -28,6 +28,12 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case creditsGrant = 0x2C
     case usageExport = 0x2D
     case events = 0x2E
+    case licenseList = 0x2F
+    case planList = 0x30
+    case orgList = 0x31
+    case licenseDelete = 0x32
+    case planDelete = 0x33
+    case orgDelete = 0x34
 
     public var name: String {
         switch self {
@@ -54,6 +60,12 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         case .creditsGrant: return "CREDITS_GRANT"
         case .usageExport: return "USAGE_EXPORT"
         case .events: return "EVENTS"
+        case .licenseList: return "LICENSE_LIST"
+        case .planList: return "PLAN_LIST"
+        case .orgList: return "ORG_LIST"
+        case .licenseDelete: return "LICENSE_DELETE"
+        case .planDelete: return "PLAN_DELETE"
+        case .orgDelete: return "ORG_DELETE"
         }
     }
 
@@ -79,6 +91,9 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
     case notFound = 8
     case invalidArgument = 9
     case unavailable = 10
+    /// A DELETE of an object that something still uses (answered only to the DELETE opcodes, so clients that
+    /// predate them never see it).
+    case inUse = 11
 
     public var name: String {
         switch self {
@@ -93,6 +108,7 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
         case .notFound: return "not_found"
         case .invalidArgument: return "invalid_argument"
         case .unavailable: return "unavailable"
+        case .inUse: return "in_use"
         }
     }
 

@@ -71,6 +71,12 @@ public enum Request: Sendable, Hashable {
     case creditsGrant(CreditsGrant)
     case usageExport(UsageExportRequest)
     case events(after: UInt64, limit: UInt16)
+    case licenseList(LicenseListRequest)
+    case planList(ListPageRequest)
+    case orgList(ListPageRequest)
+    case licenseDelete(DeleteRequest)
+    case planDelete(DeleteRequest)
+    case orgDelete(DeleteRequest)
 
     public var opcode: Opcode {
         switch self {
@@ -97,6 +103,12 @@ public enum Request: Sendable, Hashable {
         case .creditsGrant: return .creditsGrant
         case .usageExport: return .usageExport
         case .events: return .events
+        case .licenseList: return .licenseList
+        case .planList: return .planList
+        case .orgList: return .orgList
+        case .licenseDelete: return .licenseDelete
+        case .planDelete: return .planDelete
+        case .orgDelete: return .orgDelete
         }
     }
 }
@@ -122,6 +134,11 @@ public enum Response: Sendable, Hashable {
     /// USAGE_EXPORT: a page of rows and the offset of the next page (0: this was the last).
     case usage(rows: [UsageRow], next: UInt32)
     case events([LicensingEvent])
+    /// LICENSE_LIST, PLAN_LIST, ORG_LIST: a page in id order and the id to continue after (empty: the last page).
+    /// (LICENSE_DELETE, PLAN_DELETE and ORG_DELETE answer `.license`, `.plan`, `.org`: the object as it was.)
+    case licenseList(licenses: [LicenseInfo], next: String)
+    case planList(plans: [Plan], next: String)
+    case orgList(orgs: [OrgSpec], next: String)
     case error(Status, String)
 
     public var status: Status {
@@ -298,6 +315,18 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         request = .usageExport(UsageExportRequest(query: query, offset: try r.u32("offset"), limit: try r.u16("limit")))
     case .events:
         request = .events(after: try r.u64("after"), limit: try r.u16("limit"))
+    case .licenseList:
+        request = .licenseList(LicenseListRequest(org: try r.string("org"), plan: try r.string("plan"), after: try r.string("after"), limit: try r.u16("limit")))
+    case .planList:
+        request = .planList(ListPageRequest(after: try r.string("after"), limit: try r.u16("limit")))
+    case .orgList:
+        request = .orgList(ListPageRequest(after: try r.string("after"), limit: try r.u16("limit")))
+    case .licenseDelete:
+        request = .licenseDelete(DeleteRequest(id: try r.string("license_id"), actor: try r.string("actor")))
+    case .planDelete:
+        request = .planDelete(DeleteRequest(id: try r.string("plan_id"), actor: try r.string("actor")))
+    case .orgDelete:
+        request = .orgDelete(DeleteRequest(id: try r.string("org_id"), actor: try r.string("actor")))
     }
     try r.expectEnd()
     return request
@@ -388,6 +417,24 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
             events.append(try r.event())
         }
         response = .events(events)
+    case .licenseList:
+        var licenses: [LicenseInfo] = []
+        for _ in 0..<(try r.count("licenses", minimumElementSize: 64)) { licenses.append(try r.licenseInfo()) }
+        response = .licenseList(licenses: licenses, next: try r.string("next"))
+    case .planList:
+        var plans: [Plan] = []
+        for _ in 0..<(try r.count("plans", minimumElementSize: 36)) { plans.append(try r.plan()) }
+        response = .planList(plans: plans, next: try r.string("next"))
+    case .orgList:
+        var orgs: [OrgSpec] = []
+        for _ in 0..<(try r.count("orgs", minimumElementSize: 5)) { orgs.append(try r.orgSpec()) }
+        response = .orgList(orgs: orgs, next: try r.string("next"))
+    case .licenseDelete:
+        response = .license(try r.licenseInfo())
+    case .planDelete:
+        response = .plan(try r.plan())
+    case .orgDelete:
+        response = .org(try r.orgSpec())
     }
     try r.expectEnd()
     return response
@@ -475,6 +522,17 @@ extension ByteBuffer {
             try writeWireString(list.licenseID)
             try writeWireString(list.after)
             writeInteger(list.limit)
+        case .licenseList(let list):
+            try writeWireString(list.org)
+            try writeWireString(list.plan)
+            try writeWireString(list.page.after)
+            writeInteger(list.page.limit)
+        case .planList(let page), .orgList(let page):
+            try writeWireString(page.after)
+            writeInteger(page.limit)
+        case .licenseDelete(let delete), .planDelete(let delete), .orgDelete(let delete):
+            try writeWireString(delete.id)
+            try writeWireString(delete.actor)
         }
     }
 
@@ -532,6 +590,18 @@ extension ByteBuffer {
             try writeWireString(next)
         case .stats(let pairs):
             try writeWirePairs(pairs)
+        case .licenseList(let licenses, let next):
+            try writeWireCount(licenses.count)
+            for license in licenses { try writeLicenseInfo(license) }
+            try writeWireString(next)
+        case .planList(let plans, let next):
+            try writeWireCount(plans.count)
+            for plan in plans { try writePlan(plan) }
+            try writeWireString(next)
+        case .orgList(let orgs, let next):
+            try writeWireCount(orgs.count)
+            for org in orgs { try writeOrgSpec(org) }
+            try writeWireString(next)
         case .error(_, let message):
             try writeWireString(message)
         }

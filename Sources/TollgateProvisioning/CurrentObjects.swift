@@ -24,8 +24,8 @@ public struct CurrentObjects: Sendable, Hashable {
 
     /// The objects after every put of `document` succeeded: what the daemon holds after `tollgate apply`, used for
     /// dry runs and to check that applying twice changes nothing the second time.
-    public func applying(_ document: ProvisioningDocument) -> CurrentObjects {
-        var next = self
+    public func applying(_ document: ProvisioningDocument, prune: Bool = false) -> CurrentObjects {
+        var next = prune ? CurrentObjects() : self
         for org in document.orgs { next.orgs[org.id] = org }
         for plan in document.plans { next.plans[plan.id] = plan }
         for license in document.licenses { next.licenses[license.id] = license }

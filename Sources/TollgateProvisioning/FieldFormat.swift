@@ -4,11 +4,18 @@ import TollgateModel
 /// against the file, and a rule copied from it back into the file.
 enum FieldFormat {
     /// Plain when YAML would read it back as the same string, double-quoted otherwise (empty, spaces, `*`, a
-    /// number, `yes`…).
+    /// number, `yes`…). Plain only from a letter or `_` on: YAML reads `-1`, `.5` and `.inf` as numbers, and `@`
+    /// cannot start a plain scalar, so `tollgate export` (which writes every string through here) stays exact.
     static func text(_ value: String) -> String {
-        let plain = !value.isEmpty && value.utf8.allSatisfy(isPlainByte) && !(value.first?.isNumber ?? false)
-            && !["true", "false", "yes", "no", "on", "off", "null", "none"].contains(value.lowercased())
+        let startsPlain = value.utf8.first.map { $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20) } ?? false
+        let plain = startsPlain && value.utf8.allSatisfy(isPlainByte)
+            && !["true", "false", "yes", "no", "on", "off", "null", "none", "y", "n"].contains(value.lowercased())
         if plain { return value }
+        return doubleQuoted(value)
+    }
+
+    /// A YAML double-quoted scalar: always read back as exactly `value`, whatever it holds.
+    static func doubleQuoted(_ value: String) -> String {
         var quoted = "\""
         for scalar in value.unicodeScalars {
             switch scalar {
@@ -20,6 +27,10 @@ enum FieldFormat {
                 if scalar.value < 0x20 || scalar.value == 0x7F {
                     let hex = String(scalar.value, radix: 16)
                     quoted += "\\x" + String(repeating: "0", count: 2 - hex.count) + hex
+                } else if (0x80...0x9F).contains(scalar.value) || [0x2028, 0x2029, 0xFEFF].contains(scalar.value) {
+                    // Line breaks to YAML (NEL, LS, PS) and a BOM would be folded or dropped inside the quotes.
+                    let hex = String(scalar.value, radix: 16)
+                    quoted += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
                     quoted.unicodeScalars.append(scalar)
                 }

@@ -6,6 +6,9 @@ public enum ProvisioningChange: Sendable, Hashable {
     case update(Kind, id: String, fieldChanges: [FieldChange])
     /// The object exists exactly as the file declares it; nothing is sent.
     case unchanged(Kind, id: String)
+    /// `apply --prune` only: the object exists on the daemon and the file does not name it; it is deleted (and the
+    /// daemon refuses, `in_use`, while something the file does not remove still uses it).
+    case delete(Kind, id: String)
 
     /// The kinds of object a provisioning file declares, in the order they are applied: a license names a plan and
     /// an organisation, so those must exist first.
@@ -38,13 +41,13 @@ public enum ProvisioningChange: Sendable, Hashable {
 
     public var kind: Kind {
         switch self {
-        case .create(let kind, _), .update(let kind, _, _), .unchanged(let kind, _): return kind
+        case .create(let kind, _), .update(let kind, _, _), .unchanged(let kind, _), .delete(let kind, _): return kind
         }
     }
 
     public var id: String {
         switch self {
-        case .create(_, let id), .update(_, let id, _), .unchanged(_, let id): return id
+        case .create(_, let id), .update(_, let id, _), .unchanged(_, let id), .delete(_, let id): return id
         }
     }
 

@@ -9,7 +9,24 @@ public enum ProvisioningPlan {
     /// An object is `unchanged` when every field is equal, so after the document is applied the next diff is all
     /// `unchanged`. Entitlements and features are compared as sets: they are grants, their order means nothing,
     /// and reordering them in the file must not cause a put.
-    public static func diff(document: ProvisioningDocument, current: CurrentObjects) -> [ProvisioningChange] {
+    ///
+    /// With `prune`, `current` must hold every object on the daemon: those the document does not name are deleted,
+    /// after every put (a license the file moves off a plan is moved before the plan goes) and users first —
+    /// licenses, then plans, then organisations, each in id order — since the daemon refuses to delete what is
+    /// still in use.
+    public static func diff(document: ProvisioningDocument, current: CurrentObjects, prune: Bool = false) -> [ProvisioningChange] {
+        var changes = puts(document: document, current: current)
+        guard prune else { return changes }
+        let named = Set(document.licenses.map(\.id))
+        for id in current.licenses.keys.sorted() where !named.contains(id) { changes.append(.delete(.license, id: id)) }
+        let plans = Set(document.plans.map(\.id))
+        for id in current.plans.keys.sorted() where !plans.contains(id) { changes.append(.delete(.plan, id: id)) }
+        let orgs = Set(document.orgs.map(\.id))
+        for id in current.orgs.keys.sorted() where !orgs.contains(id) { changes.append(.delete(.org, id: id)) }
+        return changes
+    }
+
+    private static func puts(document: ProvisioningDocument, current: CurrentObjects) -> [ProvisioningChange] {
         var changes: [ProvisioningChange] = []
         for org in document.orgs {
             changes.append(change(.org, org.id, fields: current.orgs[org.id].map { fieldChanges(from: $0, to: org) }))

@@ -78,6 +78,9 @@ public enum RFC3339 {
     /// is shown the way it was most likely written. Years outside 0000–9999 have no RFC 3339 form; they are shown
     /// as milliseconds.
     public static func format(_ millis: UnixMillis) -> String {
+        // 0000-01-01T00:00:00Z ..< 10000-01-01T00:00:00Z; outside it the arithmetic below could overflow
+        // (`Int64.min` milliseconds, which the wire allows in a license's times).
+        guard (-62_167_219_200_000..<253_402_300_800_000).contains(millis) else { return "\(millis)ms" }
         let (seconds, fraction) = floorDivide(millis, 1000)
         let (days, secondOfDay) = floorDivide(seconds, 86_400)
         let (year, month, day) = civilFromDays(days)

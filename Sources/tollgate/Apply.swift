@@ -9,15 +9,20 @@ struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make the plans, organisations and licenses a YAML file declares exist as declared.",
         discussion: """
-            Shows the diff against the daemon first (+ create, ~ update, = unchanged with --verbose), then puts \
-            organisations, then plans, then licenses that are new or differ. Objects the file does not name are left \
-            alone; applying the same file twice changes nothing the second time. Nothing is sent if the file has any \
-            error. See examples/provisioning.yaml.
+            Shows the diff against the daemon first (+ create, ~ update, = unchanged with --verbose, - delete with \
+            --prune), then puts organisations, then plans, then licenses that are new or differ. Objects the file does \
+            not name are left alone, unless --prune: then they are deleted after the puts, licenses first, then plans, \
+            then organisations (the daemon refuses, in_use, to delete a license with live tokens, or a plan or \
+            organisation a remaining license uses, and apply stops there). Applying the same file twice changes nothing \
+            the second time. Nothing is sent if the file has any error. See examples/provisioning.yaml; tollgate \
+            export writes the daemon's policy in this format.
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The provisioning file (YAML).") var file: String
     @Flag(name: .customLong("dry-run"), help: "Show the diff and send nothing.") var dryRun = false
     @Flag(help: "Also list the objects that are unchanged.") var verbose = false
+    @Flag(help: "Delete the licenses, plans and organisations on the daemon that the file does not name.") var prune = false
+    @Option(help: "With --prune: who deletes (journaled and logged with the caller's uid).") var actor: String = "tollgate-apply"
 
     func run() async throws {
         let text: String
@@ -31,7 +36,7 @@ struct Apply: AsyncParsableCommand {
 
         let document = try await parse(text, connection)
         let current = try await wrap { try await fetchCurrent(document, connection) }
-        let changes = ProvisioningPlan.diff(document: document, current: current)
+        let changes = ProvisioningPlan.diff(document: document, current: current, prune: prune)
 
         if !global.json { print(ProvisioningPlan.render(changes, verbose: verbose), terminator: "") }
         var applied = 0
@@ -40,9 +45,12 @@ struct Apply: AsyncParsableCommand {
                 do {
                     try await put(change, from: document, connection)
                 } catch let error as TollgateClientError {
-                    throw CLIError(
+                    var failure = CLIError(
                         .applyStopped,
                         "apply stopped at \(change.kind.rawValue) \(change.id): \(error.message); \(applied) of \(changes.filter(\.isChange).count) changes were applied")
+                    // The daemon's own code (in_use for a refused deletion) for scripts, under --json.
+                    failure.details = [["code": CLIError(error).code.rawValue, "message": error.message]]
+                    throw failure
                 }
                 applied += 1
             }
@@ -50,16 +58,19 @@ struct Apply: AsyncParsableCommand {
 
         let created = changes.filter { if case .create = $0 { return true } else { return false } }.count
         let updated = changes.filter { if case .update = $0 { return true } else { return false } }.count
-        let unchanged = changes.count - created - updated
+        let deleted = changes.filter { if case .delete = $0 { return true } else { return false } }.count
+        let unchanged = changes.count - created - updated - deleted
         if global.json {
-            printJSON([
+            var object: [String: Any] = [
                 "dry_run": dryRun, "created": created, "updated": updated, "unchanged": unchanged, "applied": applied,
                 "changes": changes.map(\.json),
-            ])
+            ]
+            if prune { object["deleted"] = deleted }
+            printJSON(object)
         } else if dryRun {
             print("dry run: nothing was applied")
         } else {
-            print("\(created) created, \(updated) updated, \(unchanged) unchanged")
+            print("\(created) created, \(updated) updated, \(unchanged) unchanged" + (prune ? ", \(deleted) deleted" : ""))
         }
     }
 
@@ -99,8 +110,12 @@ struct Apply: AsyncParsableCommand {
         }
     }
 
-    /// The daemon's copy of every object the document names; absent ids are simply missing.
+    /// The daemon's copy of every object the document names; absent ids are simply missing. With `--prune`, every
+    /// object on the daemon (the listings), since those the file does not name are to be deleted.
     func fetchCurrent(_ document: ProvisioningDocument, _ connection: TollgateConnection) async throws -> CurrentObjects {
+        if prune {
+            return CurrentObjects(plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec))
+        }
         var current = CurrentObjects()
         for org in document.orgs { current.orgs[org.id] = try await absentIfNotFound { try await connection.org(id: org.id) } }
         for plan in document.plans { current.plans[plan.id] = try await absentIfNotFound { try await connection.plan(id: plan.id) } }
@@ -111,6 +126,15 @@ struct Apply: AsyncParsableCommand {
     }
 
     func put(_ change: ProvisioningChange, from document: ProvisioningDocument, _ connection: TollgateConnection) async throws {
+        if case .delete(let kind, let id) = change {
+            switch kind {
+            case .org: _ = try await connection.deleteOrg(id: id, actor: actor)
+            case .plan: _ = try await connection.deletePlan(id: id, actor: actor)
+            case .license: _ = try await connection.deleteLicense(id: id, actor: actor)
+            }
+            if verbose && !global.json { print("deleted \(kind.rawValue) \(id)") }
+            return
+        }
         switch change.kind {
         case .org: _ = try await connection.putOrg(document.org(change.id)!)
         case .plan: _ = try await connection.putPlan(document.plan(change.id)!)
@@ -139,6 +163,7 @@ extension ProvisioningChange {
         switch self {
         case .create: object["action"] = "create"
         case .unchanged: object["action"] = "unchanged"
+        case .delete: object["action"] = "delete"
         case .update(_, _, let fields):
             object["action"] = "update"
             object["fields"] = fields.map { ["field": $0.field, "old": $0.old, "new": $0.new] }

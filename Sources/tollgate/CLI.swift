@@ -113,7 +113,7 @@ struct Tollgate: AsyncParsableCommand {
         subcommands: [
             Issue.self, Revoke.self, Check.self, Meter.self, Inspect.self, List.self, LicenseCommand.self, PlanCommand.self,
             Rotate.self, RotateEnd.self, Derive.self, Release.self, Settle.self, OrgCommand.self, CreditsCommand.self,
-            UsageCommand.self, Events.self, Apply.self, Stats.self, Ping.self,
+            UsageCommand.self, Events.self, Apply.self, Export.self, Stats.self, Ping.self,
         ])
 }
 
@@ -301,7 +301,8 @@ struct List: AsyncParsableCommand {
 }
 
 struct LicenseCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "license", abstract: "Create, change or show a license.", subcommands: [Set.self, Get.self])
+    static let configuration = CommandConfiguration(
+        commandName: "license", abstract: "Create, change, show, list or delete a license.", subcommands: [Set.self, Get.self, List.self, Delete.self])
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create or replace a license.")
@@ -368,7 +369,8 @@ struct LicenseCommand: AsyncParsableCommand {
 }
 
 struct PlanCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Create, change or show a plan (tier).", subcommands: [Set.self, Get.self])
+    static let configuration = CommandConfiguration(
+        commandName: "plan", abstract: "Create, change, show, list or delete a plan (tier).", subcommands: [Set.self, Get.self, List.self, Delete.self])
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create or replace a plan; every license on it follows at once.")

@@ -47,6 +47,7 @@ struct CLIError: Error {
         static let invalidRequest = Code("invalid_request")
         static let usage = Code("usage")
         static let cannotRead = Code("cannot_read")
+        static let cannotWrite = Code("cannot_write")
         static let noSecret = Code("no_secret")
         static let applyStopped = Code("apply_stopped")
         static func server(_ status: Status) -> Code { Code(status.name) }
@@ -269,6 +270,7 @@ func reorderedArguments(_ arguments: [String]) -> [String] {
     let commands: Set<String> = [
         "issue", "revoke", "check", "meter", "inspect", "list", "license", "plan", "stats", "ping", "set", "get",
         "rotate", "rotate-end", "derive", "release", "settle", "org", "credits", "grant", "usage", "export", "show", "events", "apply",
+        "delete",
     ]
     while let first = rest.first, commands.contains(first), path.count < 2 { path.append(rest.removeFirst()) }
     return path + leading + rest

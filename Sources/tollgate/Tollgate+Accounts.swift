@@ -7,7 +7,8 @@ import TollgateProtocol
 // Organisations and prepaid credits.
 
 struct OrgCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "org", abstract: "Create, change or show an organisation.", subcommands: [Set.self, Get.self])
+    static let configuration = CommandConfiguration(
+        commandName: "org", abstract: "Create, change, show, list or delete an organisation.", subcommands: [Set.self, Get.self, List.self, Delete.self])
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

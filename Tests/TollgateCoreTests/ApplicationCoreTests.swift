@@ -60,7 +60,9 @@ final class ApplicationCoreTests: XCTestCase {
     /// after the journal and nothing else is; only data-plane changes other than REVOKE count in the backlog.
     func testTheOperationTableCoversEveryOpcodeAndStatesEachRule() {
         XCTAssertEqual(Operation.all.map(\.opcode), Opcode.allCases.sorted { $0.rawValue < $1.rawValue })
-        let changes: Set<Opcode> = [.meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant]
+        let changes: Set<Opcode> = [
+            .meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant, .licenseDelete, .planDelete, .orgDelete,
+        ]
         let dataPlane: Set<Opcode> = [.hello, .ping, .check, .meter, .revoke, .release, .settle, .derive]
         for operation in Operation.all {
             XCTAssertEqual(operation.timing == .afterJournal, changes.contains(operation.opcode), "\(operation.opcode.name)")

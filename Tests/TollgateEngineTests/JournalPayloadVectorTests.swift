@@ -58,11 +58,12 @@ final class JournalPayloadVectorTests: XCTestCase {
             ("type11-credits-granted", .creditsGranted(pool: .license, owner: "lic_acme", amount: 250, reason: "top-up", at: at)),
             ("type12-swept", .swept(at: at, tokenRetention: 30 * 86_400_000, keyRetention: 86_400_000, expiryWarning: 86_400_000, ledgerRetention: 100 * 86_400_000)),
             ("type13-events-recorded", .eventsRecorded([event])),
+            ("type14-object-deleted", .objectDeleted(.license, id: "lic_acme", actor: "alice@ops uid=0", at: at)),
         ]
     }
 
     func testEveryRecordTypeHasAVector() {
-        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...13))
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...14))
     }
 
     func testPayloadsMatchTheirVectorsBothWays() throws {

@@ -233,6 +233,48 @@ enum ProtocolVectors {
             ProtocolVector(name: "error.not_permitted.response", requestID: 15,
                 message: .response(.error(.notPermitted, "ISSUE is served on the admin socket only"), opcode: Opcode.issue.rawValue),
                 fields: ["status": 6, "message": "ISSUE is served on the admin socket only"]),
+        ] + listingAndDeletion(licenseInfoFields: licenseInfoFields)
+    }
+
+    /// LICENSE_LIST … ORG_DELETE (6.20, 6.21) and the `in_use` refusal.
+    static func listingAndDeletion(licenseInfoFields: [String: Any]) -> [ProtocolVector] {
+        let info = LicenseInfo(spec: license, updatedAt: 1_767_225_600_000, activeTokens: 1, prepaidCredits: 250)
+        var deleted = info
+        deleted.activeTokens = 0
+        var deletedFields = licenseInfoFields
+        deletedFields["active_tokens"] = 0
+        let globex = OrgSpec(id: "globex", name: "Globex Corporation", suspended: false)
+        let globexFields: [String: Any] = ["org_id": "globex", "name": "Globex Corporation", "suspended": 0]
+        let inUse = "plan 'pro' is in use: 1 license is on it (lic_acme); move it to another plan or delete it first"
+        return [
+            ProtocolVector(name: "license_list.request", requestID: 30, message: .request(.licenseList(LicenseListRequest(org: "acme", plan: "", after: "", limit: 100))),
+                fields: ["org": "acme", "plan": "", "after": "", "limit": 100]),
+            ProtocolVector(name: "license_list.response", requestID: 30,
+                message: .response(.licenseList(licenses: [info], next: ""), opcode: Opcode.licenseList.rawValue),
+                fields: ["licenses": [licenseInfoFields], "next": ""]),
+            ProtocolVector(name: "plan_list.request", requestID: 31, message: .request(.planList(ListPageRequest(after: "", limit: 1))),
+                fields: ["after": "", "limit": 1]),
+            ProtocolVector(name: "plan_list.response", requestID: 31,
+                message: .response(.planList(plans: [plan], next: "pro"), opcode: Opcode.planList.rawValue),
+                fields: ["plans": [planFields], "next": "pro"]),
+            ProtocolVector(name: "org_list.request", requestID: 32, message: .request(.orgList(ListPageRequest(after: "acme", limit: 0))),
+                fields: ["after": "acme", "limit": 0]),
+            ProtocolVector(name: "org_list.response", requestID: 32,
+                message: .response(.orgList(orgs: [globex], next: ""), opcode: Opcode.orgList.rawValue),
+                fields: ["orgs": [globexFields], "next": ""]),
+            ProtocolVector(name: "license_delete.request", requestID: 33, message: .request(.licenseDelete(DeleteRequest(id: "lic_acme", actor: "alice@ops"))),
+                fields: ["license_id": "lic_acme", "actor": "alice@ops"]),
+            ProtocolVector(name: "license_delete.response", requestID: 33,
+                message: .response(.license(deleted), opcode: Opcode.licenseDelete.rawValue), fields: deletedFields),
+            ProtocolVector(name: "plan_delete.request", requestID: 34, message: .request(.planDelete(DeleteRequest(id: "pro", actor: ""))),
+                fields: ["plan_id": "pro", "actor": ""]),
+            ProtocolVector(name: "plan_delete.response", requestID: 34, message: .response(.plan(plan), opcode: Opcode.planDelete.rawValue), fields: planFields),
+            ProtocolVector(name: "org_delete.request", requestID: 35, message: .request(.orgDelete(DeleteRequest(id: "globex", actor: "alice@ops"))),
+                fields: ["org_id": "globex", "actor": "alice@ops"]),
+            ProtocolVector(name: "org_delete.response", requestID: 35, message: .response(.org(globex), opcode: Opcode.orgDelete.rawValue), fields: globexFields),
+            // 6.21: a plan still in use is not deleted; the message names the licenses on it.
+            ProtocolVector(name: "error.in_use.response", requestID: 36, message: .response(.error(.inUse, inUse), opcode: Opcode.planDelete.rawValue),
+                fields: ["status": 11, "message": inUse]),
         ]
     }
 }

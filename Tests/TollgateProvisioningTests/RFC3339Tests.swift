@@ -96,6 +96,11 @@ final class RFC3339Tests: XCTestCase {
         XCTAssertEqual(RFC3339.format(-1), "1969-12-31T23:59:59.999Z")
         XCTAssertEqual(RFC3339.format(253_402_300_799_000), "9999-12-31T23:59:59Z")
         XCTAssertEqual(RFC3339.format(253_402_300_800_000), "253402300800000ms")
+        XCTAssertEqual(RFC3339.format(-62_167_219_200_000), "0000-01-01T00:00:00Z")
+        XCTAssertEqual(RFC3339.format(-62_167_219_200_001), "-62167219200001ms")
+        // The wire allows any i64 in a license's times; formatting the extremes must not trap (it overflowed).
+        XCTAssertEqual(RFC3339.format(.min), "\(Int64.min)ms")
+        XCTAssertEqual(RFC3339.format(.max), "\(Int64.max)ms")
         var millis: Int64 = -86_400_000 * 800
         while millis < 4_102_444_800_000 {  // 2100-01-01
             XCTAssertEqual(try RFC3339.parse(RFC3339.format(millis)), millis)

@@ -1333,6 +1333,71 @@ def anchored_month_end(now: int, anchor: int) -> int:
     return calendar.timegm(_dt.datetime(y, m, anchor, tzinfo=_dt.timezone.utc).timetuple()) * 1000
 
 
+class LiveListingAndDeletionTests(LiveBase):
+    """LICENSE_LIST, PLAN_LIST, ORG_LIST and the DELETE opcodes (sections 6.20, 6.21)."""
+
+    def test_license_list_pages_in_id_order_with_filters(self):
+        org = "py-org-" + uid()
+        self.A.org_put(org, "Python Org")
+        plan = self.make_plan()
+        ids = sorted(self.make_license(plan, org=org) for _ in range(5))
+        other = self.make_license(plan)              # not in the organisation
+        first = self.A.license_list(org=org, limit=2)
+        self.assertEqual([l["license_id"] for l in first["licenses"]], ids[:2])
+        self.assertEqual(first["next"], ids[1])
+        second = self.A.license_list(org=org, after=first["next"], limit=2)
+        self.assertEqual([l["license_id"] for l in second["licenses"]], ids[2:4])
+        every = self.A.license_list_all(org=org, limit=2)
+        self.assertEqual([l["license_id"] for l in every], ids)
+        self.assertTrue(all(l["org"] == org for l in every))
+        on_plan = [l["license_id"] for l in self.A.license_list_all(plan=plan)]
+        self.assertEqual(on_plan, sorted(ids + [other]))
+        self.assertEqual(self.A.license_list_all(org=org)[0], self.A.license_get(ids[0]))
+        self.assertEqual(self.A.license_list(org="py-org-nosuch-" + uid()),
+                         {"licenses": [], "next": ""})
+
+    def test_plan_and_org_lists_hold_every_object_in_id_order(self):
+        plan = self.make_plan(["read"])
+        org = "py-org-" + uid()
+        self.A.org_put(org, "Listed", True)
+        plans = self.A.plan_list_all(limit=3)
+        self.assertEqual([p["plan_id"] for p in plans], sorted(p["plan_id"] for p in plans))
+        self.assertIn(self.A.plan_get(plan), plans)
+        orgs = self.A.org_list_all(limit=1)
+        self.assertEqual([o["org_id"] for o in orgs], sorted(o["org_id"] for o in orgs))
+        self.assertIn({"org_id": org, "name": "Listed", "suspended": 1}, orgs)
+
+    def test_deletions_are_refused_in_use_then_answer_the_object(self):
+        org = "py-org-" + uid()
+        self.A.org_put(org, "Doomed Org")
+        plan = self.make_plan()
+        lic = self.make_license(plan, org=org)
+        tok = self.make_token(lic)
+        e = self.assertStatus("in_use", self.A.plan_delete, plan, "py-conformance")
+        self.assertIn(lic, e.message)
+        e = self.assertStatus("in_use", self.A.org_delete, org)
+        self.assertIn(lic, e.message)
+        e = self.assertStatus("in_use", self.A.license_delete, lic)
+        self.assertIn(tok["token"]["token_id"], e.message)
+        self.assertEqual(self.A.plan_get(plan)["plan_id"], plan, "nothing was deleted")
+
+        self.A.revoke("license_id", lic, "py offboarding")
+        gone = self.A.license_delete(lic, "py-conformance")
+        self.assertEqual((gone["license_id"], gone["org"], gone["active_tokens"]), (lic, org, 0))
+        self.assertStatus("not_found", self.A.license_get, lic)
+        self.assertStatus("not_found", self.A.license_delete, lic)
+        self.assertEqual(self.A.plan_delete(plan)["plan_id"], plan)
+        self.assertStatus("not_found", self.A.plan_get, plan)
+        self.assertEqual(self.A.org_delete(org), {"org_id": org, "name": "Doomed Org", "suspended": 0})
+        self.assertStatus("not_found", self.A.org_get, org)
+        # The revoked token of the deleted license still answers revoked.
+        self.assertDeny(self.P.check(tok["secret"]), "revoked")
+
+    def test_bad_ids_are_invalid_arguments(self):
+        self.assertStatus("invalid_argument", self.A.plan_delete, "bad id")
+        self.assertStatus("invalid_argument", self.A.license_delete, "")
+
+
 class LiveLicensingTests(LiveBase):
     """The licensing model (PROTOCOL.md 8) against the live daemon."""
 
@@ -2025,6 +2090,12 @@ class LiveProtocolErrorTests(LiveBase):
             "USAGE_EXPORT": {"from": 0, "to": 1, "org": "", "license_id": "", "granularity": 0,
                              "offset": 0, "limit": 0},
             "EVENTS": {"after": 0, "limit": 0},
+            "LICENSE_LIST": {"org": "", "plan": "", "after": "", "limit": 0},
+            "PLAN_LIST": {"after": "", "limit": 0},
+            "ORG_LIST": {"after": "", "limit": 0},
+            "LICENSE_DELETE": {"license_id": "lic_x", "actor": ""},
+            "PLAN_DELETE": {"plan_id": "free", "actor": ""},
+            "ORG_DELETE": {"org_id": "o", "actor": ""},
         }
         self.assertEqual({OP[n] for n in bodies}, set(OP.values()) - tg.DATA_PLANE)
         for name, fields in bodies.items():
@@ -2036,7 +2107,8 @@ class LiveProtocolErrorTests(LiveBase):
 
     def test_unknown_opcode(self):
         c = self.P
-        for op in (0x7F, 0x03, 0x16, 0x2F, 0xFF, 0x00):
+        # 0x35: the first code after the last opcode defined (ORG_DELETE, 0x34).
+        for op in (0x7F, 0x03, 0x16, 0x35, 0xFF, 0x00):
             with self.subTest(opcode=op):
                 f = self.raw_exchange(c, tg.encode_frame(op, 1000 + op))
                 self.assertErrorFrame(f, "unknown_opcode", op, 1000 + op)

@@ -72,6 +72,9 @@ OP = {
     "PLAN_GET": 0x24, "TOKEN_GET": 0x25, "TOKEN_LIST": 0x26, "STATS": 0x27,
     "ROTATE": 0x28, "ROTATION_END": 0x29, "ORG_PUT": 0x2A, "ORG_GET": 0x2B,
     "CREDITS_GRANT": 0x2C, "USAGE_EXPORT": 0x2D, "EVENTS": 0x2E,
+    # Listing and deleting policy objects (section 6.20, 6.21)
+    "LICENSE_LIST": 0x2F, "PLAN_LIST": 0x30, "ORG_LIST": 0x31,
+    "LICENSE_DELETE": 0x32, "PLAN_DELETE": 0x33, "ORG_DELETE": 0x34,
 }
 OPCODE_NAMES = {v: k for k, v in OP.items()}
 # Opcodes served on the api socket (section 2); the admin socket serves every opcode.
@@ -82,6 +85,7 @@ STATUS_NAMES = {
     0: "ok", 1: "denied", 2: "malformed", 3: "unsupported_version",
     4: "unknown_opcode", 5: "too_large", 6: "not_permitted", 7: "internal",
     8: "not_found", 9: "invalid_argument", 10: "unavailable",
+    11: "in_use",   # answered only to the DELETE opcodes (section 6.21)
 }
 STATUS = {v: k for k, v in STATUS_NAMES.items()}
 
@@ -455,6 +459,12 @@ REQUEST_SCHEMAS: dict[int, list] = {
     OP["USAGE_EXPORT"]: [("from", "time"), ("to", "time"), ("org", "str"), ("license_id", "str"),
                          ("granularity", PERIOD_T), ("offset", "u32"), ("limit", "u16")],
     OP["EVENTS"]: [("after", "u64"), ("limit", "u16")],
+    OP["LICENSE_LIST"]: [("org", "str"), ("plan", "str"), ("after", "str"), ("limit", "u16")],
+    OP["PLAN_LIST"]: [("after", "str"), ("limit", "u16")],
+    OP["ORG_LIST"]: [("after", "str"), ("limit", "u16")],
+    OP["LICENSE_DELETE"]: [("license_id", "str"), ("actor", "str")],
+    OP["PLAN_DELETE"]: [("plan_id", "str"), ("actor", "str")],
+    OP["ORG_DELETE"]: [("org_id", "str"), ("actor", "str")],
 }
 
 RESPONSE_SCHEMAS: dict[int, list] = {
@@ -485,6 +495,13 @@ RESPONSE_SCHEMAS: dict[int, list] = {
     OP["CREDITS_GRANT"]: [("balance", "u64")],
     OP["USAGE_EXPORT"]: [("rows", _list(_struct(USAGE_ROW))), ("next", "u32")],
     OP["EVENTS"]: [("events", _list(_struct(EVENT)))],
+    OP["LICENSE_LIST"]: [("licenses", _list(_struct(LICENSE_INFO))), ("next", "str")],
+    OP["PLAN_LIST"]: [("plans", _list(_struct(PLAN_INFO))), ("next", "str")],
+    OP["ORG_LIST"]: [("orgs", _list(_struct(ORG_SPEC))), ("next", "str")],
+    # a deletion answers the object as it was, with the body of the GET opcode
+    OP["LICENSE_DELETE"]: LICENSE_INFO,
+    OP["PLAN_DELETE"]: PLAN_INFO,
+    OP["ORG_DELETE"]: ORG_SPEC,
 }
 
 # Opcodes whose answer may be `denied` and carries a decision and a reason (section 5).
@@ -1089,6 +1106,54 @@ class Client:
     def events(self, after: int = 0, limit: int = 0) -> dict:
         """EVENTS: ``{"events": [Event...]}`` with sequence above ``after``."""
         return self.call(OP["EVENTS"], {"after": after, "limit": limit})
+
+    # -- listing and deleting licenses, plans and organisations (sections 6.20, 6.21) --
+
+    def license_list(self, org: str = "", plan: str = "", after: str = "", limit: int = 0) -> dict:
+        """One page of LICENSE_LIST: ``{"licenses": [LicenseInfo...], "next": id or ""}``."""
+        return self.call(OP["LICENSE_LIST"], {"org": org, "plan": plan, "after": after,
+                                              "limit": limit})
+
+    def plan_list(self, after: str = "", limit: int = 0) -> dict:
+        """One page of PLAN_LIST: ``{"plans": [PlanInfo...], "next": id or ""}``."""
+        return self.call(OP["PLAN_LIST"], {"after": after, "limit": limit})
+
+    def org_list(self, after: str = "", limit: int = 0) -> dict:
+        """One page of ORG_LIST: ``{"orgs": [OrgSpec...], "next": id or ""}``."""
+        return self.call(OP["ORG_LIST"], {"after": after, "limit": limit})
+
+    def _all_pages(self, page, key: str) -> list[dict]:
+        # Only an empty `next` ends a listing: a page may be cut short to fit max_frame.
+        items, after = [], ""
+        while True:
+            answer = page(after)
+            items += answer[key]
+            if not answer["next"]:
+                return items
+            after = answer["next"]
+
+    def license_list_all(self, org: str = "", plan: str = "", limit: int = 0) -> list[dict]:
+        return self._all_pages(lambda after: self.license_list(org, plan, after, limit), "licenses")
+
+    def plan_list_all(self, limit: int = 0) -> list[dict]:
+        return self._all_pages(lambda after: self.plan_list(after, limit), "plans")
+
+    def org_list_all(self, limit: int = 0) -> list[dict]:
+        return self._all_pages(lambda after: self.org_list(after, limit), "orgs")
+
+    def license_delete(self, license_id: str, actor: str = "") -> dict:
+        """LICENSE_DELETE: the license as it was (LicenseInfo). Raises ``in_use`` while it
+        holds a live token."""
+        return self.call(OP["LICENSE_DELETE"], {"license_id": license_id, "actor": actor})
+
+    def plan_delete(self, plan_id: str, actor: str = "") -> dict:
+        """PLAN_DELETE: the plan as it was (PlanInfo). Raises ``in_use`` while a license is on it."""
+        return self.call(OP["PLAN_DELETE"], {"plan_id": plan_id, "actor": actor})
+
+    def org_delete(self, org_id: str, actor: str = "") -> dict:
+        """ORG_DELETE: the organisation as it was (OrgSpec). Raises ``in_use`` while a license
+        names it."""
+        return self.call(OP["ORG_DELETE"], {"org_id": org_id, "actor": actor})
 
     def events_all(self, after: int = 0, limit: int = 200) -> list[dict]:
         """Every event after ``after``, in pages of ``limit``. The default page of 200 events
