@@ -96,6 +96,10 @@ check "check --explain allows" status_is 0
 check "check --explain lists the quota rule with owner and used/limit" out_has "^  quota:requests:month:license lic1 0/1000000$"
 check "check --explain lists the token rate rule" out_has "^  rate:token $token_a 0/100$"
 check "check shows the quota after the charge" out_has "^allow token=$token_a license=lic1 subject=alice remaining=999995/1000000"
+tg check "$secret_a" --details
+check "check --details names the plan and the tightest rate limit" out_has "^allow token=$token_a .* plan=pro rate_limit=[0-9]+/[0-9]+ rate_limit_full_in_ms=[0-9]+$"
+tg --json check "$secret_a" --details
+check "check --json --details carries the details object" out_has '"details":\{"plan_id":"pro","rate_limit":\{"limit":[0-9]+,"remaining":[0-9]+,"reset_ms":[0-9]+\},"token_expires_at":[0-9]+\}'
 tg check "$secret_a" --feature billing
 check "a feature outside the plan is denied (exit 3)" status_is 3
 check "the denial names the reason" out_has "^deny feature_not_entitled"

@@ -52,7 +52,9 @@ extension LicensingState {
             guard TokenFormat.validate(utf8: utf8) != nil else { return nil }
             return Self.hash(utf8: utf8)
         }
-        guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
+        // With `details`, every answer carries the block (empty when nothing is known), so a client reads one shape.
+        let wantsDetails = request.options.contains(.details)
+        guard let hash else { return (CheckResult(reason: .malformedToken, details: wantsDetails ? CheckDetails() : nil), nil) }
         let record: TokenRecord
         let handle: TokenStore.Handle?
         var retired: RetiredSecret?
@@ -62,11 +64,12 @@ extension LicensingState {
             (handle, record) = (nil, current)
             retired = old
         } else {
-            return (CheckResult(reason: .unknownToken), nil)
+            return (CheckResult(reason: .unknownToken, details: wantsDetails ? CheckDetails() : nil), nil)
         }
         let token = record.info
         let explain = request.options.contains(.explain)
         var result = CheckResult(reason: .none, tokenID: token.id, licenseID: token.licenseID, subject: token.subject)
+        if wantsDetails { result.details = CheckDetails(tokenExpiresAt: token.expiresAt) }
         func deny(_ reason: DenyReason, _ evaluation: RuleEvaluation? = nil) -> (result: CheckResult, consumed: UsageEntry?) {
             result.reason = reason
             if explain, var evaluation {
@@ -87,6 +90,7 @@ extension LicensingState {
         case .success(let usable):
             (plan, license) = usable
         }
+        if wantsDetails { result.details!.planID = plan.id }
 
         for scope in request.scopes where !Self.grants(token.scopes, scope) || !Self.grants(plan.entitlements, scope) {
             return deny(.insufficientScope, RuleEvaluation(rule: "scope:" + scope, owner: token.id))
@@ -99,6 +103,9 @@ extension LicensingState {
         var limiterUpdates: [(PoolKey, RateLimiterState)] = []
         var rateDenial: RuleEvaluation?
         var wait: Int64 = 0
+        // With `details`: the rule with the fewest requests left before this check, and its interval (to count
+        // this check in once it is allowed).
+        var tightestRate: (state: RateLimitState, interval: Int64)?
         for rule in plan.rateLimits where rule.ratePerSecond > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
             let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
@@ -113,6 +120,13 @@ extension LicensingState {
             func evaluation() -> RuleEvaluation {
                 RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
             }
+            if wantsDetails {
+                let state = Self.rateLimitState(ahead: tat - now.nanoseconds, interval: interval, tolerance: tolerance, burst: rule.burst)
+                let tighter = tightestRate.map {
+                    state.remaining < $0.state.remaining || (state.remaining == $0.state.remaining && state.resetMillis > $0.state.resetMillis)
+                }
+                if tighter ?? true { tightestRate = (state, interval) }
+            }
             if tat - now.nanoseconds > tolerance {
                 wait = max(wait, tat - now.nanoseconds - tolerance)
                 rateDenial = rateDenial ?? evaluation()
@@ -121,6 +135,7 @@ extension LicensingState {
                 limiterUpdates.append((pool, RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)))
             }
         }
+        if let tightestRate { result.details!.rateLimit = tightestRate.state }
         if let rateDenial {
             result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
             return deny(.rateLimited, rateDenial)
@@ -193,6 +208,12 @@ extension LicensingState {
 
         // Everything passed: commit.
         for (pool, state) in limiterUpdates { rateLimiters[pool] = state }
+        if let (state, interval) = tightestRate {
+            // This check took one request of every limiter: one fewer left, and the limiter full again one interval later.
+            result.details!.rateLimit = RateLimitState(
+                limit: state.limit, remaining: state.remaining > 0 ? state.remaining - 1 : 0,
+                resetMillis: UInt32(clamping: Int64(state.resetMillis) + (interval + 999_999) / 1_000_000))
+        }
         // A lease is taken only where a concurrency limit applies: without one there is nothing to hold (and nothing a
         // caller that never releases could pile up).
         if request.options.contains(.lease) && !leasePools.isEmpty {
@@ -228,6 +249,14 @@ extension LicensingState {
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
         recordUsageLive(entry, context: (license, plan))
         return (result, entry)
+    }
+
+    /// A GCRA limiter as the RateLimit header fields describe it, before a check: `ahead` is how far its theoretical
+    /// arrival time is ahead of now (0 when full). A request is allowed while `ahead <= tolerance`, so
+    /// `(tolerance - ahead) / interval + 1` requests are available now; it is full again `ahead` from now.
+    static func rateLimitState(ahead: Int64, interval: Int64, tolerance: Int64, burst: UInt32) -> RateLimitState {
+        let remaining = ahead > tolerance ? 0 : UInt64((tolerance - ahead) / interval + 1)
+        return RateLimitState(limit: UInt64(max(burst, 1)), remaining: remaining, resetMillis: UInt32(clamping: (ahead + 999_999) / 1_000_000))
     }
 
     /// When the window of `rule` that contains `time` ends (for a rolling window: when one slice leaves it).

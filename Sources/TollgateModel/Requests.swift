@@ -31,8 +31,11 @@ public struct CheckOptions: OptionSet, Sendable, Hashable {
     /// `cost` is an estimate to reserve, not to charge: SETTLE charges the actual cost later, or the reservation
     /// expires and is released.
     public static let reserve = CheckOptions(rawValue: 1 << 2)
+    /// Answer with `CheckResult.details` too (the tightest rate limit, the token's expiry, the plan): what a proxy
+    /// passes on as `RateLimit-*` and identity headers. Opt-in, so a caller that does not need it pays nothing.
+    public static let details = CheckOptions(rawValue: 1 << 3)
 
-    public static let all: CheckOptions = [.explain, .lease, .reserve]
+    public static let all: CheckOptions = [.explain, .lease, .reserve, .details]
 }
 
 /// One rule a check evaluated, for explain mode.
@@ -75,13 +78,15 @@ public struct CheckResult: Sendable, Hashable {
     public var overage: UInt64
     /// With the `explain` option: every rule evaluated, in order.
     public var explanation: [RuleEvaluation]
+    /// With the `details` option: the tightest rate limit, the token's expiry and the plan (nil otherwise).
+    public var details: CheckDetails?
 
     public var allowed: Bool { reason == .none }
 
     public init(
         reason: DenyReason, tokenID: String = "", licenseID: String = "", subject: String = "",
         quota: QuotaState? = nil, retryAfterMillis: UInt32 = 0, leaseID: UInt64 = 0, reservationID: UInt64 = 0,
-        creditsRemaining: UInt64? = nil, overage: UInt64 = 0, explanation: [RuleEvaluation] = []
+        creditsRemaining: UInt64? = nil, overage: UInt64 = 0, explanation: [RuleEvaluation] = [], details: CheckDetails? = nil
     ) {
         self.reason = reason
         self.tokenID = tokenID
@@ -94,6 +99,38 @@ public struct CheckResult: Sendable, Hashable {
         self.creditsRemaining = creditsRemaining
         self.overage = overage
         self.explanation = explanation
+        self.details = details
+    }
+}
+
+/// What a check answers with the `details` option, on allow and on deny: what a proxy in front of an API passes on.
+public struct CheckDetails: Sendable, Hashable {
+    /// The plan's rate limit with the fewest requests left (absent when the plan has none, or the check was denied
+    /// before rate limits were reached: unknown token, scope, feature, license status).
+    public var rateLimit: RateLimitState?
+    /// When the token stops working (0: it does not expire; also 0 when the token is unknown).
+    public var tokenExpiresAt: UnixMillis
+    /// The plan of the token's license (empty when it is not known: unknown token, missing license).
+    public var planID: String
+
+    public init(rateLimit: RateLimitState? = nil, tokenExpiresAt: UnixMillis = 0, planID: String = "") {
+        self.rateLimit = rateLimit
+        self.tokenExpiresAt = tokenExpiresAt
+        self.planID = planID
+    }
+}
+
+/// One rate limit as the IETF `RateLimit` header fields describe it: a burst of `limit` requests, `remaining` of
+/// them available now (after this check, when it was allowed), and `resetMillis` until all `limit` are available again.
+public struct RateLimitState: Sendable, Hashable {
+    public var limit: UInt64
+    public var remaining: UInt64
+    public var resetMillis: UInt32
+
+    public init(limit: UInt64, remaining: UInt64, resetMillis: UInt32) {
+        self.limit = limit
+        self.remaining = remaining
+        self.resetMillis = resetMillis
     }
 }
 

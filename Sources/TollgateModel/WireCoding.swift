@@ -231,6 +231,9 @@ public struct WireReader {
 
     /// A body must hold exactly its fields: bytes left over are malformed.
     @inlinable
+    /// Whether bytes are left after what was read (an optional trailing block).
+    public var hasMore: Bool { buffer.readableBytes > 0 }
+
     public func expectEnd() throws {
         guard buffer.readableBytes == 0 else {
             throw WireError(.malformed, "\(context): \(buffer.readableBytes) unexpected bytes after the last field")

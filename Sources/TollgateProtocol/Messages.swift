@@ -171,7 +171,7 @@ extension ByteBuffer {
     public mutating func writeResponse(_ response: Response, opcode: UInt8, requestID: UInt32) {
         // The common CHECK answer (no explanation) is written in one pass over reserved bytes: the generic path
         // costs a capacity and uniqueness check per field. Same bytes as the generic encoder.
-        if case .check(let result) = response, result.explanation.isEmpty, writeCheckFrame(result, opcode: opcode, requestID: requestID) { return }
+        if case .check(let result) = response, result.explanation.isEmpty, result.details == nil, writeCheckFrame(result, opcode: opcode, requestID: requestID) { return }
         let start = writerIndex
         do {
             try writeFrame(header: FrameHeader(opcode: opcode, flags: FrameHeader.responseFlag, status: response.status.rawValue, requestID: requestID)) {
@@ -188,7 +188,7 @@ extension ByteBuffer {
     /// Writes the answer to a CHECK: the same bytes as `writeResponse(.check(result), opcode: CHECK, ...)`,
     /// without wrapping the result in a `Response` (a copy of every field) on the server's hot path.
     public mutating func writeCheckResponse(_ result: CheckResult, requestID: UInt32) {
-        if result.explanation.isEmpty, writeCheckFrame(result, opcode: Opcode.check.rawValue, requestID: requestID) { return }
+        if result.explanation.isEmpty, result.details == nil, writeCheckFrame(result, opcode: Opcode.check.rawValue, requestID: requestID) { return }
         writeResponse(.check(result), opcode: Opcode.check.rawValue, requestID: requestID)
     }
     /// Writes a whole CHECK (or SETTLE) answer frame with an empty explanation, in one pass. Returns false, having
@@ -359,7 +359,12 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .hello(HelloResponse(version: try r.u8("version"), role: try r.code("role", as: SocketRole.self), maxFrameSize: try r.u32("max_frame"), server: try r.string("server")))
     case .ping:
         response = .pong
-    case .check, .settle:
+    case .check:
+        var result = try r.checkResult(status: status)
+        // The details block follows only when the request asked for it (option `details`): bytes left say so.
+        if r.hasMore { result.details = try r.checkDetails() }
+        response = .check(result)
+    case .settle:
         response = .check(try r.checkResult(status: status))
     case .meter:
         let decision = try r.code("decision", as: DecisionByte.self)
@@ -547,6 +552,8 @@ extension ByteBuffer {
             break
         case .check(let result):
             try writeCheckResult(result)
+            // Only a CHECK that asked for them (option `details`) gets them; never SETTLE or DERIVE.
+            if let details = result.details { try writeCheckDetails(details) }
         case .derive(let result, let secret, let token):
             try writeCheckResult(result)
             if result.allowed, let token {
@@ -631,6 +638,16 @@ extension ByteBuffer {
         }
     }
 
+    /// The block after a CHECK answer's explanation when the request set the `details` option.
+    mutating func writeCheckDetails(_ details: CheckDetails) throws {
+        writeWireBool(details.rateLimit != nil)
+        writeInteger(details.rateLimit?.limit ?? 0)
+        writeInteger(details.rateLimit?.remaining ?? 0)
+        writeInteger(details.rateLimit?.resetMillis ?? 0)
+        writeInteger(details.tokenExpiresAt)
+        try writeWireString(details.planID)
+    }
+
     mutating func writeQuotaBlock(_ quota: QuotaState?) {
         writeWireBool(quota != nil)
         writeInteger(quota?.limit ?? 0)
@@ -673,6 +690,15 @@ extension WireReader {
             throw WireError(.malformed, "\(context): decision, reason and status disagree")
         }
         return result
+    }
+
+    mutating func checkDetails() throws -> CheckDetails {
+        let present = try bool("rate_limit.present")
+        let rate = RateLimitState(limit: try u64("rate_limit.limit"), remaining: try u64("rate_limit.remaining"), resetMillis: try u32("rate_limit.reset_ms"))
+        guard present || rate == RateLimitState(limit: 0, remaining: 0, resetMillis: 0) else {
+            throw WireError(.malformed, "\(context): an absent rate limit must have zero fields")
+        }
+        return CheckDetails(rateLimit: present ? rate : nil, tokenExpiresAt: try i64("token_expires_at"), planID: try string("plan_id"))
     }
 
     mutating func quotaBlock() throws -> QuotaState? {

@@ -199,6 +199,7 @@ struct Check: AsyncParsableCommand {
             """)
     var lease = false
     @Flag(help: "Reserve COST instead of charging it and print the reservation_id; charge later with `tollgate settle`.") var reserve = false
+    @Flag(help: "Also print the plan, the token's expiry and the tightest rate limit (remaining/limit, when it is full again).") var details = false
 
     func validate() throws {
         if reserve && cost == 0 { throw ValidationError("--reserve needs a --cost to reserve") }
@@ -213,6 +214,7 @@ struct Check: AsyncParsableCommand {
         if explain { options.insert(.explain) }
         if lease { options.insert(.lease) }
         if reserve { options.insert(.reserve) }
+        if details { options.insert(.details) }
         let request = CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost, features: features, options: options)
         let result = try await call(global, admin: false) { try await $0.check(request) }
         try result.report(json: global.json)

@@ -168,6 +168,12 @@ extension CheckResult {
         if !explanation.isEmpty {
             object["explanation"] = explanation.map { ["rule": $0.rule, "owner": $0.owner, "limit": $0.limit, "used": $0.used, "denied": $0.denied] as [String: Any] }
         }
+        if let details {
+            object["details"] = [
+                "plan_id": details.planID, "token_expires_at": details.tokenExpiresAt,
+                "rate_limit": details.rateLimit.map { ["limit": $0.limit, "remaining": $0.remaining, "reset_ms": $0.resetMillis] as [String: Any] } ?? NSNull(),
+            ] as [String: Any]
+        }
         return object
     }
 }
@@ -183,6 +189,11 @@ extension CheckResult {
         if reservationID != 0 { line += " reservation_id=\(reservationID)" }
         if let creditsRemaining { line += " credits_remaining=\(creditsRemaining)" }
         if overage > 0 { line += " overage=\(overage)" }
+        if let details {
+            if !details.planID.isEmpty { line += " plan=\(details.planID)" }
+            if let expiry = Human.time(details.tokenExpiresAt) { line += " expires=\(expiry)" }
+            if let rate = details.rateLimit { line += " rate_limit=\(rate.remaining)/\(rate.limit) rate_limit_full_in_ms=\(rate.resetMillis)" }
+        }
         return line
     }
 

@@ -319,10 +319,10 @@ class StrictDecodingTests(unittest.TestCase):
 
     def test_check_options_bits(self):
         schema = tg.REQUEST_SCHEMAS[OP["CHECK"]]
-        for options in (0, 1, 2, 4, 7):
+        for options in (0, 1, 2, 4, 7, 8, 15):
             body = tg.encode_body(schema, tg.check_fields(SAMPLE_TOKEN, options=options))
             self.assertEqual(tg.decode_body(schema, body)["options"], options)
-        body = tg.encode_body(schema, tg.check_fields(SAMPLE_TOKEN, options=8))
+        body = tg.encode_body(schema, tg.check_fields(SAMPLE_TOKEN, options=16))
         with self.assertRaises(DecodeError):
             tg.decode_body(schema, body)
 
@@ -1118,6 +1118,29 @@ class LiveCheckTests(LiveBase):
         self.assertDeny(r2, "rate_limited")
         self.assertGreater(r2["retry_after_ms"], 0)
         self.assertLessEqual(r2["retry_after_ms"], 1000)
+
+    def test_details_report_the_rate_limit_the_expiry_and_the_plan(self):
+        # PROTOCOL.md 6.3, option details: the burst counts down, a denial takes nothing.
+        plan, _, tok = self.setup_token(rate=1, burst=3)
+        c = self.P
+        answers = c.call_many([(OP["CHECK"], tg.check_fields(tok["secret"], options=tg.OPT_DETAILS))] * 4)
+        for r in answers[:3]:
+            self.assertAllow(r)
+        self.assertDeny(answers[3], "rate_limited")
+        self.assertEqual([r["details"]["rate_limit"]["remaining"] for r in answers], [2, 1, 0, 0])
+        self.assertEqual({r["details"]["rate_limit"]["limit"] for r in answers}, {3})
+        resets = [r["details"]["rate_limit"]["reset_ms"] for r in answers]
+        # One second per request taken, less the few milliseconds between the checks.
+        for taken, reset in zip([1, 2, 3, 3], resets):
+            self.assertLessEqual(reset, taken * 1000)
+            self.assertGreater(reset, taken * 1000 - 500)
+        for r in answers:
+            self.assertEqual(r["details"]["plan_id"], plan)
+            self.assertEqual(r["details"]["token_expires_at"], tok["token"]["expires_at"])
+        self.assertNotIn("details", c.check(tok["secret"]), "only when asked")
+        unknown = c.check(tg.make_token("live"), details=True)
+        self.assertEqual(unknown["details"], {"rate_limit": {"present": 0, "limit": 0, "remaining": 0, "reset_ms": 0},
+                                              "token_expires_at": 0, "plan_id": ""})
 
     def test_check_order(self):
         # PROTOCOL.md 8.8: token shape and checksum, lookup, token gates, license gates,
@@ -2186,7 +2209,7 @@ class LiveProtocolErrorTests(LiveBase):
             "revoke_unknown_by": (OP["REVOKE"], b"\x07\x00\x01x\x00\x00\x00\x00"),
             "revoke_without_actor": (OP["REVOKE"], b"\x01\x00\x01x\x00\x00"),
             "check_without_features_and_options": (OP["CHECK"], check[:-3]),
-            "check_unknown_option_bit": (OP["CHECK"], check[:-1] + b"\x08"),
+            "check_unknown_option_bit": (OP["CHECK"], check[:-1] + b"\x10"),
             "release_short": (OP["RELEASE"], b"\x00" * 7),
             "settle_long": (OP["SETTLE"], b"\x00" * 17),
             "derive_truncated": (OP["DERIVE"], b"\x00\x00\x00\x00\x00\x00\x3c"),

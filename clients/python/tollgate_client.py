@@ -44,7 +44,7 @@ __all__ = [
     "OP", "OPCODE_NAMES", "STATUS", "STATUS_NAMES", "REASON", "REASON_NAMES",
     "LICENSE_STATUS", "PERIOD", "WINDOW", "POOL", "OVERAGE", "EVENT_KIND", "EVENT_KIND_NAMES",
     "REVOKE_BY", "ENVIRONMENT", "ROLE", "DATA_PLANE",
-    "OPT_EXPLAIN", "OPT_LEASE", "OPT_RESERVE", "CHECK_OPTIONS",
+    "OPT_EXPLAIN", "OPT_LEASE", "OPT_RESERVE", "OPT_DETAILS", "CHECK_OPTIONS",
     "TollgateError", "ProtocolError", "DecodeError", "ConnectionClosed",
     "Frame", "encode_frame", "parse_header", "parse_frame",
     "encode_body", "decode_body", "encode_request", "encode_response",
@@ -110,8 +110,8 @@ REVOKE_BY = {"secret": 0, "token_id": 1, "license_id": 2, "org": 3, "subject": 4
 ENVIRONMENT = {"live": 0, "test": 1}
 ROLE = {"api": 0, "admin": 1}
 # CHECK options (section 6.3)
-OPT_EXPLAIN, OPT_LEASE, OPT_RESERVE = 0x01, 0x02, 0x04
-CHECK_OPTIONS = OPT_EXPLAIN | OPT_LEASE | OPT_RESERVE
+OPT_EXPLAIN, OPT_LEASE, OPT_RESERVE, OPT_DETAILS = 0x01, 0x02, 0x04, 0x08
+CHECK_OPTIONS = OPT_EXPLAIN | OPT_LEASE | OPT_RESERVE | OPT_DETAILS
 
 
 def socket_accepts(path: str) -> bool:
@@ -191,6 +191,12 @@ def _bits(mask: int):
     return ("bits", mask)
 
 
+def _trailing(t):
+    """A block at the end of a body that is there only when asked for (CHECK's details): read when bytes remain,
+    written when the field is given."""
+    return ("trailing", t)
+
+
 def _if(field: str, value: Any, t):
     return ("if", field, value, t)
 
@@ -258,6 +264,10 @@ class _Reader:
                 if out.get(t[1]) != t[2]:
                     continue
                 t = t[3]
+            if isinstance(t, tuple) and t[0] == "trailing":
+                if self.pos == len(self.buf):
+                    continue
+                t = t[1]
             out[name] = self.read(t, f"{path}.{name}" if path else name)
         if schema and schema[0][0] == "present" and out["present"] == 0 and \
                 not all(_is_zero(v) for k, v in out.items() if k != "present"):
@@ -326,6 +336,10 @@ def _write_struct(out: bytearray, schema, fields: Mapping[str, Any], path: str =
                                      f"{t[1]} is {t[2]!r}")
                 continue
             t = t[3]
+        if isinstance(t, tuple) and t[0] == "trailing":
+            if name not in fields:
+                continue
+            t = t[1]
         if name not in fields:
             raise ValueError(f"{path or 'body'}: missing field {name!r}")
         _write(out, t, fields[name], f"{path}.{name}" if path else name)
@@ -418,6 +432,11 @@ CHECK_ANSWER = [
     ("overage", "u64"), ("explanation", _list(_struct(RULE_EVALUATION))),
 ]
 
+RATE_LIMIT_STATE = [("present", BOOL8), ("limit", "u64"), ("remaining", "u64"), ("reset_ms", "u32")]
+
+# After CHECK's answer when the request set OPT_DETAILS (section 6.3).
+CHECK_DETAILS = [("rate_limit", _struct(RATE_LIMIT_STATE)), ("token_expires_at", "time"), ("plan_id", "str")]
+
 USAGE_ROW = [
     ("org", "str"), ("project", "str"), ("license_id", "str"), ("token_id", "str"),
     ("meter", "str"), ("period_start", "time"), ("quantity", "u64"), ("overage", "u64"),
@@ -471,7 +490,7 @@ RESPONSE_SCHEMAS: dict[int, list] = {
     OP["HELLO"]: [("version", "u8"), ("role", _enum(ROLE.values())), ("max_frame", "u32"),
                   ("server", "str")],
     OP["PING"]: [],
-    OP["CHECK"]: CHECK_ANSWER,
+    OP["CHECK"]: CHECK_ANSWER + [("details", _trailing(_struct(CHECK_DETAILS)))],
     OP["METER"]: [("decision", BOOL8), ("reason", REASON_T), ("token_id", "str"),
                   ("license_id", "str"), ("duplicate", BOOL8), ("quota", _struct(QUOTA_BLOCK))],
     OP["REVOKE"]: [("revoked", "u32")],
@@ -955,12 +974,14 @@ class Client:
 
     def check(self, token: str, scopes: Sequence[str] = (), meter: str = "",
               cost: int = 0, features: Sequence[str] = (), options: int = 0, *,
-              explain: bool = False, lease: bool = False, reserve: bool = False) -> dict:
+              explain: bool = False, lease: bool = False, reserve: bool = False,
+              details: bool = False) -> dict:
         """CHECK. Returns the Check answer for both ``ok`` (allow) and ``denied``.
 
-        ``options`` is the raw bit set; ``explain``/``lease``/``reserve`` add their bits."""
+        ``options`` is the raw bit set; ``explain``/``lease``/``reserve``/``details`` add their bits. With
+        ``details`` the answer has a ``details`` dict (tightest rate limit, token expiry, plan)."""
         options |= (OPT_EXPLAIN if explain else 0) | (OPT_LEASE if lease else 0) | \
-            (OPT_RESERVE if reserve else 0)
+            (OPT_RESERVE if reserve else 0) | (OPT_DETAILS if details else 0)
         return self.call(OP["CHECK"], check_fields(token, scopes, meter, cost, features, options))
 
     def meter(self, token: str, meter: str, quantity: int, idempotency_key: str = "") -> dict:
