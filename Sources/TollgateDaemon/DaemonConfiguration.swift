@@ -101,12 +101,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw ConfigurationError("cannot read the configuration file \(path): \(error.localizedDescription)")
+            throw ConfigurationError(.unreadable, "cannot read the configuration file \(path): \(error.localizedDescription)")
         }
         do {
             return try parse(json: data)
-        } catch let error as ConfigurationError {
-            throw ConfigurationError("\(path): \(error.message)")
+        } catch var error as ConfigurationError {
+            error.message = "\(path): \(error.message)"
+            throw error
         }
     }
 
@@ -117,9 +118,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         } catch {
             // Foundation says only "The data is not in the correct format."; say where.
             if let syntax = JSONSyntaxError.locate(Array(data)) {
-                throw ConfigurationError("not valid JSON: line \(syntax.line), column \(syntax.column): \(syntax.problem)")
+                throw ConfigurationError(.syntax, "not valid JSON: line \(syntax.line), column \(syntax.column): \(syntax.problem)")
             }
-            throw ConfigurationError("not valid JSON: \(error.localizedDescription)")
+            throw ConfigurationError(.syntax, "not valid JSON: \(error.localizedDescription)")
         }
         var reader = try ObjectReader(object, path: "")
         var config = DaemonConfiguration()
@@ -211,12 +212,39 @@ extension DaemonConfiguration {
 }
 
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    /// Stable across releases (scripts and tests compare it); the wording of `message` is not.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        /// The file cannot be read.
+        public static let unreadable = Code(rawValue: "unreadable")
+        /// The file is not JSON (the message gives the line and column).
+        public static let syntax = Code(rawValue: "syntax")
+        /// A key the configuration does not have: a typo must not be silently ignored.
+        public static let unknownKey = Code(rawValue: "unknown_key")
+        public static let missingKey = Code(rawValue: "missing_key")
+        /// A value of the wrong JSON type.
+        public static let wrongType = Code(rawValue: "wrong_type")
+        public static let outOfRange = Code(rawValue: "out_of_range")
+        /// A well-typed value that breaks a rule (an unknown log level, a plan defined twice, an unknown user).
+        public static let invalidValue = Code(rawValue: "invalid_value")
+    }
+
+    public var code: Code
     public var message: String
     /// For a value the validation source refused (a plan's): the rule's error, with its code and field.
     public var validation: ValidationError?
-    public init(_ message: String) { self.message = message }
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A well-typed value that breaks a rule (`invalid_value`).
+    public init(_ message: String) { self.init(.invalidValue, message) }
 
     init(_ error: ValidationError) {
+        self.code = Code(rawValue: error.code.rawValue)
         self.message = error.description
         self.validation = error
     }
@@ -263,7 +291,7 @@ struct ObjectReader {
     private var seen = Set<String>()
 
     init(_ value: Any, path: String) throws {
-        guard let object = value as? [String: Any] else { throw ConfigurationError("\(path.isEmpty ? "the configuration" : path) must be an object") }
+        guard let object = value as? [String: Any] else { throw ConfigurationError(.wrongType, "\(path.isEmpty ? "the configuration" : path) must be an object") }
         self.object = object
         self.path = path
     }
@@ -278,22 +306,22 @@ struct ObjectReader {
 
     mutating func string(_ key: String) throws -> String? {
         guard let value = value(key) else { return nil }
-        guard let string = value as? String else { throw ConfigurationError("\(name(key)) must be a string") }
+        guard let string = value as? String else { throw ConfigurationError(.wrongType, "\(name(key)) must be a string") }
         return string
     }
 
     mutating func bool(_ key: String) throws -> Bool? {
         guard let value = value(key) else { return nil }
-        guard let bool = value as? Bool else { throw ConfigurationError("\(name(key)) must be true or false") }
+        guard let bool = value as? Bool else { throw ConfigurationError(.wrongType, "\(name(key)) must be true or false") }
         return bool
     }
 
     mutating func int(_ key: String, range: ClosedRange<Int>) throws -> Int? {
         guard let value = value(key) else { return nil }
         guard let number = value as? NSNumber, let int = Int(exactly: number.doubleValue) else {
-            throw ConfigurationError("\(name(key)) must be an integer")
+            throw ConfigurationError(.wrongType, "\(name(key)) must be an integer")
         }
-        guard range.contains(int) else { throw ConfigurationError("\(name(key)) must be between \(range.lowerBound) and \(range.upperBound)") }
+        guard range.contains(int) else { throw ConfigurationError(.outOfRange, "\(name(key)) must be between \(range.lowerBound) and \(range.upperBound)") }
         return int
     }
 
@@ -308,13 +336,13 @@ struct ObjectReader {
         guard let value = value(key) else { return nil }
         guard let numbers = value as? [NSNumber], let ints = Optional(numbers.compactMap { Int(exactly: $0.doubleValue) }), ints.count == numbers.count,
             ints.allSatisfy({ $0 >= 0 && $0 <= Int(UInt32.max) })
-        else { throw ConfigurationError("\(name(key)) must be a list of ids (non-negative integers)") }
+        else { throw ConfigurationError(.wrongType, "\(name(key)) must be a list of ids (non-negative integers)") }
         return ints
     }
 
     mutating func strings(_ key: String) throws -> [String]? {
         guard let value = value(key) else { return nil }
-        guard let strings = value as? [String] else { throw ConfigurationError("\(name(key)) must be a list of strings") }
+        guard let strings = value as? [String] else { throw ConfigurationError(.wrongType, "\(name(key)) must be a list of strings") }
         return strings
     }
 
@@ -325,13 +353,13 @@ struct ObjectReader {
 
     mutating func list(_ key: String) throws -> [Any] {
         guard let value = value(key) else { return [] }
-        guard let list = value as? [Any] else { throw ConfigurationError("\(name(key)) must be a list") }
+        guard let list = value as? [Any] else { throw ConfigurationError(.wrongType, "\(name(key)) must be a list") }
         return list
     }
 
     mutating func objects(_ key: String) throws -> [ObjectReader] {
         guard let value = value(key) else { return [] }
-        guard let list = value as? [Any] else { throw ConfigurationError("\(name(key)) must be a list") }
+        guard let list = value as? [Any] else { throw ConfigurationError(.wrongType, "\(name(key)) must be a list") }
         return try list.enumerated().map { try ObjectReader($0.element, path: "\(name(key))[\($0.offset)]") }
     }
 
@@ -339,13 +367,13 @@ struct ObjectReader {
         let before = seen
         guard let value = try read(&self) else {
             let key = seen.subtracting(before).first ?? "?"
-            throw ConfigurationError("\(name(key)) is required")
+            throw ConfigurationError(.missingKey, "\(name(key)) is required")
         }
         return value
     }
 
     func finish() throws {
         let unknown = Set(object.keys).subtracting(seen).sorted()
-        guard unknown.isEmpty else { throw ConfigurationError("unknown key\(unknown.count > 1 ? "s" : "") \(unknown.map { name($0) }.joined(separator: ", "))") }
+        guard unknown.isEmpty else { throw ConfigurationError(.unknownKey, "unknown key\(unknown.count > 1 ? "s" : "") \(unknown.map { name($0) }.joined(separator: ", "))") }
     }
 }

@@ -90,7 +90,7 @@ extension LicensingState {
         case .success(let usable):
             (plan, license) = usable
         }
-        if wantsDetails { result.details!.planID = plan.id }
+        if wantsDetails { result.details = result.details!.with(planID: plan.id) }
 
         for scope in request.scopes where !Self.grants(token.scopes, scope) || !Self.grants(plan.entitlements, scope) {
             return deny(.insufficientScope, RuleEvaluation(rule: "scope:" + scope, owner: token.id))
@@ -135,7 +135,7 @@ extension LicensingState {
                 limiterUpdates.append((pool, RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)))
             }
         }
-        if let tightestRate { result.details!.rateLimit = tightestRate.state }
+        if let tightestRate { result.details = result.details!.with(rateLimit: tightestRate.state) }
         if let rateDenial {
             result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
             return deny(.rateLimited, rateDenial)
@@ -210,9 +210,9 @@ extension LicensingState {
         for (pool, state) in limiterUpdates { rateLimiters[pool] = state }
         if let (state, interval) = tightestRate {
             // This check took one request of every limiter: one fewer left, and the limiter full again one interval later.
-            result.details!.rateLimit = RateLimitState(
+            result.details = result.details!.with(rateLimit: RateLimitState(
                 limit: state.limit, remaining: state.remaining > 0 ? state.remaining - 1 : 0,
-                resetMillis: UInt32(clamping: Int64(state.resetMillis) + (interval + 999_999) / 1_000_000))
+                resetMillis: UInt32(clamping: Int64(state.resetMillis) + (interval + 999_999) / 1_000_000)))
         }
         // A lease is taken only where a concurrency limit applies: without one there is nothing to hold (and nothing a
         // caller that never releases could pile up).

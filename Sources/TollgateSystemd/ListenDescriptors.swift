@@ -33,10 +33,10 @@ public struct ListenDescriptors: Sendable, Equatable {
     public func descriptor(named name: String) throws -> CInt {
         guard let fds = byName[name], fds.count == 1 else {
             let passed = byName.map { "\($0.key)×\($0.value.count)" }.sorted().joined(separator: ", ")
-            throw SystemdError("socket activation passed [\(passed)]; expected exactly one socket named '\(name)' (FileDescriptorName=\(name))")
+            throw SystemdError(.socketActivation, "socket activation passed [\(passed)]; expected exactly one socket named '\(name)' (FileDescriptorName=\(name))")
         }
         guard sd_is_socket_unix(fds[0], SOCK_STREAM_VALUE, 1, nil, 0) > 0 else {
-            throw SystemdError("the socket named '\(name)' is not a listening AF_UNIX stream socket")
+            throw SystemdError(.socketActivation, "the socket named '\(name)' is not a listening AF_UNIX stream socket")
         }
         return fds[0]
     }
@@ -45,6 +45,18 @@ public struct ListenDescriptors: Sendable, Equatable {
 let SOCK_STREAM_VALUE = CInt(SOCK_STREAM.rawValue)
 
 public struct SystemdError: Error, CustomStringConvertible, Equatable {
+    /// Stable across releases; the wording of `description` is not.
+    public struct Code: RawRepresentable, Hashable, Sendable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The sockets systemd passed are not the ones the unit names (`FileDescriptorName=`), or not AF_UNIX streams.
+        public static let socketActivation = Code(rawValue: "socket_activation")
+    }
+
+    public var code: Code
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
+    }
 }

@@ -72,4 +72,21 @@ final class ConfigurationTests: XCTestCase {
             }
         }
     }
+
+    /// Each refusal carries a stable code (what scripts compare), whatever its wording.
+    func testMistakesCarryStableCodes() throws {
+        let cases: [(String, ConfigurationError.Code)] = [
+            (#"{ "state_dir": "#, .syntax),
+            (#"{ "stat_dir": "./state" }"#, .unknownKey),
+            (#"{ "max_frame_bytes": "big" }"#, .wrongType),
+            (#"{ "licensing": { "sweep_interval_s": 0 } }"#, .outOfRange),
+            (#"{ "log_level": "loud" }"#, .invalidValue),
+            (#"{ "plans": [ { "id": "p" }, { "id": "p" } ] }"#, .invalidValue),
+        ]
+        for (json, code) in cases {
+            XCTAssertThrowsError(try parse(json), json) { error in
+                XCTAssertEqual((error as? ConfigurationError)?.code, code, "\(error)")
+            }
+        }
+    }
 }
