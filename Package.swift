@@ -153,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "tollgated",
             dependencies: [
-                "TollgateDaemon", "TollgateSystemd", "TollgateBuildInfo",
+                "TollgateDaemon", "TollgateHTTP", "TollgateSystemd", "TollgateBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

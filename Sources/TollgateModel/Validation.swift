@@ -397,7 +397,7 @@ public enum Validation {
     /// `HOST:PORT` for the HTTP listener's optional TCP port: HOST must be a loopback address (`127.0.0.0/8` or
     /// `[::1]`; names are refused, since `localhost` may resolve elsewhere), PORT 1–65535. A forward-auth answer says
     /// who a token belongs to, so it is never offered beyond the host.
-    public static func loopbackEndpoint(_ value: String, field: String = "") throws(ValidationError) -> (host: String, port: Int) {
+    public static func loopbackEndpoint(_ value: String, field: String = "", allowPortZero: Bool = false) throws(ValidationError) -> (host: String, port: Int) {
         let host: Substring, portText: Substring
         if value.hasPrefix("[") {
             guard let close = value.firstIndex(of: "]"), value[value.index(after: close)...].hasPrefix(":") else {
@@ -410,7 +410,7 @@ public enum Validation {
             host = value[..<colon]
             portText = value[value.index(after: colon)...]
         }
-        guard let port = Int(portText), (1...65535).contains(port) else {
+        guard let port = Int(portText), ((allowPortZero ? 0 : 1)...65535).contains(port) else {
             throw ValidationError(.outOfRange, field: field, "the port of \(quotedPlain(value)) must be 1–65535")
         }
         if host == "::1" { return (String(host), port) }
