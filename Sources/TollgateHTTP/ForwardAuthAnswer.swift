@@ -21,7 +21,7 @@ public struct ForwardAuthAnswer: Sendable, Equatable {
 
     /// An answer made by the front end itself (no token, no route, a malformed request).
     public static func refused(_ status: HTTPResponseStatus, reason: String) -> ForwardAuthAnswer {
-        ForwardAuthAnswer(status: status, headers: [], body: body(allowed: false, reason: reason))
+        ForwardAuthAnswer(status: status, headers: [(ForwardAuthHeaders.reason, reason)], body: body(allowed: false, reason: reason))
     }
 
     /// `{"decision":"allow"}` or `{"decision":"deny","reason":"<name>"}`; names are fixed ASCII words, never input.
@@ -57,10 +57,13 @@ public enum DenyStatus {
 /// - For the client, from the quota the check counted against: `RateLimit-Limit`, `RateLimit-Remaining`,
 ///   `RateLimit-Reset` (seconds until the window resets, rounded up), as the IETF draft spells them.
 /// - On 429: `Retry-After` in whole seconds, rounded up: the rate limit's wait, else the quota's reset, else 1.
+/// - On a denial: `X-Tollgate-Reason`, the reason's name, because a proxy's auth subrequest (nginx) drops the body.
 public enum ForwardAuthHeaders {
     public static let tokenID = "X-Tollgate-Token-Id"
     public static let license = "X-Tollgate-License"
     public static let subject = "X-Tollgate-Subject"
+    /// Only on denials, for the proxy's error page; never sent upstream (a denied request does not get there).
+    public static let reason = "X-Tollgate-Reason"
     /// Every header Tollgate sets for the upstream: what a proxy must strip from client requests.
     public static let upstream = [tokenID, license, subject]
 
@@ -87,6 +90,7 @@ public enum ForwardAuthHeaders {
             }
             headers.append(("Retry-After", "\(max(1, wait))"))
         }
+        if !result.allowed { headers.append((reason, result.reason.name)) }
         return headers
     }
 

@@ -188,13 +188,13 @@ final class RouteAndAnswerTests: XCTestCase {
     }
 
     func testHeaderMappingOfDenials() {
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .rateLimited, tokenID: "t", retryAfterMillis: 1_001), nowMillis: 0)), ["Retry-After: 2"])
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .rateLimited, retryAfterMillis: 1), nowMillis: 0)), ["Retry-After: 1"])
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .rateLimited, tokenID: "t", retryAfterMillis: 1_001), nowMillis: 0)), ["Retry-After: 2", "X-Tollgate-Reason: rate_limited"])
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .rateLimited, retryAfterMillis: 1), nowMillis: 0)), ["Retry-After: 1", "X-Tollgate-Reason: rate_limited"])
         XCTAssertEqual(
             names(ForwardAuthHeaders.list(for: CheckResult(reason: .quotaExceeded, quota: QuotaState(limit: 5, remaining: 0, resetAt: 60_000)), nowMillis: 30_500)),
-            ["RateLimit-Limit: 5", "RateLimit-Remaining: 0", "RateLimit-Reset: 30", "Retry-After: 30"])
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .concurrencyLimited), nowMillis: 0)), ["Retry-After: 1"])
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .revoked, tokenID: "tok_1", licenseID: "l"), nowMillis: 0)), [], "no identity on a denial")
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .insufficientScope, tokenID: "tok_1"), nowMillis: 0)), [])
+            ["RateLimit-Limit: 5", "RateLimit-Remaining: 0", "RateLimit-Reset: 30", "Retry-After: 30", "X-Tollgate-Reason: quota_exceeded"])
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .concurrencyLimited), nowMillis: 0)), ["Retry-After: 1", "X-Tollgate-Reason: concurrency_limited"])
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .revoked, tokenID: "tok_1", licenseID: "l"), nowMillis: 0)), ["X-Tollgate-Reason: revoked"], "no identity on a denial")
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .insufficientScope, tokenID: "tok_1"), nowMillis: 0)), ["X-Tollgate-Reason: insufficient_scope"])
     }
 }
