@@ -51,6 +51,7 @@ bench-proxy: setup
 ## The same at a tiny size (CI checks that it runs to completion).
 bench-smoke: setup
 	bash scripts/bench.sh --smoke
+	bash scripts/bench-proxy.sh --smoke --no-swift-build
 
 ## The scale run: 1 M tokens over 100 k licenses (memory per token, start-up time, check latency vs 1 k tokens).
 scale: setup

@@ -209,7 +209,7 @@ let package = Package(
         // One validation source (issue 12 item 4): each bad value through every entry point, one verdict.
         .testTarget(
             name: "TollgateValidationTests",
-            dependencies: ["TollgateModel", "TollgateEngine", "TollgateProvisioning", "TollgateDaemon", "TollgateTestSupport"]
+            dependencies: ["TollgateModel", "TollgateEngine", "TollgateProvisioning", "TollgateDaemon", "TollgateHTTP", "TollgateTestSupport"]
         ),
         .testTarget(
             name: "TollgateSystemdTests",
