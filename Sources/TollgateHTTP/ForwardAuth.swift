@@ -71,6 +71,15 @@ public enum ForwardAuth {
         return .failure(.noOriginalRequest)
     }
 
+    /// Whether the answer to `head` goes without a body: nginx's shape. `auth_request` reads only the status and
+    /// headers of its subrequest, and nginx keeps its connection to Tollgate open only when the answer has no body
+    /// (with one, it closes the connection after every request: measured, one accept per request). The reason
+    /// still travels in `X-Tollgate-Reason`, from which the shipped `@tollgate_denied` location writes the JSON body
+    /// for the client.
+    public static func answersWithoutBody(_ head: HTTPRequestHead) -> Bool {
+        head.uri.utf8.starts(with: endpointPath.utf8) && head.headers.contains(name: "x-original-uri")
+    }
+
     /// The token: `Authorization: Bearer …`, else the configured header, else the configured query parameter of
     /// the original request. Nil when none is there (an empty value counts as none).
     public static func token(in head: HTTPRequestHead, original: OriginalRequest, policy: ForwardAuthPolicy) -> String? {

@@ -24,6 +24,11 @@ public struct ForwardAuthAnswer: Sendable, Equatable {
         ForwardAuthAnswer(status: status, headers: [(ForwardAuthHeaders.reason, reason)], body: body(allowed: false, reason: reason))
     }
 
+    /// The same answer with an empty body (`ForwardAuth.answersWithoutBody`).
+    public func withoutBody() -> ForwardAuthAnswer {
+        ForwardAuthAnswer(status: status, headers: headers, body: "")
+    }
+
     /// `{"decision":"allow"}` or `{"decision":"deny","reason":"<name>"}`; names are fixed ASCII words, never input.
     static func body(allowed: Bool, reason: String) -> String {
         allowed ? #"{"decision":"allow"}"# : #"{"decision":"deny","reason":""# + reason + #""}"#

@@ -163,14 +163,16 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         headers.reserveCapacity(answer.headers.count + 4)
         for header in answer.headers { headers.add(name: header.name, value: header.value) }
         headers.add(name: "Cache-Control", value: "no-store")
-        headers.add(name: "Content-Type", value: "application/json")
+        if !answer.body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
         headers.add(name: "Content-Length", value: "\(answer.body.utf8.count)")
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let responseVersion = version.major == 1 && version.minor == 0 ? version : .http1_1
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: responseVersion, status: answer.status, headers: headers))), promise: nil)
-        var body = context.channel.allocator.buffer(capacity: answer.body.utf8.count)
-        body.writeString(answer.body)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        if !answer.body.isEmpty {
+            var body = context.channel.allocator.buffer(capacity: answer.body.utf8.count)
+            body.writeString(answer.body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }

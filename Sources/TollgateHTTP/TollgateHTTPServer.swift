@@ -206,8 +206,14 @@ final class HTTPFrontEnd: Sendable {
 
     func closeConnection() { counts.withLockedValue { $0.open -= 1 } }
 
-    /// The answer to one complete request from `peer`: the allow-list first, then the translation, then the core.
+    /// The answer to one complete request from `peer`, without a body for nginx (`ForwardAuth.answersWithoutBody`).
     func answer(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
+        let answer = decide(head, peer: peer)
+        return ForwardAuth.answersWithoutBody(head) ? answer.withoutBody() : answer
+    }
+
+    /// The allow-list first, then the translation, then the core.
+    private func decide(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
         let live = self.live.withLockedValue { $0 }
         // Without credentials (TCP) only an unrestricted listener may be used: fail closed, as the api socket does.
         guard peer.map(live.access.permits) ?? (live.access == .anyone) else {

@@ -35,8 +35,8 @@ final class HTTPFrontEndTests: XCTestCase {
         harness.configuration.http = loaded.http
     }
 
-    /// One request over the HTTP socket (`Connection: close`), the status line and body back. Bounded by a 5 s
-    /// receive timeout.
+    /// One request over the HTTP socket (`Connection: close`, Traefik's shape, which gets the JSON body), the
+    /// status line and body back. Bounded by a 5 s receive timeout.
     private func request(_ uri: String, token: String? = nil) throws -> (status: String, body: String) {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket failed") }
@@ -54,7 +54,7 @@ final class HTTPFrontEndTests: XCTestCase {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { throw TestSupportError("connect failed: errno \(errno)") }
-        let text = "GET /v1/forward-auth HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Original-URI: \(uri)\r\nX-Original-Method: GET\r\n"
+        let text = "GET /v1/forward-auth HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Forwarded-Uri: \(uri)\r\nX-Forwarded-Method: GET\r\n"
             + (token.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "\r\n"
         _ = text.utf8CString.withUnsafeBufferPointer { send(fd, $0.baseAddress, $0.count - 1, 0) }
         var received: [UInt8] = []

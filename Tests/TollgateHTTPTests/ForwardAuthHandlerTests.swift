@@ -94,10 +94,23 @@ final class ForwardAuthHandlerTests: XCTestCase {
         XCTAssertTrue(text.contains("X-Tollgate-Subject: svc\r\n"))
         XCTAssertTrue(text.contains("RateLimit-Remaining: 99\r\n"))
         XCTAssertEqual(text.components(separatedBy: "Cache-Control: no-store\r\n").count - 1, 4, "every answer says no-store")
-        XCTAssertTrue(text.contains(#"{"decision":"deny","reason":"insufficient_scope"}"#))
-        XCTAssertTrue(text.contains(#"{"decision":"deny","reason":"missing_token"}"#))
+        XCTAssertTrue(text.contains("X-Tollgate-Reason: insufficient_scope\r\n"))
+        XCTAssertTrue(text.contains("X-Tollgate-Reason: missing_token\r\n"))
+        XCTAssertEqual(text.components(separatedBy: "Content-Length: 0\r\n").count - 1, 4, "nginx's shape: no bodies, so nginx keeps the connection")
+        XCTAssertFalse(text.contains("decision"))
         XCTAssertFalse(text.contains(secret), "the secret is never echoed")
         XCTAssertTrue(channel.isActive, "keep-alive")
+    }
+
+    func testOtherShapesGetTheJSONBody() throws {
+        let channel = try channel(try frontEnd())
+        write(channel, "GET /v1/forward-auth HTTP/1.1\r\nX-Forwarded-Uri: /v1/admin/x\r\nX-Forwarded-Method: GET\r\nAuthorization: Bearer \(secret)\r\n\r\n"
+            + "GET /v1/items/7 HTTP/1.1\r\nAuthorization: Bearer \(secret)\r\n\r\n")
+        let text = try output(channel)
+        XCTAssertEqual(statusLines(text), ["HTTP/1.1 403 Forbidden", "HTTP/1.1 200 OK"])
+        XCTAssertTrue(text.contains("Content-Type: application/json\r\n"))
+        XCTAssertTrue(text.contains(#"{"decision":"deny","reason":"insufficient_scope"}"#))
+        XCTAssertTrue(text.contains(#"{"decision":"allow"}"#))
     }
 
     func testMalformedHTTPIsAnswered400AndClosedWithoutDisturbingOthers() throws {
