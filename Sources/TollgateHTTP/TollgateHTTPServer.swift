@@ -183,12 +183,13 @@ final class HTTPFrontEnd: Sendable {
         return decoderLimits
     }
 
-    /// NIOHTTP1's server pipeline (decoder with our header limits, encoder, pipelining so that keep-alive answers
-    /// go out in request order; its own 400 handler off, since ours adds `Cache-Control` and the JSON body) and the
-    /// forward-auth handler.
+    /// NIOHTTP1's server pipeline (decoder with our header limits, encoder; its own 400 handler off, since ours
+    /// adds `Cache-Control` and the JSON body) and the forward-auth handler. No pipelining assistance: every request
+    /// is answered synchronously when its end is read, so answers already leave in request order, and the
+    /// assistance's buffering and read throttling would only add work per request.
     static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, frontEnd: HTTPFrontEnd, decoderLimits: NIOHTTPDecoderLimitConfiguration) throws {
         try pipeline.configureHTTPServerPipeline(
-            withPipeliningAssistance: true, withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+            withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
         try pipeline.addHandler(ForwardAuthHandler(frontEnd: frontEnd))
     }
 
