@@ -223,7 +223,7 @@ let package = Package(
             name: "TollgateDaemonTests",
             dependencies: [
                 "TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel", "TollgateJournal",
-                "TollgateServer", "TollgateTestSupport",
+                "TollgateServer", "TollgateHTTP", "TollgateTestSupport",
             ]
         ),
     ],
