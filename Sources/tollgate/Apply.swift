@@ -34,6 +34,9 @@ struct Apply: AsyncParsableCommand {
         let changes = ProvisioningPlan.diff(document: document, current: current)
 
         if !global.json { print(ProvisioningPlan.render(changes, verbose: verbose), terminator: "") }
+        if let http = document.http, !global.json {
+            print("http: \(http.rules.count) route\(http.rules.count == 1 ? "" : "s") checked (default \(http.fallback.name)); not applied: routes are tollgated's configuration (http.routes)")
+        }
         var applied = 0
         if !dryRun {
             for change in changes where change.isChange {
@@ -54,7 +57,7 @@ struct Apply: AsyncParsableCommand {
         if global.json {
             printJSON([
                 "dry_run": dryRun, "created": created, "updated": updated, "unchanged": unchanged, "applied": applied,
-                "changes": changes.map(\.json),
+                "changes": changes.map(\.json), "http_routes_checked": document.http?.rules.count ?? 0,
             ])
         } else if dryRun {
             print("dry run: nothing was applied")
