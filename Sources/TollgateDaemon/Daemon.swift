@@ -151,14 +151,19 @@ public final class Daemon: Service, @unchecked Sendable {
         self.group = group
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server
-        core.setExtraStatistics { [weak server] in
+        core.setExtraStatistics { [weak server, weak self] in
             guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
-            return [
+            var extra = [
                 KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
                 KeyValue("requests_refused", "\(stats.refusedRequests)"),
                 KeyValue("durable_backlog", "\(backlog.waiting)"), KeyValue("durable_backlog_peak", "\(backlog.peak)"),
                 KeyValue("durable_backlog_holds", "\(backlog.holds)"),
             ]
+            // The HTTP front end's connections, when it runs (its checks are in checks_total like every other).
+            if let http = self?.httpServer?.statistics {
+                extra += [KeyValue("http_connections", "\(http.connections)"), KeyValue("http_connections_refused", "\(http.refused)")]
+            }
+            return extra
         }
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),

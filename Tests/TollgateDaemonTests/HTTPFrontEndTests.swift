@@ -118,5 +118,9 @@ final class HTTPFrontEndTests: XCTestCase {
         XCTAssertTrue(harness.logs.text.contains("http.routes[0].path"), "the error names the field")
         XCTAssertEqual(try request("/v2/reports", token: secret).body, #"{"decision":"deny","reason":"insufficient_scope"}"#)
         XCTAssertFalse(harness.logs.text.contains(secret), "no secret in the logs")
+        let reader = try await harness.admin()
+        let stats = try await reader.stats()
+        await reader.close()
+        XCTAssertEqual(stats.first { $0.key == "http_connections" }?.value, "0", "STATS counts the HTTP front end's connections")
     }
 }
