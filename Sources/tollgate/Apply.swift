@@ -55,10 +55,13 @@ struct Apply: AsyncParsableCommand {
         let updated = changes.filter { if case .update = $0 { return true } else { return false } }.count
         let unchanged = changes.count - created - updated
         if global.json {
-            printJSON([
+            var answer: [String: Any] = [
                 "dry_run": dryRun, "created": created, "updated": updated, "unchanged": unchanged, "applied": applied,
-                "changes": changes.map(\.json), "http_routes_checked": document.http?.rules.count ?? 0,
-            ])
+                "changes": changes.map(\.json),
+            ]
+            // Only for files with an http section: the routes checked (not applied; see ProvisioningDocument.http).
+            if let http = document.http { answer["http_routes_checked"] = http.rules.count }
+            printJSON(answer)
         } else if dryRun {
             print("dry run: nothing was applied")
         } else {
