@@ -126,7 +126,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            // A request path like the binary one: no dynamic exclusivity checks in release builds (see hotPathSettings).
+            swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
         ),
         .target(
             name: "TollgateClient",
