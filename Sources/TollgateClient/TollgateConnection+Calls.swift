@@ -27,6 +27,13 @@ extension TollgateConnection {
         try await call(.check(request)) { if case .check(let r) = $0 { return r } else { return nil } }
     }
 
+    /// CHECK with the `details` option (added to `request`'s options): the answer and its details.
+    public func checkDetailed(_ request: CheckRequest) async throws -> (CheckResult, CheckDetails) {
+        var request = request
+        request.options.insert(.details)
+        return try await call(.check(request)) { if case .checkDetailed(let r, let d) = $0 { return (r, d) } else { return nil } }
+    }
+
     public func meter(_ request: MeterRequest) async throws -> MeterResult {
         try await call(.meter(request)) { if case .meter(let r) = $0 { return r } else { return nil } }
     }

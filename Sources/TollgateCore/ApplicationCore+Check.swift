@@ -16,6 +16,19 @@ extension ApplicationCore {
         return results[0]
     }
 
+    /// Decides one CHECK and reads its `details` from the state the check left, under the same acquisition of the
+    /// lock and at the same instant (the `details` option; the batch path never takes such a CHECK).
+    public func checkDetailed(_ request: CheckRequest, caller: UInt32? = nil) -> (CheckResult, CheckDetails) {
+        let now = clock.now()
+        let (result, logDecision, details) = lock.withLock {
+            let (result, logDecision) = checkLocked(request, now: now, caller: caller)
+            if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
+            return (result, logDecision, state.checkDetails(tokenID: result.tokenID, at: now))
+        }
+        if logDecision { logDenial(result) }
+        return (result, details)
+    }
+
     /// Answers consecutive CHECKs cut from one read of one connection, in order, under a single acquisition of the
     /// lock: on a pipelined connection the lock and the clock read are paid once per read instead of once per
     /// request. Each check is decided exactly as a lone CHECK (counters, consumption, early usage flush, sampled

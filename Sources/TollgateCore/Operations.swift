@@ -84,7 +84,9 @@ extension Operation {
         atOnce(.check, .dataPlane) { core, request, caller in
             guard case .check(let check) = request else { return mismatch }
             if let refusal = ApplicationCore.refusal(of: check) { return refusal }
-            return .check(core.check(check, caller: caller.uid))
+            guard check.options.contains(.details) else { return .check(core.check(check, caller: caller.uid)) }
+            let (result, details) = core.checkDetailed(check, caller: caller.uid)
+            return .checkDetailed(result, details)
         },
         afterJournal(.meter, .dataPlane, countsInBacklog: true),
         // On the api socket, by the secret only: whoever holds a secret may kill it, nothing more.

@@ -52,9 +52,7 @@ extension LicensingState {
             guard TokenFormat.validate(utf8: utf8) != nil else { return nil }
             return Self.hash(utf8: utf8)
         }
-        // With `details`, every answer carries the block (empty when nothing is known), so a client reads one shape.
-        let wantsDetails = request.options.contains(.details)
-        guard let hash else { return (CheckResult(reason: .malformedToken, details: wantsDetails ? CheckDetails() : nil), nil) }
+        guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
         let record: TokenRecord
         let handle: TokenStore.Handle?
         var retired: RetiredSecret?
@@ -64,12 +62,11 @@ extension LicensingState {
             (handle, record) = (nil, current)
             retired = old
         } else {
-            return (CheckResult(reason: .unknownToken, details: wantsDetails ? CheckDetails() : nil), nil)
+            return (CheckResult(reason: .unknownToken), nil)
         }
         let token = record.info
         let explain = request.options.contains(.explain)
         var result = CheckResult(reason: .none, tokenID: token.id, licenseID: token.licenseID, subject: token.subject)
-        if wantsDetails { result.details = CheckDetails(tokenExpiresAt: token.expiresAt) }
         func deny(_ reason: DenyReason, _ evaluation: RuleEvaluation? = nil) -> (result: CheckResult, consumed: UsageEntry?) {
             result.reason = reason
             if explain, var evaluation {
@@ -90,7 +87,6 @@ extension LicensingState {
         case .success(let usable):
             (plan, license) = usable
         }
-        if wantsDetails { result.details = result.details!.with(planID: plan.id) }
 
         for scope in request.scopes where !Self.grants(token.scopes, scope) || !Self.grants(plan.entitlements, scope) {
             return deny(.insufficientScope, RuleEvaluation(rule: "scope:" + scope, owner: token.id))
@@ -103,9 +99,6 @@ extension LicensingState {
         var limiterUpdates: [(PoolKey, RateLimiterState)] = []
         var rateDenial: RuleEvaluation?
         var wait: Int64 = 0
-        // With `details`: the rule with the fewest requests left before this check, and its interval (to count
-        // this check in once it is allowed).
-        var tightestRate: (state: RateLimitState, interval: Int64)?
         for rule in plan.rateLimits where rule.ratePerSecond > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
             let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
@@ -120,13 +113,6 @@ extension LicensingState {
             func evaluation() -> RuleEvaluation {
                 RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
             }
-            if wantsDetails {
-                let state = Self.rateLimitState(ahead: tat - now.nanoseconds, interval: interval, tolerance: tolerance, burst: rule.burst)
-                let tighter = tightestRate.map {
-                    state.remaining < $0.state.remaining || (state.remaining == $0.state.remaining && state.resetMillis > $0.state.resetMillis)
-                }
-                if tighter ?? true { tightestRate = (state, interval) }
-            }
             if tat - now.nanoseconds > tolerance {
                 wait = max(wait, tat - now.nanoseconds - tolerance)
                 rateDenial = rateDenial ?? evaluation()
@@ -135,7 +121,6 @@ extension LicensingState {
                 limiterUpdates.append((pool, RateLimiterState(tat: tat + interval, interval: interval, tolerance: tolerance)))
             }
         }
-        if let tightestRate { result.details = result.details!.with(rateLimit: tightestRate.state) }
         if let rateDenial {
             result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
             return deny(.rateLimited, rateDenial)
@@ -208,12 +193,6 @@ extension LicensingState {
 
         // Everything passed: commit.
         for (pool, state) in limiterUpdates { rateLimiters[pool] = state }
-        if let (state, interval) = tightestRate {
-            // This check took one request of every limiter: one fewer left, and the limiter full again one interval later.
-            result.details = result.details!.with(rateLimit: RateLimitState(
-                limit: state.limit, remaining: state.remaining > 0 ? state.remaining - 1 : 0,
-                resetMillis: UInt32(clamping: Int64(state.resetMillis) + (interval + 999_999) / 1_000_000)))
-        }
         // A lease is taken only where a concurrency limit applies: without one there is nothing to hold (and nothing a
         // caller that never releases could pile up).
         if request.options.contains(.lease) && !leasePools.isEmpty {
@@ -251,7 +230,34 @@ extension LicensingState {
         return (result, entry)
     }
 
-    /// A GCRA limiter as the RateLimit header fields describe it, before a check: `ahead` is how far its theoretical
+    /// The `details` of a check just decided for `tokenID` (its result's), read from the state as the check left it:
+    /// called under the same exclusive access, at the same instant, only for a check that asks. The rate limit is
+    /// the plan's rule with the fewest requests left now (after the check's own request when it was allowed; a
+    /// denied check took nothing); of two with as many left, the one that takes longer to refill.
+    public func checkDetails(tokenID: String, at now: Timestamp) -> CheckDetails {
+        guard !tokenID.isEmpty, let token = tokens.record(id: tokenID)?.info else { return CheckDetails() }
+        var details = CheckDetails(tokenExpiresAt: token.expiresAt)
+        guard let license = licenses[token.licenseID]?.spec, let plan = plans[license.plan] else { return details }
+        details.planID = plan.id
+        for rule in plan.rateLimits where rule.ratePerSecond > 0 {
+            let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
+            let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
+            let tolerance = interval * Int64(max(rule.burst, 1) - 1)
+            // A state left by another rate or burst is discarded by the next check (see `check`): full.
+            var ahead: Int64 = 0
+            if let state = rateLimiters[pool], state.interval == interval, state.tolerance == tolerance { ahead = max(0, state.tat - now.nanoseconds) }
+            let candidate = Self.rateLimitState(ahead: ahead, interval: interval, tolerance: tolerance, burst: rule.burst)
+            if let known = details.rateLimit,
+                known.remaining < candidate.remaining || (known.remaining == candidate.remaining && known.resetMillis >= candidate.resetMillis)
+            {
+                continue
+            }
+            details.rateLimit = candidate
+        }
+        return details
+    }
+
+    /// A GCRA limiter as the RateLimit header fields describe it: `ahead` is how far its theoretical
     /// arrival time is ahead of now (0 when full). A request is allowed while `ahead <= tolerance`, so
     /// `(tolerance - ahead) / interval + 1` requests are available now; it is full again `ahead` from now.
     static func rateLimitState(ahead: Int64, interval: Int64, tolerance: Int64, burst: UInt32) -> RateLimitState {

@@ -13,9 +13,9 @@ public struct ForwardAuthAnswer: Sendable, Equatable {
 
     /// The answer to a decided CHECK: the status of `DenyStatus`, the headers of `ForwardAuthHeaders`, and the
     /// decision in the body.
-    public static func decided(_ result: CheckResult, nowMillis: Int64) -> ForwardAuthAnswer {
+    public static func decided(_ result: CheckResult, details: CheckDetails? = nil, nowMillis: Int64) -> ForwardAuthAnswer {
         ForwardAuthAnswer(
-            status: DenyStatus.status(for: result.reason), headers: ForwardAuthHeaders.list(for: result, nowMillis: nowMillis),
+            status: DenyStatus.status(for: result.reason), headers: ForwardAuthHeaders.list(for: result, details: details, nowMillis: nowMillis),
             body: body(allowed: result.allowed, reason: result.reason.name))
     }
 
@@ -75,15 +75,15 @@ public enum ForwardAuthHeaders {
     /// Every header Tollgate sets for the upstream: what a proxy must strip from client requests.
     public static let upstream = [tokenID, license, subject, plan]
 
-    public static func list(for result: CheckResult, nowMillis: Int64) -> [(name: String, value: String)] {
+    public static func list(for result: CheckResult, details: CheckDetails? = nil, nowMillis: Int64) -> [(name: String, value: String)] {
         var headers: [(name: String, value: String)] = []
         if result.allowed {
             headers.append((tokenID, headerSafe(result.tokenID)))
             headers.append((license, headerSafe(result.licenseID)))
             headers.append((subject, headerSafe(result.subject)))
-            if let plan = result.details?.planID, !plan.isEmpty { headers.append((Self.plan, headerSafe(plan))) }
+            if let plan = details?.planID, !plan.isEmpty { headers.append((Self.plan, headerSafe(plan))) }
         }
-        if let limit = tightestLimit(of: result, nowMillis: nowMillis) {
+        if let limit = tightestLimit(of: result, rateLimit: details?.rateLimit, nowMillis: nowMillis) {
             headers.append(("RateLimit-Limit", "\(limit.limit)"))
             headers.append(("RateLimit-Remaining", "\(limit.remaining)"))
             headers.append(("RateLimit-Reset", "\(secondsRoundedUp(limit.resetMillis))"))
@@ -105,9 +105,9 @@ public enum ForwardAuthHeaders {
 
     /// The quota or the rate limit with fewer requests left (the quota on a tie), as limit, remaining and
     /// milliseconds until it resets.
-    static func tightestLimit(of result: CheckResult, nowMillis: Int64) -> (limit: UInt64, remaining: UInt64, resetMillis: Int64)? {
+    static func tightestLimit(of result: CheckResult, rateLimit: RateLimitState?, nowMillis: Int64) -> (limit: UInt64, remaining: UInt64, resetMillis: Int64)? {
         let quota = result.quota.map { (limit: $0.limit, remaining: $0.remaining, resetMillis: $0.resetAt - nowMillis) }
-        let rate = result.details?.rateLimit.map { (limit: $0.limit, remaining: $0.remaining, resetMillis: Int64($0.resetMillis)) }
+        let rate = rateLimit.map { (limit: $0.limit, remaining: $0.remaining, resetMillis: Int64($0.resetMillis)) }
         guard let rate else { return quota }
         guard let quota else { return rate }
         return rate.remaining < quota.remaining ? rate : quota

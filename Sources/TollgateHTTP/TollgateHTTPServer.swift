@@ -227,6 +227,8 @@ final class HTTPFrontEnd: Sendable {
             // Through the operation table, as the api socket's caller: the same door as the binary front end's.
             let response = core.handle(.check(check), from: Caller(role: .api, uid: peer?.uid), completion: { _ in })
             switch response {
+            case .checkDetailed(let result, let details)?:
+                return .decided(result, details: details, nowMillis: clock.now().millis)
             case .check(let result)?:
                 return .decided(result, nowMillis: clock.now().millis)
             case .error(.invalidArgument, _)?:

@@ -31,8 +31,8 @@ public struct CheckOptions: OptionSet, Sendable, Hashable {
     /// `cost` is an estimate to reserve, not to charge: SETTLE charges the actual cost later, or the reservation
     /// expires and is released.
     public static let reserve = CheckOptions(rawValue: 1 << 2)
-    /// Answer with `CheckResult.details` too (the tightest rate limit, the token's expiry, the plan): what a proxy
-    /// passes on as `RateLimit-*` and identity headers. Opt-in, so a caller that does not need it pays nothing.
+    /// Answer with `CheckDetails` too (the tightest rate limit, the token's expiry, the plan): what a proxy passes on
+    /// as `RateLimit-*` and identity headers. Opt-in, so a caller that does not need it pays nothing.
     public static let details = CheckOptions(rawValue: 1 << 3)
 
     public static let all: CheckOptions = [.explain, .lease, .reserve, .details]
@@ -78,15 +78,13 @@ public struct CheckResult: Sendable, Hashable {
     public var overage: UInt64
     /// With the `explain` option: every rule evaluated, in order.
     public var explanation: [RuleEvaluation]
-    /// With the `details` option: the tightest rate limit, the token's expiry and the plan (nil otherwise).
-    public var details: CheckDetails?
 
     public var allowed: Bool { reason == .none }
 
     public init(
         reason: DenyReason, tokenID: String = "", licenseID: String = "", subject: String = "",
         quota: QuotaState? = nil, retryAfterMillis: UInt32 = 0, leaseID: UInt64 = 0, reservationID: UInt64 = 0,
-        creditsRemaining: UInt64? = nil, overage: UInt64 = 0, explanation: [RuleEvaluation] = [], details: CheckDetails? = nil
+        creditsRemaining: UInt64? = nil, overage: UInt64 = 0, explanation: [RuleEvaluation] = []
     ) {
         self.reason = reason
         self.tokenID = tokenID
@@ -99,46 +97,28 @@ public struct CheckResult: Sendable, Hashable {
         self.creditsRemaining = creditsRemaining
         self.overage = overage
         self.explanation = explanation
-        self.details = details
     }
 }
 
 /// What a check answers with the `details` option, on allow and on deny: what a proxy in front of an API passes on.
 ///
-/// A reference, so that a `CheckResult` without it (every check that does not ask) grows by one null pointer only:
-/// as an inline optional value (two integers and a string) it made every CHECK copy and destroy more, +2 % to
-/// +3.6 % instructions per CHECK (callgrind, Benchmarks/RESULTS.md). Immutable, so shared copies are safe.
-public final class CheckDetails: Sendable, Hashable, CustomStringConvertible {
-    /// The plan's rate limit with the fewest requests left (absent when the plan has none, or the check was denied
-    /// before rate limits were reached: unknown token, scope, feature, license status).
-    public let rateLimit: RateLimitState?
+/// Not a field of `CheckResult`: read from the state just after the check, under the same lock, only for a check
+/// that asks. As a field (an optional holding a string) it made every CHECK's result costlier to build, copy and
+/// destroy: +2 % to +3.6 % instructions per CHECK, asked or not (callgrind, Benchmarks/RESULTS.md).
+public struct CheckDetails: Sendable, Hashable {
+    /// The plan's rate limit with the fewest requests left, as it stands after the check (absent when the plan has
+    /// none, or the token, its license or its plan is not known).
+    public var rateLimit: RateLimitState?
     /// When the token stops working (0: it does not expire; also 0 when the token is unknown).
-    public let tokenExpiresAt: UnixMillis
-    /// The plan of the token's license (empty when it is not known: unknown token, missing license).
-    public let planID: String
+    public var tokenExpiresAt: UnixMillis
+    /// The plan of the token's license (empty when the token or its license is not known).
+    public var planID: String
 
     public init(rateLimit: RateLimitState? = nil, tokenExpiresAt: UnixMillis = 0, planID: String = "") {
         self.rateLimit = rateLimit
         self.tokenExpiresAt = tokenExpiresAt
         self.planID = planID
     }
-
-    /// A copy with other values for some fields.
-    public func with(rateLimit: RateLimitState?? = nil, planID: String? = nil) -> CheckDetails {
-        CheckDetails(rateLimit: rateLimit ?? self.rateLimit, tokenExpiresAt: tokenExpiresAt, planID: planID ?? self.planID)
-    }
-
-    public static func == (a: CheckDetails, b: CheckDetails) -> Bool {
-        a.rateLimit == b.rateLimit && a.tokenExpiresAt == b.tokenExpiresAt && a.planID == b.planID
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(rateLimit)
-        hasher.combine(tokenExpiresAt)
-        hasher.combine(planID)
-    }
-
-    public var description: String { "CheckDetails(rateLimit: \(String(describing: rateLimit)), tokenExpiresAt: \(tokenExpiresAt), planID: \(planID))" }
 }
 
 /// One rate limit as the IETF `RateLimit` header fields describe it: a burst of `limit` requests, `remaining` of

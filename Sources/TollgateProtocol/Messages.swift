@@ -118,6 +118,8 @@ public enum Response: Sendable, Hashable {
     case hello(HelloResponse)
     case pong
     case check(CheckResult)
+    /// CHECK with the `details` option: the answer and the Check details block after it.
+    case checkDetailed(CheckResult, CheckDetails)
     case meter(MeterResult)
     case revoke(revoked: UInt32)
     case issue(secret: String, token: TokenInfo)
@@ -143,7 +145,7 @@ public enum Response: Sendable, Hashable {
 
     public var status: Status {
         switch self {
-        case .check(let result): return result.allowed ? .ok : .denied
+        case .check(let result), .checkDetailed(let result, _): return result.allowed ? .ok : .denied
         case .derive(let result, _, _): return result.allowed ? .ok : .denied
         case .meter(let result): return result.allowed ? .ok : .denied
         case .error(let status, _): return status
@@ -171,7 +173,7 @@ extension ByteBuffer {
     public mutating func writeResponse(_ response: Response, opcode: UInt8, requestID: UInt32) {
         // The common CHECK answer (no explanation) is written in one pass over reserved bytes: the generic path
         // costs a capacity and uniqueness check per field. Same bytes as the generic encoder.
-        if case .check(let result) = response, result.explanation.isEmpty, result.details == nil, writeCheckFrame(result, opcode: opcode, requestID: requestID) { return }
+        if case .check(let result) = response, result.explanation.isEmpty, writeCheckFrame(result, opcode: opcode, requestID: requestID) { return }
         let start = writerIndex
         do {
             try writeFrame(header: FrameHeader(opcode: opcode, flags: FrameHeader.responseFlag, status: response.status.rawValue, requestID: requestID)) {
@@ -188,7 +190,7 @@ extension ByteBuffer {
     /// Writes the answer to a CHECK: the same bytes as `writeResponse(.check(result), opcode: CHECK, ...)`,
     /// without wrapping the result in a `Response` (a copy of every field) on the server's hot path.
     public mutating func writeCheckResponse(_ result: CheckResult, requestID: UInt32) {
-        if result.explanation.isEmpty, result.details == nil, writeCheckFrame(result, opcode: Opcode.check.rawValue, requestID: requestID) { return }
+        if result.explanation.isEmpty, writeCheckFrame(result, opcode: Opcode.check.rawValue, requestID: requestID) { return }
         writeResponse(.check(result), opcode: Opcode.check.rawValue, requestID: requestID)
     }
     /// Writes a whole CHECK (or SETTLE) answer frame with an empty explanation, in one pass. Returns false, having
@@ -360,10 +362,13 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
     case .ping:
         response = .pong
     case .check:
-        var result = try r.checkResult(status: status)
+        let result = try r.checkResult(status: status)
         // The details block follows only when the request asked for it (option `details`): bytes left say so.
-        if r.hasMore { result.details = try r.checkDetails() }
-        response = .check(result)
+        if r.hasMore {
+            response = .checkDetailed(result, try r.checkDetails())
+        } else {
+            response = .check(result)
+        }
     case .settle:
         response = .check(try r.checkResult(status: status))
     case .meter:
@@ -552,8 +557,10 @@ extension ByteBuffer {
             break
         case .check(let result):
             try writeCheckResult(result)
+        case .checkDetailed(let result, let details):
             // Only a CHECK that asked for them (option `details`) gets them; never SETTLE or DERIVE.
-            if let details = result.details { try writeCheckDetails(details) }
+            try writeCheckResult(result)
+            try writeCheckDetails(details)
         case .derive(let result, let secret, let token):
             try writeCheckResult(result)
             if result.allowed, let token {

@@ -307,7 +307,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
         let header = frame.header
         guard header.opcode == Opcode.check.rawValue, Self.headerRefusal(header) == nil,
             let request = try? decodeCheckRequest(body: frame.body, reusingListsOf: lastLists),
-            ApplicationCore.admits(request)
+            ApplicationCore.admits(request), !request.options.contains(.details)
         else { return false }
         if permittedThisRead == nil { permittedThisRead = registry.allows(peer, role: role) }
         guard permittedThisRead == true else { return false }

@@ -214,10 +214,14 @@ struct Check: AsyncParsableCommand {
         if explain { options.insert(.explain) }
         if lease { options.insert(.lease) }
         if reserve { options.insert(.reserve) }
-        if details { options.insert(.details) }
         let request = CheckRequest(token: token, scopes: scopes, meter: meter, cost: cost, features: features, options: options)
-        let result = try await call(global, admin: false) { try await $0.check(request) }
-        try result.report(json: global.json)
+        if details {
+            let (result, details) = try await call(global, admin: false) { try await $0.checkDetailed(request) }
+            try result.report(json: global.json, details: details)
+        } else {
+            let result = try await call(global, admin: false) { try await $0.check(request) }
+            try result.report(json: global.json)
+        }
     }
 }
 

@@ -168,12 +168,6 @@ extension CheckResult {
         if !explanation.isEmpty {
             object["explanation"] = explanation.map { ["rule": $0.rule, "owner": $0.owner, "limit": $0.limit, "used": $0.used, "denied": $0.denied] as [String: Any] }
         }
-        if let details {
-            object["details"] = [
-                "plan_id": details.planID, "token_expires_at": details.tokenExpiresAt,
-                "rate_limit": details.rateLimit.map { ["limit": $0.limit, "remaining": $0.remaining, "reset_ms": $0.resetMillis] as [String: Any] } ?? NSNull(),
-            ] as [String: Any]
-        }
         return object
     }
 }
@@ -189,11 +183,6 @@ extension CheckResult {
         if reservationID != 0 { line += " reservation_id=\(reservationID)" }
         if let creditsRemaining { line += " credits_remaining=\(creditsRemaining)" }
         if overage > 0 { line += " overage=\(overage)" }
-        if let details {
-            if !details.planID.isEmpty { line += " plan=\(details.planID)" }
-            if let expiry = Human.time(details.tokenExpiresAt) { line += " expires=\(expiry)" }
-            if let rate = details.rateLimit { line += " rate_limit=\(rate.remaining)/\(rate.limit) rate_limit_full_in_ms=\(rate.resetMillis)" }
-        }
         return line
     }
 
@@ -204,15 +193,35 @@ extension CheckResult {
         }
     }
 
-    /// Prints the answer (text or JSON) and exits 3 when it is a denial.
-    func report(json: Bool) throws {
+    /// Prints the answer (text or JSON), with its details when asked, and exits 3 when it is a denial.
+    func report(json: Bool, details: CheckDetails? = nil) throws {
         if json {
-            printJSON(self.json)
+            var object = self.json
+            if let details { object["details"] = details.json }
+            printJSON(object)
         } else {
-            print(line)
+            print(line + (details.map(\.lineSuffix) ?? ""))
             for line in explanationLines { print(line) }
         }
         if !allowed { throw ExitCode(ExitCodes.denied) }
+    }
+}
+
+extension CheckDetails {
+    var json: [String: Any] {
+        [
+            "plan_id": planID, "token_expires_at": tokenExpiresAt,
+            "rate_limit": rateLimit.map { ["limit": $0.limit, "remaining": $0.remaining, "reset_ms": $0.resetMillis] as [String: Any] } ?? NSNull(),
+        ]
+    }
+
+    /// Appended to the answer's line: `plan=… expires=… rate_limit=REMAINING/LIMIT rate_limit_full_in_ms=…`.
+    var lineSuffix: String {
+        var line = ""
+        if !planID.isEmpty { line += " plan=\(planID)" }
+        if let expiry = Human.time(tokenExpiresAt) { line += " expires=\(expiry)" }
+        if let rate = rateLimit { line += " rate_limit=\(rate.remaining)/\(rate.limit) rate_limit_full_in_ms=\(rate.resetMillis)" }
+        return line
     }
 }
 

@@ -202,15 +202,15 @@ final class RouteAndAnswerTests: XCTestCase {
     func testHeaderMappingWithDetailsTakesTheTighterLimit() {
         let quota = QuotaState(limit: 100, remaining: 40, resetAt: 10_500)
         let tightRate = CheckDetails(rateLimit: RateLimitState(limit: 10, remaining: 3, resetMillis: 1_400), planID: "pro")
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .none, tokenID: "t", licenseID: "l", subject: "s", quota: quota, details: tightRate), nowMillis: 1_000)), [
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .none, tokenID: "t", licenseID: "l", subject: "s", quota: quota), details: tightRate, nowMillis: 1_000)), [
             "X-Tollgate-Token-Id: t", "X-Tollgate-License: l", "X-Tollgate-Subject: s", "X-Tollgate-Plan: pro",
             "RateLimit-Limit: 10", "RateLimit-Remaining: 3", "RateLimit-Reset: 2",
         ])
         let roomyRate = CheckDetails(rateLimit: RateLimitState(limit: 1_000, remaining: 999, resetMillis: 1), planID: "pro")
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .none, tokenID: "t", quota: quota, details: roomyRate), nowMillis: 1_000)).filter { $0.hasPrefix("RateLimit") }, [
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .none, tokenID: "t", quota: quota), details: roomyRate, nowMillis: 1_000)).filter { $0.hasPrefix("RateLimit") }, [
             "RateLimit-Limit: 100", "RateLimit-Remaining: 40", "RateLimit-Reset: 10",
         ])
-        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .rateLimited, tokenID: "t", retryAfterMillis: 500, details: tightRate.with(rateLimit: RateLimitState(limit: 10, remaining: 0, resetMillis: 5_000))), nowMillis: 0)), [
+        XCTAssertEqual(names(ForwardAuthHeaders.list(for: CheckResult(reason: .rateLimited, tokenID: "t", retryAfterMillis: 500), details: CheckDetails(rateLimit: RateLimitState(limit: 10, remaining: 0, resetMillis: 5_000), planID: "pro"), nowMillis: 0)), [
             "RateLimit-Limit: 10", "RateLimit-Remaining: 0", "RateLimit-Reset: 5", "Retry-After: 1", "X-Tollgate-Reason: rate_limited",
         ], "a denial shows the limit that denied, and no identity")
     }

@@ -133,14 +133,14 @@ enum ProtocolVectors {
                 message: .request(.check(CheckRequest(token: sampleToken, scopes: ["read"], meter: "requests", cost: 1, options: [.details]))),
                 fields: ["token": sampleToken, "scopes": ["read"], "meter": "requests", "cost": 1, "features": [] as [Any], "options": 8]),
             ProtocolVector(name: "check.response.details", requestID: 18,
-                message: .response(.check(CheckResult(
-                    reason: .none, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", quota: quota,
-                    details: CheckDetails(rateLimit: RateLimitState(limit: 100, remaining: 97, resetMillis: 60), tokenExpiresAt: 1_798_761_600_000, planID: "pro"))),
+                message: .response(.checkDetailed(
+                    CheckResult(reason: .none, tokenID: sampleTokenInfo.id, licenseID: "lic_acme", subject: "svc-reports", quota: quota),
+                    CheckDetails(rateLimit: RateLimitState(limit: 100, remaining: 97, resetMillis: 60), tokenExpiresAt: 1_798_761_600_000, planID: "pro")),
                     opcode: Opcode.check.rawValue),
                 fields: merged(["decision": 1, "reason": 0, "token_id": sampleTokenInfo.id, "license_id": "lic_acme", "subject": "svc-reports", "quota": quotaFields, "retry_after_ms": 0,
                     "details": ["rate_limit": ["present": 1, "limit": 100, "remaining": 97, "reset_ms": 60], "token_expires_at": 1_798_761_600_000, "plan_id": "pro"]], checkTail)),
             ProtocolVector(name: "check.response.details.unknown", requestID: 19,
-                message: .response(.check(CheckResult(reason: .unknownToken, details: CheckDetails())), opcode: Opcode.check.rawValue),
+                message: .response(.checkDetailed(CheckResult(reason: .unknownToken), CheckDetails()), opcode: Opcode.check.rawValue),
                 fields: merged(["decision": 0, "reason": 2, "token_id": "", "license_id": "", "subject": "", "quota": noQuotaFields, "retry_after_ms": 0,
                     "details": ["rate_limit": ["present": 0, "limit": 0, "remaining": 0, "reset_ms": 0], "token_expires_at": 0, "plan_id": ""]], checkTail)),
             ProtocolVector(name: "check.response.deny", requestID: 2,
