@@ -30,15 +30,17 @@ inner)
     mkdir -p "$testdir" && mount --move /run/hold "$testdir" && rmdir /run/hold
     # What the test needs besides: more private mounts, and the installation (prepare-e2e.sh: the binaries and
     # configuration from the checkout; Tests/packaging/prepare-deb.sh: private /usr and /var for dpkg, no Swift).
+    # Only the test's units (the project's units, drop-ins, masks) and the distribution's: not /etc/systemd/system
+    # (the host's enabled services and any installed copy of the project's units) nor the generators' output.
+    # prepare.sh may widen it (the package test needs /etc/systemd/system, where `systemctl enable` links).
+    unit_path="$testdir/units:/lib/systemd/system"
     . "$testdir/prepare.sh"
     # A pure cgroup2 hierarchy rooted at the test's cgroup (the cgroup namespace), and a console for systemd.
     umount -R /sys/fs/cgroup 2>/dev/null || true
     mount -t cgroup2 cgroup2 /sys/fs/cgroup
     mount --bind "$tty" /dev/console
     export container=tollgate-e2e
-    # Only the test's units (the project's units, drop-ins, masks) and the distribution's: not /etc/systemd/system
-    # (the host's enabled services and any installed copy of the project's units) nor the generators' output.
-    export SYSTEMD_UNIT_PATH="$testdir/units:/lib/systemd/system"
+    export SYSTEMD_UNIT_PATH="$unit_path"
     exec /lib/systemd/systemd --unit=tollgate-e2e.target --log-level=info --show-status=yes
     ;;
 *)
