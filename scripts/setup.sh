@@ -3,7 +3,9 @@
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
-packages=(python3 pkg-config libsystemd-dev systemd)
+# dpkg-dev: dpkg-shlibdeps for `make deb` (it brings binutils: strip, readelf); man-db: the package test reads the
+# installed manual pages.
+packages=(python3 pkg-config libsystemd-dev systemd dpkg-dev binutils man-db)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -5,8 +5,9 @@
 #   bash scripts/test.sh fast     tier 1: the Swift unit and component tests (engine, codec, journal, core, handler,
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
-#                                 live daemon, the CLI end to end, the hostile-load soak, systemd end to end
-#                                 (`make test-slow`)
+#                                 live daemon, the CLI end to end, the hostile-load soak, systemd end to end,
+#                                 the static release build and the Debian package (`make deb`): its binaries run
+#                                 without the toolchain, and it installs and serves under systemd (`make test-slow`)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tier=${1:-all}
@@ -107,6 +108,22 @@ tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgat
 
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"
+
+echo "== the Debian package: static release build (.build-static), make deb, the binaries without the toolchain, the .deb under systemd"
+deb_started=$SECONDS
+deb=$(bash packaging/deb.sh 2>"$log_dir/deb-build.log")
+deb_status=$?
+grep -E "^deb: " "$log_dir/deb-build.log"
+echo "deb build: $((SECONDS - deb_started)) s"
+if [ "$deb_status" -eq 0 ] && [ -f "$deb" ]; then
+    record deb-build 1 0 0
+else
+    tail -n 40 "$log_dir/deb-build.log"
+    record deb-build 0 1 "$deb_status"
+fi
+static_bin=$(swift build -c release --static-swift-stdlib --scratch-path .build-static --show-bin-path)
+tap_stage static-binaries "$log_dir/static.log" timeout 120 bash Tests/packaging/static-binaries.sh "$static_bin"
+tap_stage deb "$log_dir/deb-e2e.log" timeout 300 bash Tests/packaging/deb-e2e.sh "$deb"
 
 printf '%s\n' "${summary[@]}"
 echo "$((total - failed)) passed, ${failed} failed"
