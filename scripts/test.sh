@@ -111,7 +111,8 @@ tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"
 
 echo "== the Debian package: static release build (.build-static), make deb, the binaries without the toolchain, the .deb under systemd"
 deb_started=$SECONDS
-deb=$(bash packaging/deb.sh 2>"$log_dir/deb-build.log")
+# xz level 1: the same package, 5 MB bigger, compressed in ~10 s instead of ~90 s (make deb uses dpkg's 6).
+deb=$(DEB_XZ_LEVEL=1 bash packaging/deb.sh 2>"$log_dir/deb-build.log")
 deb_status=$?
 grep -E "^deb: " "$log_dir/deb-build.log"
 echo "deb build: $((SECONDS - deb_started)) s"

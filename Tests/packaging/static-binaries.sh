@@ -26,11 +26,11 @@ for binary in tollgated tollgate; do
     libraries=$(ldd "$path" 2>&1)
     swift_libraries=$(grep -E 'libswift|libFoundation|lib_Foundation|libdispatch|libBlocksRuntime|libicu|'"$toolchain" <<<"$libraries")
     if [ -z "$swift_libraries" ] && grep -q 'libc.so' <<<"$libraries"; then
-        pass "$binary loads no Swift runtime library (ldd: $(awk '/=>/ { print $1 }' <<<"$libraries" | tr '\n' ' '))"
+        pass "$binary loads no Swift runtime library (ldd: $(awk '/=>/ { print $1 }' <<<"$libraries" | paste -sd ' '))"
     else
         fail "$binary loads no Swift runtime library" "$libraries"
     fi
-    runpath=$(readelf -d "$path" | grep -E 'RPATH|RUNPATH')
+    runpath=$(readelf -d "$path" | grep -E 'RPATH|RUNPATH' | sed -E 's/.*(R[UN]*PATH)\).*\[(.*)\]/\1 \2/')
     if grep -q "$toolchain" <<<"$runpath"; then
         fail "$binary has no RUNPATH into $toolchain" "$runpath"
     else
