@@ -2,8 +2,8 @@
 # The Debian package end to end: installed with dpkg into a fresh systemd booted as PID 1 in namespaces where the
 # Swift toolchain (/opt/swift) is hidden; the files where Debian puts them; postinst's groups, socket folder and
 # sockets; the README's walkthrough against the socket-activated service with the CLI's defaults (no socket
-# options: it finds /run/tollgate/…); then `dpkg -r` (conffile, groups and state kept), a reinstallation that
-# carries on, and `dpkg --purge` (everything gone).
+# options: it finds /run/tollgate/…); an upgrade (the daemon restarted, the edited conffile kept); then `dpkg -r`
+# (conffile, groups and state kept), a reinstallation that carries on, and `dpkg --purge` (everything gone).
 #
 #   bash Tests/packaging/deb-e2e.sh dist/tollgate_VERSION_ARCH.deb      (make deb builds it)
 #
@@ -137,7 +137,7 @@ step "tollgate plan set team" 0 "team" tg plan set team --entitlement read --ent
     --quota requests:month:1000 --quota bytes:month:100000000
 step "tollgate license set lic_acme --plan team --org acme" 0 "lic_acme" \
     tg license set lic_acme --plan team --org acme --customer "Acme Corp"
-tg issue --license lic_acme --subject svc-reports --scope read --ttl 90d >"$secret_file" 2>"$testdir/issue.err"
+(umask 077 && tg issue --license lic_acme --subject svc-reports --scope read --ttl 90d >"$secret_file" 2>"$testdir/issue.err")
 issue_status=$?
 if [ "$issue_status" -eq 0 ] && grep -qE '^tg_live_[0-9A-Za-z]{49}$' "$secret_file"; then
     pass "walkthrough: tollgate issue prints one secret ($(cat "$testdir/issue.err"))"
@@ -179,8 +179,36 @@ if [ -s "$secret_file" ]; then
     fi
 fi
 
-# --- 5. dpkg -r: stops everything, removes the files, keeps the (edited) conffile, the groups and the state. ---
+# --- 5. An upgrade (this package under a higher version): postinst restarts the running daemon with the new
+# binary; the edited conffile and the state are kept. ---
 in_ns sed -i 's/"log_level": "info"/"log_level": "notice"/' /etc/tollgate/tollgated.json
+problems=""
+if dpkg-deb -R "$testdir/tollgate.deb" "$testdir/upgrade" &&
+    sed -i "s/^Version: .*/Version: $version+upgrade/" "$testdir/upgrade/DEBIAN/control" &&
+    dpkg-deb --root-owner-group -Znone --build "$testdir/upgrade" "$testdir/tollgate-upgrade.deb" >/dev/null; then
+    rm -rf "$testdir/upgrade"
+    pid_before=$(prop tollgated.service MainPID)
+    run dpkg -i "$testdir/tollgate-upgrade.deb"
+    [ "$rc" -eq 0 ] || problems+="dpkg -i (upgrade): exit $rc: $out"$'\n'
+    installed=$(in_ns dpkg-query -W -f '${Version} ${Status}' tollgate 2>&1)
+    [ "$installed" = "$version+upgrade install ok installed" ] || problems+="installed: $installed"$'\n'
+    wait_for 10 eval '[ "$(state tollgated.service)" = active/running ]'
+    pid_after=$(prop tollgated.service MainPID)
+    { [ "${pid_after:-0}" -gt 0 ] && [ "$pid_after" != "$pid_before" ]; } ||
+        problems+="the daemon was not restarted: MainPID $pid_before -> $pid_after, $(state tollgated.service)"$'\n'
+    in_ns grep -q '"log_level": "notice"' /etc/tollgate/tollgated.json || problems+="the edited conffile was replaced"$'\n'
+    run /usr/bin/tollgate license get lic_acme
+    [ "$rc" -eq 0 ] && grep -q team <<<"$out" || problems+="license get lic_acme after the upgrade: exit $rc: $out"$'\n'
+else
+    problems+="could not repack the package under a higher version"$'\n'
+fi
+if [ -z "$problems" ]; then
+    pass "upgrade to $version+upgrade: the daemon restarted with the new binary (MainPID $pid_before -> $pid_after), edited conffile and state kept"
+else
+    fail "upgrade: the daemon restarted with the new binary, edited conffile and state kept" "$problems"
+fi
+
+# --- 6. dpkg -r: stops everything, removes the files, keeps the (edited) conffile, the groups and the state. ---
 run dpkg -r tollgate
 remove_status=$rc remove_out=$out
 problems=""
@@ -200,7 +228,7 @@ else
     fail "dpkg -r: daemon and sockets stopped, files removed; conffile (as edited), groups and state kept" "$problems"
 fi
 
-# --- 6. Reinstalling carries on: the edited conffile stays, the sockets listen again, the state is there. ---
+# --- 7. Reinstalling carries on: the edited conffile stays, the sockets listen again, the state is there. ---
 run dpkg -i "$testdir/tollgate.deb"
 reinstall_status=$rc reinstall_out=$out
 problems=""
@@ -215,7 +243,7 @@ else
     fail "dpkg -i again: the edited conffile kept, sockets listening, the state carried on" "$problems"
 fi
 
-# --- 7. dpkg --purge: nothing of the package is left but its groups. ---
+# --- 8. dpkg --purge: nothing of the package is left but its groups. ---
 run dpkg --purge tollgate
 purge_status=$rc purge_out=$out
 problems=""
