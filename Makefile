@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: run test test-fast test-slow build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke bench-proxy scale
+.PHONY: run test test-fast test-slow build release setup clean install deb sanitize fuzz fuzz-smoke bench bench-smoke bench-proxy scale
 
 ## Run the daemon on its embedded default configuration (state and sockets in ./state).
 run: setup
@@ -25,6 +25,11 @@ test-slow:
 ## Install binaries, systemd units, sysusers entry and a default configuration (PREFIX, DESTDIR honoured).
 install:
 	bash scripts/install.sh
+
+## The Debian package, dist/tollgate_VERSION_ARCH.deb: release binaries with the Swift runtime linked in statically
+## (built in .build-static), units, sysusers/tmpfiles entries, the configuration as a conffile, man pages, completions.
+deb: setup
+	bash packaging/deb.sh
 
 ## The Swift tests under ThreadSanitizer and AddressSanitizer.
 sanitize: setup
@@ -67,4 +72,4 @@ release:
 	$(SWIFT) build -c release
 
 clean:
-	rm -rf .build state
+	rm -rf .build .build-static dist state

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TollgateHTTP
 import TollgateModel
 import TollgateServer
@@ -374,6 +375,41 @@ enum JSONDocument {
     }
 }
 
+/// Every key the configuration parser asks for, by dotted path (`limits.max_tokens`), recorded while `recording`
+/// runs. The configuration reference (README, tollgated.json(5)) is held to the parser itself by
+/// `ConfigurationReferenceTests`, so a key the parser accepts cannot go undocumented.
+public final class ConfigurationKeyRecorder: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// A value (string, number, boolean, list of scalars).
+        case value
+        /// An object whose keys are read one by one (`journal`, `access.api`).
+        case object
+        /// A list of items read by another model (`plans`: `PlanDocument`).
+        case list
+        /// A list of objects read by this parser (each read as `path[]`).
+        case listOfObjects
+    }
+
+    @TaskLocal static var current: ConfigurationKeyRecorder?
+    private let keys = Mutex<[String: Kind]>([:])
+
+    public init() {}
+
+    /// Runs `body` (a `DaemonConfiguration.parse`) and records the keys it asks for.
+    public func recording<T>(_ body: () throws -> T) rethrows -> T {
+        try Self.$current.withValue(self) { try body() }
+    }
+
+    public var recorded: [String: Kind] { keys.withLock { $0 } }
+
+    func record(_ path: String, _ kind: Kind) {
+        // `object`, `list` and `objects` read through `value` first: the more specific kind wins.
+        keys.withLock { keys in
+            if keys[path] == nil || kind != .value { keys[path] = kind }
+        }
+    }
+}
+
 /// Reads one JSON object strictly: typed fields, and every key must have been read by `finish()`.
 struct ObjectReader {
     let object: [String: Any]
@@ -390,6 +426,7 @@ struct ObjectReader {
 
     mutating func value(_ key: String) -> Any? {
         seen.insert(key)
+        ConfigurationKeyRecorder.current?.record(name(key), .value)
         guard let value = object[key], !(value is NSNull) else { return nil }
         return value
     }
@@ -437,18 +474,24 @@ struct ObjectReader {
     }
 
     mutating func object(_ key: String) throws -> ObjectReader? {
-        guard let value = value(key) else { return nil }
+        let value = value(key)
+        ConfigurationKeyRecorder.current?.record(name(key), .object)
+        guard let value else { return nil }
         return try ObjectReader(value, path: name(key))
     }
 
     mutating func list(_ key: String) throws -> [Any] {
-        guard let value = value(key) else { return [] }
+        let value = value(key)
+        ConfigurationKeyRecorder.current?.record(name(key), .list)
+        guard let value else { return [] }
         guard let list = value as? [Any] else { throw ConfigurationError(.wrongType, "\(name(key)) must be a list") }
         return list
     }
 
     mutating func objects(_ key: String) throws -> [ObjectReader] {
-        guard let value = value(key) else { return [] }
+        let value = value(key)
+        ConfigurationKeyRecorder.current?.record(name(key), .listOfObjects)
+        guard let value else { return [] }
         guard let list = value as? [Any] else { throw ConfigurationError(.wrongType, "\(name(key)) must be a list") }
         return try list.enumerated().map { try ObjectReader($0.element, path: "\(name(key))[\($0.offset)]") }
     }

@@ -18,7 +18,13 @@ struct Tollgated: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tollgated",
         abstract: "Tollgate: the local enforcement point for API tokens and licenses.",
-        discussion: "With no options it runs on the embedded default configuration, with its state in ./state.",
+        discussion: """
+            With no options it runs on the embedded default configuration, with its state in ./state. Every \
+            configuration key is described in tollgated.json(5); the packaged service reads /etc/tollgate/tollgated.json \
+            and keeps its state in /var/lib/tollgate. Under systemd the sockets come from tollgated.socket (api) and \
+            tollgated-admin.socket (admin), by name. SIGHUP re-reads the configuration; SIGTERM and SIGINT stop \
+            cleanly (journal flushed, exit 0).
+            """,
         version: "tollgated \(BuildInfo.description)")
 
     @Option(name: .long, help: "A JSON configuration file (default: the embedded configuration).")
