@@ -114,10 +114,18 @@ public struct ValidationError: Error, Sendable, Hashable, CustomStringConvertibl
 public enum Validation {
     // MARK: Ids, texts, scopes
 
+    /// Whether every UTF-8 byte of `value` passes `test`, over the string's contiguous bytes: `utf8.allSatisfy`
+    /// walks the view's iterator and cost ~240 instructions for a six-letter meter name on every METER (callgrind).
+    @inline(__always)
+    static func everyByte(of value: String, _ test: (UInt8) -> Bool) -> Bool {
+        if let answer = value.utf8.withContiguousStorageIfAvailable({ $0.allSatisfy(test) }) { return answer }
+        return value.utf8.allSatisfy(test)
+    }
+
     /// Ids of licenses, plans, organisations and the token ids of the control plane: 1–128 bytes of
     /// `A-Z a-z 0-9 _ . : -`, so that they can be log keys, file names and CSV cells without quoting.
     public static func identifier(_ value: String, _ what: String = "an id", field: String = "") throws(ValidationError) {
-        guard !value.isEmpty, value.utf8.count <= Limits.maxIdentifier, value.utf8.allSatisfy(isIdentifierByte) else {
+        guard !value.isEmpty, value.utf8.count <= Limits.maxIdentifier, everyByte(of: value, isIdentifierByte) else {
             throw ValidationError(.invalidValue, field: field, "\(what) must be 1–\(Limits.maxIdentifier) characters of A-Z a-z 0-9 _ . : -")
         }
     }
@@ -148,7 +156,7 @@ public enum Validation {
 
     /// One scope or feature: 1–128 bytes of printable ASCII without spaces (`*` grants all).
     public static func scope(_ value: String, field: String = "") throws(ValidationError) {
-        guard !value.isEmpty, value.utf8.count <= Limits.maxScope, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+        guard !value.isEmpty, value.utf8.count <= Limits.maxScope, everyByte(of: value, { $0 > 0x20 && $0 < 0x7F }) else {
             throw ValidationError(.invalidValue, field: field, "a scope must be 1–\(Limits.maxScope) printable ASCII characters without spaces")
         }
     }
@@ -213,7 +221,7 @@ public enum Validation {
 
     /// A meter name: 1–64 bytes of `meterNameCharacters`.
     public static func meterName(_ value: String, field: String = "") throws(ValidationError) {
-        guard isValidMeterNameLength(value), value.utf8.allSatisfy(isMeterNameByte) else {
+        guard isValidMeterNameLength(value), everyByte(of: value, isMeterNameByte) else {
             throw ValidationError(
                 .invalidValue, field: field,
                 "\(quotedPlain(value)) is not a meter name: use 1–\(Limits.maxMeterName) characters of \(meterNameCharacters)")
