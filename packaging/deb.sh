@@ -19,6 +19,8 @@
 #   bash, zsh and fish completions                               tollgate --generate-completion-script
 # Units are taken by glob, so a new unit in systemd/ is packaged (and, if a socket, enabled) with no change here.
 set -euo pipefail
+# Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
+export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 scratch=${SCRATCH:-.build-static}

@@ -17,6 +17,8 @@
 # limit, then one `BENCH {...}` line per point. The token's secret is given to wrk in a Lua file in a private
 # directory, never on the command line.
 set -euo pipefail
+# Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
+export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=5 RUNS=1 SWIFT_BUILD=1 CONNECTIONS=(1 16 64)
 SWIFT=${SWIFT:-swift}

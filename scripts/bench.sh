@@ -18,6 +18,8 @@
 # Exit status: 0 when every point ran without a protocol error; 1 otherwise. Servers started here are always
 # stopped (trap EXIT); every wait is bounded.
 set -euo pipefail
+# Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
+export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SMOKE=0

@@ -4,6 +4,8 @@
 #   DESTDIR  staging root for packaging (default: none)
 # Run as root. Afterwards: systemctl enable --now tollgated.socket tollgated-admin.socket
 set -euo pipefail
+# Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
+export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}

@@ -27,6 +27,8 @@
 #             ...), R runs each; medians
 # Output: a table, then `SCALE {json}` lines. Every server started here is stopped (trap EXIT); every wait is bounded.
 set -euo pipefail
+# Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
+export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SWIFT=${SWIFT:-swift}

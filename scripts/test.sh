@@ -10,6 +10,8 @@
 #                                 (`make deb`): its binaries run without the toolchain, and it installs and serves
 #                                 under systemd (`make test-slow`)
 set -uo pipefail
+# Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
+export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 cd "$(dirname "$0")/.."
 tier=${1:-all}
 case "$tier" in all | fast | slow) ;; *) echo "usage: $0 [all|fast|slow]" >&2; exit 2 ;; esac
@@ -129,6 +131,9 @@ fi
 static_bin=$(swift build -c release --static-swift-stdlib --scratch-path .build-static --show-bin-path)
 tap_stage static-binaries "$log_dir/static.log" timeout 120 bash Tests/packaging/static-binaries.sh "$static_bin"
 tap_stage deb "$log_dir/deb-e2e.log" timeout 300 bash Tests/packaging/deb-e2e.sh "$deb"
+
+echo "== a package outside the repository depends on TollgateClient by version, and builds"
+tap_stage consumer "$log_dir/consumer.log" timeout 900 bash Tests/consumer/check.sh
 
 printf '%s\n' "${summary[@]}"
 echo "$((total - failed)) passed, ${failed} failed"
