@@ -380,26 +380,33 @@ struct ConnectionStateMachine {
     private mutating func flushChecks(services: some ConnectionServices) {
         guard !checks.isEmpty else { return }
         services.checkBatch(checks, caller: peer?.uid, into: &checkResults)
-        // Through a buffer pointer: each result is read in place, not copied out of the array. Taken out of `self`
-        // meanwhile (and put back empty, its storage kept), so that writing the answers may mutate `self`.
-        var taken: [CheckResult] = []
-        swap(&taken, &checkResults)
-        taken.withUnsafeBufferPointer { results in
-            for index in results.indices {
-                let leaseID = results[index].leaseID
-                if leaseID != 0 { leases.insert(leaseID) }
-                if queue.isEmpty {
-                    output.writeCheckResponse(results[index], requestID: checkIDs[index])
-                    wantsFlush = true
-                } else {
-                    emit(.check(results[index]), opcode: Opcode.check.rawValue, requestID: checkIDs[index])
-                }
+        // Nothing waits ahead (the usual case): straight into the output. Otherwise every answer waits in the queue
+        // (an answer queued here keeps the queue non-empty for the rest of the batch).
+        if queue.isEmpty {
+            Self.writeCheckAnswers(checkResults, requestIDs: checkIDs, into: &output, leases: &leases)
+            wantsFlush = true
+        } else {
+            for index in checkResults.indices {
+                let result = checkResults[index]
+                if result.leaseID != 0 { leases.insert(result.leaseID) }
+                emit(.check(result), opcode: Opcode.check.rawValue, requestID: checkIDs[index])
             }
         }
         checks.removeAll(keepingCapacity: true)
         checkIDs.removeAll(keepingCapacity: true)
-        taken.removeAll(keepingCapacity: true)
-        swap(&taken, &checkResults)
+        checkResults.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes CHECK answers and notes their leases. Static, over the stored properties it needs (disjoint parts of
+    /// the machine), so that each result is read in place through a buffer pointer, not copied out of the array.
+    private static func writeCheckAnswers(_ results: [CheckResult], requestIDs: [UInt32], into output: inout ByteBuffer, leases: inout Set<UInt64>) {
+        results.withUnsafeBufferPointer { results in
+            for index in results.indices {
+                let leaseID = results[index].leaseID
+                if leaseID != 0 { leases.insert(leaseID) }
+                output.writeCheckResponse(results[index], requestID: requestIDs[index])
+            }
+        }
     }
 
     /// The answer to a request whose header this server does not serve (another protocol version, non-zero
@@ -512,6 +519,12 @@ struct ConnectionActions: Equatable {
     /// Write the machine's `output` and flush, then call its `outputWritten`.
     var flush = false
     var close = false
+
+    /// Nothing but a write or a close: reading and both timers stay as they are (most events; a tag compare each).
+    var onlyOutput: Bool {
+        guard case .unchanged = reading, case .unchanged = frameTimer, case .unchanged = idleTimer else { return false }
+        return true
+    }
 }
 
 /// Identifies a durable request while it waits for the journal: the connection's slot for its answer, and what the

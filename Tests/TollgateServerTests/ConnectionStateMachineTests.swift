@@ -83,8 +83,8 @@ final class ConnectionStateMachineTests: XCTestCase {
     private let meter = Request.meter(MeterRequest(token: "tg_live_a", meter: "requests", quantity: 1))
     private let check = Request.check(CheckRequest(token: "tg_live_a"))
 
-    /// The request ids of the answers in the machine's output (then emptied, as the handler does after writing),
-    /// with their statuses.
+    /// The request ids of the answers in the machine's output, in order (then emptied, as the handler does after
+    /// writing it).
     private func written(_ machine: inout ConnectionStateMachine) -> [UInt32] {
         var stream = machine.output
         machine.outputWritten()
