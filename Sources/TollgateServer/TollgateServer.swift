@@ -19,7 +19,10 @@ public enum ListenerSource: Sendable, Hashable {
 
 /// The SwiftNIO front of the daemon: the api and admin listeners over AF_UNIX, each connection served by a
 /// `RequestChannelHandler` on one of the event loops.
-public final class TollgateServer: @unchecked Sendable {
+///
+/// Sendable: its configuration is immutable, and what `start` sets up and `stopAccepting` tears down (the listening
+/// channels, the repeated tasks) is kept under a lock.
+public final class TollgateServer: Sendable {
     public struct Listeners: Sendable {
         public var api: ListenerSource
         public var admin: ListenerSource
@@ -33,9 +36,14 @@ public final class TollgateServer: @unchecked Sendable {
     let group: EventLoopGroup
     let logger: Logger
     let registry: ConnectionRegistry
-    private var listeners: [Channel] = []
-    private var flushTask: RepeatedTask?
-    private var housekeepingTask: RepeatedTask?
+    private let running = NIOLockedValueBox(Running())
+
+    /// What runs between `start` and `stopAccepting`.
+    private struct Running {
+        var listeners: [Channel] = []
+        var flushTask: RepeatedTask?
+        var housekeepingTask: RepeatedTask?
+    }
 
     public init(core: ApplicationCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, logger: Logger) {
         self.core = core
@@ -65,9 +73,8 @@ public final class TollgateServer: @unchecked Sendable {
     public func start(_ listeners: Listeners) async throws {
         let api = try await listen(listeners.api, role: .api)
         let admin = try await listen(listeners.admin, role: .admin)
-        self.listeners = [api, admin]
         let core = self.core
-        flushTask = group.next().scheduleRepeatedTask(initialDelay: core.options.usageFlushInterval, delay: core.options.usageFlushInterval) { _ in
+        let flushTask = group.next().scheduleRepeatedTask(initialDelay: core.options.usageFlushInterval, delay: core.options.usageFlushInterval) { _ in
             core.recoverJournalIfFailed()
             core.flushPendingUsage()
             core.maybeSnapshot()
@@ -78,7 +85,7 @@ public final class TollgateServer: @unchecked Sendable {
         let trim = NIOLockedValueBox(MemoryTrimPolicy())
         let registry = self.registry
         let logger = self.logger
-        housekeepingTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+        let housekeepingTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let tick = ticks.withLockedValue { value -> Int64 in
                 value += 1
                 return value
@@ -100,6 +107,7 @@ public final class TollgateServer: @unchecked Sendable {
                 ])
             }
         }
+        running.withLockedValue { $0 = Running(listeners: [api, admin], flushTask: flushTask, housekeepingTask: housekeepingTask) }
     }
 
     private func listen(_ source: ListenerSource, role: SocketRole) async throws -> Channel {
@@ -137,12 +145,13 @@ public final class TollgateServer: @unchecked Sendable {
 
     /// Stops accepting new connections. Connections already open keep being served until the group shuts down.
     public func stopAccepting() async {
-        flushTask?.cancel()
-        flushTask = nil
-        housekeepingTask?.cancel()
-        housekeepingTask = nil
-        for channel in listeners { try? await channel.close() }
-        listeners = []
+        let stopping = running.withLockedValue { running in
+            defer { running = Running() }
+            return running
+        }
+        stopping.flushTask?.cancel()
+        stopping.housekeepingTask?.cancel()
+        for channel in stopping.listeners { try? await channel.close() }
     }
 }
 

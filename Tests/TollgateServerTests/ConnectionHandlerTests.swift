@@ -124,6 +124,32 @@ final class ConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(result.reason, .malformedToken)
     }
 
+    /// Counts the reads the handler asks for (they pass outbound, towards the socket).
+    private final class ReadCounter: ChannelOutboundHandler {
+        typealias OutboundIn = Never
+        var reads = 0
+        func read(context: ChannelHandlerContext) {
+            reads += 1
+            context.read()
+        }
+    }
+
+    func testTheHandlerStopsAskingForReadsWhileTheClientDoesNotReadItsAnswersAndResumesAfter() throws {
+        let channel = try makeChannel()
+        let counter = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(counter, position: .first)
+        channel.isWritable = false
+        channel.pipeline.syncOperations.fireChannelWritabilityChanged()
+        XCTAssertEqual(counter.reads, 0)
+        channel.isWritable = true
+        channel.pipeline.syncOperations.fireChannelWritabilityChanged()
+        XCTAssertEqual(counter.reads, 1, "resuming asks for a read")
+        channel.pipeline.syncOperations.fireChannelWritabilityChanged()
+        XCTAssertEqual(counter.reads, 1, "nothing changed: no read asked for")
+        try channel.writeInbound(try frame(.ping, id: 3))
+        XCTAssertEqual(try answers(channel).map(\.0), [3])
+    }
+
     func testAnOversizedLengthIsAnsweredTooLargeAndClosesWithoutReadingTheBody() throws {
         let channel = try makeChannel()
         var buffer = ByteBufferAllocator().buffer(capacity: 16)
