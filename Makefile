@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: run test test-fast test-slow build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke scale
+.PHONY: run test test-fast test-slow build release setup clean install sanitize fuzz fuzz-smoke bench bench-smoke bench-proxy scale
 
 ## Run the daemon on its embedded default configuration (state and sockets in ./state).
 run: setup
@@ -17,7 +17,8 @@ test:
 test-fast:
 	bash scripts/test.sh fast
 
-## Tier 2: crash loop, kill, soak, the Python client and the CLI against the live daemon, systemd end to end.
+## Tier 2: crash loop, kill, soak, the Python client and the CLI against the live daemon, forward auth behind nginx
+## and Caddy, systemd end to end.
 test-slow:
 	bash scripts/test.sh slow
 
@@ -37,13 +38,20 @@ fuzz: setup
 fuzz-smoke: setup
 	FUZZ_RUNS=20000 bash scripts/fuzz.sh
 
-## The side-by-side benchmark: raw AF_UNIX echo, Redis with a Lua check script, Tollgate.
+## The side-by-side benchmark: raw AF_UNIX echo, Redis with a Lua check script, Tollgate; then forward auth through
+## nginx (auth_request to Tollgate, to a static 204, and no auth) with wrk.
 bench: setup
 	bash scripts/bench.sh
+	bash scripts/bench-proxy.sh --no-swift-build
+
+## The forward-auth section alone.
+bench-proxy: setup
+	bash scripts/bench-proxy.sh
 
 ## The same at a tiny size (CI checks that it runs to completion).
 bench-smoke: setup
 	bash scripts/bench.sh --smoke
+	bash scripts/bench-proxy.sh --smoke --no-swift-build
 
 ## The scale run: 1 M tokens over 100 k licenses (memory per token, start-up time, check latency vs 1 k tokens).
 scale: setup

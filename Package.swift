@@ -13,6 +13,9 @@ import PackageDescription
 ///   journal, handler) and `ApplicationCore`, which every front end calls with a request and its `Caller`.
 /// - `TollgateServer`: the binary protocol's front end: SwiftNIO over AF_UNIX, frames in, the core's answers out,
 ///   in request order, with backpressure, peer credentials and timeouts. It decides no policy.
+/// - `TollgateHTTP`: the HTTP front end (forward auth for reverse proxies): NIOHTTP1 over AF_UNIX and loopback TCP,
+///   an HTTP request into the core's CHECK and the result back into a status and headers. It decides no policy.
+///   Swift 6 language mode.
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -112,6 +115,19 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // The HTTP front end: NIOHTTP1 comes with swift-nio (no new package, no extra build time).
+        .target(
+            name: "TollgateHTTP",
+            dependencies: [
+                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "TollgateClient",
             dependencies: [
@@ -124,7 +140,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -137,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "tollgated",
             dependencies: [
-                "TollgateDaemon", "TollgateSystemd", "TollgateBuildInfo",
+                "TollgateDaemon", "TollgateHTTP", "TollgateSystemd", "TollgateBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -174,6 +190,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The HTTP front end on an EmbeddedChannel (limits, keep-alive, idle timeout on the embedded clock), the route
+        // rules and the answer mapping.
+        .testTarget(
+            name: "TollgateHTTPTests",
+            dependencies: [
+                "TollgateHTTP", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateServer",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // The application core without sockets: a real journal in a temporary directory, an injected clock.
         .testTarget(
             name: "TollgateCoreTests",
@@ -182,7 +209,7 @@ let package = Package(
         // One validation source (issue 12 item 4): each bad value through every entry point, one verdict.
         .testTarget(
             name: "TollgateValidationTests",
-            dependencies: ["TollgateModel", "TollgateEngine", "TollgateProvisioning", "TollgateDaemon", "TollgateTestSupport"]
+            dependencies: ["TollgateModel", "TollgateEngine", "TollgateProvisioning", "TollgateDaemon", "TollgateHTTP", "TollgateTestSupport"]
         ),
         .testTarget(
             name: "TollgateSystemdTests",

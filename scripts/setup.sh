@@ -3,7 +3,9 @@
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
-packages=(python3 pkg-config libsystemd-dev systemd)
+# nginx, caddy: the proxy tests (Tests/proxy/proxies.sh); haproxy: checked for a forward-auth mechanism (README);
+# wrk: the forward-auth benchmark (scripts/bench-proxy.sh). curl: the proxy tests' client.
+packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -5,7 +5,8 @@
 #   bash scripts/test.sh fast     tier 1: the Swift unit and component tests (engine, codec, journal, core, handler,
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
-#                                 live daemon, the CLI end to end, the hostile-load soak, systemd end to end
+#                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
+#                                 and Caddy, systemd end to end
 #                                 (`make test-slow`)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -104,6 +105,9 @@ tap_stage cli "$log_dir/cli.log" timeout 300 bash scripts/cli-e2e.sh "$bin"
 echo "== hostile-load soak (short; the debug build on a shared CI machine, so correctness is asserted, not speed)"
 tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgated "$bin/tollgated" --seconds 8 \
     --mutate-conns 60 --pipeline-conns 2 --no-flood --probe-slow 10 --probe-timeout 20 --timeout-slack 20
+
+echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth)"
+tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh "$bin"
 
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"

@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import TollgateCore
+import TollgateHTTP
 import TollgateServer
 import TollgateSystemd
 import UnixSignals
@@ -106,6 +107,20 @@ extension Daemon {
         }
         core.updateLimits(maxTokens: applied.maxTokens, maxLicenses: applied.maxLicenses)
         server?.updateAccess(applied.access)
+        // The HTTP routes, token sources and allow-list apply from the next request; its sockets and limits do not.
+        if let httpServer {
+            let http = applied.http ?? HTTPConfiguration()
+            httpServer.updatePolicy(http.policy)
+            httpServer.updateAccess(http.access)
+            let running = configuration.http ?? HTTPConfiguration()
+            if http.socket != running.socket || http.socketMode != running.socketMode || http.tcp?.host != running.tcp?.host
+                || http.tcp?.port != running.tcp?.port || http.limits != running.limits
+            {
+                logger.warning("changing the http sockets or limits needs a restart; the new values are ignored until then")
+            }
+        } else if applied.http != nil {
+            logger.warning("an http section added by a reload needs a restart to open its listener")
+        }
         if applied.connectionLimits != configuration.connectionLimits {
             logger.warning("changing connection limits needs a restart; the new values are ignored until then")
         }

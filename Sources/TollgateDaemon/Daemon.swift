@@ -7,6 +7,7 @@ import TollgateJournal
 import TollgateModel
 import TollgateProtocol
 import TollgateCore
+import TollgateHTTP
 import TollgateServer
 import TollgateSystemd
 
@@ -22,6 +23,9 @@ public final class Daemon: Service, @unchecked Sendable {
         public var fileSystem: any JournalFileSystem
         /// Listening sockets to adopt instead of binding the configured paths (socket activation, tests).
         public var inheritedListeners: TollgateServer.Listeners?
+        /// The HTTP listeners passed by socket activation (`http`, `http-tcp`); they start the HTTP front end even
+        /// without an `http` section (which then takes its defaults).
+        public var inheritedHTTPListeners: TollgateHTTPServer.Listeners?
         /// Overrides the configuration's `event_loop_threads` (tests).
         public var eventLoopThreads: Int?
         /// The file a SIGHUP re-reads; nil: the embedded default.
@@ -41,8 +45,9 @@ public final class Daemon: Service, @unchecked Sendable {
             inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int? = nil,
             configurationPath: String? = nil, logLevelOverride: String? = nil, logLevelControl: LogLevelControl? = nil,
             notifier: SystemdNotifier = SystemdNotifier(environment: [:]), watchdogInterval: Duration? = nil,
-            shutdownFlushTimeout: Duration = .seconds(10)
+            shutdownFlushTimeout: Duration = .seconds(10), inheritedHTTPListeners: TollgateHTTPServer.Listeners? = nil
         ) {
+            self.inheritedHTTPListeners = inheritedHTTPListeners
             self.shutdownFlushTimeout = shutdownFlushTimeout
             self.clock = clock
             self.fileSystem = fileSystem
@@ -62,6 +67,8 @@ public final class Daemon: Service, @unchecked Sendable {
 
     public private(set) var core: ApplicationCore?
     private(set) var server: TollgateServer?
+    /// The HTTP forward-auth front end, when configured or socket-activated.
+    public private(set) var httpServer: TollgateHTTPServer?
     private var group: MultiThreadedEventLoopGroup?
     var eventLoopGroup: MultiThreadedEventLoopGroup? { group }
     private var journal: Journal?
@@ -159,6 +166,7 @@ public final class Daemon: Service, @unchecked Sendable {
         for case .path(let path, _) in [listeners.api, listeners.admin] { try refuseIfServed(path) }
         try await server.start(listeners)
         boundPaths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
+        try await startHTTP(core: core, group: group)
         logger.notice("tollgated ready", metadata: [
             "tollgate.api_socket": "\(configuration.resolvedAPISocket)", "tollgate.admin_socket": "\(configuration.resolvedAdminSocket)",
         ])
@@ -171,6 +179,8 @@ public final class Daemon: Service, @unchecked Sendable {
     public func stop() async throws {
         await server?.stopAccepting()
         server = nil
+        await httpServer?.stopAccepting()
+        httpServer = nil
         core?.flushPendingUsage()
         journal = core?.currentJournal ?? journal
         var firstError: Error?
@@ -202,6 +212,22 @@ public final class Daemon: Service, @unchecked Sendable {
         }
         logger.notice("tollgated stopped")
         if let firstError { throw firstError }
+    }
+
+    /// Starts the HTTP front end on the same event loops and core, when the configuration has an `http` section or
+    /// systemd passed its socket.
+    private func startHTTP(core: ApplicationCore, group: MultiThreadedEventLoopGroup) async throws {
+        guard configuration.http != nil || dependencies.inheritedHTTPListeners != nil else { return }
+        let http = configuration.http ?? HTTPConfiguration()
+        let listeners = dependencies.inheritedHTTPListeners ?? TollgateHTTPServer.Listeners(
+            unix: .path(http.resolvedSocket(stateDirectory: configuration.stateDirectory), mode: mode_t(http.socketMode)),
+            tcp: http.tcp.map { .address(host: $0.host, port: $0.port) })
+        if case .path(let path, _)? = listeners.unix { try refuseIfServed(path) }
+        let server = TollgateHTTPServer(
+            core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger)
+        try await server.start(listeners)
+        httpServer = server
+        if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }
     }
 
     private func prepareStateDirectory() throws {

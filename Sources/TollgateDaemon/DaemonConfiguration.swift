@@ -1,4 +1,5 @@
 import Foundation
+import TollgateHTTP
 import TollgateModel
 import TollgateServer
 
@@ -40,6 +41,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var expiryWarningHours = 24
     /// Hours of the usage ledger older than this are dropped (0: never). Export before they age out.
     public var ledgerRetentionDays = 100
+    /// The HTTP forward-auth listener (`http`); nil: none, unless systemd passes a socket named `http`.
+    public var http: HTTPConfiguration?
 
     public init() {}
 
@@ -163,6 +166,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             guard !config.plans.contains(where: { $0.id == plan.id }) else { throw ConfigurationError("plan \(plan.id) is defined twice") }
             config.plans.append(plan)
         }
+        if let http = try reader.object("http") { config.http = try HTTPConfiguration.read(http) }
         if var licensing = try reader.object("licensing") {
             config.maxDerivedLifetimeSeconds = try licensing.int("max_derived_lifetime_s", range: 1...(30 * 86_400)) ?? config.maxDerivedLifetimeSeconds
             config.reservationLifetimeSeconds = try licensing.int("reservation_lifetime_s", range: 1...86_400) ?? config.reservationLifetimeSeconds
@@ -207,6 +211,92 @@ extension DaemonConfiguration {
         if try reader.bool("allow_own_user") ?? false { uids.insert(UInt32(geteuid())) }
         try reader.finish()
         return SocketAccess(uids: uids, gids: gids)
+    }
+}
+
+/// The `http` section: the forward-auth listener and its route rules.
+///
+/// ```json
+/// "http": {
+///   "socket": "/run/tollgate/tollgate-http.sock", "socket_mode": "0660",
+///   "tcp": "127.0.0.1:8181",
+///   "access": { "groups": ["www-data"] },
+///   "token_header": "X-Api-Key", "token_query": "api_key",
+///   "limits": { "max_header_bytes": 8192, "max_body_bytes": 65536, "max_connections": 1024, "idle_timeout_ms": 60000 },
+///   "default": "deny",
+///   "routes": [ { "method": "GET", "path": "/v1/reports/{id}", "scopes": ["reports"], "meter": "requests", "cost": 1 } ]
+/// }
+/// ```
+///
+/// A reload (SIGHUP) applies `routes`, `default`, `token_header`, `token_query` and `access`; the sockets and limits
+/// need a restart. The routes are read by the one route document model (`RouteDocument`) and checked by the
+/// validation source (`Validation.routes`), so a route is refused with the same code wherever it is written.
+public struct HTTPConfiguration: Sendable, Equatable {
+    /// Empty: `<state dir>/tollgate-http.sock`.
+    public var socket = ""
+    public var socketMode: UInt32 = 0o660
+    /// A loopback `HOST:PORT` to listen on too (port 0: any free port; tests); nil: none.
+    public var tcp: (host: String, port: Int)?
+    /// Who may use the Unix socket, by peer credentials; TCP has none, so a restricted list refuses TCP callers.
+    public var access = SocketAccess.anyone
+    public var limits = HTTPLimits()
+    public var policy = ForwardAuthPolicy()
+
+    public init() {}
+
+    public func resolvedSocket(stateDirectory: String) -> String { socket.isEmpty ? stateDirectory + "/tollgate-http.sock" : socket }
+
+    public static func == (l: HTTPConfiguration, r: HTTPConfiguration) -> Bool {
+        l.socket == r.socket && l.socketMode == r.socketMode && l.tcp?.host == r.tcp?.host && l.tcp?.port == r.tcp?.port && l.access == r.access
+            && l.limits == r.limits && l.policy == r.policy
+    }
+
+    static func read(_ object: ObjectReader) throws -> HTTPConfiguration {
+        var reader = object
+        var http = HTTPConfiguration()
+        http.socket = try reader.string("socket") ?? ""
+        http.socketMode = try reader.mode("socket_mode") ?? http.socketMode
+        if let tcp = try reader.string("tcp") {
+            do throws(ValidationError) {
+                http.tcp = try Validation.loopbackEndpoint(tcp, field: "http.tcp", allowPortZero: true)
+            } catch {
+                throw ConfigurationError(error)
+            }
+        }
+        if var access = try reader.object("access") { http.access = try DaemonConfiguration.socketAccess(&access) }
+        if let name = try reader.string("token_header") {
+            guard !name.isEmpty, name.utf8.count <= 64, name.utf8.allSatisfy({ Validation.isIdentifierByte($0) && $0 != UInt8(ascii: ":") && $0 != UInt8(ascii: ".") }) else {
+                throw ConfigurationError("http.token_header must be a header name (1–64 characters of A-Z a-z 0-9 _ -)")
+            }
+            http.policy.tokenHeader = name
+        }
+        if let name = try reader.string("token_query") {
+            guard !name.isEmpty, name.utf8.count <= 64, name.utf8.allSatisfy(Validation.isIdentifierByte) else {
+                throw ConfigurationError("http.token_query must be a query parameter name (1–64 characters of A-Z a-z 0-9 _ . : -)")
+            }
+            http.policy.tokenQueryParameter = name
+        }
+        if var limits = try reader.object("limits") {
+            http.limits.maxHeaderBytes = try limits.int("max_header_bytes", range: 1024...(1 << 20)) ?? http.limits.maxHeaderBytes
+            http.limits.maxBodyBytes = try limits.int("max_body_bytes", range: 0...(16 << 20)) ?? http.limits.maxBodyBytes
+            http.limits.maxConnections = try limits.int("max_connections", range: 1...1_000_000) ?? http.limits.maxConnections
+            http.limits.idleTimeoutMilliseconds = Int64(try limits.int("idle_timeout_ms", range: 0...86_400_000) ?? Int(http.limits.idleTimeoutMilliseconds))
+            try limits.finish()
+        }
+        // The routes and the default through the route document model, as plans go through the plan model.
+        let routes = reader.value("routes")
+        let fallback = reader.value("default")
+        var node: [DocumentEntry] = []
+        if let routes { node.append(DocumentEntry("routes", JSONDocument.node(routes))) }
+        if let fallback { node.append(DocumentEntry("default", JSONDocument.node(fallback))) }
+        do throws(ValidationError) {
+            var document = try DocumentReader(.mapping(node), path: "http")
+            http.policy.routes = try RouteDocument.readTable(&document)
+        } catch {
+            throw ConfigurationError(error)
+        }
+        try reader.finish()
+        return http
     }
 }
 

@@ -32,6 +32,9 @@ public enum Limits {
     public static let minRollingSeconds: UInt32 = 60
     /// 400 days: longer than any calendar window, so a rolling window never needs more history than the ledger.
     public static let maxRollingSeconds: UInt32 = 400 * 86_400
+    /// HTTP route rules (`http.routes`): how many, and how long a path pattern may be.
+    public static let maxRoutes = 1024
+    public static let maxPathPattern = 512
 }
 
 /// Why a value was refused. `code` is stable (scripts and tests compare it, and two errors are equal when their
@@ -379,6 +382,84 @@ public enum Validation {
             what = "it holds \(users.count) live token\(plural) (\(named)); revoke \(users.count == 1 ? "it" : "them") first (tollgate revoke --license \(id))"
         }
         throw ValidationError(.inUse, "\(kind.name) \(ValidationError.quoted(id)) is in use: \(what)")
+    }
+
+    // MARK: HTTP routes
+
+    /// An HTTP method as a route names it: `*` (any), or 1–20 upper-case letters (`GET`, `PROPFIND`). Upper case
+    /// only, because methods are case-sensitive and every proxy sends them in upper case: a rule for `get` would
+    /// never match.
+    public static func httpMethod(_ value: String, field: String = "") throws(ValidationError) {
+        guard value == "*" || ((1...20).contains(value.utf8.count) && value.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") })) else {
+            throw ValidationError(.invalidValue, field: field, "\(quotedPlain(value)) is not a method: use * or an upper-case method such as GET")
+        }
+    }
+
+    /// A route's path pattern (syntax in `RouteRule`'s documentation), parsed.
+    public static func pathPattern(_ value: String, field: String = "") throws(ValidationError) -> PathPattern {
+        switch PathPattern.parse(value) {
+        case .success(let pattern): return pattern
+        case .failure(let problem): throw ValidationError(.invalidValue, field: field, "path pattern \(quotedPlain(value)) \(problem.message)")
+        }
+    }
+
+    /// Every rule of one route: its method, its scopes and features (as a token's), its meter name; a cost needs a
+    /// meter (a cost charged to no meter would be silently nothing). Fields are relative to the route.
+    public static func route(_ rule: RouteRule) throws(ValidationError) {
+        try httpMethod(rule.method, field: "method")
+        try scopes(rule.scopes, "scopes", field: "scopes")
+        try scopes(rule.features, "features", field: "features")
+        if rule.meter.isEmpty {
+            guard rule.cost == 0 else { throw ValidationError(.invalidValue, field: "cost", "a cost needs a meter to charge") }
+        } else {
+            try meterName(rule.meter, field: "meter")
+        }
+    }
+
+    /// A route table: at most `Limits.maxRoutes` rules, each valid. Two rules with the same method and pattern are
+    /// refused, since the second could never match.
+    public static func routes(_ table: RouteTable, field: String = "routes") throws(ValidationError) {
+        guard table.rules.count <= Limits.maxRoutes else {
+            throw ValidationError(.invalidValue, field: field, "at most \(Limits.maxRoutes) routes are allowed")
+        }
+        var seen = Set<String>()
+        for (index, rule) in table.rules.enumerated() {
+            do throws(ValidationError) { try route(rule) } catch { throw error.at("\(field)[\(index)]") }
+            guard seen.insert("\(rule.method) \(rule.path.description)").inserted else {
+                throw ValidationError(.invalidValue, field: "\(field)[\(index)]", "\(rule.method) \(rule.path.description) is given twice; the second could never match")
+            }
+        }
+    }
+
+    /// `HOST:PORT` for the HTTP listener's optional TCP port: HOST must be a loopback address (`127.0.0.0/8` or
+    /// `[::1]`; names are refused, since `localhost` may resolve elsewhere), PORT 1–65535. A forward-auth answer says
+    /// who a token belongs to, so it is never offered beyond the host.
+    public static func loopbackEndpoint(_ value: String, field: String = "", allowPortZero: Bool = false) throws(ValidationError) -> (host: String, port: Int) {
+        let host: Substring, portText: Substring
+        if value.hasPrefix("[") {
+            guard let close = value.firstIndex(of: "]"), value[value.index(after: close)...].hasPrefix(":") else {
+                throw loopbackError(value, field: field)
+            }
+            host = value[value.index(after: value.startIndex)..<close]
+            portText = value[value.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = value.lastIndex(of: ":") else { throw loopbackError(value, field: field) }
+            host = value[..<colon]
+            portText = value[value.index(after: colon)...]
+        }
+        guard let port = Int(portText), ((allowPortZero ? 0 : 1)...65535).contains(port) else {
+            throw ValidationError(.outOfRange, field: field, "the port of \(quotedPlain(value)) must be 1–65535")
+        }
+        if host == "::1" { return (String(host), port) }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4, octets.allSatisfy({ $0.count <= 3 && UInt8($0) != nil }), octets[0] == "127" else {
+            throw loopbackError(value, field: field)
+        }
+        return (String(host), port)
+    }
+
+    static func loopbackError(_ value: String, field: String) -> ValidationError {
+        ValidationError(.invalidValue, field: field, "\(quotedPlain(value)) is not a loopback address: use 127.0.0.1:PORT or [::1]:PORT (the HTTP listener is never offered beyond the host)")
     }
 
     /// Quoted without the secret check for values that cannot be secrets by their own rule's failure alone.

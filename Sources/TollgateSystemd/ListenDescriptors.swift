@@ -42,6 +42,22 @@ public struct ListenDescriptors: Sendable, Equatable {
     }
 }
 
+extension ListenDescriptors {
+    /// The descriptor named `name` when one was passed (an optional listener such as `http`), nil when none was.
+    /// `unix: false` accepts a listening TCP socket (`http-tcp`) instead of an AF_UNIX one.
+    public func optionalDescriptor(named name: String, unix: Bool = true) throws -> CInt? {
+        guard byName[name] != nil else { return nil }
+        if unix { return try descriptor(named: name) }
+        guard let fds = byName[name], fds.count == 1 else {
+            throw SystemdError("socket activation passed more than one socket named '\(name)'; expected one (FileDescriptorName=\(name))")
+        }
+        guard sd_is_socket(fds[0], AF_UNSPEC, SOCK_STREAM_VALUE, 1) > 0 else {
+            throw SystemdError("the socket named '\(name)' is not a listening stream socket")
+        }
+        return fds[0]
+    }
+}
+
 let SOCK_STREAM_VALUE = CInt(SOCK_STREAM.rawValue)
 
 public struct SystemdError: Error, CustomStringConvertible, Equatable {

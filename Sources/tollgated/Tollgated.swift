@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import TollgateBuildInfo
 import TollgateDaemon
+import TollgateHTTP
 import TollgateServer
 import TollgateSystemd
 
@@ -72,16 +73,23 @@ struct Tollgated: AsyncParsableCommand {
         let logger = Logger(label: "tollgated")
 
         var inherited: TollgateServer.Listeners?
+        var inheritedHTTP: TollgateHTTPServer.Listeners?
         if let activation = ListenDescriptors.takeFromEnvironment() {
             do {
                 inherited = .init(api: .descriptor(try activation.descriptor(named: "api")), admin: .descriptor(try activation.descriptor(named: "admin")))
+                // tollgated-http.socket (and a TCP socket unit named http-tcp) are optional.
+                let http = try activation.optionalDescriptor(named: "http")
+                let httpTCP = try activation.optionalDescriptor(named: "http-tcp", unix: false)
+                if http != nil || httpTCP != nil {
+                    inheritedHTTP = .init(unix: http.map { .descriptor($0) }, tcp: httpTCP.map { .descriptor($0) })
+                }
             } catch {
                 Self.fail("\(error)")
             }
         }
         let dependencies = Daemon.Dependencies(
             inheritedListeners: inherited, configurationPath: config, logLevelOverride: logLevel, logLevelControl: levelControl,
-            notifier: SystemdNotifier(), watchdogInterval: SystemdNotifier.watchdogInterval())
+            notifier: SystemdNotifier(), watchdogInterval: SystemdNotifier.watchdogInterval(), inheritedHTTPListeners: inheritedHTTP)
         let daemon = Daemon(configuration: configuration, dependencies: dependencies, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)

@@ -1,0 +1,240 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import TollgateCore
+import TollgateEngine
+import TollgateModel
+import TollgateProtocol
+import TollgateServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP front end of tollgated: forward auth for reverse proxies (nginx `auth_request`, Caddy `forward_auth`,
+/// Traefik ForwardAuth, HAProxy, Envoy's HTTP `ext_authz`). It translates an HTTP request into the core's CHECK and
+/// the result back into a status and headers; every decision is the core's (through the operation table, as the
+/// api socket's caller) and the route table's, none is made here.
+///
+/// Built on SwiftNIO's own HTTP/1.1 codec (`NIOHTTP1`), which the package already has through swift-nio: no new
+/// package and no extra build time. A framework such as Hummingbird would add minutes to every CI build for a
+/// router, middleware and request context this front end does not need: it serves one endpoint.
+public final class TollgateHTTPServer: Sendable {
+    /// Where to listen: a Unix socket (a path to bind, or a descriptor from socket activation) and, optionally, a
+    /// loopback TCP port (for proxies that cannot reach a Unix socket, such as Traefik).
+    public struct Listeners: Sendable, Hashable {
+        public var unix: ListenerSource?
+        public var tcp: TCPSource?
+        public init(unix: ListenerSource?, tcp: TCPSource? = nil) {
+            self.unix = unix
+            self.tcp = tcp
+        }
+    }
+
+    public enum TCPSource: Sendable, Hashable {
+        /// Host (validated loopback by `Validation.loopbackEndpoint`) and port.
+        case address(host: String, port: Int)
+        case descriptor(CInt)
+    }
+
+    let frontEnd: HTTPFrontEnd
+    let group: EventLoopGroup
+    private let channels = NIOLockedValueBox<[Channel]>([])
+
+    public init(core: ApplicationCore, group: EventLoopGroup, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger) {
+        self.frontEnd = HTTPFrontEnd(core: core, clock: clock, policy: policy, access: access, limits: limits, logger: logger)
+        self.group = group
+    }
+
+    /// Replaces the routes and token sources (a reload); each request reads them once, the next one sees the change.
+    public func updatePolicy(_ policy: ForwardAuthPolicy) { frontEnd.live.withLockedValue { $0.policy = policy } }
+
+    /// Replaces the allow-list of the Unix socket (a reload).
+    public func updateAccess(_ access: SocketAccess) { frontEnd.live.withLockedValue { $0.access = access } }
+
+    /// Open connections and connections answered 503 for being over the limit.
+    public var statistics: (connections: Int, refused: UInt64) { frontEnd.counts.withLockedValue { ($0.open, $0.refused) } }
+
+    /// The port the TCP listener is bound to (useful with port 0 in tests), or nil.
+    public var tcpPort: Int? {
+        channels.withLockedValue { $0.compactMap { channel -> Int? in
+            if case .v4 = channel.localAddress { return channel.localAddress?.port }
+            if case .v6 = channel.localAddress { return channel.localAddress?.port }
+            return nil
+        }.first }
+    }
+
+    /// Binds (or adopts) the listeners; when this returns they accept connections.
+    public func start(_ listeners: Listeners) async throws {
+        let frontEnd = self.frontEnd
+        let decoderLimits = frontEnd.decoderLimits
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try HTTPFrontEnd.configure(channel.pipeline.syncOperations, frontEnd: frontEnd, decoderLimits: decoderLimits)
+                }
+            }
+        var opened: [Channel] = []
+        do {
+            switch listeners.unix {
+            case .path(let path, let mode):
+                let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+                opened.append(channel)
+                guard chmod(path, mode) == 0 else {
+                    throw HTTPListenerError(description: "cannot set the mode of \(path): \(String(cString: strerror(errno)))")
+                }
+                frontEnd.logger.info("listening", metadata: ["tollgate.socket": "http", "tollgate.path": "\(path)"])
+            case .descriptor(let fd):
+                opened.append(try await bootstrap.withBoundSocket(fd).get())
+                frontEnd.logger.info("listening on an inherited socket", metadata: ["tollgate.socket": "http", "tollgate.fd": "\(fd)"])
+            case nil:
+                break
+            }
+            switch listeners.tcp {
+            case .address(let host, let port):
+                let channel = try await bootstrap.bind(host: host, port: port).get()
+                opened.append(channel)
+                frontEnd.logger.info("listening", metadata: ["tollgate.socket": "http-tcp", "tollgate.address": "\(channel.localAddress.map { "\($0)" } ?? host)"])
+            case .descriptor(let fd):
+                opened.append(try await bootstrap.withBoundSocket(fd).get())
+                frontEnd.logger.info("listening on an inherited socket", metadata: ["tollgate.socket": "http-tcp", "tollgate.fd": "\(fd)"])
+            case nil:
+                break
+            }
+        } catch {
+            for channel in opened { try? await channel.close() }
+            throw error
+        }
+        channels.withLockedValue { $0 = opened }
+    }
+
+    /// Stops accepting; connections already open are served until the event loops shut down.
+    public func stopAccepting() async {
+        let open = channels.withLockedValue { channels in
+            defer { channels = [] }
+            return channels
+        }
+        for channel in open { try? await channel.close() }
+    }
+}
+
+/// The HTTP listener could not be set up (the socket file's mode could not be set).
+public struct HTTPListenerError: Error, CustomStringConvertible, Hashable {
+    public var description: String
+}
+
+/// Bounds that keep one HTTP client from holding resources or memory.
+public struct HTTPLimits: Sendable, Hashable {
+    /// The request target, each header field and all header fields together (bytes); beyond it: 431 and close.
+    public var maxHeaderBytes: Int
+    /// A request body (forward auth reads none; Envoy may send one); beyond it: 413 and close.
+    public var maxBodyBytes: Int
+    /// Open connections over both HTTP listeners; the next one's request is answered 503 and it is closed.
+    public var maxConnections: Int
+    /// A connection without traffic for this long is closed (0: never).
+    public var idleTimeoutMilliseconds: Int64
+
+    public init(maxHeaderBytes: Int = 8192, maxBodyBytes: Int = 65536, maxConnections: Int = 1024, idleTimeoutMilliseconds: Int64 = 60_000) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxBodyBytes = maxBodyBytes
+        self.maxConnections = maxConnections
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+    }
+}
+
+/// What every HTTP connection shares: the core, the clock, the live policy and allow-list (a reload replaces them),
+/// the limits and the connection count. Every mutable part is behind a lock.
+final class HTTPFrontEnd: Sendable {
+    struct Live {
+        var policy: ForwardAuthPolicy
+        var access: SocketAccess
+    }
+
+    struct Counts {
+        var open = 0
+        var refused: UInt64 = 0
+    }
+
+    let core: ApplicationCore
+    let clock: any WallClock
+    let limits: HTTPLimits
+    let logger: Logger
+    let live: NIOLockedValueBox<Live>
+    let counts = NIOLockedValueBox(Counts())
+
+    init(core: ApplicationCore, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger) {
+        self.core = core
+        self.clock = clock
+        self.limits = limits
+        self.logger = logger
+        self.live = NIOLockedValueBox(Live(policy: policy, access: access))
+    }
+
+    /// The decoder's bounds, checked before it allocates: each header field and all of them together within
+    /// `maxHeaderBytes`, at most 256 fields.
+    var decoderLimits: NIOHTTPDecoderLimitConfiguration {
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldCount = 256
+        return decoderLimits
+    }
+
+    /// NIOHTTP1's server pipeline (decoder with our header limits, encoder; its own 400 handler off, since ours
+    /// adds `Cache-Control` and the JSON body) and the forward-auth handler. No pipelining assistance: every request
+    /// is answered synchronously when its end is read, so answers already leave in request order, and the
+    /// assistance's buffering and read throttling would only add work per request.
+    static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, frontEnd: HTTPFrontEnd, decoderLimits: NIOHTTPDecoderLimitConfiguration) throws {
+        try pipeline.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        try pipeline.addHandler(ForwardAuthHandler(frontEnd: frontEnd))
+    }
+
+    /// Counts a connection; false when the limit is reached.
+    func openConnection() -> Bool {
+        counts.withLockedValue { counts in
+            guard counts.open < limits.maxConnections else {
+                counts.refused &+= 1
+                return false
+            }
+            counts.open += 1
+            return true
+        }
+    }
+
+    func closeConnection() { counts.withLockedValue { $0.open -= 1 } }
+
+    /// The answer to one complete request from `peer`, without a body for nginx (`ForwardAuth.answersWithoutBody`).
+    func answer(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
+        let answer = decide(head, peer: peer)
+        return ForwardAuth.answersWithoutBody(head) ? answer.withoutBody() : answer
+    }
+
+    /// The allow-list first, then the translation, then the core.
+    private func decide(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
+        let live = self.live.withLockedValue { $0 }
+        // Without credentials (TCP) only an unrestricted listener may be used: fail closed, as the api socket does.
+        guard peer.map(live.access.permits) ?? (live.access == .anyone) else {
+            return .refused(.forbidden, reason: ForwardAuthProblem.peerNotAllowed.rawValue)
+        }
+        switch ForwardAuth.decide(head, policy: live.policy) {
+        case .answer(let status, let reason):
+            return .refused(status, reason: reason)
+        case .check(let check):
+            // Through the operation table, as the api socket's caller: the same door as the binary front end's.
+            let response = core.handle(.check(check), from: Caller(role: .api, uid: peer?.uid), completion: { _ in })
+            switch response {
+            case .check(let result)?:
+                return .decided(result, nowMillis: clock.now().millis)
+            case .error(.invalidArgument, _)?:
+                return .refused(.badRequest, reason: ForwardAuthProblem.invalidRequest.rawValue)
+            default:
+                logger.error("the core gave no check answer to an http request")
+                return .refused(.internalServerError, reason: ForwardAuthProblem.internalError.rawValue)
+            }
+        }
+    }
+}
