@@ -5,7 +5,9 @@ set -euo pipefail
 
 # nginx, caddy: the proxy tests (Tests/proxy/proxies.sh); haproxy: checked for a forward-auth mechanism (README);
 # wrk: the forward-auth benchmark (scripts/bench-proxy.sh). curl: the proxy tests' client.
-packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl)
+# prometheus: promtool (`promtool check metrics` on a real scrape) and the server the metrics test starts
+# (Tests/metrics/prometheus.sh); its packaged service is not used.
+packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl prometheus)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
