@@ -6,7 +6,7 @@
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
 #                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
-#                                 and Caddy, systemd end to end
+#                                 and Caddy, metrics scraped by a real Prometheus (and promtool), systemd end to end
 #                                 (`make test-slow`)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -108,6 +108,9 @@ tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgat
 
 echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth)"
 tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh "$bin"
+
+echo "== metrics and health: promtool on a real scrape, a real Prometheus server scraping tollgated"
+tap_stage metrics "$log_dir/metrics.log" timeout 300 bash Tests/metrics/prometheus.sh "$bin"
 
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"

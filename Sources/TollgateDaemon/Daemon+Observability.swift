@@ -32,7 +32,7 @@ extension Daemon {
         }
         if let http = httpServer {
             let stats = http.statistics
-            frontEnds.sockets.append(("http", stats.connections, stats.refused, 0))
+            frontEnds.sockets.append(("http", stats.connections, stats.refused, nil))
             frontEnds.httpAnswers = http.answerStatistics
         }
         return metrics.scrape(core.metricsSnapshot(), frontEnds)

@@ -56,12 +56,12 @@ public final class TollgateMetrics: Sendable {
     /// What the front ends report at scrape time (the daemon gathers it; this module knows no front end).
     public struct FrontEnds: Sendable {
         /// Per socket (`api`, `admin`, `http`): open connections, connections refused over the limit, requests
-        /// refused by the socket's allow-list.
-        public var sockets: [(socket: String, connections: Int, refusedConnections: UInt64, refusedRequests: UInt64)]
+        /// refused by the socket's allow-list (nil where refusals are answers counted elsewhere: HTTP's are 403s).
+        public var sockets: [(socket: String, connections: Int, refusedConnections: UInt64, refusedRequests: UInt64?)]
         /// Forward-auth answers by HTTP status code.
         public var httpAnswers: [UInt: UInt64]
 
-        public init(sockets: [(socket: String, connections: Int, refusedConnections: UInt64, refusedRequests: UInt64)] = [], httpAnswers: [UInt: UInt64] = [:]) {
+        public init(sockets: [(socket: String, connections: Int, refusedConnections: UInt64, refusedRequests: UInt64?)] = [], httpAnswers: [UInt: UInt64] = [:]) {
             self.sockets = sockets
             self.httpAnswers = httpAnswers
         }
@@ -111,7 +111,9 @@ public final class TollgateMetrics: Sendable {
         for socket in frontEnds.sockets {
             i.connections(socket.socket).record(socket.connections)
             last.advance(i.refusedConnections(socket.socket), "refused.connections.\(socket.socket)", to: socket.refusedConnections)
-            last.advance(i.refusedRequests(socket.socket), "refused.requests.\(socket.socket)", to: socket.refusedRequests)
+            if let refused = socket.refusedRequests {
+                last.advance(i.refusedRequests(socket.socket), "refused.requests.\(socket.socket)", to: refused)
+            }
         }
         for (status, count) in frontEnds.httpAnswers {
             last.advance(i.httpAnswers(status), "http.\(status)", to: count)
