@@ -236,7 +236,7 @@ public final class Daemon: Service, @unchecked Sendable {
         if case .path(let path, _)? = listeners.unix { try refuseIfServed(path) }
         let server = TollgateHTTPServer(
             core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger,
-            endpoints: observabilityEndpoints())
+            endpoints: http.observability ? observabilityEndpoints() : [:])
         try await server.start(listeners)
         httpServer = server
         if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }
