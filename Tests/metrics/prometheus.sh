@@ -72,7 +72,7 @@ fi
 ready=$(curl -s -w ' %{http_code}' "$base/readyz")
 if [[ "$ready" == "ready: "*" 200" ]]; then pass "/readyz answers 200 with what it checked"; else fail "/readyz answers 200" "$ready"; fi
 
-# --- Traffic: 5 allowed CHECKs, 3 denied (malformed token), 4 METER events of which 1 duplicate. ---
+# --- Traffic: 5 allowed CHECKs, 3 denied (malformed token), 4 METER events of which 1 duplicate, 1 forward auth. ---
 export TOLLGATE_SOCKET="$dir/state/tollgate.sock" TOLLGATE_ADMIN_SOCKET="$dir/state/tollgate-admin.sock"
 tg() { "$bin/tollgate" "$@"; }
 tg license set lic-m --plan m >/dev/null || fail "provisioning a license"
@@ -81,6 +81,11 @@ export METRICS_SECRET=$secret
 for _ in 1 2 3 4 5; do tg check --secret-env METRICS_SECRET >/dev/null 2>&1; done
 for _ in 1 2 3; do tg check not-a-token >/dev/null 2>&1; done
 for key in a b c a; do tg meter --secret-env METRICS_SECRET events 1 --idempotency-key "$key" >/dev/null 2>&1; done
+# One forward-auth request without a token (no route is configured: denied) and two reserved paths, which are not
+# forward-auth answers: tollgate_http_answers_total must count 1.
+http_status=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /x' "$base/v1/forward-auth")
+curl -s -o /dev/null "$base/healthz"
+curl -s -o /dev/null "$base/readyz"
 
 # --- promtool on a real scrape, over TCP and over the Unix socket. ---
 curl -s "$base/metrics" >"$dir/scrape.txt"
@@ -152,4 +157,38 @@ expect "journal batches observed" 'tollgate_journal_batch_records_count > bool 0
 expect "journal fsyncs timed" 'tollgate_journal_fsync_duration_seconds_count > bool 0' 1
 expect "journal healthy" 'tollgate_journal_failed' 0
 expect "api connections series" 'count(tollgate_connections{socket="api"})' 1
+expect "forward-auth answers by status" "tollgate_http_answers_total{status=\"$http_status\"}" 1
+expect "forward-auth answers: the reserved paths are not counted" 'sum(tollgate_http_answers_total)' 1
+
+# --- The Grafana dashboard: every query parses in this Prometheus and names only metrics a scrape exposes. ---
+dashboard="$(cd "$(dirname "$0")/../.." && pwd)/examples/grafana/tollgate-dashboard.json"
+if out=$(python3 - "$dashboard" "$dir/scrape.txt" "http://127.0.0.1:$prom_port" <<'PY'
+import json, re, sys, urllib.parse, urllib.request
+dashboard, scrape, prom = sys.argv[1:4]
+exposed = {line.split()[2] for line in open(scrape) if line.startswith("# TYPE ")}
+suffixes = ("_bucket", "_sum", "_count")
+problems, count = [], 0
+for panel in json.load(open(dashboard))["panels"]:
+    for target in panel.get("targets", []):
+        count += 1
+        expr = target["expr"].replace("$__rate_interval", "5s").replace("$job", ".*").replace("$instance", ".*")
+        for name in set(re.findall(r"\btollgate_[a-z_]+", expr)):
+            base = next((name[: -len(s)] for s in suffixes if name.endswith(s) and name[: -len(s)] in exposed), name)
+            if base not in exposed:
+                problems.append(f"{panel['title']}: {name} is not exposed")
+        url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            answer = json.load(urllib.request.urlopen(url, timeout=10))
+        except Exception as error:
+            answer = {"status": "error", "error": str(getattr(error, "read", lambda: error)())}
+        if answer.get("status") != "success":
+            problems.append(f"{panel['title']}: {expr}: {answer.get('error')}")
+print("\n".join(problems) if problems else f"{count} queries")
+sys.exit(1 if problems else 0)
+PY
+); then
+    pass "the Grafana dashboard's queries parse and use exposed metrics ($out)"
+else
+    fail "the Grafana dashboard's queries parse and use exposed metrics" "$out"
+fi
 finish
