@@ -131,7 +131,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            // A request path like the binary one: no dynamic exclusivity checks in release builds (see hotPathSettings).
+            swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
         ),
         // Prometheus metrics and health: the core's, the journal's and the front ends' counters folded into
         // swift-metrics instruments at scrape time, swift-prometheus's exposition, readiness. No socket of its own:
@@ -252,7 +253,7 @@ let package = Package(
             name: "TollgateDaemonTests",
             dependencies: [
                 "TollgateDaemon", "TollgateClient", "TollgateProtocol", "TollgateEngine", "TollgateModel", "TollgateJournal",
-                "TollgateServer", "TollgateTestSupport",
+                "TollgateServer", "TollgateHTTP", "TollgateTestSupport",
             ]
         ),
     ],

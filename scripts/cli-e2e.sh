@@ -366,6 +366,13 @@ check "apply names the second license's error" err_has "licenses\[1\]\.status: .
 check "apply names the first license's unknown plan" err_has "licenses\[0\]\.plan: .*\[unknown_plan\]"
 tg --json apply "$work/bad2.yaml"
 check "apply --json lists the errors" out_has '"errors":\[\{"code":"invalid_name",'
+# An http section (forward-auth routes): checked by the daemon configuration's rules, reported, not applied.
+printf 'http:\n  default: deny\n  routes:\n    - {method: GET, path: "/v1/items/{id}", scopes: [read], meter: requests}\n' >"$work/routes.yaml"
+tg apply "$work/routes.yaml"
+check "apply checks an http section's routes and says they are not applied" out_has "^http: 1 route checked \(default deny\); not applied"
+printf 'http:\n  routes:\n    - {method: get, path: /x}\n' >"$work/bad-routes.yaml"
+tg apply "$work/bad-routes.yaml"
+check "apply refuses a bad route with the validation source's field and code (exit 1)" err_has "http\.routes\[0\]\.method: .*\[invalid_value\]"
 
 # --- Version -------------------------------------------------------------------------------------------------------
 tg --version

@@ -160,15 +160,7 @@ public final class Daemon: Service, @unchecked Sendable {
         self.group = group
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server
-        core.setExtraStatistics { [weak server] in
-            guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
-            return [
-                KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
-                KeyValue("requests_refused", "\(stats.refusedRequests)"),
-                KeyValue("durable_backlog", "\(backlog.waiting)"), KeyValue("durable_backlog_peak", "\(backlog.peak)"),
-                KeyValue("durable_backlog_holds", "\(backlog.holds)"),
-            ]
-        }
+        core.setExtraStatistics(Self.statistics(server: server, http: nil))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
             admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))
@@ -240,6 +232,27 @@ public final class Daemon: Service, @unchecked Sendable {
         try await server.start(listeners)
         httpServer = server
         if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }
+        // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
+        if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server)) }
+    }
+
+    /// What STATS adds to the core's counters: the binary front end's connections and durable backlog and, when it
+    /// runs, the HTTP front end's connections (its checks are in checks_total like every other). Both are held
+    /// weakly: a stopped daemon answers without them.
+    static func statistics(server: TollgateServer, http: TollgateHTTPServer?) -> @Sendable () -> [KeyValue] {
+        { [weak server, weak http] in
+            guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
+            var extra = [
+                KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
+                KeyValue("requests_refused", "\(stats.refusedRequests)"),
+                KeyValue("durable_backlog", "\(backlog.waiting)"), KeyValue("durable_backlog_peak", "\(backlog.peak)"),
+                KeyValue("durable_backlog_holds", "\(backlog.holds)"),
+            ]
+            if let counts = http?.statistics {
+                extra += [KeyValue("http_connections", "\(counts.connections)"), KeyValue("http_connections_refused", "\(counts.refused)")]
+            }
+            return extra
+        }
     }
 
     private func prepareStateDirectory() throws {

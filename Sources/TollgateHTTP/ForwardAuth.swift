@@ -46,7 +46,7 @@ public enum ForwardAuth {
     public static let endpointPath = "/v1/forward-auth"
 
     public enum Decision: Sendable, Hashable {
-        /// Ask the core; `metered` says whether the route charges a meter (for logs and tests).
+        /// Ask the core this CHECK (the route's scopes, features, meter and cost, or none for `allow_unmetered`).
         case check(CheckRequest)
         /// Answer without asking the core.
         case answer(status: HTTPResponseStatus, reason: String)

@@ -26,6 +26,9 @@ import Yams
 ///      valid_from: 2026-01-01T00:00:00Z, valid_until: 1798761600000, trial_ends_at: ~, billing_anchor_day: 15}
 /// ```
 ///
+/// An `http:` section (`routes:` and `default:`, the layout of the daemon configuration's `http.routes`) is checked
+/// with the same rules, and reported, not applied (see `ProvisioningDocument.http`).
+///
 /// Top-level keys starting with `x-` are ignored (as in Compose files), so that anchors shared by several plans
 /// have somewhere to live: `x-base: &base {...}` then `<<: *base`.
 extension ProvisioningDocument {
@@ -60,7 +63,7 @@ extension ProvisioningDocument {
         var reader: MappingReader
         do throws(ProvisioningError) {
             reader = try MappingReader(root, path: "")
-            try reader.allowOnly(["plans", "orgs", "licenses"], orKeysWhere: { $0.hasPrefix("x-") })
+            try reader.allowOnly(["plans", "orgs", "licenses", "http"], orKeysWhere: { $0.hasPrefix("x-") })
         } catch {
             return (ProvisioningDocument(), [error])
         }
@@ -103,6 +106,9 @@ extension ProvisioningDocument {
                 licensePaths.append(licenseReader.path)
             }
         }
+        if let httpReader = attempt({ () throws(ProvisioningError) in try reader.mapping("http") }) ?? nil {
+            document.http = attempt({ () throws(ProvisioningError) in try readRoutes(httpReader) })
+        }
         for key in reader.unreadKeys where key.hasPrefix("x-") { _ = reader.value(key) }
         _ = attempt({ () throws(ProvisioningError) in try reader.finish() })
 
@@ -144,6 +150,20 @@ extension ProvisioningDocument {
         do throws(ValidationError) {
             var document = try DocumentReader(node, path: reader.path)
             return try PlanDocument.read(&document)
+        } catch {
+            throw ProvisioningError(error)
+        }
+    }
+
+    /// The `http:` section, by the one route document model the daemon's configuration uses.
+    static func readRoutes(_ reader: MappingReader) throws(ProvisioningError) -> RouteTable {
+        let node = try YAMLValue.document(reader.node, reader.path)
+        do throws(ValidationError) {
+            var document = try DocumentReader(node, path: reader.path)
+            try document.allowOnly(["routes", "default"])
+            let table = try RouteDocument.readTable(&document)
+            try document.finish()
+            return table
         } catch {
             throw ProvisioningError(error)
         }

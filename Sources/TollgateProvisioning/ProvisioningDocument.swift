@@ -9,11 +9,17 @@ public struct ProvisioningDocument: Sendable, Hashable {
     public var plans: [Plan]
     public var orgs: [OrgSpec]
     public var licenses: [LicenseSpec]
+    /// The forward-auth routes of an `http:` section, checked by the same reader and rules as the daemon's
+    /// configuration (`RouteDocument`, `Validation.routes`). They are not applied: routes are tollgated's
+    /// configuration (`http.routes`), which a running daemon reloads on SIGHUP; the file only gets them checked
+    /// beside the plans whose scopes they name.
+    public var http: RouteTable?
 
-    public init(plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = []) {
+    public init(plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = [], http: RouteTable? = nil) {
         self.plans = plans
         self.orgs = orgs
         self.licenses = licenses
+        self.http = http
     }
 
     /// The plan the file declares with this id, to put when the diff says it is created or updated.

@@ -39,6 +39,9 @@ struct Apply: AsyncParsableCommand {
         let changes = ProvisioningPlan.diff(document: document, current: current, prune: prune)
 
         if !global.json { print(ProvisioningPlan.render(changes, verbose: verbose), terminator: "") }
+        if let http = document.http, !global.json {
+            print("http: \(http.rules.count) route\(http.rules.count == 1 ? "" : "s") checked (default \(http.fallback.name)); not applied: routes are tollgated's configuration (http.routes)")
+        }
         var applied = 0
         if !dryRun {
             for change in changes where change.isChange {
@@ -66,6 +69,8 @@ struct Apply: AsyncParsableCommand {
                 "changes": changes.map(\.json),
             ]
             if prune { object["deleted"] = deleted }
+            // Only for files with an http section: the routes checked (not applied; see ProvisioningDocument.http).
+            if let http = document.http { object["http_routes_checked"] = http.rules.count }
             printJSON(object)
         } else if dryRun {
             print("dry run: nothing was applied")

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import TollgateClient
 import TollgateDaemon
+import TollgateHTTP
 import TollgateJournal
 import TollgateModel
 import TollgateProtocol
@@ -26,6 +27,8 @@ final class DaemonHarness {
     var shutdownFlushTimeout: Duration = .seconds(10)
     /// The file `Daemon.reload()` re-reads (SIGHUP); nil: the embedded default.
     var configurationPath: String?
+    /// HTTP listeners handed over as socket activation would (nil: the configuration's).
+    var inheritedHTTPListeners: TollgateHTTPServer.Listeners?
 
     init(fsync: Bool = false, file: StaticString = #filePath) throws {
         // Short paths: sun_path holds at most 107 bytes.
@@ -45,7 +48,8 @@ final class DaemonHarness {
         let logger = Logger(label: "tollgated-test") { label in logs.handler(label: label) }
         let daemon = Daemon(
             configuration: configuration,
-            dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1, configurationPath: configurationPath, shutdownFlushTimeout: shutdownFlushTimeout),
+            dependencies: .init(fileSystem: fileSystem, eventLoopThreads: 1, configurationPath: configurationPath, shutdownFlushTimeout: shutdownFlushTimeout,
+                inheritedHTTPListeners: inheritedHTTPListeners),
             logger: logger)
         try await daemon.start()
         self.daemon = daemon

@@ -1,5 +1,6 @@
 import Foundation
 import TollgateDaemon
+import TollgateHTTP
 import TollgateModel
 import XCTest
 
@@ -70,6 +71,27 @@ final class HTTPFrontEndTests: XCTestCase {
         return (status, body)
     }
 
+    /// Socket activation's path: a listening socket handed over (as systemd passes `http`) is served, without an
+    /// `http` section (its defaults: no routes, deny).
+    func testServesAnInheritedHTTPSocketWithoutAnHTTPSection() async throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(httpSocket.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(fd, 16), 0)
+        harness.inheritedHTTPListeners = .init(unix: .descriptor(fd))
+        try await harness.start()
+        let answer = try request("/anything")
+        XCTAssertEqual(answer.status, "HTTP/1.1 403 Forbidden")
+        XCTAssertEqual(answer.body, #"{"decision":"deny","reason":"no_route"}"#)
+    }
+
     func testServesForwardAuthBesideTheBinarySocketsAndReloadsRoutesLive() async throws {
         try write(routes: #"[ { "method": "GET", "path": "/v1/items/{id}", "scopes": ["read"], "meter": "requests" } ]"#)
         try await harness.start()
@@ -96,5 +118,9 @@ final class HTTPFrontEndTests: XCTestCase {
         XCTAssertTrue(harness.logs.text.contains("http.routes[0].path"), "the error names the field")
         XCTAssertEqual(try request("/v2/reports", token: secret).body, #"{"decision":"deny","reason":"insufficient_scope"}"#)
         XCTAssertFalse(harness.logs.text.contains(secret), "no secret in the logs")
+        let reader = try await harness.admin()
+        let stats = try await reader.stats()
+        await reader.close()
+        XCTAssertEqual(stats.first { $0.key == "http_connections" }?.value, "0", "STATS counts the HTTP front end's connections")
     }
 }

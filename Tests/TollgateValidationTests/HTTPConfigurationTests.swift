@@ -2,6 +2,7 @@ import Foundation
 import TollgateDaemon
 import TollgateHTTP
 import TollgateModel
+import TollgateProvisioning
 import XCTest
 
 /// The daemon configuration's `http` section: routes go through the one route document model and the validation
@@ -67,6 +68,32 @@ final class HTTPConfigurationTests: XCTestCase {
             XCTAssertEqual(error?.validation?.code, code, json)
             XCTAssertEqual(error?.validation?.field, field, json)
             XCTAssertTrue(error?.message.hasPrefix(field) ?? false, "\(json): \(error?.message ?? "accepted")")
+        }
+    }
+
+    /// One verdict: the same bad `http` section in the daemon's JSON configuration and in a `tollgate apply` file
+    /// (JSON is YAML) is refused with the same code, at the same path, with the same sentence.
+    func testTheApplyFileGetsTheSameVerdictOnRoutes() throws {
+        let sections = [
+            #"{ "routes": [ { "path": "v1" } ] }"#, #"{ "routes": [ { "method": "get", "path": "/x" } ] }"#,
+            #"{ "routes": [ { "path": "/x", "cost": 2 } ] }"#, #"{ "routes": [ { "path": "/x", "scope": ["a"] } ] }"#,
+            #"{ "routes": [ { "method": "GET" } ] }"#, #"{ "routes": [ { "path": "/x" }, { "path": "/x" } ] }"#,
+            #"{ "default": "allow" }"#, #"{ "routes": [ { "path": "/x", "meter": "a b" } ] }"#,
+        ]
+        for section in sections {
+            let json = try XCTUnwrap(refusal(section), section)
+            XCTAssertThrowsError(try ProvisioningDocument.parse(yaml: #"{ "http": \#(section) }"#), section) { error in
+                let yaml = error as! ProvisioningError
+                XCTAssertEqual(yaml.code, json.validation?.code.rawValue, section)
+                XCTAssertEqual(yaml.path, json.validation?.field, section)
+                XCTAssertEqual(yaml.message, json.message, section)
+            }
+        }
+        let good = try ProvisioningDocument.parse(yaml: "http:\n  default: allow_unmetered\n  routes:\n    - {method: GET, path: \"/v1/items/{id}\", scopes: [read], meter: requests}\n")
+        XCTAssertEqual(good.http?.rules.count, 1)
+        XCTAssertEqual(good.http?.fallback, .allowUnmetered)
+        XCTAssertThrowsError(try ProvisioningDocument.parse(yaml: "http:\n  socket: /x\n"), "apply files hold routes only") {
+            XCTAssertEqual(($0 as? ProvisioningError)?.code, "unknown_key")
         }
     }
 

@@ -20,6 +20,7 @@ failed=0
 testdir="" cgroup="" script_pid="" outer_pid="" sd_pid="" timer_pid="" finished=0
 api=/run/tollgate/tollgate.sock
 admin=/run/tollgate/tollgate-admin.sock
+http=/run/tollgate/tollgate-http.sock
 
 say() { printf '%s\n' "$*"; }
 diag() { sed 's/^/# /' <<<"$*"; }
@@ -314,6 +315,19 @@ else
     fail "check of a revoked token is denied (exit 3, revoked)" "${why:-$(cat "$testdir/err")}"
 fi
 
+# --- 3b. The HTTP socket unit: the service took it by name (FileDescriptorName=http) and answers forward auth on it
+# (the installed configuration has no http section: no routes, so the default, deny, answers no_route). ---
+http_meta=$(in_ns stat -c '%F %a %U:%G' "$http" 2>&1)
+http_answer=$(in_ns curl -s --max-time 5 --unix-socket "$http" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /anything" \
+    -w ' %{http_code}' http://tollgate/v1/forward-auth 2>&1)
+if [[ "$(state tollgated-http.socket)" == active/* ]] && [ "$http_meta" = "socket 660 root:tollgate-clients" ] &&
+    [ "$http_answer" = '{"decision":"deny","reason":"no_route"} 403' ]; then
+    pass "tollgated-http.socket is handed over by name and serves forward auth ($http: $http_meta)"
+else
+    fail "tollgated-http.socket is handed over by name and serves forward auth" \
+        "state $(state tollgated-http.socket); $http: $http_meta; answer: $http_answer"
+fi
+
 # --- 4. systemctl reload: same process, still active, STATUS present, new plan from the file in force. ---
 pid_before=$(prop tollgated.service MainPID)
 if tg plan get e2e-gold >/dev/null 2>&1; then
@@ -445,7 +459,7 @@ diag "exposure (unit file as shipped, --offline=yes): $(grep -o 'Overall exposur
 
 # --- 7. A clean stop. ---
 stop_started=$(now_ms)
-stop_out=$(in_ns_for 40 systemctl stop tollgated.service tollgated.socket tollgated-admin.socket 2>&1)
+stop_out=$(in_ns_for 40 systemctl stop tollgated.service tollgated.socket tollgated-admin.socket tollgated-http.socket 2>&1)
 stop_status=$?
 stop_ms=$(($(now_ms) - stop_started))
 result=$(prop tollgated.service Result)
@@ -454,9 +468,9 @@ exit_status=$(prop tollgated.service ExecMainStatus)
 if [ "$stop_status" -eq 0 ] && [ "$(state tollgated.service)" = inactive/dead ] && [ "$result" = success ] &&
     [ "$code" = 1 ] && [ "$exit_status" = 0 ] && [ "$(state tollgated.socket)" = inactive/dead ] &&
     [ "$(state tollgated-admin.socket)" = inactive/dead ] && grep -q "tollgated stopped" <<<"$(unit_log)"; then
-    pass "systemctl stop tollgated.service tollgated.socket tollgated-admin.socket is clean in $stop_ms ms (Result=success, exit status 0)"
+    pass "systemctl stop tollgated.service and its three sockets is clean in $stop_ms ms (Result=success, exit status 0)"
 else
-    fail "systemctl stop tollgated.service tollgated.socket tollgated-admin.socket is clean (Result=success, exit status 0)" \
+    fail "systemctl stop tollgated.service and its three sockets is clean (Result=success, exit status 0)" \
         "exit $stop_status: $stop_out; state $(state tollgated.service); Result=$result ExecMainCode=$code ExecMainStatus=$exit_status"
 fi
 
