@@ -1,4 +1,7 @@
+import NIOConcurrencyHelpers
 import NIOHTTP1
+import TollgateCore
+import TollgateServer
 import TollgateHTTP
 import TollgateMetrics
 
@@ -22,15 +25,16 @@ extension Daemon {
         ]
     }
 
-    /// Every series in the text format, or nil before the core exists.
+    /// Every series in the text format, or nil before the core exists and once a stop has begun.
     public func scrapeMetrics() -> [UInt8]? {
-        guard let core else { return nil }
+        let parts = observed.parts
+        guard let core = parts.core else { return nil }
         var frontEnds = TollgateMetrics.FrontEnds()
-        if let sockets = server?.socketStatistics {
+        if let sockets = parts.server?.socketStatistics {
             frontEnds.sockets.append(("api", sockets.api.connections, sockets.api.refusedConnections, sockets.api.refusedRequests))
             frontEnds.sockets.append(("admin", sockets.admin.connections, sockets.admin.refusedConnections, sockets.admin.refusedRequests))
         }
-        if let http = httpServer {
+        if let http = parts.http {
             let stats = http.statistics
             frontEnds.sockets.append(("http", stats.connections, stats.refused, nil))
             frontEnds.httpAnswers = http.answerStatistics
@@ -38,13 +42,32 @@ extension Daemon {
         return metrics.scrape(core.metricsSnapshot(), frontEnds)
     }
 
-    /// `/readyz`'s verdict, or nil before the core exists.
+    /// `/readyz`'s verdict, or nil before the core exists and once a stop has begun.
     public func readiness() -> Readiness.Verdict? {
-        guard let core else { return nil }
-        return Readiness.evaluate(core.metricsSnapshot(), accepting: accepting.withLockedValue { $0 })
+        let parts = observed.parts
+        guard let core = parts.core else { return nil }
+        return Readiness.evaluate(core.metricsSnapshot(), accepting: parts.accepting)
     }
 
     private static func unavailable(_ reason: String) -> ServiceAnswer {
         ServiceAnswer(status: .serviceUnavailable, contentType: "text/plain; charset=utf-8", body: Array((reason + "\n").utf8))
     }
+}
+
+/// The parts a scrape or a readiness probe reads, set by the lifecycle as they start and cleared when a stop begins.
+/// The servers are held weakly, so that a probe never keeps a stopped one alive.
+final class ObservedParts: Sendable {
+    struct Parts: Sendable {
+        var core: ApplicationCore?
+        weak var server: TollgateServer?
+        weak var http: TollgateHTTPServer?
+        /// Raised once every socket is bound: `/readyz`'s "sockets accepting".
+        var accepting = false
+    }
+
+    private let box = NIOLockedValueBox(Parts())
+
+    var parts: Parts { box.withLockedValue { $0 } }
+
+    func set(_ change: (inout Parts) -> Void) { box.withLockedValue(change) }
 }

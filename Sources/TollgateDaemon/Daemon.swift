@@ -78,8 +78,9 @@ public final class Daemon: Service, @unchecked Sendable {
     private var boundPaths: [String] = []
     /// Prometheus metrics of this daemon (`Daemon+Observability`), served by the HTTP listener.
     public let metrics = TollgateMetrics()
-    /// Raised when every socket is bound, lowered when a stop begins: `/readyz`'s "sockets accepting".
-    let accepting = NIOLockedValueBox(false)
+    /// What `/metrics` and `/readyz` read, handed over under a lock: the daemon's own properties belong to the
+    /// lifecycle, and a scrape runs on an event loop.
+    let observed = ObservedParts()
 
     public init(configuration: DaemonConfiguration, dependencies: Dependencies = .init(), logger: Logger) {
         self.configuration = configuration
@@ -160,6 +161,7 @@ public final class Daemon: Service, @unchecked Sendable {
         self.group = group
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server
+        observed.set { $0.core = core; $0.server = server }
         core.setExtraStatistics(Self.statistics(server: server, http: nil))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
@@ -168,7 +170,7 @@ public final class Daemon: Service, @unchecked Sendable {
         try await server.start(listeners)
         boundPaths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
         try await startHTTP(core: core, group: group)
-        accepting.withLockedValue { $0 = true }
+        observed.set { $0.accepting = true }
         logger.notice("tollgated ready", metadata: [
             "tollgate.api_socket": "\(configuration.resolvedAPISocket)", "tollgate.admin_socket": "\(configuration.resolvedAdminSocket)",
         ])
@@ -179,7 +181,7 @@ public final class Daemon: Service, @unchecked Sendable {
     /// queued, if it made it in time, or dropping it unacknowledged: those clients get `unavailable` or see the
     /// connection close, and retry); then close the connections. Nothing acknowledged is lost. Idempotent.
     public func stop() async throws {
-        accepting.withLockedValue { $0 = false }
+        observed.set { $0 = ObservedParts.Parts() }
         await server?.stopAccepting()
         server = nil
         await httpServer?.stopAccepting()
@@ -231,6 +233,7 @@ public final class Daemon: Service, @unchecked Sendable {
             endpoints: http.observability ? observabilityEndpoints() : [:])
         try await server.start(listeners)
         httpServer = server
+        observed.set { $0.http = server }
         if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }
         // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
         if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server)) }
