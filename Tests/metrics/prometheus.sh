@@ -94,7 +94,9 @@ if out=$(promtool check metrics <"$dir/scrape.txt" 2>&1); then
 else
     fail "promtool check metrics accepts a real scrape" "$out"
 fi
-if curl -s --unix-socket "$dir/http.sock" http://tollgate/metrics | grep -q '^tollgate_build_info{'; then
+# Read whole before grep: with pipefail, grep -q leaving early would fail curl with SIGPIPE.
+unix_scrape=$(curl -s --unix-socket "$dir/http.sock" http://tollgate/metrics)
+if grep -q '^tollgate_build_info{' <<<"$unix_scrape"; then
     pass "/metrics is served on the Unix socket too"
 else
     fail "/metrics is served on the Unix socket too"
