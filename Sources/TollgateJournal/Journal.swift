@@ -481,8 +481,10 @@ public final class Journal: @unchecked Sendable {
             if self.options.fsync { self.fsyncCount += 1 }
             self.lock.broadcastProgress()
         }
-        for p in pending { p.completion?(.success(p.sequence)) }
+        // Before the completions: whoever has seen an answer of this batch finds it counted (a histogram update,
+        // well under a microsecond, ahead of the answers).
         self.options.batchObserver?(JournalBatch(records: pending.count, bytes: buffer.count, syncNanoseconds: syncNanoseconds))
+        for p in pending { p.completion?(.success(p.sequence)) }
     }
 
     static func nanoseconds(_ duration: Duration) -> Int64 {

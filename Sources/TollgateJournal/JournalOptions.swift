@@ -27,7 +27,7 @@ public struct JournalOptions: Sendable {
     public var maxBatchRecords: Int
     /// The most payload bytes one group commit carries (default 4 MiB); a single larger record is written alone.
     public var maxBatchBytes: Int
-    /// Told about every group commit that reached the disk, on the writer thread, after its completions ran: the
+    /// Told about every group commit that reached the disk, on the writer thread, before its completions run: the
     /// metrics' hook (fsync latency, batch size). Kept in the options so that a journal reopened after an outage
     /// keeps reporting; nil: no clock is read around the fsync.
     public var batchObserver: (@Sendable (JournalBatch) -> Void)?
