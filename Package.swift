@@ -16,6 +16,8 @@ import PackageDescription
 /// - `TollgateHTTP`: the HTTP front end (forward auth for reverse proxies): NIOHTTP1 over AF_UNIX and loopback TCP,
 ///   an HTTP request into the core's CHECK and the result back into a status and headers. It decides no policy.
 ///   Swift 6 language mode.
+/// - `TollgateMetrics`: Prometheus metrics (swift-metrics over swift-prometheus) folded from the counters the core,
+///   the journal and the front ends keep, and the readiness verdict; served by the HTTP listener.
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -55,6 +57,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        // Prometheus metrics (issue 15): the swift-metrics API and swift-prometheus as its backend.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The codec keeps the hot-path flag: without it a CHECK costs 7 % more instructions (29 831 -> 31 631,
@@ -137,6 +142,20 @@ let package = Package(
             // A request path like the binary one: no dynamic exclusivity checks in release builds (see hotPathSettings).
             swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
         ),
+        // Prometheus metrics and health: the core's, the journal's and the front ends' counters folded into
+        // swift-metrics instruments at scrape time, swift-prometheus's exposition, readiness. No socket of its own:
+        // the HTTP listener serves it.
+        .target(
+            name: "TollgateMetrics",
+            dependencies: [
+                "TollgateCore", "TollgateJournal", "TollgateModel", "TollgateBuildInfo",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "TollgateClient",
             dependencies: [
@@ -149,11 +168,13 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // `--version` of both binaries: the version, and the git commit recorded by the plugin before each build.
@@ -226,6 +247,14 @@ let package = Package(
                 "TollgateSystemd", "TollgateTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Metric names, labels and the exposition, against a real core in a temporary directory.
+        .testTarget(
+            name: "TollgateMetricsTests",
+            dependencies: [
+                "TollgateMetrics", "TollgateBuildInfo", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -6,9 +6,9 @@
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
 #                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
-#                                 and Caddy, systemd end to end, the static release build and the Debian package
-#                                 (`make deb`): its binaries run without the toolchain, and it installs and serves
-#                                 under systemd (`make test-slow`)
+#                                 and Caddy, metrics scraped by a real Prometheus (and promtool), systemd end to end,
+#                                 the static release build and the Debian package (`make deb`): its binaries run
+#                                 without the toolchain, and it installs and serves under systemd (`make test-slow`)
 set -uo pipefail
 # Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
 export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
@@ -111,6 +111,9 @@ tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgat
 
 echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth)"
 tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh "$bin"
+
+echo "== metrics and health: promtool on a real scrape, a real Prometheus server scraping tollgated"
+tap_stage metrics "$log_dir/metrics.log" timeout 300 bash Tests/metrics/prometheus.sh "$bin"
 
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"

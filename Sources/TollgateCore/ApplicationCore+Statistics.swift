@@ -12,6 +12,10 @@ struct CoreCounters {
     var snapshots: UInt64 = 0
     var snapshotFailures: UInt64 = 0
     var usageDropped: UInt64 = 0
+    /// Denied checks by reason, indexed by `DenyReason.rawValue` (a fixed array: one add on a denial, no hashing).
+    var denials = [UInt64](repeating: 0, count: CoreCounters.reasonSlots)
+
+    static let reasonSlots = 64
 }
 
 /// STATS and systemd's STATUS= line.

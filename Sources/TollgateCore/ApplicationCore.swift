@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import NIOConcurrencyHelpers
 import NIOCore
 import TollgateEngine
@@ -41,6 +42,10 @@ public final class ApplicationCore: @unchecked Sendable {
     var rng = SystemRandomNumberGenerator()
     var decisionLog = DecisionLogSampler(perSecond: 20)
     var extraStatistics: (@Sendable () -> [KeyValue])?
+    /// Told the time per CHECK of one sampled batch, and how many CHECKs it had (`observeCheckLatency`).
+    var checkLatencyObserver: (@Sendable (Int64, Int) -> Void)?
+    /// Counts check batches, to time one in `checkLatencySampleInterval`. Atomic: read before the lock is taken.
+    let checkLatencySamples = Atomic<UInt64>(0)
     var maxTokens: Int
     var maxLicenses: Int
     var lastStatus: (at: Timestamp, checks: UInt64)?

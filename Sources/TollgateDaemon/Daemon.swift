@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -8,6 +9,7 @@ import TollgateModel
 import TollgateProtocol
 import TollgateCore
 import TollgateHTTP
+import TollgateMetrics
 import TollgateServer
 import TollgateSystemd
 
@@ -74,6 +76,11 @@ public final class Daemon: Service, @unchecked Sendable {
     private var journal: Journal?
     private var lockDescriptor: CInt = -1
     private var boundPaths: [String] = []
+    /// Prometheus metrics of this daemon (`Daemon+Observability`), served by the HTTP listener.
+    public let metrics = TollgateMetrics()
+    /// What `/metrics` and `/readyz` read, handed over under a lock: the daemon's own properties belong to the
+    /// lifecycle, and a scrape runs on an event loop.
+    let observed = ObservedParts()
 
     public init(configuration: DaemonConfiguration, dependencies: Dependencies = .init(), logger: Logger) {
         self.configuration = configuration
@@ -92,12 +99,14 @@ public final class Daemon: Service, @unchecked Sendable {
     /// Everything before READY: when this returns, the journal is replayed and both sockets accept.
     public func start() async throws {
         try prepareStateDirectory()
-        let options = JournalOptions(
+        var options = JournalOptions(
             segmentTargetBytes: configuration.snapshotAfterBytes,
             // The core already batches check consumption for `usage_flush_interval_ms`; the journal must then write
             // that batch promptly, or a crash could lose two intervals instead of one.
             flushInterval: .milliseconds(min(10, configuration.usageFlushIntervalMilliseconds)),
             fsync: configuration.journalFsync)
+        let metrics = self.metrics
+        options.batchObserver = { metrics.observe($0) }
         let (journal, recovered): (Journal, RecoveredState)
         do {
             (journal, recovered) = try Journal.open(directory: configuration.journalDirectory, options: options, fileSystem: dependencies.fileSystem)
@@ -144,6 +153,7 @@ public final class Daemon: Service, @unchecked Sendable {
                 ledgerRetentionMillis: Int64(configuration.ledgerRetentionDays) * 86_400_000),
             logger: logger)
         self.core = core
+        core.observeCheckLatency { metrics.observeCheckLatency(nanosecondsPerCheck: $0, checks: $1) }
         // The journal is the truth: the configuration only seeds plans that do not exist yet (Daemon+PlanSeeding).
         _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
 
@@ -151,6 +161,7 @@ public final class Daemon: Service, @unchecked Sendable {
         self.group = group
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         self.server = server
+        observed.set { $0.core = core; $0.server = server }
         core.setExtraStatistics(Self.statistics(server: server, http: nil))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
@@ -159,6 +170,7 @@ public final class Daemon: Service, @unchecked Sendable {
         try await server.start(listeners)
         boundPaths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
         try await startHTTP(core: core, group: group)
+        observed.set { $0.accepting = true }
         logger.notice("tollgated ready", metadata: [
             "tollgate.api_socket": "\(configuration.resolvedAPISocket)", "tollgate.admin_socket": "\(configuration.resolvedAdminSocket)",
         ])
@@ -169,6 +181,7 @@ public final class Daemon: Service, @unchecked Sendable {
     /// queued, if it made it in time, or dropping it unacknowledged: those clients get `unavailable` or see the
     /// connection close, and retry); then close the connections. Nothing acknowledged is lost. Idempotent.
     public func stop() async throws {
+        observed.set { $0 = ObservedParts.Parts() }
         await server?.stopAccepting()
         server = nil
         await httpServer?.stopAccepting()
@@ -216,9 +229,11 @@ public final class Daemon: Service, @unchecked Sendable {
             tcp: http.tcp.map { .address(host: $0.host, port: $0.port) })
         if case .path(let path, _)? = listeners.unix { try refuseIfServed(path) }
         let server = TollgateHTTPServer(
-            core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger)
+            core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger,
+            endpoints: http.observability ? observabilityEndpoints() : [:])
         try await server.start(listeners)
         httpServer = server
+        observed.set { $0.http = server }
         if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }
         // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
         if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server)) }

@@ -221,7 +221,7 @@ extension DaemonConfiguration {
 /// ```json
 /// "http": {
 ///   "socket": "/run/tollgate/tollgate-http.sock", "socket_mode": "0660",
-///   "tcp": "127.0.0.1:8181",
+///   "tcp": "127.0.0.1:8181", "observability": true,
 ///   "access": { "groups": ["www-data"] },
 ///   "token_header": "X-Api-Key", "token_query": "api_key",
 ///   "limits": { "max_header_bytes": 8192, "max_body_bytes": 65536, "max_connections": 1024, "idle_timeout_ms": 60000 },
@@ -243,6 +243,9 @@ public struct HTTPConfiguration: Sendable, Equatable {
     public var access = SocketAccess.anyone
     public var limits = HTTPLimits()
     public var policy = ForwardAuthPolicy()
+    /// Whether the listener answers `/metrics`, `/healthz` and `/readyz` itself (`observability`, default true).
+    /// Off for a listener that Envoy's request-line shape uses, where those paths are original requests to check.
+    public var observability = true
 
     public init() {}
 
@@ -250,7 +253,7 @@ public struct HTTPConfiguration: Sendable, Equatable {
 
     public static func == (l: HTTPConfiguration, r: HTTPConfiguration) -> Bool {
         l.socket == r.socket && l.socketMode == r.socketMode && l.tcp?.host == r.tcp?.host && l.tcp?.port == r.tcp?.port && l.access == r.access
-            && l.limits == r.limits && l.policy == r.policy
+            && l.limits == r.limits && l.policy == r.policy && l.observability == r.observability
     }
 
     static func read(_ object: ObjectReader) throws -> HTTPConfiguration {
@@ -266,6 +269,7 @@ public struct HTTPConfiguration: Sendable, Equatable {
             }
         }
         if var access = try reader.object("access") { http.access = try DaemonConfiguration.socketAccess(&access) }
+        http.observability = try reader.bool("observability") ?? http.observability
         if let name = try reader.string("token_header") {
             guard !name.isEmpty, name.utf8.count <= 64, name.utf8.allSatisfy({ Validation.isIdentifierByte($0) && $0 != UInt8(ascii: ":") && $0 != UInt8(ascii: ".") }) else {
                 throw ConfigurationError("http.token_header must be a header name (1–64 characters of A-Z a-z 0-9 _ -)")

@@ -151,6 +151,10 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         case .none:
             return
         case .decide(let head):
+            if let endpoint = frontEnd.serviceEndpoint(for: head) {
+                writeService(HTTPFrontEnd.serve(endpoint, method: head.method), head: head, context: context)
+                return
+            }
             let answer = frontEnd.answer(head, peer: peer)
             write(answer, version: head.version, keepAlive: head.isKeepAlive, context: context)
         case .refuse(let answer):
@@ -159,6 +163,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
     }
 
     private func write(_ answer: ForwardAuthAnswer, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
+        frontEnd.count(answer.status)
         var headers = HTTPHeaders()
         headers.reserveCapacity(answer.headers.count + 4)
         for header in answer.headers { headers.add(name: header.name, value: header.value) }

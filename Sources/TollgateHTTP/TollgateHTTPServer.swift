@@ -43,8 +43,12 @@ public final class TollgateHTTPServer: Sendable {
     let group: EventLoopGroup
     private let channels = NIOLockedValueBox<[Channel]>([])
 
-    public init(core: ApplicationCore, group: EventLoopGroup, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger) {
-        self.frontEnd = HTTPFrontEnd(core: core, clock: clock, policy: policy, access: access, limits: limits, logger: logger)
+    /// `endpoints`: reserved paths (`/metrics`, `/healthz`, `/readyz`) answered before forward auth.
+    public init(
+        core: ApplicationCore, group: EventLoopGroup, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger,
+        endpoints: [String: ServiceEndpoint] = [:]
+    ) {
+        self.frontEnd = HTTPFrontEnd(core: core, clock: clock, policy: policy, access: access, limits: limits, logger: logger, endpoints: endpoints)
         self.group = group
     }
 
@@ -56,6 +60,9 @@ public final class TollgateHTTPServer: Sendable {
 
     /// Open connections and connections answered 503 for being over the limit.
     public var statistics: (connections: Int, refused: UInt64) { frontEnd.counts.withLockedValue { ($0.open, $0.refused) } }
+
+    /// Forward-auth answers by HTTP status code since start (refusals included; reserved paths not).
+    public var answerStatistics: [UInt: UInt64] { frontEnd.counts.withLockedValue { $0.answers } }
 
     /// The port the TCP listener is bound to (useful with port 0 in tests), or nil.
     public var tcpPort: Int? {
@@ -156,6 +163,7 @@ final class HTTPFrontEnd: Sendable {
     struct Counts {
         var open = 0
         var refused: UInt64 = 0
+        var answers: [UInt: UInt64] = [:]
     }
 
     let core: ApplicationCore
@@ -164,8 +172,13 @@ final class HTTPFrontEnd: Sendable {
     let logger: Logger
     let live: NIOLockedValueBox<Live>
     let counts = NIOLockedValueBox(Counts())
+    let endpoints: [String: ServiceEndpoint]
 
-    init(core: ApplicationCore, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger) {
+    init(
+        core: ApplicationCore, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger,
+        endpoints: [String: ServiceEndpoint] = [:]
+    ) {
+        self.endpoints = endpoints
         self.core = core
         self.clock = clock
         self.limits = limits
@@ -206,6 +219,9 @@ final class HTTPFrontEnd: Sendable {
     }
 
     func closeConnection() { counts.withLockedValue { $0.open -= 1 } }
+
+    /// Counts one forward-auth answer by status, for the metrics.
+    func count(_ status: HTTPResponseStatus) { counts.withLockedValue { $0.answers[status.code, default: 0] &+= 1 } }
 
     /// The answer to one complete request from `peer`, without a body for nginx (`ForwardAuth.answersWithoutBody`).
     func answer(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {

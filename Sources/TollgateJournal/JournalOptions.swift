@@ -27,6 +27,10 @@ public struct JournalOptions: Sendable {
     public var maxBatchRecords: Int
     /// The most payload bytes one group commit carries (default 4 MiB); a single larger record is written alone.
     public var maxBatchBytes: Int
+    /// Told about every group commit that reached the disk, on the writer thread, before its completions run: the
+    /// metrics' hook (fsync latency, batch size). Kept in the options so that a journal reopened after an outage
+    /// keeps reporting; nil: no clock is read around the fsync.
+    public var batchObserver: (@Sendable (JournalBatch) -> Void)?
 
     public init(
         maxRecordSize: Int = 16 * 1024 * 1024,
@@ -42,5 +46,21 @@ public struct JournalOptions: Sendable {
         self.fsync = fsync
         self.maxBatchRecords = max(1, maxBatchRecords)
         self.maxBatchBytes = max(1, maxBatchBytes)
+    }
+}
+
+/// One group commit as `JournalOptions.batchObserver` sees it.
+public struct JournalBatch: Sendable, Hashable {
+    /// Records in the batch.
+    public var records: Int
+    /// Bytes written (record headers included).
+    public var bytes: Int
+    /// How long the fdatasync took; nil when `fsync` is off.
+    public var syncNanoseconds: Int64?
+
+    public init(records: Int, bytes: Int, syncNanoseconds: Int64?) {
+        self.records = records
+        self.bytes = bytes
+        self.syncNanoseconds = syncNanoseconds
     }
 }

@@ -85,6 +85,14 @@ public struct ConnectionLimits: Sendable, Hashable {
 }
 
 /// State shared by every connection: the live access policy and the connection count.
+/// One socket's open connections, connections refused over the limit, and requests refused by the allow-list.
+public struct SocketConnectionCounts: Sendable, Hashable {
+    public var connections = 0
+    public var refusedConnections: UInt64 = 0
+    public var refusedRequests: UInt64 = 0
+    public init() {}
+}
+
 final class ConnectionRegistry: Sendable {
     private struct State {
         var policy: AccessPolicy
@@ -92,6 +100,8 @@ final class ConnectionRegistry: Sendable {
         var closedConnections: UInt64 = 0
         var refusedConnections: UInt64 = 0
         var refusedRequests: UInt64 = 0
+        /// The same three by socket (`SocketRole.rawValue` as the index), for the metrics.
+        var bySocket = [SocketConnectionCounts](repeating: SocketConnectionCounts(), count: 2)
     }
 
     private let state: NIOLockedValueBox<State>
@@ -113,7 +123,10 @@ final class ConnectionRegistry: Sendable {
     func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
         state.withLockedValue { s in
             let ok = Self.admits(s.policy, peer, role: role)
-            if !ok { s.refusedRequests &+= 1 }
+            if !ok {
+                s.refusedRequests &+= 1
+                s.bySocket[Int(role.rawValue)].refusedRequests &+= 1
+            }
             return ok
         }
     }
@@ -131,22 +144,30 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// Counts a new connection; false when the limit is reached (the caller refuses it).
-    func open() -> Bool {
+    func open(role: SocketRole) -> Bool {
         state.withLockedValue { s in
             guard s.connections < limits.maxConnections else {
                 s.refusedConnections &+= 1
+                s.bySocket[Int(role.rawValue)].refusedConnections &+= 1
                 return false
             }
             s.connections += 1
+            s.bySocket[Int(role.rawValue)].connections += 1
             return true
         }
     }
 
-    func close() {
+    func close(role: SocketRole) {
         state.withLockedValue {
             $0.connections -= 1
             $0.closedConnections &+= 1
+            $0.bySocket[Int(role.rawValue)].connections -= 1
         }
+    }
+
+    /// Connections and refusals of the api and admin sockets.
+    var socketStatistics: (api: SocketConnectionCounts, admin: SocketConnectionCounts) {
+        state.withLockedValue { ($0.bySocket[Int(SocketRole.api.rawValue)], $0.bySocket[Int(SocketRole.admin.rawValue)]) }
     }
 
     /// Connections closed since start (a burst of them is a moment to give memory back).

@@ -43,7 +43,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        guard registry.open() else {
+        guard registry.open(role: machine.role) else {
             logger.warning("connection refused: too many connections", metadata: ["tollgate.socket": "\(machine.role.name)", "tollgate.limit": "\(registry.limits.maxConnections)"])
             var refusal = context.channel.allocator.buffer(capacity: 64)
             refusal.writeResponse(.error(.unavailable, "too many connections (the limit is \(registry.limits.maxConnections)); retry later"), opcode: 0, requestID: 0)
@@ -58,7 +58,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if counted {
-            registry.close()
+            registry.close(role: machine.role)
             counted = false
         }
         frameTimer?.cancel()

@@ -62,6 +62,11 @@ public final class TollgateServer: Sendable {
         registry.statistics
     }
 
+    /// The same by socket (the metrics' `socket` label).
+    public var socketStatistics: (api: SocketConnectionCounts, admin: SocketConnectionCounts) {
+        registry.socketStatistics
+    }
+
     /// The daemon-wide backlog of data-plane requests waiting for the journal: now, at most, and how often a
     /// connection had to stop reading for it.
     public var backlogStatistics: (waiting: Int, peak: Int, holds: UInt64) {
