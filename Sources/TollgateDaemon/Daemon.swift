@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Synchronization
 import ServiceLifecycle
 import TollgateEngine
 import TollgateJournal
@@ -19,7 +20,7 @@ import Glibc
 
 /// The composition root shared by `tollgated` and the tests: it opens the state directory, replays the journal,
 /// seeds the configured plans that do not exist yet, and starts the server. Tests start the real daemon in-process with it.
-public final class Daemon: Service, @unchecked Sendable {
+public final class Daemon: Service, Sendable {
     public struct Dependencies: Sendable {
         public var clock: any WallClock
         public var fileSystem: any JournalFileSystem
@@ -67,15 +68,24 @@ public final class Daemon: Service, @unchecked Sendable {
     let dependencies: Dependencies
     let logger: Logger
 
-    public private(set) var core: ApplicationCore?
-    private(set) var server: TollgateServer?
+    /// What `start` sets up and `stop` takes down, read meanwhile by the status, watchdog and reload tasks (and by
+    /// tests): under one lock, so that no read races a start or a stop. Nothing is awaited while it is held.
+    struct Lifecycle {
+        var core: ApplicationCore?
+        var server: TollgateServer?
+        var httpServer: TollgateHTTPServer?
+        var group: MultiThreadedEventLoopGroup?
+        var journal: Journal?
+        var lockDescriptor: CInt = -1
+        var boundPaths: [String] = []
+    }
+    private let lifecycle = Mutex(Lifecycle())
+
+    public var core: ApplicationCore? { lifecycle.withLock { $0.core } }
+    var server: TollgateServer? { lifecycle.withLock { $0.server } }
     /// The HTTP forward-auth front end, when configured or socket-activated.
-    public private(set) var httpServer: TollgateHTTPServer?
-    private var group: MultiThreadedEventLoopGroup?
-    var eventLoopGroup: MultiThreadedEventLoopGroup? { group }
-    private var journal: Journal?
-    private var lockDescriptor: CInt = -1
-    private var boundPaths: [String] = []
+    public var httpServer: TollgateHTTPServer? { lifecycle.withLock { $0.httpServer } }
+    var eventLoopGroup: MultiThreadedEventLoopGroup? { lifecycle.withLock { $0.group } }
     /// Prometheus metrics of this daemon (`Daemon+Observability`), served by the HTTP listener.
     public let metrics = TollgateMetrics()
     /// What `/metrics` and `/readyz` read, handed over under a lock: the daemon's own properties belong to the
@@ -119,7 +129,7 @@ public final class Daemon: Service, @unchecked Sendable {
         } catch let error as JournalError {
             throw DaemonError(.journal, "cannot open the journal in \(configuration.journalDirectory): \(error.message)")
         }
-        self.journal = journal
+        lifecycle.withLock { $0.journal = journal }
         let state: LicensingState
         do {
             state = try ApplicationCore.rebuildState(from: recovered)
@@ -152,15 +162,15 @@ public final class Daemon: Service, @unchecked Sendable {
                 expiryWarningMillis: Int64(configuration.expiryWarningHours) * 3_600_000,
                 ledgerRetentionMillis: Int64(configuration.ledgerRetentionDays) * 86_400_000),
             logger: logger)
-        self.core = core
+        lifecycle.withLock { $0.core = core }
         core.observeCheckLatency { metrics.observeCheckLatency(nanosecondsPerCheck: $0, checks: $1) }
         // The journal is the truth: the configuration only seeds plans that do not exist yet (Daemon+PlanSeeding).
         _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
-        self.group = group
+        lifecycle.withLock { $0.group = group }
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
-        self.server = server
+        lifecycle.withLock { $0.server = server }
         observed.set { $0.core = core; $0.server = server }
         core.setExtraStatistics(Self.statistics(server: server, http: nil))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
@@ -168,7 +178,8 @@ public final class Daemon: Service, @unchecked Sendable {
             admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))
         for case .path(let path, _) in [listeners.api, listeners.admin] { try refuseIfServed(path) }
         try await server.start(listeners)
-        boundPaths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
+        let paths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
+        lifecycle.withLock { $0.boundPaths = paths }
         try await startHTTP(core: core, group: group)
         observed.set { $0.accepting = true }
         logger.notice("tollgated ready", metadata: [
@@ -182,12 +193,18 @@ public final class Daemon: Service, @unchecked Sendable {
     /// connection close, and retry); then close the connections. Nothing acknowledged is lost. Idempotent.
     public func stop() async throws {
         observed.set { $0 = ObservedParts.Parts() }
+        let (server, httpServer) = lifecycle.withLock { running in
+            defer { (running.server, running.httpServer) = (nil, nil) }
+            return (running.server, running.httpServer)
+        }
         await server?.stopAccepting()
-        server = nil
         await httpServer?.stopAccepting()
-        httpServer = nil
+        let core = self.core
         core?.flushPendingUsage()
-        journal = core?.currentJournal ?? journal
+        let journal = lifecycle.withLock { running in
+            running.journal = core?.currentJournal ?? running.journal
+            return running.journal
+        }
         var firstError: Error?
         var closePolicy = Journal.ClosePolicy.writeQueued
         do {
@@ -204,17 +221,13 @@ public final class Daemon: Service, @unchecked Sendable {
         }
         // Closed while the event loops still run, so that the answers of dropped records reach their connections.
         do { try journal?.close(closePolicy) } catch { if closePolicy == .writeQueued { firstError = firstError ?? error } }
-        journal = nil
-        if let group {
-            try? await group.shutdownGracefully()
-            self.group = nil
+        let (group, paths, lockDescriptor) = lifecycle.withLock { running in
+            defer { (running.journal, running.group, running.boundPaths, running.lockDescriptor) = (nil, nil, [], -1) }
+            return (running.group, running.boundPaths, running.lockDescriptor)
         }
-        for path in boundPaths { unlink(path) }
-        boundPaths = []
-        if lockDescriptor >= 0 {
-            close(lockDescriptor)
-            lockDescriptor = -1
-        }
+        if let group { try? await group.shutdownGracefully() }
+        for path in paths { unlink(path) }
+        if lockDescriptor >= 0 { close(lockDescriptor) }
         logger.notice("tollgated stopped")
         if let firstError { throw firstError }
     }
@@ -232,9 +245,11 @@ public final class Daemon: Service, @unchecked Sendable {
             core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger,
             endpoints: http.observability ? observabilityEndpoints() : [:])
         try await server.start(listeners)
-        httpServer = server
+        lifecycle.withLock { running in
+            running.httpServer = server
+            if case .path(let path, _)? = listeners.unix { running.boundPaths.append(path) }
+        }
         observed.set { $0.http = server }
-        if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }
         // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
         if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server)) }
     }
@@ -270,7 +285,7 @@ public final class Daemon: Service, @unchecked Sendable {
             close(fd)
             throw DaemonError(.stateDirectory, "the state directory \(dir) is in use by another tollgated")
         }
-        lockDescriptor = fd
+        lifecycle.withLock { $0.lockDescriptor = fd }
     }
 
     /// Refuses to take over a socket path on which another process still answers.
