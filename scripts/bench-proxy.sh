@@ -43,29 +43,10 @@ if [ -z "${TOLLGATED:-}" ]; then
     TOLLGATED=$bin/tollgated TOLLGATE=$bin/tollgate
 fi
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench-proxy.XXXXXX")
-chmod 0755 "$dir"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.05
-    done
-}
+. "$ROOT/Tests/lib/suite.sh"
+suite_start tollgate-bench-proxy
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-
-read -r nginx_port echo_port < <(python3 -c 'import socket
-s=[socket.socket() for _ in range(2)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))')
+read -r nginx_port echo_port < <(free_ports 2)
 http_socket="$dir/http.sock"
 cat >"$dir/tollgated.json" <<JSON
 {

@@ -9,46 +9,10 @@
 # Prints ok / not ok lines and ends with "N passed, M failed"; exits 1 when any check failed.
 set -uo pipefail
 bin=${1:?usage: prometheus.sh BIN_DIR}
-for tool in prometheus promtool curl python3; do
-    command -v "$tool" >/dev/null || { echo "not ok - $tool is installed (scripts/setup.sh installs it)"; echo "0 passed, 1 failed"; exit 1; }
-done
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-metrics.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-pass() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() {
-    echo "not ok - $1"
-    [ -z "${2:-}" ] || sed 's/^/#   /' <<<"$2"
-    failed=$((failed + 1))
-}
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }
-
-# `wait_for SECONDS COMMAND...`: polls COMMAND every 100 ms until it succeeds or SECONDS pass.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
-
-read -r tcp_port prom_port < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+. "$(dirname "$0")/../lib/suite.sh"
+require prometheus promtool curl python3
+suite_start tollgate-metrics
+read -r tcp_port prom_port < <(free_ports 2)
 base="http://127.0.0.1:$tcp_port"
 
 cat >"$dir/tollgated.json" <<JSON

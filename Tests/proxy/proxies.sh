@@ -13,46 +13,10 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bin=${1:?usage: proxies.sh BIN_DIR}
-for tool in nginx caddy curl python3; do
-    command -v "$tool" >/dev/null || { echo "not ok - $tool is installed (scripts/setup.sh installs it)"; echo "0 passed, 1 failed"; exit 1; }
-done
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-proxies.XXXXXX")
-chmod 0755 "$dir"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-pass() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() {
-    echo "not ok - $1"
-    [ -z "${2:-}" ] || sed 's/^/#   /' <<<"$2"
-    failed=$((failed + 1))
-}
-
-# `wait_for SECONDS COMMAND...`: polls COMMAND every 50 ms until it succeeds or SECONDS pass.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.05
-    done
-}
-
-read -r tcp_port nginx_port echo_port caddy_port caddy_echo_port < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+. "$here/../lib/suite.sh"
+require nginx caddy curl python3
+suite_start tollgate-proxies
+read -r tcp_port nginx_port echo_port caddy_port caddy_echo_port < <(free_ports 5)
 http_socket="$dir/http.sock"
 
 # --- tollgated with an http section: routes for the tests (examples/tollgated-http.json shows the same shape). ---
@@ -81,8 +45,7 @@ if wait_for 30 test -S "$http_socket"; then
     pass "tollgated serves the http socket and the loopback port"
 else
     fail "tollgated serves the http socket" "$(tail -n 20 "$dir/tollgated.log")"
-    echo "$passed passed, $((failed)) failed"
-    exit 1
+    finish
 fi
 export TOLLGATE_SOCKET="$dir/state/tollgate.sock" TOLLGATE_ADMIN_SOCKET="$dir/state/tollgate-admin.sock"
 tg() { "$bin/tollgate" "$@"; }
@@ -240,5 +203,4 @@ else
     pass "no token secret in tollgated's or nginx's log"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
