@@ -141,22 +141,6 @@ extension DaemonTestCase {
         return stats.first { $0.key == key }?.value ?? ""
     }
 
-    func connectRaw(_ path: String) throws -> CInt {
-        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw TestSupportError("connect \(path): errno \(errno)") }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        return fd
-    }
 }
 
 /// Collects every log line the daemon emits (to check that secrets never appear and refusals are logged).
@@ -234,5 +218,34 @@ enum RawFrame {
         }
         var reader = WireReader(frame.body, context: "error")
         return .error(status, try reader.string("message"))
+    }
+}
+
+/// Raw Unix-socket connections for tests that speak bytes (frames, HTTP) rather than through a client.
+extension XCTestCase {
+    /// A connection to the Unix socket at `path`, non-blocking unless asked otherwise.
+    func connectRaw(_ path: String, nonBlocking: Bool = true) throws -> CInt {
+        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        let connected = withUnixAddress(path) { connect(fd, $0, $1) }
+        guard connected == 0 else {
+            close(fd)
+            throw TestSupportError("connect \(path): errno \(errno)")
+        }
+        if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        return fd
+    }
+
+    /// Runs `body` with `path` as a `sockaddr_un` and its length (for connect and bind).
+    func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
     }
 }

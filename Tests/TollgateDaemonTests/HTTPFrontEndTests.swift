@@ -39,22 +39,10 @@ final class HTTPFrontEndTests: XCTestCase {
     /// One request over the HTTP socket (`Connection: close`, Traefik's shape, which gets the JSON body), the
     /// status line and body back. Bounded by a 5 s receive timeout.
     private func request(_ uri: String, token: String? = nil) throws -> (status: String, body: String) {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestSupportError("socket failed") }
+        let fd = try connectRaw(httpSocket, nonBlocking: false)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(httpSocket.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw TestSupportError("connect failed: errno \(errno)") }
         let text = "GET /v1/forward-auth HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Forwarded-Uri: \(uri)\r\nX-Forwarded-Method: GET\r\n"
             + (token.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "\r\n"
         _ = text.utf8CString.withUnsafeBufferPointer { send(fd, $0.baseAddress, $0.count - 1, 0) }
@@ -75,14 +63,7 @@ final class HTTPFrontEndTests: XCTestCase {
     /// `http` section (its defaults: no routes, deny).
     func testServesAnInheritedHTTPSocketWithoutAnHTTPSection() async throws {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(httpSocket.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = withUnixAddress(httpSocket) { bind(fd, $0, $1) }
         XCTAssertEqual(bound, 0)
         XCTAssertEqual(listen(fd, 16), 0)
         harness.inheritedHTTPListeners = .init(unix: .descriptor(fd))
