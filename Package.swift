@@ -16,6 +16,8 @@ import PackageDescription
 /// - `TollgateHTTP`: the HTTP front end (forward auth for reverse proxies): NIOHTTP1 over AF_UNIX and loopback TCP,
 ///   an HTTP request into the core's CHECK and the result back into a status and headers. It decides no policy.
 ///   Swift 6 language mode.
+/// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
+///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -115,11 +117,17 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // Stripe webhooks as values: the signature (swift-crypto's HMAC) and the event → license mapping.
+        .target(
+            name: "TollgateBilling",
+            dependencies: ["TollgateModel", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // The HTTP front end: NIOHTTP1 comes with swift-nio (no new package, no extra build time).
         .target(
             name: "TollgateHTTP",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine",
+                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -141,7 +149,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -202,6 +210,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The Stripe signature and mapping, pure.
+        .testTarget(name: "TollgateBillingTests", dependencies: ["TollgateBilling", "TollgateModel", "TollgateEngine"]),
         // The application core without sockets: a real journal in a temporary directory, an injected clock.
         .testTarget(
             name: "TollgateCoreTests",

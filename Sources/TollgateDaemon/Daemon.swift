@@ -239,6 +239,14 @@ public final class Daemon: Service, @unchecked Sendable {
             if let counts = http?.statistics {
                 extra += [KeyValue("http_connections", "\(counts.connections)"), KeyValue("http_connections_refused", "\(counts.refused)")]
             }
+            if let stripe = http?.stripeStatistics {
+                extra += [
+                    KeyValue("stripe_events_applied", "\(stripe.applied)"), KeyValue("stripe_events_duplicate", "\(stripe.duplicates)"),
+                    KeyValue("stripe_events_stale", "\(stripe.stale)"), KeyValue("stripe_events_unchanged", "\(stripe.unchanged)"),
+                    KeyValue("stripe_events_unknown_type", "\(stripe.unknownTypes)"), KeyValue("stripe_events_unmapped", "\(stripe.unmapped)"),
+                    KeyValue("stripe_events_refused", "\(stripe.refused)"), KeyValue("stripe_bad_signatures", "\(stripe.badSignatures)"),
+                ]
+            }
             return extra
         }
     }

@@ -57,6 +57,9 @@ public final class TollgateHTTPServer: Sendable {
     /// Open connections and connections answered 503 for being over the limit.
     public var statistics: (connections: Int, refused: UInt64) { frontEnd.counts.withLockedValue { ($0.open, $0.refused) } }
 
+    /// What became of Stripe webhook requests.
+    public var stripeStatistics: StripeWebhookCounters { frontEnd.stripeCounters.withLockedValue { $0 } }
+
     /// The port the TCP listener is bound to (useful with port 0 in tests), or nil.
     public var tcpPort: Int? {
         channels.withLockedValue { $0.compactMap { channel -> Int? in
@@ -164,6 +167,7 @@ final class HTTPFrontEnd: Sendable {
     let logger: Logger
     let live: NIOLockedValueBox<Live>
     let counts = NIOLockedValueBox(Counts())
+    let stripeCounters = NIOLockedValueBox(StripeWebhookCounters())
 
     init(core: ApplicationCore, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger) {
         self.core = core
