@@ -6,7 +6,8 @@
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
 #                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
-#                                 and Caddy, systemd end to end, the static release build and the Debian package
+#                                 and Caddy, Stripe webhooks signed by the stripe library, systemd end to end, the
+#                                 static release build and the Debian package
 #                                 (`make deb`): its binaries run without the toolchain, and it installs and serves
 #                                 under systemd (`make test-slow`)
 set -uo pipefail
@@ -109,6 +110,9 @@ tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgat
 
 echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth)"
 tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh "$bin"
+
+echo "== Stripe webhooks: events built and signed with Stripe's own Python library, against a live daemon"
+tap_stage stripe "$log_dir/stripe.log" timeout 300 python3 Tests/stripe/stripe_webhooks.py "$bin"
 
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"

@@ -216,7 +216,7 @@ public final class Daemon: Service, @unchecked Sendable {
             tcp: http.tcp.map { .address(host: $0.host, port: $0.port) })
         if case .path(let path, _)? = listeners.unix { try refuseIfServed(path) }
         let server = TollgateHTTPServer(
-            core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger)
+            core: core, group: group, clock: dependencies.clock, policy: try http.resolvedPolicy(), access: http.access, limits: http.limits, logger: logger)
         try await server.start(listeners)
         httpServer = server
         if case .path(let path, _)? = listeners.unix { boundPaths.append(path) }

@@ -305,6 +305,32 @@ public struct HTTPConfiguration: Sendable, Equatable {
 }
 
 extension HTTPConfiguration {
+    /// The policy with the Stripe signing secrets read from their files or credentials: at start-up (an error stops
+    /// it) and on reload (an error keeps the running policy). The error names the file, never its content.
+    public func resolvedPolicy() throws -> ForwardAuthPolicy {
+        var policy = self.policy
+        guard var stripe = policy.stripe else { return policy }
+        guard (1...2).contains(stripe.secretSources.count) else {
+            throw ConfigurationError(.missingKey, "http.stripe needs one signing secret, or two during a rotation (secret_files or secret_credentials)")
+        }
+        stripe.secrets = []
+        for source in stripe.secretSources {
+            guard let data = FileManager.default.contents(atPath: source.path) else {
+                throw ConfigurationError(.unreadable, "cannot read the Stripe signing secret \(source.label)")
+            }
+            var bytes = [UInt8](data)
+            while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
+            do throws(ValidationError) {
+                try Validation.signingSecret(bytes, source: source.label, field: "http.stripe.secret_files")
+            } catch {
+                throw ConfigurationError(error)
+            }
+            stripe.secrets.append(bytes)
+        }
+        policy.stripe = stripe
+        return policy
+    }
+
     /// `http.stripe`: the webhook endpoint, its signing secrets (files or systemd credentials, never inline) and
     /// the mapping. Every value through the validation source.
     static func readStripe(_ reader: inout ObjectReader) throws -> StripeWebhookSettings {
@@ -318,6 +344,7 @@ extension HTTPConfiguration {
         }
         // Secrets: from files (mode 0600, owned by the daemon's user) or from systemd credentials
         // (`LoadCredential=`, read from $CREDENTIALS_DIRECTORY). Two during a rotation; never in this file.
+        // Read at start and on reload (`resolvedPolicy`), so that a rotation needs no restart; counted there too.
         var sources: [(path: String, label: String)] = []
         for file in try reader.strings("secret_files") ?? [] {
             guard file.hasPrefix("/") else { throw ConfigurationError("http.stripe.secret_files must be absolute paths") }
@@ -333,18 +360,7 @@ extension HTTPConfiguration {
                 sources.append((directory + "/" + name, "credential \(name)"))
             }
         }
-        guard (1...2).contains(sources.count) else {
-            throw ConfigurationError(.missingKey, "http.stripe needs one signing secret, or two during a rotation (secret_files or secret_credentials)")
-        }
-        for source in sources {
-            guard let data = FileManager.default.contents(atPath: source.path) else {
-                throw ConfigurationError(.unreadable, "cannot read the signing secret \(source.label)")
-            }
-            var bytes = [UInt8](data)
-            while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
-            try validated { () throws(ValidationError) in try Validation.signingSecret(bytes, source: source.label, field: "http.stripe.secret_files") }
-            settings.secrets.append(bytes)
-        }
+        settings.secretSources = sources.map { StripeSecretSource(path: $0.path, label: $0.label) }
         settings.toleranceSeconds = Int64(try reader.int("tolerance_s", range: 1...3600) ?? Int(settings.toleranceSeconds))
         settings.eventRetentionMillis = Int64(try reader.int("event_retention_s", range: 3 * 86_400...365 * 86_400) ?? Int(settings.eventRetentionMillis / 1000)) * 1000
         settings.maxBodyBytes = try reader.int("max_body_bytes", range: 1024...(16 << 20)) ?? settings.maxBodyBytes

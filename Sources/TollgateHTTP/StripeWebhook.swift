@@ -11,8 +11,11 @@ import TollgateServer
 public struct StripeWebhookSettings: Sendable, Hashable, CustomStringConvertible {
     /// The request path Stripe posts to (through the reverse proxy).
     public var path: String
-    /// One signing secret, or two while one replaces the other.
+    /// One signing secret, or two while one replaces the other: read from `secretSources` when the daemon starts
+    /// or reloads (`HTTPConfiguration.resolvedPolicy`), never written in the configuration.
     public var secrets: [[UInt8]]
+    /// Where the secrets are read from: files, or systemd credentials (`$CREDENTIALS_DIRECTORY/<name>`).
+    public var secretSources: [StripeSecretSource] = []
     public var toleranceSeconds: Int64
     public var mapping: StripeMapping
     /// How long an applied event id is remembered (a repeat within it is acknowledged and not applied).
@@ -33,6 +36,16 @@ public struct StripeWebhookSettings: Sendable, Hashable, CustomStringConvertible
     }
 
     public var description: String { "StripeWebhookSettings(path: \(path), secrets: \(secrets.count) redacted)" }
+}
+
+/// A file holding one signing secret, and how messages name it (the path, or `credential <name>`).
+public struct StripeSecretSource: Sendable, Hashable {
+    public var path: String
+    public var label: String
+    public init(path: String, label: String) {
+        self.path = path
+        self.label = label
+    }
 }
 
 /// Counts of webhook requests by what became of them (STATS `http_stripe_*`).
