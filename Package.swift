@@ -172,6 +172,8 @@ let package = Package(
             dependencies: [
                 // TollgateEngine: `usage show` computes quota windows with the engine's own calendar.
                 "TollgateClient", "TollgateProtocol", "TollgateModel", "TollgateProvisioning", "TollgateBuildInfo", "TollgateEngine",
+                // TollgateBilling: `usage export --format stripe-meter-events`.
+                "TollgateBilling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

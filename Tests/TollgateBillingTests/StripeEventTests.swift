@@ -130,3 +130,55 @@ final class StripeEventTests: XCTestCase {
         }
     }
 }
+
+/// Usage rows as Stripe meter events.
+final class StripeMeterEventTests: XCTestCase {
+    let row = UsageRow(org: "org_acme", project: "", licenseID: "lic_1", tokenID: "tok_1", meter: "requests", periodStart: 1_767_225_600_000, quantity: 120, overage: 20)
+
+    func testALineInStripesShape() throws {
+        let line = try XCTUnwrap(StripeMeterEvents.line(row, customer: "cus_acme", eventName: "api_requests", value: .quantity, granularity: .hour))
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(object["event_name"] as? String, "api_requests")
+        XCTAssertEqual((object["timestamp"] as? NSNumber)?.int64Value, 1_767_225_600)
+        let payload = try XCTUnwrap(object["payload"] as? [String: String])
+        XCTAssertEqual(payload, ["stripe_customer_id": "cus_acme", "value": "120"])
+        let identifier = try XCTUnwrap(object["identifier"] as? String)
+        XCTAssertTrue(identifier.hasPrefix("tg_"))
+        XCTAssertEqual(identifier.count, 43)
+        XCTAssertEqual(StripeMeterEvents.line(row, customer: "cus_acme", eventName: "api_overage", value: .overage, granularity: .hour)?.contains(#""value":"20""#), true)
+    }
+
+    func testTheIdentifierIsTheRowsIdentityNotItsQuantity() {
+        var same = row
+        same.quantity = 999
+        XCTAssertEqual(StripeMeterEvents.identifier(row, granularity: .hour), StripeMeterEvents.identifier(same, granularity: .hour))
+        var others: [UsageRow] = []
+        for change in 0..<4 {
+            var other = row
+            switch change {
+            case 0: other.licenseID = "lic_2"
+            case 1: other.tokenID = "tok_2"
+            case 2: other.meter = "bytes"
+            default: other.periodStart += 3_600_000
+            }
+            others.append(other)
+        }
+        let identifiers = Set(([row] + others).map { StripeMeterEvents.identifier($0, granularity: .hour) } + [StripeMeterEvents.identifier(row, granularity: .day)])
+        XCTAssertEqual(identifiers.count, 6)
+        // Field boundaries count: ("lic_1", "tok_1") and ("lic_1t", "ok_1") differ.
+        var shifted = row
+        shifted.licenseID = "lic_1t"
+        shifted.tokenID = "ok_1"
+        XCTAssertNotEqual(StripeMeterEvents.identifier(row, granularity: .hour), StripeMeterEvents.identifier(shifted, granularity: .hour))
+    }
+
+    func testNothingToBillIsNoEventAndCustomersAreChecked() {
+        var empty = row
+        empty.overage = 0
+        XCTAssertNil(StripeMeterEvents.line(empty, customer: "cus_acme", eventName: "x", value: .overage, granularity: .hour))
+        XCTAssertTrue(StripeMeterEvents.isCustomerID("cus_Q1acme"))
+        XCTAssertFalse(StripeMeterEvents.isCustomerID("Acme Corp"))
+        XCTAssertFalse(StripeMeterEvents.isCustomerID("cus_"))
+        XCTAssertFalse(StripeMeterEvents.isCustomerID("cus_a\"b"))
+    }
+}

@@ -473,6 +473,18 @@ def main() -> int:
            and info_field(license_of("lic_rev1"), "plan") == "basic",
            "after a restart: a repeat is a duplicate and an older event stale", (first, second, third))
 
+    # Usage back to Stripe: meter events for whole ended periods only (a re-sent export must not grow a row).
+    tollgate = os.path.join(bin_dir, "tollgate")
+    hour = int(time.time()) // 3600 * 3600
+    def export(start, end):
+        return subprocess.run([tollgate, "--admin-socket", admin_sock, "usage", "export", "--format", "stripe-meter-events",
+                               "--from", str(start * 1000), "--to", str(end * 1000), "--meter-event", "requests=api_requests"],
+                              capture_output=True, text=True, timeout=60)
+    current = export(hour, hour + 3600)
+    previous = export(hour - 3600, hour)
+    result(current.returncode != 0 and "current hour" in current.stderr and previous.returncode == 0,
+           "usage export --format stripe-meter-events: ended periods only", (current.returncode, current.stderr, previous.returncode, previous.stderr))
+
     # Secrets stay out of the log.
     log = read_log() + open(log_path, "rb").read().decode("utf-8", "replace")
     result(all(s not in log for s in (SECRET_OLD, SECRET_NEW)), "no signing secret in the daemon's log", "")
