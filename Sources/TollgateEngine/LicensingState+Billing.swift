@@ -35,6 +35,23 @@ public struct BillingBook: Sendable {
     }
 }
 
+extension BillingUpdate {
+    /// The license a subscription's state gives (`.subscription` updates): the fields the subscription decides
+    /// replace those of `previous`, the others (`valid_from`, `project`, the anchor when not given) are kept. The
+    /// one rule for webhooks (`LicensingState.applyBilling`) and reconciliation (`tollgate sync stripe`).
+    public func license(id: String, replacing previous: LicenseSpec?) -> LicenseSpec {
+        var spec = previous ?? LicenseSpec(id: id, customer: customer, plan: plan, status: status)
+        spec.customer = customer
+        spec.org = org
+        spec.plan = plan
+        spec.status = status
+        spec.trialEndsAt = status == .trialing ? trialEndsAt : 0
+        spec.validUntil = validUntil
+        if billingAnchorDay != 0 { spec.billingAnchorDay = billingAnchorDay }
+        return spec
+    }
+}
+
 extension LicensingState {
     /// Decides a billing event against the state and applies it: a repeat of an applied event id, an event older
     /// than the last one applied to its subscription, and an event that changes nothing are answered without a
@@ -52,14 +69,7 @@ extension LicensingState {
         switch update.kind {
         case .subscription:
             guard !licenseID.isEmpty else { return (.unknownSubscription, nil) }
-            spec = previous?.spec ?? LicenseSpec(id: licenseID, customer: update.customer, plan: update.plan, status: update.status)
-            spec.customer = update.customer
-            spec.org = update.org
-            spec.plan = update.plan
-            spec.status = update.status
-            spec.trialEndsAt = update.status == .trialing ? update.trialEndsAt : 0
-            spec.validUntil = update.validUntil
-            if update.billingAnchorDay != 0 { spec.billingAnchorDay = update.billingAnchorDay }
+            spec = update.license(id: licenseID, replacing: previous?.spec)
         case .invoicePaid, .invoicePaymentFailed:
             guard let previous else { return (.unknownSubscription, nil) }
             spec = previous.spec
