@@ -1,5 +1,6 @@
 import Foundation
 import TollgateBilling
+import TollgateEngine
 import TollgateModel
 import XCTest
 
@@ -180,5 +181,40 @@ final class StripeMeterEventTests: XCTestCase {
         XCTAssertFalse(StripeMeterEvents.isCustomerID("Acme Corp"))
         XCTAssertFalse(StripeMeterEvents.isCustomerID("cus_"))
         XCTAssertFalse(StripeMeterEvents.isCustomerID("cus_a\"b"))
+    }
+}
+
+/// Reconciliation's reading of an export and of the mapping, without I/O.
+final class StripeReconciliationTests: XCTestCase {
+    func testAnExportInTheListShapeAndTheMappingFromAConfiguration() throws {
+        let configuration: [String: Any] = ["state_dir": "/x", "http": ["stripe": ["secret_files": ["/f"], "mapping": ["prices": ["price_p": "pro"], "license_prefix": "L_"]]]]
+        let mapping = try StripeMapping.read(configuration: configuration)
+        XCTAssertEqual(mapping.plansByPrice, ["price_p": "pro"])
+        XCTAssertEqual(mapping.licensePrefix, "L_")
+        let export: [String: Any] = [
+            "object": "list", "has_more": true,
+            "data": [
+                ["id": "sub_a", "object": "subscription", "customer": "cus_a", "status": "active", "items": ["data": [["price": ["id": "price_p"]]]]],
+                ["id": "sub_b", "object": "subscription", "customer": "cus_b", "status": "active", "items": ["data": [["price": ["id": "price_x"]]]]],
+            ],
+        ]
+        let read = try StripeReconciliation.read([UInt8](try JSONSerialization.data(withJSONObject: export)), mapping: mapping)
+        XCTAssertTrue(read.hasMore)
+        XCTAssertEqual(read.subscriptions.count, 2)
+        guard case .update(let update) = read.subscriptions[0] else { return XCTFail("expected an update") }
+        XCTAssertEqual(update.licenseID, "L_a")
+        XCTAssertEqual(update.license(id: "L_a", replacing: nil).plan, "pro")
+        guard case .unmapped = read.subscriptions[1] else { return XCTFail("an unmapped price is skipped") }
+    }
+
+    func testRefusals() {
+        XCTAssertThrowsError(try StripeMapping.read(configuration: ["prices": ["price_p": "pro"], "plans": [:]])) {
+            XCTAssertEqual(($0 as? ValidationError)?.code, .unknownKey)
+        }
+        XCTAssertThrowsError(try StripeMapping.read(configuration: ["prices": ["price_p": "not a plan"]]))
+        XCTAssertThrowsError(try StripeMapping.read(configuration: ["http": [:]])) { XCTAssertEqual(($0 as? ValidationError)?.code, .missingKey) }
+        for bad in ["{", "3", #"{"object":"list"}"#, #"[{"object":"invoice","id":"in_1"}]"#] {
+            XCTAssertThrowsError(try StripeReconciliation.read(Array(bad.utf8), mapping: StripeMapping()), bad)
+        }
     }
 }
