@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOConcurrencyHelpers
 import NIOHTTP1
 import TollgateServer
 
@@ -21,7 +20,7 @@ struct HTTPConnectionState {
     private enum Phase: Equatable {
         case waitingForHead
         case readingBody(HTTPRequestHead, received: Int)
-        /// A request to the webhook path: its body is kept (up to `maxWebhookBodyBytes`), since it is signed.
+        /// A request to the webhook path: its body is kept (up to `webhook.maxBodyBytes`), since it is signed.
         case readingWebhook(HTTPRequestHead, [UInt8])
         /// The webhook's answer is on its way; nothing more is read on this connection.
         case answeringWebhook
