@@ -18,6 +18,8 @@ import PackageDescription
 ///   Swift 6 language mode.
 /// - `TollgateMetrics`: Prometheus metrics (swift-metrics over swift-prometheus) folded from the counters the core,
 ///   the journal and the front ends keep, and the readiness verdict; served by the HTTP listener.
+/// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
+///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -128,11 +130,17 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // Stripe webhooks as values: the signature (swift-crypto's HMAC) and the event → license mapping.
+        .target(
+            name: "TollgateBilling",
+            dependencies: ["TollgateModel", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // The HTTP front end: NIOHTTP1 comes with swift-nio (no new package, no extra build time).
         .target(
             name: "TollgateHTTP",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine",
+                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -168,7 +176,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -193,6 +201,8 @@ let package = Package(
             dependencies: [
                 // TollgateEngine: `usage show` computes quota windows with the engine's own calendar.
                 "TollgateClient", "TollgateProtocol", "TollgateModel", "TollgateProvisioning", "TollgateBuildInfo", "TollgateEngine",
+                // TollgateBilling: `usage export --format stripe-meter-events`.
+                "TollgateBilling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -231,6 +241,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The Stripe signature and mapping, pure.
+        .testTarget(name: "TollgateBillingTests", dependencies: ["TollgateBilling", "TollgateModel", "TollgateEngine"]),
         // The application core without sockets: a real journal in a temporary directory, an injected clock.
         .testTarget(
             name: "TollgateCoreTests",

@@ -21,3 +21,12 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}"
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected under /opt/swift)" >&2; exit 1; }
+
+# PyPI: stripe, Stripe's official Python library; the webhook tests (Tests/stripe/stripe_webhooks.py) build and sign
+# their events with it. Pinned to the major version the tests were written against (16: `stripe.Event.construct_from`,
+# `stripe.WebhookSignature.generate_signature_header`, `stripe.Webhook.construct_event`).
+if ! python3 -c 'import stripe, sys; sys.exit(0 if stripe.VERSION.split(".")[0] == "16" else 1)' 2>/dev/null; then
+    echo "setup: installing the stripe Python package (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check 'stripe>=16,<17' \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'stripe>=16,<17'
+fi

@@ -110,7 +110,11 @@ extension Daemon {
         // The HTTP routes, token sources and allow-list apply from the next request; its sockets and limits do not.
         if let httpServer {
             let http = applied.http ?? HTTPConfiguration()
-            httpServer.updatePolicy(http.policy)
+            do {
+                httpServer.updatePolicy(try http.resolvedPolicy())
+            } catch {
+                logger.error("reload could not read the Stripe signing secrets; the http routes and secrets in use stay", metadata: ["tollgate.error": "\(error)"])
+            }
             httpServer.updateAccess(http.access)
             let running = configuration.http ?? HTTPConfiguration()
             if http.socket != running.socket || http.socketMode != running.socketMode || http.tcp?.host != running.tcp?.host

@@ -242,7 +242,7 @@ public final class Daemon: Service, Sendable {
             tcp: http.tcp.map { .address(host: $0.host, port: $0.port) })
         if case .path(let path, _)? = listeners.unix { try refuseIfServed(path) }
         let server = TollgateHTTPServer(
-            core: core, group: group, clock: dependencies.clock, policy: http.policy, access: http.access, limits: http.limits, logger: logger,
+            core: core, group: group, clock: dependencies.clock, policy: try http.resolvedPolicy(), access: http.access, limits: http.limits, logger: logger,
             endpoints: http.observability ? observabilityEndpoints() : [:])
         try await server.start(listeners)
         lifecycle.withLock { running in
@@ -268,6 +268,14 @@ public final class Daemon: Service, Sendable {
             ]
             if let counts = http?.statistics {
                 extra += [KeyValue("http_connections", "\(counts.connections)"), KeyValue("http_connections_refused", "\(counts.refused)")]
+            }
+            if let stripe = http?.stripeStatistics {
+                extra += [
+                    KeyValue("stripe_events_applied", "\(stripe.applied)"), KeyValue("stripe_events_duplicate", "\(stripe.duplicates)"),
+                    KeyValue("stripe_events_stale", "\(stripe.stale)"), KeyValue("stripe_events_unchanged", "\(stripe.unchanged)"),
+                    KeyValue("stripe_events_unknown_type", "\(stripe.unknownTypes)"), KeyValue("stripe_events_unmapped", "\(stripe.unmapped)"),
+                    KeyValue("stripe_events_refused", "\(stripe.refused)"), KeyValue("stripe_bad_signatures", "\(stripe.badSignatures)"),
+                ]
             }
             return extra
         }

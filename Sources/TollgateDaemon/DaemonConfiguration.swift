@@ -1,4 +1,5 @@
 import Foundation
+import TollgateBilling
 import Synchronization
 import TollgateHTTP
 import TollgateModel
@@ -289,6 +290,7 @@ public struct HTTPConfiguration: Sendable, Equatable {
             http.limits.idleTimeoutMilliseconds = Int64(try limits.int("idle_timeout_ms", range: 0...86_400_000) ?? Int(http.limits.idleTimeoutMilliseconds))
             try limits.finish()
         }
+        if var stripe = try reader.object("stripe") { http.policy.stripe = try Self.readStripe(&stripe) }
         // The routes and the default through the route document model, as plans go through the plan model.
         let routes = reader.value("routes")
         let fallback = reader.value("default")
@@ -303,6 +305,99 @@ public struct HTTPConfiguration: Sendable, Equatable {
         }
         try reader.finish()
         return http
+    }
+}
+
+extension HTTPConfiguration {
+    /// The policy with the Stripe signing secrets read from their files or credentials: at start-up (an error stops
+    /// it) and on reload (an error keeps the running policy). The error names the file, never its content.
+    public func resolvedPolicy() throws -> ForwardAuthPolicy {
+        var policy = self.policy
+        guard var stripe = policy.stripe else { return policy }
+        guard (1...2).contains(stripe.secretSources.count) else {
+            throw ConfigurationError(.missingKey, "http.stripe needs one signing secret, or two during a rotation (secret_files or secret_credentials)")
+        }
+        stripe.secrets = []
+        for source in stripe.secretSources {
+            guard let data = FileManager.default.contents(atPath: source.path) else {
+                throw ConfigurationError(.unreadable, "cannot read the Stripe signing secret \(source.label)")
+            }
+            var bytes = [UInt8](data)
+            while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
+            do throws(ValidationError) {
+                try Validation.signingSecret(bytes, source: source.label, field: "http.stripe.secret_files")
+            } catch {
+                throw ConfigurationError(error)
+            }
+            stripe.secrets.append(bytes)
+        }
+        policy.stripe = stripe
+        return policy
+    }
+
+    /// `http.stripe`: the webhook endpoint, its signing secrets (files or systemd credentials, never inline) and
+    /// the mapping. Every value through the validation source.
+    static func readStripe(_ reader: inout ObjectReader) throws -> StripeWebhookSettings {
+        func validated<T>(_ body: () throws(ValidationError) -> T) throws -> T {
+            do throws(ValidationError) { return try body() } catch { throw ConfigurationError(error) }
+        }
+        var settings = StripeWebhookSettings(secrets: [])
+        if let path = try reader.string("path") {
+            try validated { () throws(ValidationError) in try Validation.webhookPath(path, field: "http.stripe.path") }
+            settings.path = path
+        }
+        // Secrets: from files (mode 0600, owned by the daemon's user) or from systemd credentials
+        // (`LoadCredential=`, read from $CREDENTIALS_DIRECTORY). Two during a rotation; never in this file.
+        // Read at start and on reload (`resolvedPolicy`), so that a rotation needs no restart; counted there too.
+        var sources: [(path: String, label: String)] = []
+        for file in try reader.strings("secret_files") ?? [] {
+            guard file.hasPrefix("/") else { throw ConfigurationError("http.stripe.secret_files must be absolute paths") }
+            sources.append((file, file))
+        }
+        let credentials = try reader.strings("secret_credentials") ?? []
+        if !credentials.isEmpty {
+            guard let directory = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                throw ConfigurationError("http.stripe.secret_credentials needs $CREDENTIALS_DIRECTORY (systemd's LoadCredential=)")
+            }
+            for name in credentials {
+                try validated { () throws(ValidationError) in try Validation.identifier(name, "a credential name", field: "http.stripe.secret_credentials") }
+                sources.append((directory + "/" + name, "credential \(name)"))
+            }
+        }
+        settings.secretSources = sources.map { StripeSecretSource(path: $0.path, label: $0.label) }
+        settings.toleranceSeconds = Int64(try reader.int("tolerance_s", range: 1...3600) ?? Int(settings.toleranceSeconds))
+        settings.eventRetentionMillis = Int64(try reader.int("event_retention_s", range: 3 * 86_400...365 * 86_400) ?? Int(settings.eventRetentionMillis / 1000)) * 1000
+        settings.maxBodyBytes = try reader.int("max_body_bytes", range: 1024...(16 << 20)) ?? settings.maxBodyBytes
+        if var mapping = try reader.object("mapping") {
+            func table(_ key: String, values what: String) throws -> [String: String] {
+                guard let value = mapping.value(key) else { return [:] }
+                guard let table = value as? [String: String] else { throw ConfigurationError(.wrongType, "http.stripe.mapping.\(key) must be an object of strings") }
+                for (stripeID, id) in table {
+                    try validated { () throws(ValidationError) in
+                        try Validation.billingKey(stripeID, field: "http.stripe.mapping.\(key)")
+                        try Validation.identifier(id, what, field: "http.stripe.mapping.\(key)")
+                    }
+                }
+                return table
+            }
+            settings.mapping.plansByPrice = try table("prices", values: "the plan id")
+            settings.mapping.plansByProduct = try table("products", values: "the plan id")
+            settings.mapping.plansByLookupKey = try table("lookup_keys", values: "the plan id")
+            settings.mapping.orgsByCustomer = try table("customers", values: "the organisation id")
+            for key in ["org_metadata_key", "license_metadata_key"] {
+                guard let value = try mapping.string(key) else { continue }
+                if !value.isEmpty { try validated { () throws(ValidationError) in try Validation.billingKey(value, field: "http.stripe.mapping.\(key)") } }
+                if key == "org_metadata_key" { settings.mapping.orgMetadataKey = value } else { settings.mapping.licenseMetadataKey = value }
+            }
+            if let prefix = try mapping.string("license_prefix") {
+                if !prefix.isEmpty { try validated { () throws(ValidationError) in try Validation.identifier(prefix, "the license prefix", field: "http.stripe.mapping.license_prefix") } }
+                settings.mapping.licensePrefix = prefix
+            }
+            settings.mapping.periodEndSlackSeconds = Int64(try mapping.int("period_end_slack_s", range: -1...(31 * 86_400)) ?? Int(settings.mapping.periodEndSlackSeconds))
+            try mapping.finish()
+        }
+        try reader.finish()
+        return settings
     }
 }
 

@@ -20,6 +20,8 @@ public struct LicensingState: Sendable {
     public internal(set) var children: [String: [String]] = [:]
     /// Usage counters, the ledger, credits, idempotency keys, rotation overlaps and events.
     public internal(set) var book = UsageBook()
+    /// Billing events seen and the subscriptions they concern (`applyBilling`).
+    public internal(set) var billing = BillingBook()
 
     // Not journaled.
     var rateLimiters: [PoolKey: RateLimiterState] = [:]
@@ -185,6 +187,11 @@ public struct LicensingState: Sendable {
                 countedWindows = CountedWindows(plans: plans.values)
             case .org: orgs[id] = nil
             }
+        case .billingApplied(let record):
+            licenses[record.license.id] = LicenseRecord(spec: record.license, updatedAt: record.at, pastDueSince: record.pastDueSince)
+            billing.record(record)
+        case .billingRestored(let seen, let subscriptions):
+            billing = BillingBook(seen: seen, subscriptions: subscriptions)
         }
     }
 

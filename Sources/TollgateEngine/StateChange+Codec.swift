@@ -63,6 +63,26 @@ extension StateChange {
             buffer.writeInteger(kind.rawValue)
             try buffer.writeWireString(id)
             try buffer.writeWireString(actor)
+        case .billingApplied(let record):
+            buffer.writeInteger(record.at)
+            try buffer.writeWireString(record.eventID)
+            try buffer.writeWireString(record.subscription)
+            buffer.writeInteger(record.eventCreated)
+            buffer.writeInteger(record.retention)
+            buffer.writeInteger(record.pastDueSince)
+            try buffer.writeLicenseSpec(record.license)
+        case .billingRestored(let seen, let subscriptions):
+            buffer.writeInteger(UInt32(seen.count))
+            for event in seen {
+                try buffer.writeWireString(event.eventID)
+                buffer.writeInteger(event.at)
+            }
+            buffer.writeInteger(UInt32(subscriptions.count))
+            for subscription in subscriptions {
+                try buffer.writeWireString(subscription.subscription)
+                try buffer.writeWireString(subscription.licenseID)
+                buffer.writeInteger(subscription.lastEventCreated)
+            }
         }
     }
 
@@ -130,6 +150,23 @@ extension StateChange {
         case 14:
             let at = try r.i64("at")
             change = .objectDeleted(try r.code("kind", as: PolicyObjectKind.self), id: try r.string("id"), actor: try r.string("actor"), at: at)
+        case 15:
+            let at = try r.i64("at")
+            let eventID = try r.string("event_id")
+            let subscription = try r.string("subscription")
+            let created = try r.i64("event_created")
+            let retention = try r.i64("retention")
+            let pastDueSince = try r.i64("past_due_since")
+            change = .billingApplied(
+                BillingRecord(eventID: eventID, subscription: subscription, eventCreated: created, retention: retention, license: try r.licenseSpec(), pastDueSince: pastDueSince, at: at))
+        case 16:
+            var seen: [BillingSeenEvent] = []
+            for _ in 0..<(try r.longCount("seen", minimumElementSize: 10)) { seen.append(BillingSeenEvent(eventID: try r.string("event_id"), at: try r.i64("at"))) }
+            var subscriptions: [BillingSubscription] = []
+            for _ in 0..<(try r.longCount("subscriptions", minimumElementSize: 12)) {
+                subscriptions.append(BillingSubscription(subscription: try r.string("subscription"), licenseID: try r.string("license_id"), lastEventCreated: try r.i64("last_event_created")))
+            }
+            change = .billingRestored(seen: seen, subscriptions: subscriptions)
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }
@@ -319,6 +356,12 @@ extension LicensingState {
         var book = self.book
         book.idempotencyKeys = book.idempotencyKeys.filter { $0.value >= now - idempotencyRetention }
         try write(.countersRestored(book))
+        // Only when there is something: a state that never saw a billing event writes the snapshot it always did.
+        if !billing.seen.isEmpty || !billing.subscriptions.isEmpty {
+            try write(.billingRestored(
+                seen: billing.seen.map { BillingSeenEvent(eventID: $0.key, at: $0.value) }.sorted { ($0.at, $0.eventID) < ($1.at, $1.eventID) },
+                subscriptions: billing.subscriptions.values.sorted { $0.subscription < $1.subscription }))
+        }
         return Array(buffer.readableBytesView)
     }
 

@@ -108,6 +108,12 @@ public enum StateChange: Sendable, Hashable {
     /// (`Validation.deletion`), so applying it leaves no license on a missing plan and no token on a missing license
     /// that was not already revoked or expired. A journal written before this type existed never holds it.
     case objectDeleted(PolicyObjectKind, id: String, actor: String, at: UnixMillis)
+    /// A billing event (a Stripe webhook) applied: the license it put and, in the same record, the event's id (so a
+    /// repeat is recognised, also after a restart) and its creation time (so an older event of the subscription is
+    /// not applied after it). A journal written before this type existed never holds it.
+    case billingApplied(BillingRecord)
+    /// Snapshot only: the billing events seen within their retention and the last event applied per subscription.
+    case billingRestored(seen: [BillingSeenEvent], subscriptions: [BillingSubscription])
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -126,6 +132,8 @@ public enum StateChange: Sendable, Hashable {
         case .swept: return 12
         case .eventsRecorded: return 13
         case .objectDeleted: return 14
+        case .billingApplied: return 15
+        case .billingRestored: return 16
         }
     }
 }
@@ -329,5 +337,51 @@ extension UsageBook {
     /// Every ledger row, flattened (snapshots, tests).
     public var allLedgerRows: [LedgerKey: LedgerValue] {
         ledger.values.reduce(into: [:]) { all, bucket in all.merge(bucket) { a, _ in a } }
+    }
+}
+
+/// One applied billing event as journaled (record type 15).
+public struct BillingRecord: Sendable, Hashable {
+    public var eventID: String
+    public var subscription: String
+    /// The event's creation time at the billing system.
+    public var eventCreated: UnixMillis
+    /// Event ids recorded longer than this before `at` are forgotten when this record is applied (milliseconds;
+    /// 0: kept until the next snapshot's retention). Recorded, so replay forgets exactly what the live state did.
+    public var retention: Int64
+    public var license: LicenseSpec
+    public var pastDueSince: UnixMillis
+    public var at: UnixMillis
+
+    public init(eventID: String, subscription: String, eventCreated: UnixMillis, retention: Int64, license: LicenseSpec, pastDueSince: UnixMillis, at: UnixMillis) {
+        self.eventID = eventID
+        self.subscription = subscription
+        self.eventCreated = eventCreated
+        self.retention = retention
+        self.license = license
+        self.pastDueSince = pastDueSince
+        self.at = at
+    }
+}
+
+/// A billing event id and when it was applied.
+public struct BillingSeenEvent: Sendable, Hashable {
+    public var eventID: String
+    public var at: UnixMillis
+    public init(eventID: String, at: UnixMillis) {
+        self.eventID = eventID
+        self.at = at
+    }
+}
+
+/// A subscription of the billing system: its license and the creation time of the last event applied to it.
+public struct BillingSubscription: Sendable, Hashable {
+    public var subscription: String
+    public var licenseID: String
+    public var lastEventCreated: UnixMillis
+    public init(subscription: String, licenseID: String, lastEventCreated: UnixMillis) {
+        self.subscription = subscription
+        self.licenseID = licenseID
+        self.lastEventCreated = lastEventCreated
     }
 }

@@ -10,11 +10,14 @@ public struct ForwardAuthPolicy: Sendable, Hashable {
     /// A query parameter of the original request that carries the token (`api_key`), tried last; nil: none. Tokens
     /// in URLs end up in access logs: prefer a header.
     public var tokenQueryParameter: String?
+    /// The Stripe webhook endpoint (nil: none). A request to its path is a webhook, not a forward-auth request.
+    public var stripe: StripeWebhookSettings?
 
-    public init(routes: RouteTable = RouteTable(), tokenHeader: String? = nil, tokenQueryParameter: String? = nil) {
+    public init(routes: RouteTable = RouteTable(), tokenHeader: String? = nil, tokenQueryParameter: String? = nil, stripe: StripeWebhookSettings? = nil) {
         self.routes = routes
         self.tokenHeader = tokenHeader
         self.tokenQueryParameter = tokenQueryParameter
+        self.stripe = stripe
     }
 }
 

@@ -13,13 +13,22 @@ struct HTTPConnectionState {
         case decide(HTTPRequestHead)
         /// Answer this and close.
         case refuse(ForwardAuthAnswer)
+        /// A webhook request is complete, with its body: answer it (later, after the journal) and close.
+        case webhook(HTTPRequestHead, [UInt8])
     }
 
     private enum Phase: Equatable {
         case waitingForHead
         case readingBody(HTTPRequestHead, received: Int)
+        /// A request to the webhook path: its body is kept (up to `webhook.maxBodyBytes`), since it is signed.
+        case readingWebhook(HTTPRequestHead, [UInt8])
+        /// The webhook's answer is on its way; nothing more is read on this connection.
+        case answeringWebhook
         case refused
     }
+
+    /// The webhook endpoint's path and body limit (nil: no webhook endpoint), read when the connection opens.
+    var webhook: (path: String, maxBodyBytes: Int)?
 
     let maxBodyBytes: Int
     let maxHeaderBytes: Int
@@ -36,17 +45,29 @@ struct HTTPConnectionState {
     var isRefused: Bool { phase == .refused }
 
     mutating func receivedHead(_ head: HTTPRequestHead) -> Action {
-        guard phase == .waitingForHead else { return phase == .refused ? .none : refuse(.badRequest, .malformedRequest) }
+        guard phase == .waitingForHead else { return phase == .refused || phase == .answeringWebhook ? .none : refuse(.badRequest, .malformedRequest) }
         guard admitted else { return refuse(.serviceUnavailable, .tooManyConnections) }
         // The decoder bounds the header fields; the request target is bounded here, against the same budget.
         guard head.uri.utf8.count <= maxHeaderBytes else { return refuse(.requestHeaderFieldsTooLarge, .headersTooLarge) }
         let lengths = head.headers[canonicalForm: "content-length"]
         if lengths.count > 1 { return refuse(.badRequest, .malformedRequest) }
+        let isWebhook = webhook.map { head.uri.prefix { $0 != "?" } == $0.path } ?? false
+        let limit = isWebhook ? webhook!.maxBodyBytes : maxBodyBytes
         if let text = lengths.first {
             guard let length = Int(text), length >= 0 else { return refuse(.badRequest, .malformedRequest) }
-            if length > maxBodyBytes { return refuse(.payloadTooLarge, .bodyTooLarge) }
+            if length > limit { return refuse(.payloadTooLarge, .bodyTooLarge) }
         }
-        phase = .readingBody(head, received: 0)
+        phase = isWebhook ? .readingWebhook(head, []) : .readingBody(head, received: 0)
+        return .none
+    }
+
+    /// A body part: a webhook's is kept up to its limit; any other is dropped (forward auth decides on the head).
+    mutating func receivedBody(_ part: ByteBuffer) -> Action {
+        guard case .readingWebhook(let head, var body) = phase else { return receivedBody(bytes: part.readableBytes) }
+        guard body.count + part.readableBytes <= webhook!.maxBodyBytes else { return refuse(.payloadTooLarge, .bodyTooLarge) }
+        phase = .answeringWebhook  // while `body` is uniquely referenced
+        body.append(contentsOf: part.readableBytesView)
+        phase = .readingWebhook(head, body)
         return .none
     }
 
@@ -60,6 +81,10 @@ struct HTTPConnectionState {
     }
 
     mutating func receivedEnd() -> Action {
+        if case .readingWebhook(let head, let body) = phase {
+            phase = .answeringWebhook
+            return .webhook(head, body)
+        }
         guard case .readingBody(let head, _) = phase else { return .none }
         phase = .waitingForHead
         return .decide(head)
@@ -67,7 +92,7 @@ struct HTTPConnectionState {
 
     /// The parser gave up on the bytes: 431 for headers over the limit, 400 for anything else.
     mutating func parserFailed(_ error: HTTPParserError) -> Action {
-        guard phase != .refused else { return .none }
+        guard phase != .refused, phase != .answeringWebhook else { return .none }
         if error == .headerOverflow { return refuse(.requestHeaderFieldsTooLarge, .headersTooLarge) }
         return refuse(.badRequest, .malformedRequest)
     }
@@ -106,6 +131,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
             frontEnd.logger.warning("http connection over the limit; its request is answered 503", metadata: ["tollgate.limit": "\(frontEnd.limits.maxConnections)"])
         }
         state = HTTPConnectionState(maxBodyBytes: frontEnd.limits.maxBodyBytes, maxHeaderBytes: frontEnd.limits.maxHeaderBytes, admitted: counted)
+        state.webhook = frontEnd.live.withLockedValue { $0.policy.stripe.map { ($0.path, $0.maxBodyBytes) } }
         PeerCredentials.read(from: context.channel).assumeIsolated().whenSuccess { [self] peer in self.peer = peer }
         lastActivity = context.eventLoop.now
         rearmIdleTimer(context: context)
@@ -128,7 +154,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         let action: HTTPConnectionState.Action
         switch unwrapInboundIn(data) {
         case .head(let head): action = state.receivedHead(head)
-        case .body(let body): action = state.receivedBody(bytes: body.readableBytes)
+        case .body(let body): action = state.receivedBody(body)
         case .end: action = state.receivedEnd()
         }
         perform(action, context: context)
@@ -159,6 +185,18 @@ final class ForwardAuthHandler: ChannelInboundHandler {
             write(answer, version: head.version, keepAlive: head.isKeepAlive, context: context)
         case .refuse(let answer):
             write(answer, version: .http1_1, keepAlive: false, context: context)
+        case .webhook(let head, let body):
+            // Answered when the core has decided (after the journal for an applied event), on this loop; the
+            // connection then closes (a webhook is one request; nothing is read meanwhile).
+            let loop = context.eventLoop
+            let handler = NIOLoopBound(self, eventLoop: loop)
+            let bound = NIOLoopBound(context, eventLoop: loop)
+            frontEnd.stripeWebhook(head, body: body, peer: peer) { answer in
+                loop.execute {
+                    guard handler.value.active else { return }
+                    handler.value.write(answer, version: head.version, keepAlive: false, context: bound.value)
+                }
+            }
         }
     }
 

@@ -63,6 +63,8 @@ public final class TollgateHTTPServer: Sendable {
 
     /// Forward-auth answers by HTTP status code since start (refusals included; reserved paths not).
     public var answerStatistics: [UInt: UInt64] { frontEnd.counts.withLockedValue { $0.answers } }
+    /// What became of Stripe webhook requests.
+    public var stripeStatistics: StripeWebhookCounters { frontEnd.stripeCounters.withLockedValue { $0 } }
 
     /// The port the TCP listener is bound to (useful with port 0 in tests), or nil.
     public var tcpPort: Int? {
@@ -173,6 +175,7 @@ final class HTTPFrontEnd: Sendable {
     let live: NIOLockedValueBox<Live>
     let counts = NIOLockedValueBox(Counts())
     let endpoints: [String: ServiceEndpoint]
+    let stripeCounters = NIOLockedValueBox(StripeWebhookCounters())
 
     init(
         core: ApplicationCore, clock: any WallClock, policy: ForwardAuthPolicy, access: SocketAccess, limits: HTTPLimits, logger: Logger,

@@ -442,6 +442,34 @@ public enum Validation {
     /// `HOST:PORT` for the HTTP listener's optional TCP port: HOST must be a loopback address (`127.0.0.0/8` or
     /// `[::1]`; names are refused, since `localhost` may resolve elsewhere), PORT 1–65535. A forward-auth answer says
     /// who a token belongs to, so it is never offered beyond the host.
+    /// The Stripe webhook's request path: an absolute path of 2–256 bytes of unreserved URL characters and `/`,
+    /// not the forward-auth endpoint's (`/v1/forward-auth`).
+    public static func webhookPath(_ value: String, field: String = "") throws(ValidationError) {
+        let allowed = value.utf8.allSatisfy { isIdentifierByte($0) && $0 != UInt8(ascii: ":") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "~") }
+        guard value.hasPrefix("/"), (2...256).contains(value.utf8.count), allowed, !value.contains("//") else {
+            throw ValidationError(.invalidValue, field: field, "\(ValidationError.quoted(value)) is not a webhook path (an absolute path of 2–256 characters of A-Z a-z 0-9 _ . - ~ /)")
+        }
+        guard value != "/v1/forward-auth" else {
+            throw ValidationError(.invalidValue, field: field, "the webhook path must differ from the forward-auth endpoint /v1/forward-auth")
+        }
+    }
+
+    /// A Stripe object id used as a mapping key (`price_…`, `prod_…`, `cus_…`) or a price's lookup key: 1–255
+    /// printable ASCII bytes without spaces.
+    public static func billingKey(_ value: String, field: String = "") throws(ValidationError) {
+        guard (1...255).contains(value.utf8.count), value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ValidationError(.invalidValue, field: field, "\(ValidationError.quoted(value)) must be 1–255 printable ASCII characters without spaces")
+        }
+    }
+
+    /// A Stripe webhook signing secret as read from its file or credential: 8–1024 bytes, none of them a control
+    /// character or a space (the message never repeats it).
+    public static func signingSecret(_ bytes: [UInt8], source: String, field: String = "") throws(ValidationError) {
+        guard (8...1024).contains(bytes.count), bytes.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
+            throw ValidationError(.invalidValue, field: field, "the signing secret in \(source) must be one line of 8–1024 printable characters (a whsec_… string)")
+        }
+    }
+
     public static func loopbackEndpoint(_ value: String, field: String = "", allowPortZero: Bool = false) throws(ValidationError) -> (host: String, port: Int) {
         let host: Substring, portText: Substring
         if value.hasPrefix("[") {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TollgateBilling
 import TollgateClient
 import TollgateEngine
 import TollgateModel
@@ -116,7 +117,10 @@ struct UsageCommand: AsyncParsableCommand {
             abstract: "Write usage rows in [FROM, TO) as CSV or JSON lines, for billing.",
             discussion: """
                 CSV columns: \(UsageExportFormat.csvHeader). period_start is RFC 3339 UTC; quantities are exact integers. \
-                JSON lines carry the same fields, one object per row.
+                JSON lines carry the same fields, one object per row. \
+                stripe-meter-events: one Stripe Billing meter event per row (event_name, payload.stripe_customer_id and \
+                payload.value, identifier, timestamp), for whole ended periods only; the customer is the license's \
+                customer field (a cus_ id, as the Stripe webhook sets it).
                 """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Start (inclusive): RFC 3339 time or Unix milliseconds.") var from: String
@@ -124,25 +128,91 @@ struct UsageCommand: AsyncParsableCommand {
         @Option(help: "Only this organisation.") var org: String = ""
         @Option(help: "Only this license.") var license: String = ""
         @Option(help: "Rows summed per hour, day or month (UTC).") var granularity: String = "hour"
-        @Option(help: "csv or jsonl (default: csv; jsonl with --json).") var format: String?
+        @Option(help: "csv, jsonl or stripe-meter-events (default: csv; jsonl with --json).") var format: String?
+        @Option(name: .customLong("meter-event"), help: "With stripe-meter-events: METER=EVENT_NAME, the Stripe meter's event name for a Tollgate meter (repeatable; default: the meter's own name).")
+        var meterEvents: [String] = []
+        @Option(name: .customLong("stripe-value"), help: "With stripe-meter-events: quantity (all usage) or overage (only the overage). Default: quantity.")
+        var stripeValue: String = "quantity"
+        @Flag(name: .customLong("skip-unmapped"), help: "With stripe-meter-events: leave out (with a warning) rows whose license has no cus_ customer, instead of failing.")
+        var skipUnmapped = false
 
         func validate() throws { _ = try query() }
 
         func query() throws -> UsageQuery {
             guard let period = Period(name: granularity) else { throw ValidationError("--granularity must be hour, day or month") }
-            guard format == nil || format == "csv" || format == "jsonl" else { throw ValidationError("--format must be csv or jsonl") }
+            guard format == nil || format == "csv" || format == "jsonl" || format == "stripe-meter-events" else {
+                throw ValidationError("--format must be csv, jsonl or stripe-meter-events")
+            }
             let query = UsageQuery(from: try parseTime(from), to: try parseTime(to), org: org, licenseID: license, granularity: period)
             guard query.to > query.from else { throw ValidationError("--to must be later than --from") }
+            if format == "stripe-meter-events" {
+                _ = try eventNames()
+                guard StripeMeterEvents.Value(rawValue: stripeValue) != nil else { throw ValidationError("--stripe-value must be quantity or overage") }
+                // A row's identifier does not depend on its quantity (so a re-sent export is counted once): only
+                // whole periods that have ended may be exported, or a row could grow after it was sent.
+                for (name, time) in [("--from", query.from), ("--to", query.to)] where UTCCalendar.bounds(of: period, containing: time).start != time {
+                    throw ValidationError("\(name) must be the start of a UTC \(period.name) with stripe-meter-events (whole periods only)")
+                }
+                let now = UnixMillis(Date().timeIntervalSince1970 * 1000)
+                guard query.to <= UTCCalendar.bounds(of: period, containing: now).start else {
+                    throw ValidationError("--to must not be later than the start of the current \(period.name) with stripe-meter-events (ended periods only)")
+                }
+            }
             return query
+        }
+
+        /// `--meter-event` as a table (meter → event name).
+        func eventNames() throws -> [String: String] {
+            var names: [String: String] = [:]
+            for pair in meterEvents {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, parts[1].utf8.count <= 100 else {
+                    throw ValidationError("--meter-event must be METER=EVENT_NAME (an event name of 1–100 characters)")
+                }
+                names[parts[0]] = parts[1]
+            }
+            return names
         }
 
         func run() async throws {
             let query = try query()
             let format = format ?? (global.json ? "jsonl" : "csv")
+            if format == "stripe-meter-events" { return try await runStripe(query) }
             let rows = try await call(global, admin: true) { try await $0.usage(query) }
             var output = format == "csv" ? UsageExportFormat.csvHeader + "\n" : ""
             for row in rows {
                 output += (format == "csv" ? UsageExportFormat.csvLine(row) : UsageExportFormat.jsonLine(row)) + "\n"
+            }
+            FileHandle.standardOutput.write(Data(output.utf8))
+        }
+
+        /// The rows as Stripe meter events, each license's customer read from the daemon once.
+        func runStripe(_ query: UsageQuery) async throws {
+            let names = try eventNames()
+            let value = StripeMeterEvents.Value(rawValue: stripeValue)!
+            let (rows, customers) = try await call(global, admin: true) { connection -> ([UsageRow], [String: String]) in
+                let rows = try await connection.usage(query)
+                var customers: [String: String] = [:]
+                for id in Set(rows.map(\.licenseID)) {
+                    // A license deleted since (its ledger rows outlive it) has no customer to bill.
+                    customers[id] = try? await connection.license(id: id).spec.customer
+                }
+                return (rows, customers)
+            }
+            let unmapped = Set(rows.map(\.licenseID).filter { !StripeMeterEvents.isCustomerID(customers[$0] ?? "") }).sorted()
+            if !unmapped.isEmpty {
+                let list = unmapped.prefix(20).joined(separator: ", ") + (unmapped.count > 20 ? ", …" : "")
+                guard skipUnmapped else {
+                    throw CLIError(.invalidRequest, "licenses without a Stripe customer (a cus_ id in their customer field): \(list); set it, or pass --skip-unmapped")
+                }
+                FileHandleStderr.write("tollgate: left out the usage of licenses without a Stripe customer: \(list)\n")
+            }
+            var output = ""
+            for row in rows {
+                guard let customer = customers[row.licenseID], StripeMeterEvents.isCustomerID(customer),
+                    let line = StripeMeterEvents.line(row, customer: customer, eventName: names[row.meter] ?? row.meter, value: value, granularity: query.granularity)
+                else { continue }
+                output += line + "\n"
             }
             FileHandle.standardOutput.write(Data(output.utf8))
         }

@@ -65,6 +65,8 @@ struct Tollgated: AsyncParsableCommand {
         if let logLevel { configuration.logLevel = logLevel }
         guard let level = Logger.Level(rawValue: configuration.logLevel) else { Self.fail("unknown log level \(configuration.logLevel)") }
         if checkConfig {
+            // The Stripe signing secrets are read as the daemon would read them (never printed).
+            do { _ = try configuration.http?.resolvedPolicy() } catch { Self.fail("\(error)") }
             print("configuration OK")
             return
         }

@@ -59,11 +59,17 @@ final class JournalPayloadVectorTests: XCTestCase {
             ("type12-swept", .swept(at: at, tokenRetention: 30 * 86_400_000, keyRetention: 86_400_000, expiryWarning: 86_400_000, ledgerRetention: 100 * 86_400_000)),
             ("type13-events-recorded", .eventsRecorded([event])),
             ("type14-object-deleted", .objectDeleted(.license, id: "lic_acme", actor: "alice@ops uid=0", at: at)),
+            ("type15-billing-applied", .billingApplied(BillingRecord(
+                eventID: "evt_1", subscription: "sub_1", eventCreated: at - 1000, retention: 2_592_000_000,
+                license: LicenseSpec(id: "lic_1", customer: "cus_1", plan: "pro", status: .pastDue, validUntil: at + 86_400_000, org: "org_acme", billingAnchorDay: 15),
+                pastDueSince: at, at: at))),
+            ("type16-billing-restored", .billingRestored(
+                seen: [BillingSeenEvent(eventID: "evt_1", at: at)], subscriptions: [BillingSubscription(subscription: "sub_1", licenseID: "lic_1", lastEventCreated: at - 1000)])),
         ]
     }
 
     func testEveryRecordTypeHasAVector() {
-        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...14))
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...16))
     }
 
     func testPayloadsMatchTheirVectorsBothWays() throws {
