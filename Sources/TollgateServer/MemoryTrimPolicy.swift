@@ -62,6 +62,9 @@ struct HeapStatistics: Equatable {
     var inUse: Int
     var keptFree: Int
 
+    /// Whether the shim was compiled against glibc's allocator (false: its fallbacks, which trim nothing).
+    static var shimIsGlibc: Bool { tollgate_heap_shim_is_glibc() == 1 }
+
     static var current: HeapStatistics {
         var inUse = 0, keptFree = 0
         tollgate_heap_bytes(&inUse, &keptFree)

@@ -7,4 +7,6 @@ int tollgate_malloc_trim(size_t pad);
 // glibc's mallinfo2: bytes of heap in use and bytes free but kept by the allocator (both 0 without it). Walks the
 // arenas' bins: for statistics and diagnostics, not for the request path.
 void tollgate_heap_bytes(size_t *in_use, size_t *kept_free);
+// 1 when the shim was compiled against glibc's allocator (malloc_trim and mallinfo2 are real), 0 for the fallbacks.
+int tollgate_heap_shim_is_glibc(void);
 #endif
