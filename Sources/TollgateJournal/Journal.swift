@@ -77,6 +77,8 @@ public final class Journal: @unchecked Sendable {
     private var fileOffset: Int64
     private var currentSegment: UInt64
     private var lastWrittenSequence: UInt64
+    /// Group commits to go before the batch observer sees one (writer thread only).
+    private var commitsUntilObserved = 0
 
     private init(
         directory: String, options: JournalOptions, fileSystem: any JournalFileSystem,
@@ -449,6 +451,9 @@ public final class Journal: @unchecked Sendable {
         }
         guard let last = pending.last else { return }
         var syncNanoseconds: Int64?
+        // Writer-thread state: which commits the observer samples (the first, then one in `batchObserverEvery`).
+        let observed = options.batchObserver != nil && commitsUntilObserved == 0
+        if options.batchObserver != nil { commitsUntilObserved = observed ? max(1, options.batchObserverEvery) - 1 : commitsUntilObserved - 1 }
         if let failure = self.lock.withLock({ self.failure }) {
             let error = JournalError.unavailable("journal failed after an I/O error: \(failure.message)")
             self.lock.withLock { self.pendingRecords -= pending.count }
@@ -458,7 +463,7 @@ public final class Journal: @unchecked Sendable {
         do {
             try self.fileSystem.writeAll(self.file, buffer, at: self.fileOffset)
             if self.options.fsync {
-                let started = self.options.batchObserver == nil ? nil : ContinuousClock.now
+                let started = observed ? ContinuousClock.now : nil
                 try self.fileSystem.fdatasync(self.file)
                 if let started { syncNanoseconds = Self.nanoseconds(started.duration(to: .now)) }
             }
@@ -483,7 +488,7 @@ public final class Journal: @unchecked Sendable {
         }
         // Before the completions: whoever has seen an answer of this batch finds it counted (a histogram update,
         // well under a microsecond, ahead of the answers).
-        self.options.batchObserver?(JournalBatch(records: pending.count, bytes: buffer.count, syncNanoseconds: syncNanoseconds))
+        if observed { self.options.batchObserver?(JournalBatch(records: pending.count, bytes: buffer.count, syncNanoseconds: syncNanoseconds)) }
         for p in pending { p.completion?(.success(p.sequence)) }
     }
 

@@ -31,6 +31,10 @@ public struct JournalOptions: Sendable {
     /// metrics' hook (fsync latency, batch size). Kept in the options so that a journal reopened after an outage
     /// keeps reporting; nil: no clock is read around the fsync.
     public var batchObserver: (@Sendable (JournalBatch) -> Void)?
+    /// `batchObserver` sees one group commit in this many (the first, then every N-th), timed around its fsync: a
+    /// sample of the distributions. Every commit cost two clock reads and two histogram updates on the writer
+    /// thread, which at one METER per commit was ~5 % of a durable METER's instructions (callgrind).
+    public var batchObserverEvery: Int = 16
 
     public init(
         maxRecordSize: Int = 16 * 1024 * 1024,

@@ -51,4 +51,25 @@ final class GroupCommitTests: JournalTestCase {
         XCTAssertEqual(state.records.count, records)
         try reopened.close()
     }
+
+    /// The batch observer samples group commits: the first, then one in `batchObserverEvery`, each with its fsync
+    /// timed; the others pay no clock read.
+    func testTheBatchObserverSeesTheFirstCommitThenOneInN() throws {
+        let dir = self.makeDirectory()
+        let seen = LockedList<JournalBatch>()
+        var options = JournalOptions(fsync: true)
+        options.batchObserverEvery = 4
+        options.batchObserver = { seen.append($0) }
+        let (journal, _) = try Journal.open(directory: dir, options: options)
+        // One durable append at a time: nine group commits of one record each.
+        for i in 0..<9 {
+            let done = DispatchSemaphore(value: 0)
+            journal.append(type: 1, payload: [UInt8(i)], durability: .durable) { _ in done.signal() }
+            XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        }
+        XCTAssertEqual(journal.statistics.batches, 9)
+        XCTAssertEqual(seen.all.count, 3, "commits 1, 5 and 9")
+        XCTAssertTrue(seen.all.allSatisfy { $0.records == 1 && $0.syncNanoseconds != nil })
+        try journal.close()
+    }
 }
