@@ -66,7 +66,7 @@ extension HTTPFrontEnd {
     /// nothing itself: the signature and the mapping are `TollgateBilling`'s, the change the core's.
     func stripeWebhook(_ head: HTTPRequestHead, body: [UInt8], peer: PeerCredentials?, completion: @escaping @Sendable (ForwardAuthAnswer) -> Void) {
         let live = self.live.withLockedValue { $0 }
-        guard peer.map(live.access.permits) ?? (live.access == .anyone) else {
+        guard live.access.admits(peer) else {
             return completion(.refused(.forbidden, reason: ForwardAuthProblem.peerNotAllowed.rawValue))
         }
         guard let settings = live.policy.stripe else { return completion(.refused(.notFound, reason: "not_found")) }

@@ -236,7 +236,7 @@ final class HTTPFrontEnd: Sendable {
     private func decide(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
         let live = self.live.withLockedValue { $0 }
         // Without credentials (TCP) only an unrestricted listener may be used: fail closed, as the api socket does.
-        guard peer.map(live.access.permits) ?? (live.access == .anyone) else {
+        guard live.access.admits(peer) else {
             return .refused(.forbidden, reason: ForwardAuthProblem.peerNotAllowed.rawValue)
         }
         switch ForwardAuth.decide(head, policy: live.policy) {

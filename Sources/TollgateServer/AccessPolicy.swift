@@ -33,6 +33,12 @@ public struct SocketAccess: Sendable, Hashable {
 
     public static let anyone = SocketAccess()
 
+    /// Whether a caller may use the socket: its credentials on the allow-list; without credentials (a TCP peer,
+    /// or `SO_PEERCRED` not read yet) only an unrestricted socket may be used: fail closed.
+    public func admits(_ peer: PeerCredentials?) -> Bool {
+        peer.map(permits) ?? (self == .anyone)
+    }
+
     public func permits(_ peer: PeerCredentials) -> Bool {
         if uids == nil && gids == nil { return true }
         if let uids, uids.contains(peer.uid) { return true }
@@ -122,7 +128,7 @@ final class ConnectionRegistry: Sendable {
 
     func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
         state.withLockedValue { s in
-            let ok = Self.admits(s.policy, peer, role: role)
+            let ok = s.policy.access(for: role).admits(peer)
             if !ok {
                 s.refusedRequests &+= 1
                 s.bySocket[Int(role.rawValue)].refusedRequests &+= 1
@@ -134,13 +140,7 @@ final class ConnectionRegistry: Sendable {
     /// Whether `peer` may use a socket of `role` now, without counting a refusal: lets a connection decide a batch
     /// of requests with one look at the policy (a refused request is then counted through `permits`).
     func allows(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
-        state.withLockedValue { s in Self.admits(s.policy, peer, role: role) }
-    }
-
-    private static func admits(_ policy: AccessPolicy, _ peer: PeerCredentials?, role: SocketRole) -> Bool {
-        let access = policy.access(for: role)
-        // Without credentials only an unrestricted socket may be used: fail closed.
-        return peer.map(access.permits) ?? (access == .anyone)
+        state.withLockedValue { $0.policy.access(for: role).admits(peer) }
     }
 
     /// Counts a new connection; false when the limit is reached (the caller refuses it).
