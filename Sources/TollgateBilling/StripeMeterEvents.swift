@@ -40,28 +40,13 @@ public enum StripeMeterEvents {
         let amount = value == .quantity ? row.quantity : row.overage
         guard amount > 0 else { return nil }
         let timestamp = row.periodStart >= 0 ? row.periodStart / 1000 : (row.periodStart - 999) / 1000
-        return #"{"event_name":"# + json(eventName) + #","identifier":"# + json(identifier(row, granularity: granularity))
-            + #","payload":{"stripe_customer_id":"# + json(customer) + #","value":""# + String(amount) + #""},"timestamp":"# + String(timestamp) + "}"
+        return #"{"event_name":"# + JSONText.quoted(eventName) + #","identifier":"# + JSONText.quoted(identifier(row, granularity: granularity))
+            + #","payload":{"stripe_customer_id":"# + JSONText.quoted(customer) + #","value":""# + String(amount) + #""},"timestamp":"# + String(timestamp) + "}"
     }
 
     /// Whether `customer` can be a Stripe customer id (`cus_…`, no spaces or quotes).
     public static func isCustomerID(_ customer: String) -> Bool {
         customer.hasPrefix("cus_") && customer.utf8.count > 4 && customer.utf8.count <= 255
             && customer.utf8.allSatisfy { Validation.isIdentifierByte($0) }
-    }
-
-    static func json(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

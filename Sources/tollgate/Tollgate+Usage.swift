@@ -243,25 +243,8 @@ enum UsageExportFormat {
             ("period_start", rfc3339(row.periodStart)), ("org", row.org), ("project", row.project), ("license_id", row.licenseID),
             ("token_id", row.tokenID), ("meter", row.meter),
         ]
-        let members = strings.map { "\(jsonString($0.0)):\(jsonString($0.1))" } + ["\"quantity\":\(row.quantity)", "\"overage\":\(row.overage)"]
+        let members = strings.map { "\(JSONText.quoted($0.0)):\(JSONText.quoted($0.1))" } + ["\"quantity\":\(row.quantity)", "\"overage\":\(row.overage)"]
         return "{" + members.joined(separator: ",") + "}"
-    }
-
-    static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// `2026-01-01T00:00:00Z` (period starts are whole seconds; milliseconds are shown only when present): the
