@@ -101,14 +101,8 @@ extension LicensingState {
         var wait: Int64 = 0
         for rule in plan.rateLimits where rule.ratePerSecond > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-            let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
-            let tolerance = interval * Int64(max(rule.burst, 1) - 1)
-            // A limiter state left by another rate or burst (the plan changed) is discarded, so the new plan applies
-            // from the next check instead of the old plan's debt.
-            var tat = now.nanoseconds
-            if let previous = rateLimiters[pool], previous.interval == interval, previous.tolerance == tolerance {
-                tat = max(previous.tat, now.nanoseconds)
-            }
+            let (interval, tolerance) = Self.limiter(rule)
+            let tat = theoreticalArrival(pool, interval: interval, tolerance: tolerance, now: now.nanoseconds)
             // Built only when reported (explain mode or a denial): a rule's name is formatted on demand.
             func evaluation() -> RuleEvaluation {
                 RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
@@ -241,11 +235,8 @@ extension LicensingState {
         details.planID = plan.id
         for rule in plan.rateLimits where rule.ratePerSecond > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-            let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
-            let tolerance = interval * Int64(max(rule.burst, 1) - 1)
-            // A state left by another rate or burst is discarded by the next check (see `check`): full.
-            var ahead: Int64 = 0
-            if let state = rateLimiters[pool], state.interval == interval, state.tolerance == tolerance { ahead = max(0, state.tat - now.nanoseconds) }
+            let (interval, tolerance) = Self.limiter(rule)
+            let ahead = theoreticalArrival(pool, interval: interval, tolerance: tolerance, now: now.nanoseconds) - now.nanoseconds
             let candidate = Self.rateLimitState(ahead: ahead, interval: interval, tolerance: tolerance, burst: rule.burst)
             if let known = details.rateLimit,
                 known.remaining < candidate.remaining || (known.remaining == candidate.remaining && known.resetMillis >= candidate.resetMillis)
@@ -255,6 +246,22 @@ extension LicensingState {
             details.rateLimit = candidate
         }
         return details
+    }
+
+    /// A rate rule as a GCRA limiter: nanoseconds between requests, and how far ahead of now the theoretical arrival
+    /// time may run (the burst beyond the first request). The rule's `ratePerSecond` is above 0.
+    @inline(__always)
+    static func limiter(_ rule: RateRule) -> (interval: Int64, tolerance: Int64) {
+        let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
+        return (interval, interval * Int64(max(rule.burst, 1) - 1))
+    }
+
+    /// The theoretical arrival time of `pool`'s limiter, now at the earliest. A state left by another rate or burst
+    /// (the plan changed) is discarded, so the new plan applies from the next check instead of the old plan's debt.
+    @inline(__always)
+    func theoreticalArrival(_ pool: PoolKey, interval: Int64, tolerance: Int64, now: Int64) -> Int64 {
+        guard let previous = rateLimiters[pool], previous.interval == interval, previous.tolerance == tolerance else { return now }
+        return max(previous.tat, now)
     }
 
     /// A GCRA limiter as the RateLimit header fields describe it: `ahead` is how far its theoretical
