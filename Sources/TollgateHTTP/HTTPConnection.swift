@@ -109,7 +109,8 @@ struct HTTPConnectionState {
 /// timeout; the timer runs on the channel's event loop, so tests drive it with `EmbeddedEventLoop.advanceTime`.
 final class ForwardAuthHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    /// The answer's bytes (`ResponseBytes`): there is no response encoder in the pipeline.
+    typealias OutboundOut = ByteBuffer
 
     private let frontEnd: HTTPFrontEnd
     private var state: HTTPConnectionState
@@ -182,7 +183,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
                 return
             }
             let answer = frontEnd.answer(head, peer: peer)
-            write(answer, version: head.version, keepAlive: head.isKeepAlive, context: context)
+            write(answer, version: head.version, keepAlive: head.isKeepAlive, head: head.method == .HEAD, context: context)
         case .refuse(let answer):
             write(answer, version: .http1_1, keepAlive: false, context: context)
         case .webhook(let head, let body):
@@ -200,23 +201,16 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         }
     }
 
-    private func write(_ answer: ForwardAuthAnswer, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
+    /// Writes `answer` (its body left out for HEAD, its length still given) and closes unless `keepAlive`.
+    private func write(_ answer: ForwardAuthAnswer, version: HTTPVersion, keepAlive: Bool, head: Bool = false, context: ChannelHandlerContext) {
         frontEnd.count(answer.status)
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(answer.headers.count + 4)
-        for header in answer.headers { headers.add(name: header.name, value: header.value) }
-        headers.add(name: "Cache-Control", value: "no-store")
-        if !answer.body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
-        headers.add(name: "Content-Length", value: "\(answer.body.utf8.count)")
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        let responseVersion = version.major == 1 && version.minor == 0 ? version : .http1_1
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: responseVersion, status: answer.status, headers: headers))), promise: nil)
-        if !answer.body.isEmpty {
-            var body = context.channel.allocator.buffer(capacity: answer.body.utf8.count)
-            body.writeString(answer.body)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        var bytes = ResponseBytes(status: answer.status, requestVersion: version, allocator: context.channel.allocator)
+        for header in answer.headers { bytes.header(header.name, header.value) }
+        bytes.header("Cache-Control", "no-store")
+        if !answer.body.isEmpty { bytes.header("Content-Type", "application/json") }
+        bytes.header("Content-Length", String(answer.body.utf8.count))
+        if !keepAlive { bytes.header("Connection", "close") }
+        let written = context.writeAndFlush(wrapOutboundOut(bytes.finish(body: answer.body.utf8.prefix(head ? 0 : Int.max))))
         if !keepAlive {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }

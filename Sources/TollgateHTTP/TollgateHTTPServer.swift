@@ -199,13 +199,14 @@ final class HTTPFrontEnd: Sendable {
         return decoderLimits
     }
 
-    /// NIOHTTP1's server pipeline (decoder with our header limits, encoder; its own 400 handler off, since ours
-    /// adds `Cache-Control` and the JSON body) and the forward-auth handler. No pipelining assistance: every request
-    /// is answered synchronously when its end is read, so answers already leave in request order, and the
-    /// assistance's buffering and read throttling would only add work per request.
+    /// NIOHTTP1's request decoder with our header limits, then the forward-auth handler, which writes its answers'
+    /// bytes itself (`ResponseBytes`): no response encoder, no header validator (every header this front end
+    /// writes is a constant name with a safe value), no error handler (ours adds `Cache-Control` and the JSON body),
+    /// no pipelining assistance (every request is answered synchronously when its end is read, so answers already
+    /// leave in request order, and the assistance's buffering would only add work per request).
     static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, frontEnd: HTTPFrontEnd, decoderLimits: NIOHTTPDecoderLimitConfiguration) throws {
-        try pipeline.configureHTTPServerPipeline(
-            withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        try pipeline.addHandler(
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: decoderLimits)))
         try pipeline.addHandler(ForwardAuthHandler(frontEnd: frontEnd))
     }
 

@@ -142,6 +142,40 @@ public enum RequestPath {
     /// path: not starting with `/`, a bad or NUL escape, invalid UTF-8, or `..` above the root.
     public static func normalize(_ target: Substring) -> String? {
         let pathPart = target.prefix { $0 != "?" && $0 != "#" }
+        if isAlreadyNormal(pathPart.utf8) { return String(pathPart) }
+        return normalizeInGeneral(pathPart)
+    }
+
+    /// Whether `path` is its own normal form: it starts with `/` and has no escape, no empty segment (but a
+    /// trailing slash) and no `.` or `..` segment. The paths proxies send nearly always are, and this one pass
+    /// saves the decoding, splitting and joining of `normalizeInGeneral` (~12 k instructions per forward-auth
+    /// request, callgrind: Benchmarks/SCALE.md, "Forward auth"). A test holds it to `normalizeInGeneral`.
+    static func isAlreadyNormal(_ path: Substring.UTF8View) -> Bool {
+        guard path.first == UInt8(ascii: "/") else { return false }
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        // The bytes of the segment read so far: its length, and whether every byte is a dot.
+        var length = 0
+        var onlyDots = true
+        var index = path.index(after: path.startIndex)
+        while index != path.endIndex {
+            let byte = path[index]
+            path.formIndex(after: &index)
+            if byte == slash {
+                // An empty segment (`//`) or a `.`/`..` one.
+                if length == 0 || (onlyDots && length <= 2) { return false }
+                length = 0
+                onlyDots = true
+            } else {
+                if byte == UInt8(ascii: "%") { return false }
+                length += 1
+                onlyDots = onlyDots && byte == dot
+            }
+        }
+        return !(onlyDots && length > 0 && length <= 2)
+    }
+
+    /// The normal form of any path: escapes decoded, empty and dot segments resolved.
+    static func normalizeInGeneral(_ pathPart: Substring) -> String? {
         let raw = Array(pathPart.utf8)
         guard raw.first == UInt8(ascii: "/") else { return nil }
         var decoded: [UInt8] = []

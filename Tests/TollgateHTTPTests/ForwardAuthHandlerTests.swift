@@ -113,6 +113,54 @@ final class ForwardAuthHandlerTests: XCTestCase {
         XCTAssertTrue(text.contains(#"{"decision":"allow"}"#))
     }
 
+    /// The answers' bytes are written by hand (`ResponseBytes`), so an independent parser reads them back: NIOHTTP1's
+    /// response decoder sees each answer whole, with its status, headers and a body of its Content-Length, and a
+    /// HEAD's answer without a body.
+    func testAnswersParseWithNIOsOwnResponseDecoder() throws {
+        let channel = try channel(try frontEnd())
+        write(channel, "GET /v1/items/7 HTTP/1.1\r\nAuthorization: Bearer \(secret)\r\n\r\n"
+            + "GET /v1/admin/x HTTP/1.1\r\nAuthorization: Bearer \(secret)\r\n\r\n"
+            + nginxRequest("/v1/items/8", token: secret))
+        let client = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder()))
+        for _ in 0..<3 {
+            var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+            request.headers.add(name: "Host", value: "t")
+            try client.writeOutbound(HTTPClientRequestPart.head(request))  // tells the decoder a GET is outstanding
+        }
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { try client.writeInbound(buffer) }
+        var answers: [(head: HTTPResponseHead, body: String)] = []
+        while let part = try client.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .head(let head): answers.append((head, ""))
+            case .body(let body): answers[answers.count - 1].body += String(buffer: body)
+            case .end: break
+            }
+        }
+        XCTAssertEqual(answers.map(\.head.status), [.ok, .forbidden, .ok])
+        XCTAssertEqual(answers[0].head.headers["X-Tollgate-Subject"], ["svc"])
+        XCTAssertEqual(answers[0].head.headers["Cache-Control"], ["no-store"])
+        XCTAssertEqual(answers[0].body, #"{"decision":"allow"}"#)
+        XCTAssertEqual(answers[1].head.headers["X-Tollgate-Reason"], ["insufficient_scope"])
+        XCTAssertEqual(answers[1].body, #"{"decision":"deny","reason":"insufficient_scope"}"#)
+        XCTAssertEqual(answers[2].head.headers["Content-Length"], ["0"])
+        XCTAssertEqual(answers[2].body, "")
+
+        write(channel, "HEAD /v1/items/9 HTTP/1.1\r\nAuthorization: Bearer \(secret)\r\n\r\n")
+        let headAnswer = try output(channel)
+        // No route takes HEAD here: a 403 whose JSON body is counted but not sent.
+        XCTAssertTrue(headAnswer.hasPrefix("HTTP/1.1 403 Forbidden\r\n"))
+        let body = #"{"decision":"deny","reason":"no_route"}"#
+        XCTAssertTrue(headAnswer.contains("Content-Length: \(body.utf8.count)\r\n"), "the length of the body a GET would get")
+        XCTAssertTrue(headAnswer.hasSuffix("\r\n\r\n"), "no body after a HEAD's headers")
+    }
+
+    /// A subject is any text: whatever it holds, it is one header value, percent-encoded, never a second header.
+    func testASubjectCannotAddAHeaderLine() {
+        let value = ForwardAuthHeaders.headerSafe("svc\r\nX-Injected: 1 100%é")
+        XCTAssertEqual(value, "svc%0D%0AX-Injected: 1 100%25%C3%A9")
+        XCTAssertEqual(ForwardAuthHeaders.headerSafe("plain-subject@example.com"), "plain-subject@example.com")
+    }
+
     func testMalformedHTTPIsAnswered400AndClosedWithoutDisturbingOthers() throws {
         let frontEnd = try frontEnd()
         let bystander = try channel(frontEnd)

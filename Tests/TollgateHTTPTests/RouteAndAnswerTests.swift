@@ -1,6 +1,6 @@
 import NIOHTTP1
 import TollgateHTTP
-import TollgateModel
+@testable import TollgateModel
 import XCTest
 
 /// The pure parts of the HTTP front end: path patterns and route matching, path normalization, the three request
@@ -93,6 +93,27 @@ final class RouteAndAnswerTests: XCTestCase {
         XCTAssertNil(RequestPath.normalize("/a%zz"))
         XCTAssertNil(RequestPath.normalize("/a%00b"))
         XCTAssertNil(RequestPath.normalize("http://host/x"), "origin form only")
+    }
+
+    /// The one-pass check for paths already in normal form must agree with the general normalization on every
+    /// path it lets through: every path of up to 7 bytes over the bytes that matter (`/`, `.`, `%`, hex digits, a
+    /// letter) is normalized both ways.
+    func testTheFastPathAgreesWithTheGeneralNormalization() {
+        let alphabet = Array("/.%2ea".utf8)
+        var fast = 0
+        func visit(_ path: [UInt8]) {
+            let text = String(decoding: path, as: UTF8.self)
+            if RequestPath.isAlreadyNormal(Substring(text).utf8) {
+                fast += 1
+                XCTAssertEqual(RequestPath.normalizeInGeneral(Substring(text)), text, "\(text) is taken as normal but is not")
+            }
+            XCTAssertEqual(RequestPath.normalize(Substring(text)), RequestPath.normalizeInGeneral(Substring(text)), text)
+            guard path.count < 7 else { return }
+            for byte in alphabet { visit(path + [byte]) }
+        }
+        visit([UInt8(ascii: "/")])
+        visit([UInt8(ascii: "a")])
+        XCTAssertGreaterThan(fast, 1000, "the fast path takes the common paths")
     }
 
     func testLoopbackEndpointsOnly() throws {
