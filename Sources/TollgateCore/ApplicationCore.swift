@@ -122,9 +122,17 @@ public final class ApplicationCore: @unchecked Sendable {
             return
         }
         if durability == .durable { counters.durableWrites &+= 1 }
-        journal.append(type: change.typeCode, payload: payload, durability: durability, completion: completion ?? { [weak self] result in
-            if case .failure(let error) = result { self?.journalWriteFailed(error) }
-        })
+        // Unwrapped with `if let`, not `??`: through `??`'s generic autoclosure the closure was wrapped in two
+        // reabstraction thunks, each an allocation.
+        let done: @Sendable (Result<UInt64, JournalError>) -> Void
+        if let completion {
+            done = completion
+        } else {
+            done = { [weak self] result in
+                if case .failure(let error) = result { self?.journalWriteFailed(error) }
+            }
+        }
+        journal.append(type: change.typeCode, payload: payload, durability: durability, completion: done)
     }
 
     /// Logs and counts a record the journal could not make durable (called from its completion, off the lock).
