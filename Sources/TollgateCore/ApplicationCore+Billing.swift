@@ -48,10 +48,12 @@ extension ApplicationCore {
                     "tollgate.plan": "\(info.spec.plan)", "tollgate.status": "\(info.spec.status.name)",
                 ])
             }
-            appendLocked(change, durability: .durable) { result in
+            appendLocked(change, durability: .durable) { [weak self] result in
                 switch result {
                 case .success: completion(.decided(outcome))
-                case .failure: completion(.unavailable)
+                case .failure(let error):
+                    self?.journalWriteFailed(error)
+                    completion(.unavailable)
                 }
             }
             return .later

@@ -43,8 +43,10 @@ extension ApplicationCore {
                     let waiters = key.flatMap { key in self?.lock.withLock { self?.keysInFlight.removeValue(forKey: key) } } ?? []
                     switch result {
                     case .success: completion(response)
-                    // The journal's error (paths, errno) is logged where it happened, never sent to a client.
-                    case .failure: completion(.error(.unavailable, "the change could not be made durable; it was not made. Retry later"))
+                    // The journal's error (paths, errno) is logged, never sent to a client.
+                    case .failure(let error):
+                        self?.journalWriteFailed(error)
+                        completion(.error(.unavailable, "the change could not be made durable; it was not made. Retry later"))
                     }
                     let durable = (try? result.get()) != nil
                     for waiter in waiters { waiter(durable) }

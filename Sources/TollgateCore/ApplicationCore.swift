@@ -107,6 +107,10 @@ public final class ApplicationCore: @unchecked Sendable {
     // MARK: - Journal
 
     /// Appends a change to the journal. Must be called with the lock held so journal order equals apply order.
+    ///
+    /// A `completion` goes to the journal as it is, not wrapped in a closure of this type's (one allocation less per
+    /// durable request): it must report a failure through `journalWriteFailed(_:)`. Without one, failures are
+    /// reported here.
     func appendLocked(_ change: StateChange, durability: Durability, completion: (@Sendable (Result<UInt64, JournalError>) -> Void)?) {
         let payload: [UInt8]
         do {
@@ -118,14 +122,23 @@ public final class ApplicationCore: @unchecked Sendable {
             return
         }
         if durability == .durable { counters.durableWrites &+= 1 }
-        let logger = self.logger
-        journal.append(type: change.typeCode, payload: payload, durability: durability) { [weak self] result in
-            if case .failure(let error) = result {
-                logger.error("journal write failed", metadata: ["tollgate.error": "\(error)"])
-                self?.lock.withLock { self?.counters.durableFailures &+= 1 }
+        // Unwrapped with `if let`, not `??`: through `??`'s generic autoclosure the closure was wrapped in two
+        // reabstraction thunks, each an allocation.
+        let done: @Sendable (Result<UInt64, JournalError>) -> Void
+        if let completion {
+            done = completion
+        } else {
+            done = { [weak self] result in
+                if case .failure(let error) = result { self?.journalWriteFailed(error) }
             }
-            completion?(result)
         }
+        journal.append(type: change.typeCode, payload: payload, durability: durability, completion: done)
+    }
+
+    /// Logs and counts a record the journal could not make durable (called from its completion, off the lock).
+    func journalWriteFailed(_ error: JournalError) {
+        logger.error("journal write failed", metadata: ["tollgate.error": "\(error)"])
+        lock.withLock { counters.durableFailures &+= 1 }
     }
 
     /// The journal in use (it changes only when a failed one is recovered).

@@ -139,14 +139,16 @@ extension LicensingState {
         var quotaPools: [PoolKey] = []
         // The tightest quota before this check's cost: what a later denial reports (it charged nothing).
         var quotaBefore: QuotaState?
+        // The counters this cost can take across a threshold, as read here before it (`recordUsageLive`).
+        var crossable: [ThresholdReading] = []
         if !request.meter.isEmpty {
             for rule in plan.quotas where rule.meter == request.meter {
                 let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-                let held = limits.heldQuota[LiveLimits.HeldKey(pool: pool, meter: rule.meter)] ?? 0
-                var (used, _) = quotaUsage(rule, pool: pool, license: license, at: now.millis)
+                let held = limits.heldQuota.isEmpty ? 0 : limits.heldQuota[LiveLimits.HeldKey(pool: pool, meter: rule.meter)] ?? 0
+                let (counted, windowStart, resetAt) = quotaUsage(rule, pool: pool, license: license, at: now.millis)
+                var used = counted
                 used.saturatingAdd(held)
                 let (after, overflow) = used.addingReportingOverflow(cost)
-                let resetAt = quotaReset(rule, license: license, at: now.millis)
                 func evaluation() -> RuleEvaluation { RuleEvaluation(rule: rule.name, owner: pool.owner, limit: rule.limit, used: used) }
                 if cost > 0 && (overflow || after > rule.limit) {
                     guard plan.overage == .allowAndRecord else {
@@ -157,6 +159,9 @@ extension LicensingState {
                 }
                 if explain { result.explanation.append(evaluation()) }
                 quotaPools.append(pool)
+                if Self.mayCross(counted, adding: cost, limit: rule.limit, credits: false) {
+                    crossable.append(ThresholdReading(owner: pool.owner, quota: rule, windowStart: windowStart, used: counted, limit: rule.limit))
+                }
                 let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: resetAt)
                 if result.quota == nil || state.remaining < result.quota!.remaining {
                     result.quota = state
@@ -183,6 +188,9 @@ extension LicensingState {
             }
             if explain { result.explanation.append(evaluation()) }
             result.creditsRemaining = payment.availableBefore - min(payment.availableBefore, cost)
+            if Self.mayCross(payment.spent, adding: payment.fromIncluded, limit: credits.included, credits: true) {
+                crossable.append(ThresholdReading(owner: pool.owner, quota: nil, creditsPool: credits.pool, windowStart: payment.periodStart, used: payment.spent, limit: credits.included))
+            }
         }
 
         // Everything passed: commit.
@@ -220,7 +228,7 @@ extension LicensingState {
         let entry = UsageEntry(
             tokenID: token.id, meter: request.meter, quantity: cost, at: now.millis, overage: overage,
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
-        recordUsageLive(entry, context: (license, plan))
+        recordUsageLive(entry, context: (license, plan), crossable: crossable)
         return (result, entry)
     }
 
@@ -272,23 +280,15 @@ extension LicensingState {
         return RateLimitState(limit: UInt64(max(burst, 1)), remaining: remaining, resetMillis: UInt32(clamping: (ahead + 999_999) / 1_000_000))
     }
 
-    /// When the window of `rule` that contains `time` ends (for a rolling window: when one slice leaves it).
-    func quotaReset(_ rule: QuotaRule, license: LicenseSpec, at time: UnixMillis) -> UnixMillis {
-        switch rule.window {
-        case .calendar(let period):
-            return Self.periodBounds(period, level: rule.pool, license: license, at: time).end
-        case .rolling(let seconds):
-            let slice = RollingCounter.sliceMillis(seconds)
-            return (UTCCalendar.floorDiv(time, slice) + 1) * slice
-        }
-    }
-
     /// How a cost is paid from credits.
     struct CreditPayment {
         var availableBefore: UInt64 = 0
         var fromIncluded: UInt64 = 0
         var fromPrepaid: UInt64 = 0
         var shortfall: UInt64 = 0
+        /// The period's included credits spent before, and the period's start (a threshold reading's).
+        var spent: UInt64 = 0
+        var periodStart: UnixMillis = 0
     }
 
     /// Splits `cost` between the period's included credits and prepaid credits, after what reservations hold.
@@ -308,6 +308,8 @@ extension LicensingState {
         payment.fromIncluded = min(cost, included)
         payment.fromPrepaid = min(cost - payment.fromIncluded, prepaid)
         payment.shortfall = cost - payment.fromIncluded - payment.fromPrepaid
+        payment.spent = spent
+        payment.periodStart = start
         return payment
     }
 
@@ -392,7 +394,7 @@ extension LicensingState {
         result.quota = served.quota
         result.creditsRemaining = served.creditsRemaining
         result.overage = served.entry.overage
-        recordUsageLive(served.entry)
+        recordUsageLive(served.entry, crossable: served.crossable)
         return (result, served.entry)
     }
 

@@ -37,7 +37,7 @@ extension LicensingState {
         } else {
             let served = servedUsage(request.quantity, meter: request.meter, tokenID: token.id, license: license, plan: plan, at: now.millis)
             change = .metered(served.entry, idempotencyKey: request.idempotencyKey)
-            recordUsageLive(served.entry, idempotencyKey: request.idempotencyKey, context: (license, plan))
+            recordUsageLive(served.entry, idempotencyKey: request.idempotencyKey, context: (license, plan), crossable: served.crossable)
             result.quota = served.quota
         }
         return (result, change)
@@ -246,29 +246,38 @@ extension LicensingState {
     /// as overage. Returns the entry that records `quantity`, and the tightest quota and the credits as they stand
     /// once it is recorded.
     func servedUsage(_ quantity: UInt64, meter: String, tokenID: String, license: LicenseSpec, plan: Plan?, at now: UnixMillis)
-        -> (entry: UsageEntry, quota: QuotaState?, creditsRemaining: UInt64?)
+        -> (entry: UsageEntry, quota: QuotaState?, creditsRemaining: UInt64?, crossable: [ThresholdReading])
     {
         var overage: UInt64 = 0
         var quota: QuotaState?
+        // The counters this usage can take across a threshold, as read here before it (`recordUsageLive`).
+        var crossable: [ThresholdReading] = []
         for rule in plan?.quotas ?? [] where rule.meter == meter {
             let pool = Self.poolKey(rule.pool, tokenID: tokenID, license: license)
-            let used = quotaUsage(rule, pool: pool, license: license, at: now).used
+            let (used, windowStart, resetAt) = quotaUsage(rule, pool: pool, license: license, at: now)
+            if Self.mayCross(used, adding: quantity, limit: rule.limit, credits: false) {
+                crossable.append(ThresholdReading(owner: pool.owner, quota: rule, windowStart: windowStart, used: used, limit: rule.limit))
+            }
             let (after, overflow) = used.addingReportingOverflow(quantity)
             if overflow || after > rule.limit { overage = max(overage, overflow ? quantity : min(quantity, after - rule.limit)) }
-            let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: quotaReset(rule, license: license, at: now))
+            let state = QuotaState(limit: rule.limit, remaining: rule.limit > after && !overflow ? rule.limit - after : 0, resetAt: resetAt)
             if quota == nil || state.remaining < quota!.remaining { quota = state }
         }
         var payment = CreditPayment()
         var creditsRemaining: UInt64?
         if let credits = plan?.credits {
-            payment = creditPayment(quantity, policy: credits, pool: Self.poolKey(credits.pool, tokenID: tokenID, license: license), license: license, at: now)
+            let pool = Self.poolKey(credits.pool, tokenID: tokenID, license: license)
+            payment = creditPayment(quantity, policy: credits, pool: pool, license: license, at: now)
+            if Self.mayCross(payment.spent, adding: payment.fromIncluded, limit: credits.included, credits: true) {
+                crossable.append(ThresholdReading(owner: pool.owner, quota: nil, creditsPool: credits.pool, windowStart: payment.periodStart, used: payment.spent, limit: credits.included))
+            }
             overage = max(overage, payment.shortfall)
             creditsRemaining = payment.availableBefore - min(payment.availableBefore, quantity)
         }
         let entry = UsageEntry(
             tokenID: tokenID, meter: meter, quantity: quantity, at: now, overage: overage,
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan?.credits?.pool ?? .license)
-        return (entry, quota, creditsRemaining)
+        return (entry, quota, creditsRemaining, crossable)
     }
 
     /// The token a (well-formed) secret names: by its current secret, or by a secret a rotation replaced (returned

@@ -87,6 +87,12 @@ extension StateChange {
     }
 
     public func encodedPayload() throws -> [UInt8] {
+        // Metering's two records skip the generic encoder (the same bytes; see `UsagePayload`).
+        switch self {
+        case .metered(let entry, let key): return try UsagePayload.metered(entry, key: key)
+        case .consumed(let entries): return try UsagePayload.consumed(entries)
+        default: break
+        }
         var buffer = ByteBufferAllocator().buffer(capacity: 128)
         try encodePayload(into: &buffer)
         return Array(buffer.readableBytesView)

@@ -44,6 +44,9 @@ public final class Journal: @unchecked Sendable {
 
     // MARK: Guarded by `lock`
     private var queue: [Item] = []
+    /// The storage of the last batch the writer took, emptied and handed back: the queue and the batch take turns
+    /// with two arrays, so that taking a batch allocates nothing (−1 allocation per group commit).
+    private var spareQueue: [Item] = []
     /// Records appended whose completion has not run yet (queued or being written).
     private var pendingRecords = 0
     /// Set by `close(.abandonQueued)`: the writer drops the queue instead of writing it.
@@ -79,6 +82,11 @@ public final class Journal: @unchecked Sendable {
     private var lastWrittenSequence: UInt64
     /// Group commits to go before the batch observer sees one (writer thread only).
     private var commitsUntilObserved = 0
+    /// A group commit's bytes and completions, kept for the next one (emptied, capacity kept up to
+    /// `reusedCommitBytes`): no allocation per commit.
+    private var commitBytes: [UInt8] = []
+    private var commitPending: [Pending] = []
+    private static let reusedCommitBytes = 1 << 20
 
     private init(
         directory: String, options: JournalOptions, fileSystem: any JournalFileSystem,
@@ -357,12 +365,15 @@ public final class Journal: @unchecked Sendable {
                 self.lock.lock()
                 continue
             }
-            let batch = self.takeBatchLocked()
+            var batch = self.takeBatchLocked()
             self.lock.unlock()
 
             self.process(batch)
+            // Unique here (the queue holds other storage): emptied in place, outside the lock (completions released).
+            batch.removeAll(keepingCapacity: true)
 
             self.lock.lock()
+            if batch.capacity <= 4 * self.options.maxBatchRecords { self.spareQueue = batch }
         }
     }
 
@@ -384,12 +395,10 @@ public final class Journal: @unchecked Sendable {
         let batch: [Item]
         if end == self.queue.endIndex {
             batch = self.queue
-            // A backlog's storage is not kept: an idle journal returns to a small queue.
-            if self.queue.capacity > 4 * self.options.maxBatchRecords {
-                self.queue = []
-            } else {
-                self.queue.removeAll(keepingCapacity: true)
-            }
+            // The queue goes on in the spare storage (a backlog's storage is not kept: an idle journal returns to a
+            // small queue).
+            self.queue = self.spareQueue
+            self.spareQueue = []
             self.urgent = false
             self.oldestBuffered = nil
         } else {
@@ -426,9 +435,14 @@ public final class Journal: @unchecked Sendable {
         for item in batch {
             if case .record(_, _, let payload, _) = item { size += JournalFormat.recordHeaderSize + payload.count }
         }
-        var buffer: [UInt8] = []
+        var buffer = self.commitBytes
+        var pending = self.commitPending
+        (self.commitBytes, self.commitPending) = ([], [])
+        defer {
+            if buffer.capacity <= Self.reusedCommitBytes { self.commitBytes = buffer }
+            self.commitPending = pending
+        }
         buffer.reserveCapacity(size)
-        var pending: [Pending] = []
         pending.reserveCapacity(batch.count)
         for item in batch {
             switch item {

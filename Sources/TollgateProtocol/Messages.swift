@@ -174,6 +174,7 @@ extension ByteBuffer {
         // The common CHECK answer (no explanation) is written in one pass over reserved bytes: the generic path
         // costs a capacity and uniqueness check per field. Same bytes as the generic encoder.
         if case .check(let result) = response, result.explanation.isEmpty, writeCheckFrame(result, opcode: opcode, requestID: requestID) { return }
+        if case .meter(let result) = response, writeMeterFrame(result, opcode: opcode, requestID: requestID) { return }
         let start = writerIndex
         do {
             try writeFrame(header: FrameHeader(opcode: opcode, flags: FrameHeader.responseFlag, status: response.status.rawValue, requestID: requestID)) {

@@ -89,4 +89,30 @@ final class JournalPayloadVectorTests: XCTestCase {
             XCTAssertEqual(try StateChange.decode(type: change.typeCode, payload: ByteBuffer(bytes: golden)), change, "\(name): decoding")
         }
     }
+    /// Metering's records are encoded by `UsagePayload`, not by `encodePayload(into:)`: both give the same bytes
+    /// (empty and small strings, non-ASCII, every pool level, extreme integers), and both refuse a string the wire
+    /// cannot carry.
+    func testMeteringPayloadsMatchTheGenericEncoder() throws {
+        let entries = [
+            UsageEntry(tokenID: Self.tokenID, meter: "requests", quantity: 1, at: Self.at),
+            UsageEntry(tokenID: "t", meter: "", quantity: .max, at: -1, overage: .max, includedCredits: 3, prepaidCredits: .max, creditPool: .token),
+            UsageEntry(tokenID: String(repeating: "x", count: 300), meter: "débit-€", quantity: 0, at: .max, creditPool: .org),
+        ]
+        var changes: [StateChange] = [.consumed([]), .consumed(entries)]
+        for entry in entries {
+            changes.append(.metered(entry, idempotencyKey: ""))
+            changes.append(.metered(entry, idempotencyKey: "evt-" + String(repeating: "k", count: 200)))
+        }
+        for change in changes {
+            var generic = ByteBufferAllocator().buffer(capacity: 0)
+            try change.encodePayload(into: &generic)
+            XCTAssertEqual(try change.encodedPayload(), Array(generic.readableBytesView), "\(change)")
+        }
+        let long = String(repeating: "m", count: Int(UInt16.max) + 1)
+        for change in [StateChange.metered(entries[0], idempotencyKey: long), .consumed([UsageEntry(tokenID: Self.tokenID, meter: long, quantity: 1, at: 0)])] {
+            XCTAssertThrowsError(try change.encodedPayload()) { XCTAssertEqual(($0 as? WireError)?.code, .valueTooLong) }
+            var generic = ByteBufferAllocator().buffer(capacity: 0)
+            XCTAssertThrowsError(try change.encodePayload(into: &generic)) { XCTAssertEqual(($0 as? WireError)?.code, .valueTooLong) }
+        }
+    }
 }

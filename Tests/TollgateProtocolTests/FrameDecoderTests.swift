@@ -1,7 +1,8 @@
 import NIOCore
 import TollgateModel
-import TollgateProtocol
 import XCTest
+
+@testable import TollgateProtocol
 
 /// The frame decoder, fed byte by byte and many frames per read (in the manner of NIO's
 /// `ByteToMessageDecoderVerifier`), and every malformed input rejected before anything is allocated.
@@ -117,5 +118,31 @@ final class FrameDecoderTests: XCTestCase {
         buffer.writeResponse(.stats([KeyValue("k", long)]), opcode: Opcode.stats.rawValue, requestID: 2)
         guard case .frame(let frame) = FrameDecoder(maxFrameSize: 1 << 20).next(from: &buffer) else { return XCTFail() }
         XCTAssertEqual(frame.header.status, Status.internal.rawValue, "an unencodable response becomes an internal error")
+    }
+    /// METER answers are written in one pass (`writeMeterFrame`): the same bytes as the generic frame writer, for
+    /// allowed, denied and duplicate answers, with and without a quota, and an over-long id still becomes an
+    /// `internal` error frame.
+    func testMeterAnswersMatchTheGenericEncoder() throws {
+        let results = [
+            MeterResult(reason: .none, tokenID: "tok_0000000000000000000001", licenseID: "lic_acme"),
+            MeterResult(reason: .none, tokenID: "t", licenseID: "", duplicate: true, quota: QuotaState(limit: .max, remaining: 0, resetAt: -1)),
+            MeterResult(reason: .quotaExceeded, tokenID: "tök", licenseID: "licence-é", quota: QuotaState(limit: 10, remaining: 3, resetAt: 1_767_225_600_000)),
+            MeterResult(reason: .unknownToken),
+        ]
+        for (index, result) in results.enumerated() {
+            var fast = ByteBufferAllocator().buffer(capacity: 0)
+            fast.writeResponse(.meter(result), opcode: Opcode.meter.rawValue, requestID: UInt32(index))
+            var generic = ByteBufferAllocator().buffer(capacity: 0)
+            try generic.writeFrame(header: FrameHeader(opcode: Opcode.meter.rawValue, flags: FrameHeader.responseFlag, status: Response.meter(result).status.rawValue, requestID: UInt32(index))) {
+                try $0.writeResponseBody(.meter(result))
+            }
+            XCTAssertEqual(Array(fast.readableBytesView), Array(generic.readableBytesView), "\(result)")
+            guard case .frame(let frame) = FrameDecoder(maxFrameSize: 1024).next(from: &fast) else { return XCTFail() }
+            XCTAssertEqual(try decodeResponse(opcode: .meter, status: Status(rawValue: frame.header.status)!, body: frame.body), .meter(result))
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: 0)
+        buffer.writeResponse(.meter(MeterResult(reason: .none, tokenID: String(repeating: "x", count: 70_000))), opcode: Opcode.meter.rawValue, requestID: 1)
+        guard case .frame(let frame) = FrameDecoder(maxFrameSize: 1 << 20).next(from: &buffer) else { return XCTFail() }
+        XCTAssertEqual(frame.header.status, Status.internal.rawValue)
     }
 }
