@@ -64,6 +64,13 @@ final class ConnectionStateMachineTests: XCTestCase {
         }
 
         func leaveBacklog() { backlogLeft += 1 }
+        /// The decisions a WATCH on the machine reads (tests write them with `record`).
+        let ring = DecisionRing(capacity: 16)
+        var watchers = 0
+        func watchDecisions(licenseID: String) -> DecisionSubscription {
+            watchers += 1
+            return ring.subscribe(licenseID: licenseID) {}
+        }
     }
 
     private let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
