@@ -3,8 +3,9 @@ import TollgateModel
 /// The decisions of the last few seconds, added up for `tollgate top`: pure, the time is an argument (the CLI passes
 /// a monotonic clock), so that rates, top-N and percentiles are tested without a terminal or a daemon.
 ///
-/// One bucket per second over `seconds` seconds. Rates are counts over the covered span (the whole window once it
-/// is full, the time since the first decision before), so the first second does not read as a spike.
+/// One bucket per second over `seconds` seconds (the current second, still filling, is one of them). Rates are
+/// counts over the time the buckets cover (the whole seconds before the current one and the part of it gone by, or
+/// the time since the first batch when that is shorter), so the first second does not read as a spike.
 public struct DecisionWindow: Sendable {
     public let seconds: Int
     private var buckets: [Bucket]
@@ -82,7 +83,9 @@ public struct DecisionWindow: Sendable {
     /// reason, latency percentiles.
     public mutating func summary(nowMillis: Int64, top: Int = 10) -> TopSummary {
         advance(to: nowMillis)
-        let span = max(0.001, min(Double(seconds), Double(nowMillis - (firstMillis ?? nowMillis)) / 1000))
+        // The buckets cover the seconds before the current one, whole, and the part of the current one gone by.
+        let covered = Double(seconds - 1) + Double(nowMillis % 1000) / 1000
+        let span = max(0.001, min(covered, Double(nowMillis - (firstMillis ?? nowMillis)) / 1000))
         var requests = 0, denied = 0
         var dropped: UInt64 = 0
         var reasons: [DenyReason: Int] = [:]

@@ -43,11 +43,12 @@ final class DecisionStreamTests: XCTestCase {
         let reader = ring.subscribe()
         // 127 ASCII bytes then a 2-byte character: cut before it, not in its middle.
         ring.record(at: 0, latencyNanoseconds: 0, source: .forwardAuth, result: CheckResult(reason: .none), route: "GET /" + String(repeating: "a", count: 122) + "é", scopes: [])
-        let scopes = (0..<20).map { "scope_\($0)" }  // 7 bytes each: 16 fit in 128 with their spaces
+        // scope_0…scope_9 take 7 bytes, the next 8; with their spaces, 15 fit in 128 (124 bytes), not 16.
+        let scopes = (0..<20).map { "scope_\($0)" }
         ring.record(at: 0, latencyNanoseconds: 0, source: .socket, result: CheckResult(reason: .none), route: nil, scopes: scopes)
         let events = reader.poll(limit: 10)
         XCTAssertEqual(events[0].route.utf8.count, 127)
-        XCTAssertEqual(events[1].route, scopes.prefix(16).joined(separator: " "))
+        XCTAssertEqual(events[1].route, scopes.prefix(15).joined(separator: " "))
     }
 
     func testAReaderThatFellBehindCountsExactlyWhatItLost() {
@@ -80,7 +81,7 @@ final class DecisionStreamTests: XCTestCase {
         let ring = DecisionRing(capacity: 64)
         let readers = (0..<3).map { _ in ring.subscribe() }
         let total = 20_000
-        let writer = Task.detached { Self.record(ring, total) }
+        let writer = Task.detached { DecisionStreamTests.record(ring, total) }
         let counts = await withTaskGroup(of: (Int, UInt64, Bool).self) { group in
             for reader in readers {
                 group.addTask {
@@ -98,7 +99,9 @@ final class DecisionStreamTests: XCTestCase {
                     return (seen, reader.dropped, ordered)
                 }
             }
-            return await group.reduce(into: []) { $0.append($1) }
+            var all: [(Int, UInt64, Bool)] = []
+            for await result in group { all.append(result) }
+            return all
         }
         await writer.value
         for (seen, dropped, ordered) in counts {

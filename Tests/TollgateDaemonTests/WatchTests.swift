@@ -91,8 +91,10 @@ final class WatchTests: DaemonTestCase {
         await watched.wait { _ in false }
         let batches = await watched.batches
         XCTAssertEqual(batches.last?.kind, .end)
-        XCTAssertNil(await watched.failure)
-        XCTAssertEqual(try await statistic("decision_watchers"), "0", "the subscription ended with the stream")
+        let failure = await watched.failure
+        XCTAssertNil(failure)
+        let watchers = try await statistic("decision_watchers")
+        XCTAssertEqual(watchers, "0", "the subscription ended with the stream")
         _ = try await admin.stats()  // the connection serves requests again
         await admin.close()
         await api.close()
@@ -119,7 +121,8 @@ final class WatchTests: DaemonTestCase {
         await refused.wait { _ in false }
         guard let error = await refused.failure as? TollgateClientError else { return XCTFail("the api socket streamed") }
         XCTAssertEqual(error.code, .server(.notPermitted))
-        XCTAssertEqual(try await statistic("decision_watchers"), "0")
+        let watchers = try await statistic("decision_watchers")
+        XCTAssertEqual(watchers, "0")
         await admin.close()
         await api.close()
     }
@@ -129,7 +132,8 @@ final class WatchTests: DaemonTestCase {
         let admin = try await harness.admin()
         let watched = collect(admin.watch())
         await watched.wait { !$0.isEmpty }
-        XCTAssertEqual(try await statistic("decision_watchers"), "1")
+        let open = try await statistic("decision_watchers")
+        XCTAssertEqual(open, "1")
         await admin.close()
         await watched.wait { _ in false }
         // The daemon notices the close on its event loop: ask until it has (each STATS is a turn of that loop).

@@ -38,12 +38,12 @@ enum ProtocolVectors {
             sequence: 42, at: 1_767_225_600_001, latencyNanoseconds: 12_000, source: .forwardAuth, reason: .rateLimited,
             tokenID: "tok_0000000000000000000002", licenseID: "lic_acme", subject: "svc-web", route: "GET /v1/reports/*"),
     ]
-    static let watchEventFields: [[String: Any]] = watchEvents.map {
+    static var watchEventFields: [[String: Any]] { watchEvents.map {
         [
             "sequence": Int($0.sequence), "at": Int($0.at), "latency_ns": Int($0.latencyNanoseconds), "source": Int($0.source.rawValue),
             "reason": Int($0.reason.rawValue), "token_id": $0.tokenID, "license_id": $0.licenseID, "subject": $0.subject, "route": $0.route,
         ]
-    }
+    } }
     static let sampleTokenInfo = TokenInfo(
         id: "tok_0000000000000000000001", licenseID: "lic_acme", subject: "svc-reports", scopes: ["read", "write"],
         issuedAt: 1_767_225_600_000, notBefore: 0, expiresAt: 1_798_761_600_000,

@@ -24,8 +24,9 @@ final class DecisionWindowTests: XCTestCase {
             for _ in 0..<10 { events.append(event("globex", token: "tok_g1")) }
             window.add(events, dropped: 0, nowMillis: Int64(second) * 1000)
         }
+        // At 5.000 s second 0 has left the window: seconds 1 to 4 whole, and nothing yet of second 5.
         let summary = window.summary(nowMillis: 5000)
-        XCTAssertEqual(summary.spanSeconds, 5)
+        XCTAssertEqual(summary.spanSeconds, 4)
         XCTAssertEqual(summary.requestsPerSecond, 40, accuracy: 0.001)
         XCTAssertEqual(summary.deniedPerSecond, 3, accuracy: 0.001)
         XCTAssertEqual(summary.allowedPerSecond, 37, accuracy: 0.001)
@@ -35,18 +36,20 @@ final class DecisionWindowTests: XCTestCase {
         XCTAssertEqual(summary.licenses[1].deniedPerSecond, 0)
         XCTAssertEqual(summary.tokens.map(\.id), ["tok_a1", "tok_a2", "tok_g1"])
         XCTAssertEqual(summary.tokens[0].license, "acme")
-        XCTAssertEqual(summary.tokens[0].deniedPerSecond, 0.6, accuracy: 0.001)
+        XCTAssertEqual(summary.tokens[0].deniedPerSecond, 3, accuracy: 0.001)
+        XCTAssertEqual(summary.tokens[1].deniedPerSecond, 0)
         XCTAssertEqual(summary.reasons.map(\.reason), [.rateLimited])
-        XCTAssertEqual(summary.reasons[0].count, 15)
+        XCTAssertEqual(summary.reasons[0].count, 12)
     }
 
     func testSecondsOlderThanTheWindowAreForgotten() {
         var window = DecisionWindow(seconds: 3)
         window.add([event("old", token: "tok_o")], dropped: 0, nowMillis: 0)
         window.add((0..<6).map { _ in event("new", token: "tok_n", reason: .quotaExceeded) }, dropped: 0, nowMillis: 3_500)
-        let summary = window.summary(nowMillis: 3_900)
+        let summary = window.summary(nowMillis: 3_500)
         XCTAssertEqual(summary.licenses.map(\.id), ["new"], "the decision of second 0 left a 3-second window at second 3")
-        XCTAssertEqual(summary.requestsPerSecond, 2, accuracy: 0.001)
+        XCTAssertEqual(summary.spanSeconds, 2.5, accuracy: 0.001)
+        XCTAssertEqual(summary.requestsPerSecond, 6 / 2.5, accuracy: 0.001)
         // Long after: nothing left.
         let later = window.summary(nowMillis: 60_000)
         XCTAssertEqual(later.requestsPerSecond, 0)
@@ -63,7 +66,7 @@ final class DecisionWindowTests: XCTestCase {
     }
 
     func testTopNKeepsTheBusiest() {
-        var window = DecisionWindow(seconds: 1)
+        var window = DecisionWindow(seconds: 2)
         var events: [DecisionEvent] = []
         for license in 0..<20 { for _ in 0...license { events.append(event("lic_\(license)", token: "tok_\(license)")) } }
         window.add(events, dropped: 0, nowMillis: 0)
@@ -77,9 +80,10 @@ final class DecisionWindowTests: XCTestCase {
         window.add([], dropped: 100, nowMillis: 0)
         window.add([], dropped: 100, nowMillis: 500)
         window.add([], dropped: 350, nowMillis: 1_000)
-        let summary = window.summary(nowMillis: 5_000)
+        let summary = window.summary(nowMillis: 4_000)
         XCTAssertEqual(summary.droppedTotal, 350)
-        XCTAssertEqual(summary.droppedPerSecond, 70, accuracy: 0.001)
+        XCTAssertEqual(summary.droppedPerSecond, 350.0 / 4, accuracy: 0.001)
+        XCTAssertEqual(window.summary(nowMillis: 5_000).droppedPerSecond, 250.0 / 4, accuracy: 0.001, "second 0's 100 left the window")
     }
 
     func testPercentilesComeFromTheLatencies() {
