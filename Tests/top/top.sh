@@ -58,6 +58,7 @@ screen_shows_load() {
     awk '$1 == "lic_0" && $2 + 0 > 0 { busy = 1 } $1 == "rate_limited" && $2 + 0 > 0 { denied = 1 } END { exit !(busy && denied) }' "$dir/screen.txt"
 }
 if wait_for 60 screen_shows_load; then
+    [ -z "${TOP_SCREEN_COPY:-}" ] || cp "$dir/screen.txt" "$TOP_SCREEN_COPY"
     pass "the screen shows the busy license with a nonzero rate and rate_limited denials"
 else
     fail "the screen shows the busy license with a nonzero rate and rate_limited denials" "$(cat "$dir/screen.txt" "$dir/top.err" 2>/dev/null)"
