@@ -22,6 +22,7 @@ import PackageDescription
 ///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
+/// - `TollgateTop`: `tollgate top`'s pure part: a WATCH stream's decisions added up and drawn as text.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
 /// The request path (model, codec, engine, core, server) is built without dynamic exclusivity checks in release builds: they cost
 /// about 8 k instructions per CHECK (`swift_beginAccess` on every class property and global touched), measured with
@@ -59,6 +60,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        // Already built as swift-nio's dependency: the decision ring's atomic words and fences (issue 15).
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         // Prometheus metrics (issue 15): the swift-metrics API and swift-prometheus as its backend.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
@@ -112,6 +115,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: hotPathSettings
         ),
@@ -196,11 +200,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `tollgate top`, pure: decisions of a WATCH stream added up over a window (rates, top-N, percentiles) and the
+        // screen drawn from them as text. No I/O, no clock.
+        .target(name: "TollgateTop", dependencies: ["TollgateModel"]),
         .executableTarget(
             name: "tollgate",
             dependencies: [
                 // TollgateEngine: `usage show` computes quota windows with the engine's own calendar.
                 "TollgateClient", "TollgateProtocol", "TollgateModel", "TollgateProvisioning", "TollgateBuildInfo", "TollgateEngine",
+                // TollgateTop: `tollgate top`'s aggregation and screen.
+                "TollgateTop",
                 // TollgateBilling: `usage export --format stripe-meter-events`.
                 "TollgateBilling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -221,6 +230,7 @@ let package = Package(
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel", "TollgateEngine"]),
         .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
+        .testTarget(name: "TollgateTopTests", dependencies: ["TollgateTop", "TollgateModel"]),
         // The connection handler on an EmbeddedChannel: its timeouts driven by the embedded loop's clock.
         .testTarget(
             name: "TollgateServerTests",

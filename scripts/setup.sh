@@ -7,8 +7,9 @@ set -euo pipefail
 # wrk: the forward-auth benchmark (scripts/bench-proxy.sh). curl: the proxy tests' client.
 # dpkg-dev: dpkg-shlibdeps for `make deb` (it brings binutils: strip, readelf); man-db: the package test reads the
 # installed manual pages. prometheus: promtool (`promtool check metrics` on a real scrape) and the server the metrics
-# test starts (Tests/metrics/prometheus.sh); its packaged service is not used.
-packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus)
+# test starts (Tests/metrics/prometheus.sh); its packaged service is not used. tmux: `tollgate top` runs in a tmux
+# pane whose screen the test reads (Tests/top/top.sh).
+packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus tmux)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -6,7 +6,8 @@
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
 #                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
-#                                 and Caddy, metrics scraped by a real Prometheus (and promtool), Stripe webhooks signed
+#                                 and Caddy, metrics scraped by a real Prometheus (and promtool), `tollgate top` read off
+#                                 a tmux pane under load, Stripe webhooks signed
 #                                 by the stripe library, systemd end to end, the static release build and the Debian
 #                                 package (`make deb`): its binaries run without the toolchain, and it installs and
 #                                 serves under systemd (`make test-slow`)
@@ -115,6 +116,9 @@ tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh
 
 echo "== metrics and health: promtool on a real scrape, a real Prometheus server scraping tollgated"
 tap_stage metrics "$log_dir/metrics.log" timeout 300 bash Tests/metrics/prometheus.sh "$bin"
+
+echo "== tollgate top in tmux against a live daemon under load (the screen read with capture-pane), --json, --license"
+tap_stage top "$log_dir/top.log" timeout 300 bash Tests/top/top.sh "$bin"
 
 echo "== Stripe webhooks: events built and signed with Stripe's own Python library, against a live daemon"
 tap_stage stripe "$log_dir/stripe.log" timeout 300 python3 Tests/stripe/stripe_webhooks.py "$bin"

@@ -94,6 +94,32 @@ public final class TollgateConnection: Sendable {
         return try await promise.futureResult.get()
     }
 
+    /// Starts a WATCH (6.22): the decisions the daemon makes from now on, of `licenseID` only when it is not empty,
+    /// one `WatchBatch` per frame. The stream finishes after the end frame (see `stopWatching`), and fails when the
+    /// server answers with an error (`unknown_opcode` from a server that predates WATCH, `not_permitted` on the api
+    /// socket) or the connection closes. Batches are buffered until read.
+    public func watch(licenseID: String = "") -> AsyncThrowingStream<WatchBatch, Error> {
+        let (stream, continuation) = AsyncThrowingStream<WatchBatch, Error>.makeStream()
+        let id = handler.registerStream(continuation)
+        var buffer = channel.allocator.buffer(capacity: 32)
+        do {
+            try buffer.writeRequest(.watch(licenseID: licenseID), requestID: id)
+        } catch {
+            handler.failStream(id: id, TollgateClientError(.invalidRequest, "the request cannot be encoded: \(error)"))
+            return stream
+        }
+        channel.writeAndFlush(buffer).whenFailure { [handler] error in
+            handler.failStream(id: id, TollgateClientError(.connectionClosed, "the request could not be sent: \(error)"))
+        }
+        return stream
+    }
+
+    /// Ends a WATCH on this connection the protocol's way: any request does; a PING is sent, and answered after
+    /// the stream's end frame.
+    public func stopWatching() async throws {
+        _ = try await send(.ping)
+    }
+
     /// Sends bytes as they are (conformance and robustness tests).
     public func sendRaw(_ bytes: [UInt8]) async throws {
         try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
@@ -122,6 +148,8 @@ final class ClientChannelHandler: ChannelInboundHandler, Sendable {
         var outstanding: [UInt32: (EventLoopPromise<Response>, Opcode)] = [:]
         var unsolicited: [Frame] = []
         var unsolicitedWaiters: [EventLoopPromise<Frame>] = []
+        /// Open WATCH streams by request id.
+        var streams: [UInt32: AsyncThrowingStream<WatchBatch, Error>.Continuation] = [:]
         var closed = false
     }
 
@@ -138,6 +166,47 @@ final class ClientChannelHandler: ChannelInboundHandler, Sendable {
         }
         if closed { promise.fail(TollgateClientError(.connectionClosed, "the connection is closed")) }
         return id
+    }
+
+    func registerStream(_ continuation: AsyncThrowingStream<WatchBatch, Error>.Continuation) -> UInt32 {
+        let (id, closed) = state.withLockedValue { s in
+            let id = s.nextID
+            s.nextID = s.nextID == UInt32.max ? 1 : s.nextID + 1
+            if !s.closed { s.streams[id] = continuation }
+            return (id, s.closed)
+        }
+        if closed { continuation.finish(throwing: TollgateClientError(.connectionClosed, "the connection is closed")) }
+        return id
+    }
+
+    func failStream(id: UInt32, _ error: Error) {
+        state.withLockedValue { $0.streams.removeValue(forKey: id) }?.finish(throwing: error)
+    }
+
+    /// A frame of a WATCH stream: a batch yielded, the end frame or an error status finishing it.
+    private func streamFrame(_ frame: Frame, _ continuation: AsyncThrowingStream<WatchBatch, Error>.Continuation) {
+        let id = frame.header.requestID
+        guard frame.header.isResponse, frame.header.opcode == Opcode.watch.rawValue || frame.header.status != Status.ok.rawValue,
+            let status = Status(rawValue: frame.header.status)
+        else {
+            return failStream(id: id, TollgateClientError(.protocolViolation, "a WATCH frame with opcode \(frame.header.opcode), status \(frame.header.status)"))
+        }
+        do {
+            switch try decodeResponse(opcode: .watch, status: status, body: frame.body) {
+            case .watch(let batch):
+                continuation.yield(batch)
+                if batch.kind == .end {
+                    state.withLockedValue { _ = $0.streams.removeValue(forKey: id) }
+                    continuation.finish()
+                }
+            case .error(let status, let message):
+                failStream(id: id, TollgateClientError(.server(status), message))
+            default:
+                failStream(id: id, TollgateClientError(.protocolViolation, "a WATCH frame that is not a batch"))
+            }
+        } catch {
+            failStream(id: id, TollgateClientError(.protocolViolation, "a WATCH frame does not decode: \(error)"))
+        }
     }
 
     func fail(id: UInt32, _ error: Error) {
@@ -165,6 +234,7 @@ final class ClientChannelHandler: ChannelInboundHandler, Sendable {
             failAll(TollgateClientError(.protocolViolation, "the server's answer is not well framed: \(message)"))
             context.close(promise: nil)
         case .frame(let frame):
+            if let stream = state.withLockedValue({ $0.streams[frame.header.requestID] }) { return streamFrame(frame, stream) }
             let entry = state.withLockedValue { $0.outstanding.removeValue(forKey: frame.header.requestID) }
             guard let (promise, opcode) = entry else {
                 let waiter: EventLoopPromise<Frame>? = state.withLockedValue { s in
@@ -199,15 +269,18 @@ final class ClientChannelHandler: ChannelInboundHandler, Sendable {
     }
 
     private func failAll(_ error: TollgateClientError) {
-        let (pending, waiters) = state.withLockedValue { s -> ([EventLoopPromise<Response>], [EventLoopPromise<Frame>]) in
+        let (pending, waiters, streams) = state.withLockedValue { s in
             s.closed = true
             let pending = s.outstanding.values.map(\.0)
             s.outstanding.removeAll()
             let waiters = s.unsolicitedWaiters
             s.unsolicitedWaiters.removeAll()
-            return (pending, waiters)
+            let streams = Array(s.streams.values)
+            s.streams.removeAll()
+            return (pending, waiters, streams)
         }
         pending.forEach { $0.fail(error) }
         waiters.forEach { $0.fail(error) }
+        streams.forEach { $0.finish(throwing: error) }
     }
 }

@@ -19,10 +19,13 @@ extension ApplicationCore {
 
     /// Decides one CHECK and reads its `details` from the state the check left, under the same acquisition of the
     /// lock and at the same instant (the `details` option; the batch path never takes such a CHECK).
-    public func checkDetailed(_ request: CheckRequest, caller: UInt32? = nil) -> (CheckResult, CheckDetails) {
+    public func checkDetailed(_ request: CheckRequest, caller: UInt32? = nil, route: String? = nil) -> (CheckResult, CheckDetails) {
         let now = clock.now()
+        let watched = decisionWatchers.load(ordering: .relaxed) != 0
+        let started = watched ? NIODeadline.now().uptimeNanoseconds : 0
         let (result, logDecision, details) = lock.withLock {
             let (result, logDecision) = checkLocked(request, now: now, caller: caller)
+            if watched { recordDecisionLocked(request, result, at: now, started: started, route: route) }
             if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }
             return (result, logDecision, state.checkDetails(tokenID: result.tokenID, at: now))
         }
@@ -45,7 +48,9 @@ extension ApplicationCore {
         // Latency is sampled (one batch in `checkLatencySampleInterval`), so that the metric costs an atomic add per
         // batch and not two clock reads and a histogram update per CHECK (issue 15: within 5 % of the instructions).
         let sampled = checkLatencySamples.add(1, ordering: .relaxed).newValue % Self.checkLatencySampleInterval == 0
-        let started = sampled ? NIODeadline.now().uptimeNanoseconds : 0
+        // The decision stream: one relaxed load per batch while nobody watches.
+        let watched = decisionWatchers.load(ordering: .relaxed) != 0
+        let started = sampled || watched ? NIODeadline.now().uptimeNanoseconds : 0
         var observer: (@Sendable (Int64, Int) -> Void)?
         // Indices of denials the sampler admitted: logged after the lock is released. Empty (no allocation) unless
         // a denial is logged, which the sampler allows at most `perSecond` times a second.
@@ -54,6 +59,7 @@ extension ApplicationCore {
             for index in requests.indices {
                 assert(Self.admits(requests[index]), "a CHECK that refusal(of:) refuses reached the engine")
                 let (result, logDecision) = checkLocked(requests[index], now: now, caller: caller)
+                if watched { recordDecisionLocked(requests[index], result, at: now, started: started, route: nil) }
                 if logDecision { logged.append(results.count) }
                 results.append(result)
                 if pendingUsage.count >= nextFlushAt { flushPendingUsageLocked() }

@@ -70,6 +70,7 @@ extension ApplicationCore {
                 KeyValue("journal_repairs", recovery.tornTailRepaired ? "1" : "0"),
                 KeyValue("journal_repaired_bytes", "\(recovery.truncatedBytes)"),
                 KeyValue("journal_replayed_records", "\(recovery.recordsReplayed)"),
+                KeyValue("decision_watchers", "\(decisionWatchers.load(ordering: .relaxed))"),
                 KeyValue("uptime_seconds", "\((now.nanoseconds - startedAt.nanoseconds) / 1_000_000_000)"),
             ]
         }

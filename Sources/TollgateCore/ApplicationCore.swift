@@ -46,6 +46,10 @@ public final class ApplicationCore: @unchecked Sendable {
     var checkLatencyObserver: (@Sendable (Int64, Int) -> Void)?
     /// Counts check batches, to time one in `checkLatencySampleInterval`. Atomic: read before the lock is taken.
     let checkLatencySamples = Atomic<UInt64>(0)
+    /// Subscriptions to the decision stream: while it is 0 a check only loads it (one relaxed load per batch).
+    let decisionWatchers = Atomic<Int>(0)
+    /// Where decisions go while someone watches; made with the first subscription and kept.
+    var decisionRing: DecisionRing?
     var maxTokens: Int
     var maxLicenses: Int
     var lastStatus: (at: Timestamp, checks: UInt64)?

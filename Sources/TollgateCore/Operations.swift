@@ -6,10 +6,14 @@ import TollgateProtocol
 public struct Caller: Sendable, Hashable {
     public var role: SocketRole
     public var uid: UInt32?
+    /// The HTTP route the forward-auth front end matched for a CHECK (`METHOD path`, empty when none matched), for
+    /// the decision stream; nil for the binary protocol. It decides nothing.
+    public var route: String?
 
-    public init(role: SocketRole, uid: UInt32? = nil) {
+    public init(role: SocketRole, uid: UInt32? = nil, route: String? = nil) {
         self.role = role
         self.uid = uid
+        self.route = route
     }
 
     /// The daemon itself (start-up seeding, reloads): the admin role, no peer.
@@ -85,7 +89,7 @@ extension Operation {
             guard case .check(let check) = request else { return mismatch }
             if let refusal = ApplicationCore.refusal(of: check) { return refusal }
             guard check.options.contains(.details) else { return .check(core.check(check, caller: caller.uid)) }
-            let (result, details) = core.checkDetailed(check, caller: caller.uid)
+            let (result, details) = core.checkDetailed(check, caller: caller.uid, route: caller.route)
             return .checkDetailed(result, details)
         },
         afterJournal(.meter, .dataPlane, countsInBacklog: true),
@@ -156,6 +160,9 @@ extension Operation {
         afterJournal(.licenseDelete, .adminOnly),
         afterJournal(.planDelete, .adminOnly),
         afterJournal(.orgDelete, .adminOnly),
+        // A stream, not one answer: a front end that streams subscribes through `watchDecisions` itself (the binary
+        // server does); one that cannot stream gets this answer.
+        atOnce(.watch, .adminOnly) { _, _, _ in .error(.notPermitted, "WATCH is a stream, served on the admin socket of the binary protocol") },
     ]
 
     /// A request whose case does not match its opcode: a bug in a front end, answered without effect.

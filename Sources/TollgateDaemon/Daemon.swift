@@ -78,6 +78,7 @@ public final class Daemon: Service, Sendable {
         var journal: Journal?
         var lockDescriptor: CInt = -1
         var boundPaths: [String] = []
+        var decisionLog: DecisionLog?
     }
     private let lifecycle = Mutex(Lifecycle())
 
@@ -172,7 +173,12 @@ public final class Daemon: Service, Sendable {
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         lifecycle.withLock { $0.server = server }
         observed.set { $0.core = core; $0.server = server }
-        core.setExtraStatistics(Self.statistics(server: server, http: nil))
+        let decisionLog = DecisionLog()
+        if configuration.decisionLog.sampleEvery > 0 {
+            decisionLog.start(core: core, configuration: configuration.decisionLog, clock: dependencies.clock, logger: logger)
+            lifecycle.withLock { $0.decisionLog = decisionLog }
+        }
+        core.setExtraStatistics(Self.statistics(server: server, http: nil, decisionLog: decisionLog))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
             admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))
@@ -193,10 +199,11 @@ public final class Daemon: Service, Sendable {
     /// connection close, and retry); then close the connections. Nothing acknowledged is lost. Idempotent.
     public func stop() async throws {
         observed.set { $0 = ObservedParts.Parts() }
-        let (server, httpServer) = lifecycle.withLock { running in
-            defer { (running.server, running.httpServer) = (nil, nil) }
-            return (running.server, running.httpServer)
+        let (server, httpServer, decisionLog) = lifecycle.withLock { running in
+            defer { (running.server, running.httpServer, running.decisionLog) = (nil, nil, nil) }
+            return (running.server, running.httpServer, running.decisionLog)
         }
+        decisionLog?.stop()
         await server?.stopAccepting()
         await httpServer?.stopAccepting()
         let core = self.core
@@ -251,16 +258,24 @@ public final class Daemon: Service, Sendable {
         }
         observed.set { $0.http = server }
         // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
-        if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server)) }
+        if let binary = self.server {
+            let decisionLog = lifecycle.withLock { $0.decisionLog }
+            core.setExtraStatistics(Self.statistics(server: binary, http: server, decisionLog: decisionLog))
+        }
     }
 
     /// What STATS adds to the core's counters: the binary front end's connections and durable backlog and, when it
     /// runs, the HTTP front end's connections (its checks are in checks_total like every other). Both are held
     /// weakly: a stopped daemon answers without them.
-    static func statistics(server: TollgateServer, http: TollgateHTTPServer?) -> @Sendable () -> [KeyValue] {
+    static func statistics(server: TollgateServer, http: TollgateHTTPServer?, decisionLog: DecisionLog?) -> @Sendable () -> [KeyValue] {
         { [weak server, weak http] in
             guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
+            // The sampled decision log (`decision_log`): lines written, sampled decisions over the per-second cap,
+            // decisions lost because the log fell behind the ring.
+            let log = decisionLog?.statistics ?? DecisionLog.Counts()
             var extra = [
+                KeyValue("decision_log_lines", "\(log.written)"), KeyValue("decision_log_over_cap", "\(log.overCap)"),
+                KeyValue("decision_log_lost", "\(log.lost)"),
                 KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
                 KeyValue("requests_refused", "\(stats.refusedRequests)"),
                 KeyValue("durable_backlog", "\(backlog.waiting)"), KeyValue("durable_backlog_peak", "\(backlog.peak)"),

@@ -45,6 +45,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var ledgerRetentionDays = 100
     /// The HTTP forward-auth listener (`http`); nil: none, unless systemd passes a socket named `http`.
     public var http: HTTPConfiguration?
+    /// Decisions written to the log (journald under systemd), sampled (`decision_log`, issue 15): one in
+    /// `sampleEvery` (0: none, the default), at most `maxLinesPerSecond` lines a second.
+    public var decisionLog = DecisionLogConfiguration()
 
     public init() {}
 
@@ -66,6 +69,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
                   "max_pipelined": 1024, "max_output_bytes": 4194304, "max_durable_backlog": 8192 },
       "access": { "admin": { "uids": [0], "allow_own_user": true } },
       "log_level": "info",
+      "decision_log": { "sample_every": 0, "max_lines_per_second": 1000 },
       "event_loop_threads": 1,
       "licensing": { "max_derived_lifetime_s": 3600, "reservation_lifetime_s": 60, "sweep_interval_s": 60,
                      "token_retention_days": 30, "idempotency_retention_hours": 24, "expiry_warning_hours": 24,
@@ -159,6 +163,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
             config.connectionLimits = c
             try limits.finish()
         }
+        if var log = try reader.object("decision_log") {
+            config.decisionLog.sampleEvery = try log.int("sample_every", range: 0...1_000_000_000) ?? config.decisionLog.sampleEvery
+            config.decisionLog.maxLinesPerSecond = try log.int("max_lines_per_second", range: 1...1_000_000) ?? config.decisionLog.maxLinesPerSecond
+            try log.finish()
+        }
         if var access = try reader.object("access") {
             config.access.api = try access.object("api").map { var r = $0; return try Self.socketAccess(&r) } ?? .anyone
             config.access.admin = try access.object("admin").map { var r = $0; return try Self.socketAccess(&r) } ?? .anyone
@@ -234,6 +243,19 @@ extension DaemonConfiguration {
 /// A reload (SIGHUP) applies `routes`, `default`, `token_header`, `token_query` and `access`; the sockets and limits
 /// need a restart. The routes are read by the one route document model (`RouteDocument`) and checked by the
 /// validation source (`Validation.routes`), so a route is refused with the same code wherever it is written.
+/// The sampled decision log: which decisions of the stream (WATCH's, PROTOCOL.md 6.22) become log lines.
+public struct DecisionLogConfiguration: Sendable, Equatable {
+    /// Log the decisions whose sequence number is a multiple of this (1: every decision); 0: the log is off.
+    public var sampleEvery = 0
+    /// Lines written per second at most; the sampled decisions beyond are counted, not written.
+    public var maxLinesPerSecond = 1000
+
+    public init(sampleEvery: Int = 0, maxLinesPerSecond: Int = 1000) {
+        self.sampleEvery = sampleEvery
+        self.maxLinesPerSecond = maxLinesPerSecond
+    }
+}
+
 public struct HTTPConfiguration: Sendable, Equatable {
     /// Empty: `<state dir>/tollgate-http.sock`.
     public var socket = ""

@@ -50,7 +50,8 @@ public enum ForwardAuth {
 
     public enum Decision: Sendable, Hashable {
         /// Ask the core this CHECK (the route's scopes, features, meter and cost, or none for `allow_unmetered`).
-        case check(CheckRequest)
+        /// `route`: the matched rule as `METHOD PATTERN` (empty: none matched), for the decision stream.
+        case check(CheckRequest, route: String = "")
         /// Answer without asking the core.
         case answer(status: HTTPResponseStatus, reason: String)
     }
@@ -121,9 +122,11 @@ public enum ForwardAuth {
         }
         // `details`: the plan and the tightest rate limit, for the identity and RateLimit headers.
         guard let route else { return .check(CheckRequest(token: token, options: .details)) }
-        return .check(CheckRequest(
-            token: token, scopes: route.scopes, meter: route.meter, cost: route.meter.isEmpty ? 0 : route.cost, features: route.features,
-            options: .details))
+        return .check(
+            CheckRequest(
+                token: token, scopes: route.scopes, meter: route.meter, cost: route.meter.isEmpty ? 0 : route.cost, features: route.features,
+                options: .details),
+            route: "\(route.method) \(route.path.description)")
     }
 
     /// The first value of `name` in the query of `target`, percent-decoded; nil when absent or not decodable.

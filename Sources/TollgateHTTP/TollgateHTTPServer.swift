@@ -243,9 +243,9 @@ final class HTTPFrontEnd: Sendable {
         switch ForwardAuth.decide(head, policy: live.policy) {
         case .answer(let status, let reason):
             return .refused(status, reason: reason)
-        case .check(let check):
+        case .check(let check, let route):
             // Through the operation table, as the api socket's caller: the same door as the binary front end's.
-            let response = core.handle(.check(check), from: Caller(role: .api, uid: peer?.uid), completion: { _ in })
+            let response = core.handle(.check(check), from: Caller(role: .api, uid: peer?.uid, route: route), completion: { _ in })
             switch response {
             case .checkDetailed(let result, let details)?:
                 return .decided(result, details: details, nowMillis: clock.now().millis)

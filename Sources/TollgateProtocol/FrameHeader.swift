@@ -34,6 +34,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case licenseDelete = 0x32
     case planDelete = 0x33
     case orgDelete = 0x34
+    case watch = 0x35
 
     public var name: String {
         switch self {
@@ -66,6 +67,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         case .licenseDelete: return "LICENSE_DELETE"
         case .planDelete: return "PLAN_DELETE"
         case .orgDelete: return "ORG_DELETE"
+        case .watch: return "WATCH"
         }
     }
 

@@ -77,6 +77,8 @@ public enum Request: Sendable, Hashable {
     case licenseDelete(DeleteRequest)
     case planDelete(DeleteRequest)
     case orgDelete(DeleteRequest)
+    /// Streams decisions (6.22): only those of `licenseID` when it is not empty.
+    case watch(licenseID: String)
 
     public var opcode: Opcode {
         switch self {
@@ -109,6 +111,7 @@ public enum Request: Sendable, Hashable {
         case .licenseDelete: return .licenseDelete
         case .planDelete: return .planDelete
         case .orgDelete: return .orgDelete
+        case .watch: return .watch
         }
     }
 }
@@ -141,6 +144,8 @@ public enum Response: Sendable, Hashable {
     case licenseList(licenses: [LicenseInfo], next: String)
     case planList(plans: [Plan], next: String)
     case orgList(orgs: [OrgSpec], next: String)
+    /// One frame of a WATCH stream; a stream is many of them answering one request (6.22).
+    case watch(WatchBatch)
     case error(Status, String)
 
     public var status: Status {
@@ -330,6 +335,8 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         request = .planDelete(DeleteRequest(id: try r.string("plan_id"), actor: try r.string("actor")))
     case .orgDelete:
         request = .orgDelete(DeleteRequest(id: try r.string("org_id"), actor: try r.string("actor")))
+    case .watch:
+        request = .watch(licenseID: try r.string("license_id"))
     }
     try r.expectEnd()
     return request
@@ -446,6 +453,8 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .plan(try r.plan())
     case .orgDelete:
         response = .org(try r.orgSpec())
+    case .watch:
+        response = .watch(try r.watchBatch())
     }
     try r.expectEnd()
     return response
@@ -544,6 +553,8 @@ extension ByteBuffer {
         case .licenseDelete(let delete), .planDelete(let delete), .orgDelete(let delete):
             try writeWireString(delete.id)
             try writeWireString(delete.actor)
+        case .watch(let licenseID):
+            try writeWireString(licenseID)
         }
     }
 
@@ -617,6 +628,8 @@ extension ByteBuffer {
             try writeWireCount(orgs.count)
             for org in orgs { try writeOrgSpec(org) }
             try writeWireString(next)
+        case .watch(let batch):
+            try writeWatchBatch(batch)
         case .error(_, let message):
             try writeWireString(message)
         }

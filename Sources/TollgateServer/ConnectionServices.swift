@@ -27,6 +27,8 @@ protocol ConnectionServices {
     func notifyWhenBacklogHasRoom() -> Bool
     /// A request that entered the backlog is answered.
     func leaveBacklog()
+    /// Subscribes to the core's decision stream (WATCH).
+    func watchDecisions(licenseID: String) -> DecisionSubscription
 }
 
 /// Identifies a durable request while it waits for the journal: the connection's slot for its answer, and what the

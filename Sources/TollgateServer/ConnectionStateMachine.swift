@@ -89,11 +89,32 @@ struct ConnectionStateMachine {
     /// What the event being handled asks of the handler; handed out (and reset) by `takeActions`.
     private var actions = ConnectionActions()
 
+    /// The WATCH stream open on the connection (6.22), if any. Any frame read after the WATCH ends it.
+    private var watch: WatchStream?
+    private let maxFrameSize: Int
+
+    private struct WatchStream {
+        let subscription: DecisionSubscription
+        let requestID: UInt32
+        /// The `dropped` count the client last received.
+        var reportedDropped: UInt64 = 0
+        var lastFrame: NIODeadline
+    }
+
+    /// How often a WATCH stream is drained into frames.
+    static let watchInterval = TimeAmount.milliseconds(50)
+    /// A WATCH frame is sent at least this often, empty if need be, so the client sees the stream alive.
+    static let watchHeartbeat = TimeAmount.seconds(1)
+
+    /// Whether a WATCH stream is open (the handler keeps its pacing timer running while it is).
+    var isWatching: Bool { watch != nil }
+
     init(role: SocketRole, limits: ConnectionLimits, logger: Logger, maxFrameSize: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.role = role
         self.limits = limits
         self.logger = logger
         self.cutter = FrameCutter(maxFrameSize: maxFrameSize)
+        self.maxFrameSize = maxFrameSize
         self.allocator = allocator
         self.output = allocator.buffer(capacity: 0)
     }
@@ -211,7 +232,7 @@ struct ConnectionStateMachine {
     /// it is armed again for the remainder; a connection with answers still waiting for the journal is not idle.
     mutating func idleTimerFired(now: NIODeadline) -> ConnectionActions {
         let timeout = TimeAmount.milliseconds(limits.idleTimeoutMilliseconds)
-        if !queue.isEmpty || held != nil {
+        if !queue.isEmpty || held != nil || watch != nil {
             lastActivity = now
             actions.idleTimer = .arm(lastActivity + timeout)
         } else if now < lastActivity + timeout {
@@ -230,6 +251,8 @@ struct ConnectionStateMachine {
         active = false
         unfinished = nil
         held = nil
+        watch?.subscription.cancel()
+        watch = nil
         defer { leases.removeAll() }
         return leases
     }
@@ -278,6 +301,8 @@ struct ConnectionStateMachine {
         while held == nil, let event = cutter.next(from: &buffer) {
             cut = true
             setPartial(false)
+            // The client's way to stop a WATCH: any further frame. The stream ends before that frame is answered.
+            if watch != nil { endWatch() }
             switch event {
             case .frame(let frame):
                 if !batchCheck(frame, services: services) {
@@ -452,6 +477,9 @@ struct ConnectionStateMachine {
         }
 
         let caller = Caller(role: role, uid: peer?.uid)
+        if case .watch(let licenseID) = request, Operation.of(opcode).permits(role) {
+            return startWatch(licenseID: licenseID, requestID: header.requestID, services: services)
+        }
         // Reads (CHECK above all) are answered at once: no completion is arranged for them.
         guard Operation.of(opcode).timing == .afterJournal else {
             let response = services.answerAtOnce(request, from: caller)
@@ -469,6 +497,66 @@ struct ConnectionStateMachine {
             queue.append(Slot(token: ticket.token, bytes: nil))
             pendingDurable += 1
         }
+    }
+
+    // MARK: - WATCH
+
+    /// Opens the stream: subscribes, answers at once with an empty frame (the client learns the server streams),
+    /// and asks the handler for the pacing timer.
+    private mutating func startWatch(licenseID: String, requestID: UInt32, services: some ConnectionServices) {
+        watch = WatchStream(subscription: services.watchDecisions(licenseID: licenseID), requestID: requestID, lastFrame: now)
+        emit(.watch(WatchBatch(kind: .events, dropped: 0, events: [])), opcode: Opcode.watch.rawValue, requestID: requestID)
+        actions.watch = .start
+    }
+
+    /// The pacing timer: the decisions made since the last tick, in as many frames as they need. Nothing is taken
+    /// from the ring while the client does not read (the channel is above its high-water mark) or while answers
+    /// ahead of the stream wait for the journal: the ring then overwrites what this watcher has not taken, and the
+    /// loss is counted in `dropped`. The core never waits for a watcher.
+    mutating func watchTick(now: NIODeadline) -> ConnectionActions {
+        guard active, watch != nil else { return takeActions() }
+        self.now = now
+        guard writable, queue.isEmpty else { return takeActions() }
+        sendWatchFrames(final: false)
+        flushIfNeeded()
+        return takeActions()
+    }
+
+    /// Ends the stream: what is left in the ring for this watcher, then the end frame; the subscription is
+    /// cancelled and the pacing timer stopped.
+    private mutating func endWatch() {
+        guard let stream = watch else { return }
+        sendWatchFrames(final: true)
+        stream.subscription.cancel()
+        watch = nil
+        actions.watch = .stop
+    }
+
+    /// Emits the decisions waiting for this watcher, cut into frames that fit `max_frame`; an empty frame when the
+    /// drop count changed, the heartbeat is due, or the stream ends.
+    private mutating func sendWatchFrames(final: Bool) {
+        guard var stream = watch else { return }
+        let events = stream.subscription.poll(limit: ApplicationCore.decisionRingCapacity)
+        let dropped = stream.subscription.dropped
+        guard final || !events.isEmpty || dropped != stream.reportedDropped || now >= stream.lastFrame + Self.watchHeartbeat else { return }
+        let budget = maxFrameSize - FrameHeader.size - WatchBatch.headerBytes
+        var start = 0
+        repeat {
+            var end = start
+            var size = 0
+            while end < events.count, size + events[end].wireSize <= budget {
+                size += events[end].wireSize
+                end += 1
+            }
+            // An event alone exceeds the budget only below the smallest max_frame; never loop without progress.
+            if end == start, start < events.count { end += 1 }
+            let kind: WatchBatch.Kind = final && end == events.count ? .end : .events
+            emit(.watch(WatchBatch(kind: kind, dropped: dropped, events: Array(events[start..<end]))), opcode: Opcode.watch.rawValue, requestID: stream.requestID)
+            start = end
+        } while start < events.count
+        stream.reportedDropped = dropped
+        stream.lastFrame = now
+        watch = stream
     }
 
     /// Writes a response now if nothing is waiting ahead of it, or parks it in order.

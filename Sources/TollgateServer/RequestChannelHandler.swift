@@ -30,6 +30,8 @@ final class RequestChannelHandler: ChannelInboundHandler {
     private var counted = false
     private var frameTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
+    /// Paces a WATCH stream while one is open on the connection.
+    private var watchTimer: Scheduled<Void>?
 
     init(core: ApplicationCore, role: SocketRole, registry: ConnectionRegistry, logger: Logger, maxFrameSize: Int) {
         self.core = core
@@ -65,6 +67,8 @@ final class RequestChannelHandler: ChannelInboundHandler {
         frameTimer = nil
         idleTimer?.cancel()
         idleTimer = nil
+        watchTimer?.cancel()
+        watchTimer = nil
         let leases = machine.deactivate()
         if !leases.isEmpty { core.releaseLeases(leases) }
         context.fireChannelInactive()
@@ -133,6 +137,15 @@ final class RequestChannelHandler: ChannelInboundHandler {
         }
     }
 
+    /// The next pacing tick of the WATCH stream; each tick arms the next while the stream is open.
+    private func armWatchTimer(context: ChannelHandlerContext) {
+        watchTimer = context.eventLoop.assumeIsolated().scheduleTask(in: ConnectionStateMachine.watchInterval) {
+            self.watchTimer = nil
+            self.perform(self.machine.watchTick(now: context.eventLoop.now), context: context)
+            if self.machine.isWatching, self.watchTimer == nil { self.armWatchTimer(context: context) }
+        }
+    }
+
     /// Pauses or resumes reading, and arms or cancels the timers.
     private func performChanges(_ actions: ConnectionActions, context: ChannelHandlerContext) {
         switch actions.reading {
@@ -152,6 +165,15 @@ final class RequestChannelHandler: ChannelInboundHandler {
             frameTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
                 self.perform(self.machine.frameTimerFired(), context: context)
             }
+        }
+        switch actions.watch {
+        case .unchanged: break
+        case .stop:
+            watchTimer?.cancel()
+            watchTimer = nil
+        case .start:
+            watchTimer?.cancel()
+            armWatchTimer(context: context)
         }
         switch actions.idleTimer {
         case .unchanged: break
@@ -232,6 +254,10 @@ private struct LiveConnectionServices: ConnectionServices {
 
     func leaveBacklog() {
         handler.registry.backlog.leave()
+    }
+
+    func watchDecisions(licenseID: String) -> DecisionSubscription {
+        core._withUnsafeGuaranteedRef { $0.watchDecisions(licenseID: licenseID) }
     }
 }
 

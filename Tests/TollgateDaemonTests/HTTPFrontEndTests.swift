@@ -73,6 +73,30 @@ final class HTTPFrontEndTests: XCTestCase {
         XCTAssertEqual(answer.body, #"{"decision":"deny","reason":"no_route"}"#)
     }
 
+    /// Both front ends feed the one decision stream: a forward-auth decision reaches WATCH with its route, its source
+    /// and the token's identity; a request refused before the core (no token) is not a decision.
+    func testForwardAuthDecisionsReachTheDecisionStreamWithTheirRoute() async throws {
+        try write(routes: #"[ { "method": "GET", "path": "/v1/items/{id}", "scopes": ["read"], "meter": "requests" } ]"#)
+        try await harness.start()
+        let admin = try await harness.admin()
+        _ = try await admin.putLicense(LicenseSpec(id: "lic_h", customer: "H", plan: "pro", status: .active))
+        let (secret, token) = try await admin.issue(IssueRequest(licenseID: "lic_h", subject: "svc-http", scopes: ["read"]))
+        var batches = admin.watch().makeAsyncIterator()
+        _ = try await batches.next()  // the first frame: subscribed
+        XCTAssertEqual(try request("/v1/items/1").status, "HTTP/1.1 401 Unauthorized")
+        XCTAssertEqual(try request("/v1/items/7", token: secret).status, "HTTP/1.1 200 OK")
+        var events: [DecisionEvent] = []
+        // Frames come at least once a second, so this loop ends with the decision or with the stream.
+        while events.isEmpty, let batch = try await batches.next() { events += batch.events }
+        XCTAssertEqual(events.count, 1)
+        XCTAssertEqual(events.first?.route, "GET /v1/items/{id}")
+        XCTAssertEqual(events.first?.source, .forwardAuth)
+        XCTAssertEqual(events.first?.tokenID, token.id)
+        XCTAssertEqual(events.first?.subject, "svc-http")
+        XCTAssertEqual(events.first?.reason, DenyReason.none)
+        await admin.close()
+    }
+
     func testServesForwardAuthBesideTheBinarySocketsAndReloadsRoutesLive() async throws {
         try write(routes: #"[ { "method": "GET", "path": "/v1/items/{id}", "scopes": ["read"], "meter": "requests" } ]"#)
         try await harness.start()

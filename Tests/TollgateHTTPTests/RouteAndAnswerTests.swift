@@ -168,12 +168,14 @@ final class RouteAndAnswerTests: XCTestCase {
         var policy = ForwardAuthPolicy(routes: RouteTable(rules: [rule], fallback: .deny))
         XCTAssertEqual(
             ForwardAuth.decide(head(.GET, "/v1/items/9", auth), policy: policy),
-            .check(CheckRequest(token: "tg_x", scopes: ["read"], meter: "requests", cost: 2, features: ["api"], options: .details)))
+            .check(CheckRequest(token: "tg_x", scopes: ["read"], meter: "requests", cost: 2, features: ["api"], options: .details), route: "GET /v1/items/{id}"))
         XCTAssertEqual(ForwardAuth.decide(head(.GET, "/v1/other", auth), policy: policy), .answer(status: .forbidden, reason: "no_route"))
         XCTAssertEqual(ForwardAuth.decide(head(.GET, "/v1/other"), policy: policy), .answer(status: .forbidden, reason: "no_route"), "deny before the token")
         policy.routes.fallback = .allowUnmetered
         XCTAssertEqual(ForwardAuth.decide(head(.GET, "/v1/other", auth), policy: policy), .check(CheckRequest(token: "tg_x", options: .details)), "no scope, no meter")
-        XCTAssertEqual(ForwardAuth.decide(head(.GET, "/v1/x/%2e%2e/items/./9", auth), policy: policy), .check(CheckRequest(token: "tg_x", scopes: ["read"], meter: "requests", cost: 2, features: ["api"], options: .details)))
+        XCTAssertEqual(
+            ForwardAuth.decide(head(.GET, "/v1/x/%2e%2e/items/./9", auth), policy: policy),
+            .check(CheckRequest(token: "tg_x", scopes: ["read"], meter: "requests", cost: 2, features: ["api"], options: .details), route: "GET /v1/items/{id}"))
         XCTAssertEqual(ForwardAuth.decide(head(.GET, "/..", auth), policy: policy), .answer(status: .badRequest, reason: "bad_path"))
     }
 

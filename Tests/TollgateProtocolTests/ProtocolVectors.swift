@@ -28,6 +28,22 @@ struct ProtocolVector {
 
 enum ProtocolVectors {
     static let sampleToken = "tg_test_00000000000000000000000000000000000000000003waIaM"
+
+    /// The decisions of the WATCH vector: an allowed CHECK on the binary socket and a forward-auth denial.
+    static let watchEvents = [
+        DecisionEvent(
+            sequence: 41, at: 1_767_225_600_000, latencyNanoseconds: 5_300, source: .socket, reason: .none,
+            tokenID: "tok_0000000000000000000001", licenseID: "lic_acme", subject: "svc-billing", route: "read"),
+        DecisionEvent(
+            sequence: 42, at: 1_767_225_600_001, latencyNanoseconds: 12_000, source: .forwardAuth, reason: .rateLimited,
+            tokenID: "tok_0000000000000000000002", licenseID: "lic_acme", subject: "svc-web", route: "GET /v1/reports/*"),
+    ]
+    static var watchEventFields: [[String: Any]] { watchEvents.map {
+        [
+            "sequence": Int($0.sequence), "at": Int($0.at), "latency_ns": Int($0.latencyNanoseconds), "source": Int($0.source.rawValue),
+            "reason": Int($0.reason.rawValue), "token_id": $0.tokenID, "license_id": $0.licenseID, "subject": $0.subject, "route": $0.route,
+        ]
+    } }
     static let sampleTokenInfo = TokenInfo(
         id: "tok_0000000000000000000001", licenseID: "lic_acme", subject: "svc-reports", scopes: ["read", "write"],
         issuedAt: 1_767_225_600_000, notBefore: 0, expiresAt: 1_798_761_600_000,
@@ -289,6 +305,18 @@ enum ProtocolVectors {
             // 6.21: a plan still in use is not deleted; the message names the licenses on it.
             ProtocolVector(name: "error.in_use.response", requestID: 36, message: .response(.error(.inUse, inUse), opcode: Opcode.planDelete.rawValue),
                 fields: ["status": 11, "message": inUse]),
+            // 6.22: a WATCH of one license, the stream's first frame (empty), a frame of two decisions after 3 were
+            // lost, and the end frame.
+            ProtocolVector(name: "watch.request", requestID: 37, message: .request(.watch(licenseID: "lic_acme")), fields: ["license_id": "lic_acme"]),
+            ProtocolVector(name: "watch.response.start", requestID: 37,
+                message: .response(.watch(WatchBatch(kind: .events, dropped: 0, events: [])), opcode: Opcode.watch.rawValue),
+                fields: ["kind": 0, "dropped": 0, "events": [[String: Any]]()]),
+            ProtocolVector(name: "watch.response", requestID: 37,
+                message: .response(.watch(WatchBatch(kind: .events, dropped: 3, events: watchEvents)), opcode: Opcode.watch.rawValue),
+                fields: ["kind": 0, "dropped": 3, "events": watchEventFields]),
+            ProtocolVector(name: "watch.response.end", requestID: 37,
+                message: .response(.watch(WatchBatch(kind: .end, dropped: 3, events: [])), opcode: Opcode.watch.rawValue),
+                fields: ["kind": 1, "dropped": 3, "events": [[String: Any]]()]),
         ]
     }
 }

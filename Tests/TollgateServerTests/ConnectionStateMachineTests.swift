@@ -1,6 +1,6 @@
 import Logging
 import NIOCore
-import TollgateCore
+@testable import TollgateCore
 import TollgateModel
 import TollgateProtocol
 @testable import TollgateServer
@@ -64,6 +64,13 @@ final class ConnectionStateMachineTests: XCTestCase {
         }
 
         func leaveBacklog() { backlogLeft += 1 }
+        /// The decisions a WATCH on the machine reads (tests write them with `record`).
+        let ring = DecisionRing(capacity: 16)
+        var watchers = 0
+        func watchDecisions(licenseID: String) -> DecisionSubscription {
+            watchers += 1
+            return ring.subscribe(licenseID: licenseID) {}
+        }
     }
 
     private let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
@@ -271,5 +278,89 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertTrue(services.atOnce.isEmpty)
         _ = m.readComplete()
         XCTAssertEqual(written(&m), [1, 2])
+    }
+
+    // MARK: - WATCH
+
+    /// The frames in the machine's output, decoded (then emptied).
+    private func frames(_ machine: inout ConnectionStateMachine) throws -> [(id: UInt32, response: Response)] {
+        var stream = machine.output
+        machine.outputWritten()
+        var out: [(UInt32, Response)] = []
+        let decoder = FrameDecoder(maxFrameSize: 1 << 20)
+        while case .frame(let frame)? = decoder.next(from: &stream) {
+            let opcode = Opcode(rawValue: frame.header.opcode)!
+            out.append((frame.header.requestID, try decodeResponse(opcode: opcode, status: Status(rawValue: frame.header.status)!, body: frame.body)))
+        }
+        return out
+    }
+
+    private func decide(_ ring: DecisionRing, _ count: Int) {
+        for index in 0..<count {
+            ring.record(at: Int64(index), latencyNanoseconds: 1, source: .socket, result: CheckResult(reason: .none, tokenID: "tok_\(index)"), route: nil, scopes: [])
+        }
+    }
+
+    /// The stream's life on one connection: the first frame at once, decisions drained on each tick, nothing taken
+    /// while the client does not read (the ring overwrites, the loss counted), and any later request ending the
+    /// stream with its end frame before that request's answer.
+    func testAWatchStreamsOnTicksStopsWhileUnwritableAndEndsBeforeTheNextAnswer() throws {
+        var m = ConnectionStateMachine(
+            role: .admin, limits: ConnectionLimits(idleTimeoutMilliseconds: 0, frameTimeoutMilliseconds: 0),
+            logger: Logger(label: "m") { _ in SwiftLogNoOpLogHandler() }, maxFrameSize: 65536)
+        _ = m.activate(now: t0)
+        let services = FakeServices()
+        var input = try bytes((.watch(licenseID: ""), 5))
+        XCTAssertEqual(m.read(&input, now: t0, services: services).watch, .start)
+        XCTAssertTrue(m.isWatching)
+        _ = m.readComplete()
+        var out = try frames(&m)
+        XCTAssertEqual(out.map(\.id), [5])
+        XCTAssertEqual(out.first?.response, .watch(WatchBatch(kind: .events, dropped: 0, events: [])))
+
+        decide(services.ring, 3)
+        XCTAssertTrue(m.watchTick(now: t0 + .milliseconds(50)).flush)
+        out = try frames(&m)
+        guard case .watch(let batch)? = out.first?.response else { return XCTFail("\(out)") }
+        XCTAssertEqual(batch.events.map(\.tokenID), ["tok_0", "tok_1", "tok_2"])
+        XCTAssertEqual(m.watchTick(now: t0 + .milliseconds(100)), ConnectionActions(), "nothing new, no heartbeat due")
+
+        // The client stops reading: nothing is taken, and 20 decisions overrun a ring of 16.
+        _ = m.writabilityChanged(isWritable: false)
+        decide(services.ring, 20)
+        XCTAssertFalse(m.watchTick(now: t0 + .milliseconds(150)).flush)
+        _ = m.writabilityChanged(isWritable: true)
+        XCTAssertTrue(m.watchTick(now: t0 + .milliseconds(200)).flush)
+        out = try frames(&m)
+        guard case .watch(let after)? = out.first?.response else { return XCTFail("\(out)") }
+        XCTAssertEqual(after.dropped, 4)
+        XCTAssertEqual(after.events.count, 16)
+
+        // A second of quiet: a heartbeat, empty, with the same count.
+        XCTAssertTrue(m.watchTick(now: t0 + .milliseconds(1300)).flush)
+        XCTAssertEqual(try frames(&m).map(\.response), [.watch(WatchBatch(kind: .events, dropped: 4, events: []))])
+
+        // Any request ends the stream: what is left, the end frame, then the request's answer.
+        decide(services.ring, 1)
+        input = try bytes((.ping, 6))
+        XCTAssertEqual(m.read(&input, now: t0 + .milliseconds(1400), services: services).watch, .stop)
+        XCTAssertFalse(m.isWatching)
+        _ = m.readComplete()
+        out = try frames(&m)
+        XCTAssertEqual(out.map(\.id), [5, 6])
+        guard case .watch(let end) = out[0].response else { return XCTFail("\(out)") }
+        XCTAssertEqual(end.kind, .end)
+        XCTAssertEqual(end.events.map(\.tokenID), ["tok_0"])
+        XCTAssertEqual(out[1].response, .pong)
+    }
+
+    /// On the api socket WATCH is a control-plane request like any other: refused, no subscription.
+    func testWatchOnTheAPISocketIsRefused() throws {
+        var m = machine()
+        let services = FakeServices()
+        var input = try bytes((.watch(licenseID: ""), 9))
+        XCTAssertEqual(m.read(&input, now: t0, services: services).watch, .unchanged)
+        XCTAssertEqual(services.watchers, 0)
+        XCTAssertFalse(m.isWatching)
     }
 }

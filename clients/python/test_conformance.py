@@ -2090,6 +2090,42 @@ class LivePipelineTests(LiveBase):
                            4 << 20, "the answers outgrew the server's output limit")
 
 
+class LiveWatchTests(LiveBase):
+    """WATCH (section 6.22) from the spec alone: the first frame at once, a CHECK's decision in a later frame with
+    its fields, and any request ending the stream with the end frame before that request's answer."""
+
+    def test_watch_streams_decisions_until_the_next_request(self):
+        _, lic, tok = self.setup_token(scopes=("read",))
+        w = self.admin()
+        rid, frame = w.encode(OP["WATCH"], {"license_id": lic})
+        w.send_raw(frame)
+        first = w.recv_frame()
+        self.assertEqual((first.opcode, first.request_id, first.status), (OP["WATCH"], rid, 0))
+        self.assertEqual(tg.decode_response(first), {"kind": 0, "dropped": 0, "events": []})
+        self.assertAllow(self.P.check(tok["secret"], ["read"]))
+        events = []
+        while not events:                # frames come at least once a second
+            f = w.recv_frame()
+            self.assertEqual((f.opcode, f.request_id), (OP["WATCH"], rid))
+            events += tg.decode_response(f)["events"]
+        self.assertEqual(len(events), 1, events)
+        e = events[0]
+        self.assertEqual((e["license_id"], e["token_id"], e["reason"], e["source"], e["route"]),
+                         (lic, tok["token"]["token_id"], 0, 0, "read"))
+        self.assertNotIn(tok["secret"], repr(events))
+        ping_rid, ping = w.encode(OP["PING"], {})
+        w.send_raw(ping)
+        while True:
+            f = w.recv_frame()
+            if f.request_id == ping_rid:
+                self.fail("the PING was answered before the end frame")
+            body = tg.decode_response(f)
+            if body["kind"] == 1:
+                break
+        f = w.recv_frame()
+        self.assertEqual((f.opcode, f.request_id, f.status), (OP["PING"], ping_rid, 0))
+
+
 class LiveProtocolErrorTests(LiveBase):
     def test_admin_opcodes_not_permitted_on_api(self):
         c = self.P
@@ -2119,6 +2155,7 @@ class LiveProtocolErrorTests(LiveBase):
             "LICENSE_DELETE": {"license_id": "lic_x", "actor": ""},
             "PLAN_DELETE": {"plan_id": "free", "actor": ""},
             "ORG_DELETE": {"org_id": "o", "actor": ""},
+            "WATCH": {"license_id": ""},
         }
         self.assertEqual({OP[n] for n in bodies}, set(OP.values()) - tg.DATA_PLANE)
         for name, fields in bodies.items():
@@ -2130,8 +2167,8 @@ class LiveProtocolErrorTests(LiveBase):
 
     def test_unknown_opcode(self):
         c = self.P
-        # 0x35: the first code after the last opcode defined (ORG_DELETE, 0x34).
-        for op in (0x7F, 0x03, 0x16, 0x35, 0xFF, 0x00):
+        # 0x36: the first code after the last opcode defined (WATCH, 0x35).
+        for op in (0x7F, 0x03, 0x16, 0x36, 0xFF, 0x00):
             with self.subTest(opcode=op):
                 f = self.raw_exchange(c, tg.encode_frame(op, 1000 + op))
                 self.assertErrorFrame(f, "unknown_opcode", op, 1000 + op)

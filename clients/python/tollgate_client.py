@@ -75,6 +75,8 @@ OP = {
     # Listing and deleting policy objects (section 6.20, 6.21)
     "LICENSE_LIST": 0x2F, "PLAN_LIST": 0x30, "ORG_LIST": 0x31,
     "LICENSE_DELETE": 0x32, "PLAN_DELETE": 0x33, "ORG_DELETE": 0x34,
+    # The decision stream (section 6.22): one request, a stream of answers.
+    "WATCH": 0x35,
 }
 OPCODE_NAMES = {v: k for k, v in OP.items()}
 # Opcodes served on the api socket (section 2); the admin socket serves every opcode.
@@ -445,6 +447,11 @@ USAGE_ROW = [
 EVENT = [("sequence", "u64"), ("at", "time"), ("kind", EVENT_KIND_T), ("owner", "str"),
          ("detail", "str")]
 
+# WATCH (section 6.22): one decision of the stream, and the body of each of its frames.
+DECISION_EVENT = [("sequence", "u64"), ("at", "time"), ("latency_ns", "u32"), ("source", _enum((0, 1))),
+                  ("reason", REASON_T), ("token_id", "str"), ("license_id", "str"), ("subject", "str"),
+                  ("route", "str")]
+
 ERROR_BODY = [("message", "str")]
 
 REQUEST_SCHEMAS: dict[int, list] = {
@@ -484,6 +491,7 @@ REQUEST_SCHEMAS: dict[int, list] = {
     OP["LICENSE_DELETE"]: [("license_id", "str"), ("actor", "str")],
     OP["PLAN_DELETE"]: [("plan_id", "str"), ("actor", "str")],
     OP["ORG_DELETE"]: [("org_id", "str"), ("actor", "str")],
+    OP["WATCH"]: [("license_id", "str")],
 }
 
 RESPONSE_SCHEMAS: dict[int, list] = {
@@ -521,6 +529,7 @@ RESPONSE_SCHEMAS: dict[int, list] = {
     OP["LICENSE_DELETE"]: LICENSE_INFO,
     OP["PLAN_DELETE"]: PLAN_INFO,
     OP["ORG_DELETE"]: ORG_SPEC,
+    OP["WATCH"]: [("kind", _enum((0, 1))), ("dropped", "u64"), ("events", _list(_struct(DECISION_EVENT)))],
 }
 
 # Opcodes whose answer may be `denied` and carries a decision and a reason (section 5).
