@@ -156,6 +156,12 @@ extension Operation {
         afterJournal(.licenseDelete, .adminOnly),
         afterJournal(.planDelete, .adminOnly),
         afterJournal(.orgDelete, .adminOnly),
+        // Verified off the event loop (the issuer's keys may need a fetch), then minted and answered once durable.
+        Operation(opcode: .exchange, callers: .dataPlane, timing: .afterJournal, countsInBacklog: true) { core, request, caller, completion in
+            guard case .exchange(let exchange) = request else { return mismatch }
+            return core.exchange(exchange, caller: caller, completion: completion)
+        },
+        afterJournal(.subjectStatus, .adminOnly),
     ]
 
     /// A request whose case does not match its opcode: a bug in a front end, answered without effect.

@@ -77,6 +77,8 @@ public enum Request: Sendable, Hashable {
     case licenseDelete(DeleteRequest)
     case planDelete(DeleteRequest)
     case orgDelete(DeleteRequest)
+    case exchange(ExchangeRequest)
+    case subjectStatus(SubjectStatusRequest)
 
     public var opcode: Opcode {
         switch self {
@@ -109,6 +111,8 @@ public enum Request: Sendable, Hashable {
         case .licenseDelete: return .licenseDelete
         case .planDelete: return .planDelete
         case .orgDelete: return .orgDelete
+        case .exchange: return .exchange
+        case .subjectStatus: return .subjectStatus
         }
     }
 }
@@ -329,6 +333,13 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         request = .planDelete(DeleteRequest(id: try r.string("plan_id"), actor: try r.string("actor")))
     case .orgDelete:
         request = .orgDelete(DeleteRequest(id: try r.string("org_id"), actor: try r.string("actor")))
+    case .exchange:
+        request = .exchange(ExchangeRequest(subjectToken: try r.string("subject_token"), role: try r.string("role"), scopes: try r.strings("scopes"), ttlSeconds: try r.u32("ttl_s")))
+    case .subjectStatus:
+        let subject = try r.string("subject")
+        let active = try r.u8("active")
+        guard active <= 1 else { throw WireError(.malformed, "SUBJECT_STATUS: active must be 0 or 1") }
+        request = .subjectStatus(SubjectStatusRequest(subject: subject, active: active == 1, actor: try r.string("actor")))
     }
     try r.expectEnd()
     return request
@@ -445,6 +456,10 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .plan(try r.plan())
     case .orgDelete:
         response = .org(try r.orgSpec())
+    case .exchange:
+        response = .issue(secret: try r.string("secret"), token: try r.tokenInfo())
+    case .subjectStatus:
+        response = .revoke(revoked: try r.u32("revoked"))
     }
     try r.expectEnd()
     return response
@@ -505,6 +520,15 @@ extension ByteBuffer {
             try writeWireString(derive.parent)
             try writeWireStrings(derive.scopes)
             writeInteger(derive.ttlSeconds)
+        case .exchange(let exchange):
+            try writeWireString(exchange.subjectToken)
+            try writeWireString(exchange.role)
+            try writeWireStrings(exchange.scopes)
+            writeInteger(exchange.ttlSeconds)
+        case .subjectStatus(let status):
+            try writeWireString(status.subject)
+            writeInteger(UInt8(status.active ? 1 : 0))
+            try writeWireString(status.actor)
         case .rotate(let rotate):
             try writeWireString(rotate.tokenID)
             writeInteger(rotate.graceSeconds)

@@ -62,6 +62,14 @@ enum ProtocolVectors {
     static var quotaFields: [String: Any] { ["present": 1, "limit": 100_000, "remaining": 99_999, "reset_at": 1_769_904_000_000] }
     static var noQuotaFields: [String: Any] { ["present": 0, "limit": 0, "remaining": 0, "reset_at": 0] }
 
+    static let sampleJWT = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwiYXVkIjoidG9sbGdhdGUifQ.c2lnbmF0dXJl"
+    static let exchangedInfo = TokenInfo(
+        id: "tok_0000000000000000000004", licenseID: "lic_acme", subject: "repo:acme/api:ref:refs/heads/main", scopes: ["read"],
+        issuedAt: 1_767_225_600_000, notBefore: 0, expiresAt: 1_767_226_200_000, metadata: [KeyValue("tollgate.exchange.role", "ci")], environment: .live)
+    static let refused = "expired: the JWT has expired"
+    /// A secret with a valid checksum (7.1), for the EXCHANGE answer.
+    static let exchangedToken = "tg_test_1111111111111111111111111111111111111111111077wHg"
+
     static var all: [ProtocolVector] {
         var licenseInfoFields = licenseFields
         licenseInfoFields["updated_at"] = 1_767_225_600_000
@@ -289,6 +297,21 @@ enum ProtocolVectors {
             // 6.21: a plan still in use is not deleted; the message names the licenses on it.
             ProtocolVector(name: "error.in_use.response", requestID: 36, message: .response(.error(.inUse, inUse), opcode: Opcode.planDelete.rawValue),
                 fields: ["status": 11, "message": inUse]),
+            // 6.22: an identity provider's JWT (the bytes are only an example; its signature is not a real one).
+            ProtocolVector(name: "exchange.request", requestID: 37,
+                message: .request(.exchange(ExchangeRequest(subjectToken: sampleJWT, role: "ci", scopes: ["read"], ttlSeconds: 600))),
+                fields: ["subject_token": sampleJWT, "role": "ci", "scopes": ["read"], "ttl_s": 600]),
+            ProtocolVector(name: "exchange.response", requestID: 37,
+                message: .response(.issue(secret: exchangedToken, token: exchangedInfo), opcode: Opcode.exchange.rawValue),
+                fields: ["secret": exchangedToken, "token": ["token_id": exchangedInfo.id, "subject": "repo:acme/api:ref:refs/heads/main", "scopes": ["read"],
+                    "issued_at": 1_767_225_600_000, "expires_at": 1_767_226_200_000, "metadata": [["tollgate.exchange.role", "ci"]], "environment": 0].merging(tokenFields) { x, _ in x }]),
+            ProtocolVector(name: "error.exchange_refused.response", requestID: 38,
+                message: .response(.error(.exchangeRefused, refused), opcode: Opcode.exchange.rawValue), fields: ["status": 12, "message": refused]),
+            ProtocolVector(name: "subject_status.request", requestID: 39,
+                message: .request(.subjectStatus(SubjectStatusRequest(subject: "alice@example.com", active: false, actor: "scim"))),
+                fields: ["subject": "alice@example.com", "active": 0, "actor": "scim"]),
+            ProtocolVector(name: "subject_status.response", requestID: 39, message: .response(.revoke(revoked: 2), opcode: Opcode.subjectStatus.rawValue),
+                fields: ["revoked": 2]),
         ]
     }
 }
