@@ -113,7 +113,10 @@ struct Exchange: AsyncParsableCommand {
         let request = ExchangeRequest(subjectToken: jwt, role: role, scopes: scopes, ttlSeconds: try ttl.map { try parseSeconds($0, option: "--ttl") } ?? 0)
         let (secret, token): (String, TokenInfo)
         do {
-            (secret, token) = try await call(global, admin: false) { try await $0.exchange(request) }
+            // Not through `call`: a refusal is an answer (exit 3 with its reason), not a failure of the tool.
+            let connection = try await wrap { try await global.connect(admin: false) }
+            defer { Task { await connection.close() } }
+            (secret, token) = try await connection.exchange(request)
         } catch let error as TollgateClientError where error.code == .server(.exchangeRefused) {
             if global.json {
                 let refusal = ExchangeRefusal(wire: error.message)
@@ -122,6 +125,8 @@ struct Exchange: AsyncParsableCommand {
                 FileHandleStderr.write("refused: \(error.message)\n")
             }
             throw ExitCode(ExitCodes.denied)
+        } catch let error as TollgateClientError {
+            throw CLIError(error)
         }
         if global.json {
             var object = token.json
