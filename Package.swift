@@ -18,6 +18,7 @@ import PackageDescription
 ///   Swift 6 language mode.
 /// - `TollgateMetrics`: Prometheus metrics (swift-metrics over swift-prometheus) folded from the counters the core,
 ///   the journal and the front ends keep, and the readiness verdict; served by the HTTP listener.
+/// - `TollgateIdentity`: identity providers: JWT verification (jwt-kit) against a JWKS, roles, claim mapping.
 /// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
 ///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
@@ -56,7 +57,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // 3.x or 4.x: jwt-kit 5.7 needs 4.1 or later, and 4.x keeps the API the billing and engine modules use.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
@@ -65,6 +67,8 @@ let package = Package(
         // Prometheus metrics (issue 15): the swift-metrics API and swift-prometheus as its backend.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Identity-provider JWTs (issue 17): signatures against a JWKS (RSA, ECDSA, EdDSA).
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
     ],
     targets: [
         // The codec keeps the hot-path flag: without it a CHECK costs 7 % more instructions (29 831 -> 31 631,
@@ -140,11 +144,24 @@ let package = Package(
             dependencies: ["TollgateModel", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Identity providers (issue 17): JWT verification against an issuer's JWKS (jwt-kit), the key cache policy,
+        // role matching and claim mapping. Knows nothing of sockets or the state; the core calls it through a closure.
+        .target(
+            name: "TollgateIdentity",
+            dependencies: [
+                "TollgateModel",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // The HTTP front end: NIOHTTP1 comes with swift-nio (no new package, no extra build time).
         .target(
             name: "TollgateHTTP",
             dependencies: [
                 "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
+                // The SCIM bearer secret's constant-time comparison (HMAC).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -181,6 +198,7 @@ let package = Package(
             name: "TollgateDaemon",
             dependencies: [
                 "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateIdentity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -249,6 +267,15 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // Role matching, claim globbing, the key cache policy, refusal reasons; JWTs signed in the test with swift-crypto.
+        .testTarget(
+            name: "TollgateIdentityTests",
+            dependencies: [
+                "TollgateIdentity", "TollgateModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The Stripe signature and mapping, pure.

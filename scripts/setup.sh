@@ -31,3 +31,11 @@ if ! python3 -c 'import stripe, sys; sys.exit(0 if stripe.VERSION.split(".")[0] 
     python3 -m pip install --quiet --disable-pip-version-check 'stripe>=16,<17' \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'stripe>=16,<17'
 fi
+
+# PyPI: PyJWT with its crypto extra (the `cryptography` package); the identity-provider tests
+# (Tests/identity/identity_exchange.py) mint their RS256, ES256 and EdDSA JWTs and JWKS with it.
+if ! python3 -c 'import jwt, cryptography, sys; sys.exit(0 if jwt.__version__.split(".")[0] == "2" else 1)' 2>/dev/null; then
+    echo "setup: installing the pyjwt[crypto] Python package (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check 'pyjwt[crypto]>=2.8,<3' \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'pyjwt[crypto]>=2.8,<3'
+fi

@@ -88,6 +88,19 @@ extension TollgateConnection {
         try await call(.derive(request)) { if case .derive(let r, let s, let t) = $0 { return (r, s, t) } else { return nil } }
     }
 
+    /// Exchanges an identity provider's JWT for a short-lived token (EXCHANGE). A refusal is thrown as a
+    /// `TollgateClientError` with status `exchange_refused` (its message starts with the reason's code) or
+    /// `identity_unavailable`.
+    public func exchange(_ request: ExchangeRequest) async throws -> (secret: String, token: TokenInfo) {
+        try await call(.exchange(request)) { if case .issue(let s, let t) = $0 { return (s, t) } else { return nil } }
+    }
+
+    /// Deprovisions (`active` false: every token of the subject revoked) or reactivates a subject (SUBJECT_STATUS).
+    /// Returns how many tokens were revoked.
+    public func setSubjectStatus(_ request: SubjectStatusRequest) async throws -> UInt32 {
+        try await call(.subjectStatus(request)) { if case .revoke(let n) = $0 { return n } else { return nil } }
+    }
+
     public func rotate(_ request: RotateRequest) async throws -> (secret: String, token: TokenInfo) {
         try await call(.rotate(request)) { if case .issue(let s, let t) = $0 { return (s, t) } else { return nil } }
     }

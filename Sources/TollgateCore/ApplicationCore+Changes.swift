@@ -159,6 +159,15 @@ extension ApplicationCore {
             let (org, change) = try state.deleteOrg(delete, at: now)
             audit("organisation deleted", caller: caller, ["tollgate.deleted": "org", "tollgate.org": "\(org.id)", "tollgate.actor": "\(delete.actor)"])
             return (.org(org), change)
+        case .subjectStatus(var status):
+            status.actor = Self.recordedActor(status.actor, caller: caller)
+            let (count, change) = try state.setSubjectStatus(status, at: now)
+            if change != nil {
+                audit(status.active ? "subject reactivated" : "subject deprovisioned", caller: caller, [
+                    "tollgate.subject": "\(LicensingState.printable(status.subject))", "tollgate.actor": "\(status.actor)", "tollgate.count": "\(count)",
+                ])
+            }
+            return (.revoke(revoked: count), change)
         default:
             // Only the table's `afterJournal` operations come here.
             throw CoreError(status: .internal, message: "\(request.opcode.name) is not a state change")

@@ -53,6 +53,8 @@ public final class ApplicationCore: @unchecked Sendable {
     var maxTokens: Int
     var maxLicenses: Int
     var lastStatus: (at: Timestamp, checks: UInt64)?
+    /// Verifies EXCHANGE's subject tokens (`TollgateIdentity`, set by the daemon); nil: exchange is not configured.
+    var exchangeVerifier: ExchangeVerifier?
 
     public init(
         state: LicensingState, journal: Journal, recovery: RecoveryReport, fileSystem: any JournalFileSystem = PosixFileSystem(),

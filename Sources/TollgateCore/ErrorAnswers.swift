@@ -1,6 +1,7 @@
 import Logging
 import TollgateEngine
 import TollgateJournal
+import TollgateModel
 import TollgateProtocol
 
 extension ApplicationCore {
@@ -18,6 +19,9 @@ extension ApplicationCore {
             }
         case let error as CoreError:
             return .error(error.status, error.message)
+        case let refusal as ExchangeRefusal:
+            // Its message is written for the caller and never holds the JWT (TollgateModel.ExchangeRefusal).
+            return .error(refusal.code == .keysUnavailable ? .identityUnavailable : .exchangeRefused, refusal.description)
         case let error as JournalError:
             logger.error("journal refused a request", metadata: ["tollgate.opcode": "\(opcode.name)", "tollgate.error": "\(error)"])
             return .error(.unavailable, "the journal cannot write (disk full or I/O error); the change was not made. Retry later")

@@ -163,6 +163,12 @@ extension Operation {
         // A stream, not one answer: a front end that streams subscribes through `watchDecisions` itself (the binary
         // server does); one that cannot stream gets this answer.
         atOnce(.watch, .adminOnly) { _, _, _ in .error(.notPermitted, "WATCH is a stream, served on the admin socket of the binary protocol") },
+        // Verified off the event loop (the issuer's keys may need a fetch), then minted and answered once durable.
+        Operation(opcode: .exchange, callers: .dataPlane, timing: .afterJournal, countsInBacklog: true) { core, request, caller, completion in
+            guard case .exchange(let exchange) = request else { return mismatch }
+            return core.exchange(exchange, caller: caller, completion: completion)
+        },
+        afterJournal(.subjectStatus, .adminOnly),
     ]
 
     /// A request whose case does not match its opcode: a bug in a front end, answered without effect.

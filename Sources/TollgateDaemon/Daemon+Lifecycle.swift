@@ -106,6 +106,7 @@ extension Daemon {
             return
         }
         core.updateLimits(maxTokens: applied.maxTokens, maxLicenses: applied.maxLicenses)
+        installIdentity(applied.identity, into: core)
         server?.updateAccess(applied.access)
         // The HTTP routes, token sources and allow-list apply from the next request; its sockets and limits do not.
         if let httpServer {

@@ -10,6 +10,7 @@ import TollgateModel
 import TollgateProtocol
 import TollgateCore
 import TollgateHTTP
+import TollgateIdentity
 import TollgateMetrics
 import TollgateServer
 import TollgateSystemd
@@ -164,6 +165,7 @@ public final class Daemon: Service, Sendable {
                 ledgerRetentionMillis: Int64(configuration.ledgerRetentionDays) * 86_400_000),
             logger: logger)
         lifecycle.withLock { $0.core = core }
+        installIdentity(configuration.identity, into: core)
         core.observeCheckLatency { metrics.observeCheckLatency(nanosecondsPerCheck: $0, checks: $1) }
         // The journal is the truth: the configuration only seeds plans that do not exist yet (Daemon+PlanSeeding).
         _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
@@ -237,6 +239,14 @@ public final class Daemon: Service, Sendable {
         if lockDescriptor >= 0 { close(lockDescriptor) }
         logger.notice("tollgated stopped")
         if let firstError { throw firstError }
+    }
+
+    /// Gives the core the verifier for `identity` (or none): at start-up and on reload. Key caches start empty.
+    func installIdentity(_ identity: IdentityConfiguration?, into core: ApplicationCore) {
+        guard let identity else { return core.setExchangeVerifier(nil) }
+        let clock = dependencies.clock
+        let verifier = identity.verifier(clock: { clock.now().millis }, logger: logger)
+        core.setExchangeVerifier { await verifier.grant(for: $0) }
     }
 
     /// Starts the HTTP front end on the same event loops and core, when the configuration has an `http` section or

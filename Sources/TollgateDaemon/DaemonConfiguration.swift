@@ -48,6 +48,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Decisions written to the log (journald under systemd), sampled (`decision_log`, issue 15): one in
     /// `sampleEvery` (0: none, the default), at most `maxLinesPerSecond` lines a second.
     public var decisionLog = DecisionLogConfiguration()
+    /// Identity providers and roles for EXCHANGE (`identity`); nil: exchange is refused `not_configured`.
+    public var identity: IdentityConfiguration?
 
     public init() {}
 
@@ -179,6 +181,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             config.plans.append(plan)
         }
         if let http = try reader.object("http") { config.http = try HTTPConfiguration.read(http) }
+        if let identity = try reader.object("identity") { config.identity = try IdentityConfiguration.read(identity) }
         if var licensing = try reader.object("licensing") {
             config.maxDerivedLifetimeSeconds = try licensing.int("max_derived_lifetime_s", range: 1...(30 * 86_400)) ?? config.maxDerivedLifetimeSeconds
             config.reservationLifetimeSeconds = try licensing.int("reservation_lifetime_s", range: 1...86_400) ?? config.reservationLifetimeSeconds
@@ -313,6 +316,22 @@ public struct HTTPConfiguration: Sendable, Equatable {
             try limits.finish()
         }
         if var stripe = try reader.object("stripe") { http.policy.stripe = try Self.readStripe(&stripe) }
+        if let path = try reader.string("token_exchange_path") {
+            do throws(ValidationError) { try Validation.webhookPath(path, field: "http.token_exchange_path") } catch { throw ConfigurationError(error) }
+            http.policy.tokenExchangePath = path
+        }
+        if var scim = try reader.object("scim") {
+            var settings = SCIMSettings()
+            if let path = try scim.string("path") {
+                do throws(ValidationError) { try Validation.webhookPath(path, field: "http.scim.path") } catch { throw ConfigurationError(error) }
+                settings.basePath = path.hasSuffix("/") ? String(path.dropLast()) : path
+            }
+            settings.secretFile = try scim.string("secret_file") ?? ""
+            try scim.finish()
+            // Required, but checked where the file is read (`resolvedPolicy`), as Stripe's secrets are.
+            guard settings.secretFile.isEmpty || settings.secretFile.hasPrefix("/") else { throw ConfigurationError("http.scim.secret_file must be an absolute path") }
+            http.policy.scim = settings
+        }
         // The routes and the default through the route document model, as plans go through the plan model.
         let routes = reader.value("routes")
         let fallback = reader.value("default")
@@ -335,6 +354,22 @@ extension HTTPConfiguration {
     /// it) and on reload (an error keeps the running policy). The error names the file, never its content.
     public func resolvedPolicy() throws -> ForwardAuthPolicy {
         var policy = self.policy
+        if var scim = policy.scim {
+            guard !scim.secretFile.isEmpty else { throw ConfigurationError(.missingKey, "http.scim.secret_file is required") }
+            // The SCIM bearer secret, like Stripe's: from its file at start and on reload, never named in an error.
+            guard let data = FileManager.default.contents(atPath: scim.secretFile) else {
+                throw ConfigurationError(.unreadable, "cannot read the SCIM secret \(scim.secretFile)")
+            }
+            var bytes = [UInt8](data)
+            while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
+            do throws(ValidationError) {
+                try Validation.signingSecret(bytes, source: scim.secretFile, field: "http.scim.secret_file")
+            } catch {
+                throw ConfigurationError(error)
+            }
+            scim.secret = bytes
+            policy.scim = scim
+        }
         guard var stripe = policy.stripe else { return policy }
         guard (1...2).contains(stripe.secretSources.count) else {
             throw ConfigurationError(.missingKey, "http.stripe needs one signing secret, or two during a rotation (secret_files or secret_credentials)")

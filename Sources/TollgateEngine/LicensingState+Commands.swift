@@ -139,7 +139,10 @@ extension LicensingState {
         case .success(let usable):
             plan = usable.0
         }
-        guard parent.info.parentID.isEmpty else { throw EngineError.invalid("a derived token cannot derive further tokens") }
+        // A token from an identity-provider exchange is a derived token too (issue 17): short-lived by design.
+        guard parent.info.parentID.isEmpty, !parent.info.metadata.contains(where: { $0.key == ExchangeGrant.roleMetadataKey }) else {
+            throw EngineError.invalid("a derived token cannot derive further tokens")
+        }
         let scopes = request.scopes.isEmpty ? parent.info.scopes : request.scopes
         try Validate.run { () throws(ValidationError) in try Validation.scopes(scopes, "scopes", field: "scopes") }
         for scope in scopes where !Self.grants(parent.info.scopes, scope) {

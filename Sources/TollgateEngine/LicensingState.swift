@@ -22,6 +22,9 @@ public struct LicensingState: Sendable {
     public internal(set) var book = UsageBook()
     /// Billing events seen and the subscriptions they concern (`applyBilling`).
     public internal(set) var billing = BillingBook()
+    /// Subjects deprovisioned at their identity provider (SCIM), and since when: their exchanges are refused until
+    /// they are reactivated (`StateChange.subjectStatus`).
+    public internal(set) var deprovisioned: [String: UnixMillis] = [:]
 
     // Not journaled.
     var rateLimiters: [PoolKey: RateLimiterState] = [:]
@@ -192,6 +195,13 @@ public struct LicensingState: Sendable {
             billing.record(record)
         case .billingRestored(let seen, let subscriptions):
             billing = BillingBook(seen: seen, subscriptions: subscriptions)
+        case .subjectStatus(let subject, let active, let ids, let actor, let at):
+            if active {
+                deprovisioned[subject] = nil
+            } else {
+                deprovisioned[subject] = at
+                if !ids.isEmpty { apply(.tokensRevoked(tokenIDs: ids, reason: "deprovisioned", actor: actor, at: at)) }
+            }
         }
     }
 

@@ -71,6 +71,13 @@ extension StateChange {
             buffer.writeInteger(record.retention)
             buffer.writeInteger(record.pastDueSince)
             try buffer.writeLicenseSpec(record.license)
+        case .subjectStatus(let subject, let active, let ids, let actor, let at):
+            buffer.writeInteger(at)
+            buffer.writeInteger(UInt8(active ? 1 : 0))
+            try buffer.writeWireString(subject)
+            try buffer.writeWireString(actor)
+            buffer.writeInteger(UInt32(ids.count))
+            for id in ids { try buffer.writeWireString(id) }
         case .billingRestored(let seen, let subscriptions):
             buffer.writeInteger(UInt32(seen.count))
             for event in seen {
@@ -173,6 +180,15 @@ extension StateChange {
                 subscriptions.append(BillingSubscription(subscription: try r.string("subscription"), licenseID: try r.string("license_id"), lastEventCreated: try r.i64("last_event_created")))
             }
             change = .billingRestored(seen: seen, subscriptions: subscriptions)
+        case 17:
+            let at = try r.i64("at")
+            let active = try r.u8("active")
+            guard active <= 1 else { throw WireError(.malformed, "journal record type 17: active must be 0 or 1") }
+            let subject = try r.string("subject")
+            let actor = try r.string("actor")
+            var ids: [String] = []
+            for _ in 0..<(try r.longCount("token_ids", minimumElementSize: 2)) { ids.append(try r.string("token_id")) }
+            change = .subjectStatus(subject: subject, active: active == 1, tokenIDs: ids, actor: actor, at: at)
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }
@@ -357,6 +373,10 @@ extension LicensingState {
         // tokens derived from them because a child is always issued after its parent.
         for licenseID in tokens.licenseIDs.sorted() {
             for record in tokens.records(license: licenseID) { try write(.tokenIssued(record)) }
+        }
+        // Deprovisioned subjects after their tokens (whose revocations the token records carry already).
+        for (subject, at) in deprovisioned.sorted(by: { $0.key < $1.key }) {
+            try write(.subjectStatus(subject: subject, active: false, tokenIDs: [], actor: "", at: at))
         }
         // Housekeeping first, so that the snapshot holds only what is still needed.
         var book = self.book

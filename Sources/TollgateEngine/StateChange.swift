@@ -114,6 +114,11 @@ public enum StateChange: Sendable, Hashable {
     case billingApplied(BillingRecord)
     /// Snapshot only: the billing events seen within their retention and the last event applied per subscription.
     case billingRestored(seen: [BillingSeenEvent], subscriptions: [BillingSubscription])
+    /// A subject deprovisioned (`active` false: its exchanges refused, and `tokenIDs`, every live token issued to it
+    /// with those derived from them, revoked in the same record) or reactivated (`active` true, no token ids: it may
+    /// exchange again; what was revoked stays revoked). Issue 17's SCIM endpoint and SUBJECT_STATUS write it; a
+    /// snapshot writes one per deprovisioned subject. A journal written before this type existed never holds it.
+    case subjectStatus(subject: String, active: Bool, tokenIDs: [String], actor: String, at: UnixMillis)
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -134,6 +139,7 @@ public enum StateChange: Sendable, Hashable {
         case .objectDeleted: return 14
         case .billingApplied: return 15
         case .billingRestored: return 16
+        case .subjectStatus: return 17
         }
     }
 }

@@ -12,6 +12,10 @@ public struct ForwardAuthPolicy: Sendable, Hashable {
     public var tokenQueryParameter: String?
     /// The Stripe webhook endpoint (nil: none). A request to its path is a webhook, not a forward-auth request.
     public var stripe: StripeWebhookSettings?
+    /// The RFC 8693 token exchange endpoint's path (nil: none). A POST there is an EXCHANGE, not forward auth.
+    public var tokenExchangePath: String?
+    /// The SCIM endpoint (nil: none). Requests below its base path are SCIM's, not forward auth.
+    public var scim: SCIMSettings?
 
     public init(routes: RouteTable = RouteTable(), tokenHeader: String? = nil, tokenQueryParameter: String? = nil, stripe: StripeWebhookSettings? = nil) {
         self.routes = routes

@@ -6,6 +6,36 @@ import TollgateServer
 /// What one connection has seen, and what to do next: a value type the channel handler feeds events to, so the
 /// limits are decided without a channel (and tested without one). A refusal ends the connection: after it, every
 /// event is ignored until the handler has closed it.
+/// The endpoints whose request body is read and kept (the Stripe webhook, RFC 8693 token exchange, SCIM), with
+/// their paths and body limits: read from the policy when a connection opens.
+struct BodyEndpoints: Equatable {
+    enum Route: Equatable {
+        case stripe
+        case tokenExchange
+        case scim
+    }
+
+    var stripePath: String?
+    var stripeMaxBodyBytes = 0
+    var tokenExchangePath: String?
+    /// The SCIM base path (`/scim/v2`): requests below it are SCIM's.
+    var scimPrefix: String?
+    /// The limit for token exchange and SCIM bodies (`http.limits.max_body_bytes`).
+    var maxBodyBytes = 0
+
+    /// The endpoint of `uri` and its body limit; nil: a forward-auth request.
+    func route(_ uri: String) -> (Route, Int)? {
+        let path = uri.prefix { $0 != "?" }
+        if let stripePath, path == stripePath { return (.stripe, stripeMaxBodyBytes) }
+        if let tokenExchangePath, path == tokenExchangePath { return (.tokenExchange, maxBodyBytes) }
+        if let scimPrefix, path.hasPrefix(scimPrefix + "/") { return (.scim, maxBodyBytes) }
+        return nil
+    }
+}
+
+/// What one connection has seen, and what to do next: a value type the channel handler feeds events to, so the
+/// limits are decided without a channel (and tested without one). A refusal ends the connection: after it, every
+/// event is ignored until the handler has closed it.
 struct HTTPConnectionState {
     enum Action: Equatable {
         case none
@@ -13,22 +43,22 @@ struct HTTPConnectionState {
         case decide(HTTPRequestHead)
         /// Answer this and close.
         case refuse(ForwardAuthAnswer)
-        /// A webhook request is complete, with its body: answer it (later, after the journal) and close.
-        case webhook(HTTPRequestHead, [UInt8])
+        /// A request to a body endpoint is complete, with its body: answer it (later, after the core) and close.
+        case collected(BodyEndpoints.Route, HTTPRequestHead, [UInt8])
     }
 
     private enum Phase: Equatable {
         case waitingForHead
         case readingBody(HTTPRequestHead, received: Int)
-        /// A request to the webhook path: its body is kept (up to `webhook.maxBodyBytes`), since it is signed.
-        case readingWebhook(HTTPRequestHead, [UInt8])
-        /// The webhook's answer is on its way; nothing more is read on this connection.
-        case answeringWebhook
+        /// A request to a body endpoint: its body is kept (up to the endpoint's limit).
+        case collecting(BodyEndpoints.Route, HTTPRequestHead, [UInt8], limit: Int)
+        /// The endpoint's answer is on its way; nothing more is read on this connection.
+        case answeringCollected
         case refused
     }
 
-    /// The webhook endpoint's path and body limit (nil: no webhook endpoint), read when the connection opens.
-    var webhook: (path: String, maxBodyBytes: Int)?
+    /// The body endpoints (none by default), read when the connection opens.
+    var bodyEndpoints = BodyEndpoints()
 
     let maxBodyBytes: Int
     let maxHeaderBytes: Int
@@ -45,29 +75,29 @@ struct HTTPConnectionState {
     var isRefused: Bool { phase == .refused }
 
     mutating func receivedHead(_ head: HTTPRequestHead) -> Action {
-        guard phase == .waitingForHead else { return phase == .refused || phase == .answeringWebhook ? .none : refuse(.badRequest, .malformedRequest) }
+        guard phase == .waitingForHead else { return phase == .refused || phase == .answeringCollected ? .none : refuse(.badRequest, .malformedRequest) }
         guard admitted else { return refuse(.serviceUnavailable, .tooManyConnections) }
         // The decoder bounds the header fields; the request target is bounded here, against the same budget.
         guard head.uri.utf8.count <= maxHeaderBytes else { return refuse(.requestHeaderFieldsTooLarge, .headersTooLarge) }
         let lengths = head.headers[canonicalForm: "content-length"]
         if lengths.count > 1 { return refuse(.badRequest, .malformedRequest) }
-        let isWebhook = webhook.map { head.uri.prefix { $0 != "?" } == $0.path } ?? false
-        let limit = isWebhook ? webhook!.maxBodyBytes : maxBodyBytes
+        let endpoint = bodyEndpoints.route(head.uri)
+        let limit = endpoint?.1 ?? maxBodyBytes
         if let text = lengths.first {
             guard let length = Int(text), length >= 0 else { return refuse(.badRequest, .malformedRequest) }
             if length > limit { return refuse(.payloadTooLarge, .bodyTooLarge) }
         }
-        phase = isWebhook ? .readingWebhook(head, []) : .readingBody(head, received: 0)
+        phase = endpoint.map { .collecting($0.0, head, [], limit: $0.1) } ?? .readingBody(head, received: 0)
         return .none
     }
 
-    /// A body part: a webhook's is kept up to its limit; any other is dropped (forward auth decides on the head).
+    /// A body part: a body endpoint's is kept up to its limit; any other is dropped (forward auth decides on the head).
     mutating func receivedBody(_ part: ByteBuffer) -> Action {
-        guard case .readingWebhook(let head, var body) = phase else { return receivedBody(bytes: part.readableBytes) }
-        guard body.count + part.readableBytes <= webhook!.maxBodyBytes else { return refuse(.payloadTooLarge, .bodyTooLarge) }
-        phase = .answeringWebhook  // while `body` is uniquely referenced
+        guard case .collecting(let route, let head, var body, let limit) = phase else { return receivedBody(bytes: part.readableBytes) }
+        guard body.count + part.readableBytes <= limit else { return refuse(.payloadTooLarge, .bodyTooLarge) }
+        phase = .answeringCollected  // while `body` is uniquely referenced
         body.append(contentsOf: part.readableBytesView)
-        phase = .readingWebhook(head, body)
+        phase = .collecting(route, head, body, limit: limit)
         return .none
     }
 
@@ -81,9 +111,9 @@ struct HTTPConnectionState {
     }
 
     mutating func receivedEnd() -> Action {
-        if case .readingWebhook(let head, let body) = phase {
-            phase = .answeringWebhook
-            return .webhook(head, body)
+        if case .collecting(let route, let head, let body, _) = phase {
+            phase = .answeringCollected
+            return .collected(route, head, body)
         }
         guard case .readingBody(let head, _) = phase else { return .none }
         phase = .waitingForHead
@@ -92,7 +122,7 @@ struct HTTPConnectionState {
 
     /// The parser gave up on the bytes: 431 for headers over the limit, 400 for anything else.
     mutating func parserFailed(_ error: HTTPParserError) -> Action {
-        guard phase != .refused, phase != .answeringWebhook else { return .none }
+        guard phase != .refused, phase != .answeringCollected else { return .none }
         if error == .headerOverflow { return refuse(.requestHeaderFieldsTooLarge, .headersTooLarge) }
         return refuse(.badRequest, .malformedRequest)
     }
@@ -132,7 +162,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
             frontEnd.logger.warning("http connection over the limit; its request is answered 503", metadata: ["tollgate.limit": "\(frontEnd.limits.maxConnections)"])
         }
         state = HTTPConnectionState(maxBodyBytes: frontEnd.limits.maxBodyBytes, maxHeaderBytes: frontEnd.limits.maxHeaderBytes, admitted: counted)
-        state.webhook = frontEnd.live.withLockedValue { $0.policy.stripe.map { ($0.path, $0.maxBodyBytes) } }
+        state.bodyEndpoints = frontEnd.bodyEndpoints()
         PeerCredentials.read(from: context.channel).assumeIsolated().whenSuccess { [self] peer in self.peer = peer }
         lastActivity = context.eventLoop.now
         rearmIdleTimer(context: context)
@@ -186,17 +216,22 @@ final class ForwardAuthHandler: ChannelInboundHandler {
             write(answer, version: head.version, keepAlive: head.isKeepAlive, head: head.method == .HEAD, context: context)
         case .refuse(let answer):
             write(answer, version: .http1_1, keepAlive: false, context: context)
-        case .webhook(let head, let body):
-            // Answered when the core has decided (after the journal for an applied event), on this loop; the
-            // connection then closes (a webhook is one request; nothing is read meanwhile).
+        case .collected(let route, let head, let body):
+            // Answered when the core has decided (after the journal for a change), on this loop; the connection
+            // then closes (one request per connection on these endpoints; nothing is read meanwhile).
             let loop = context.eventLoop
             let handler = NIOLoopBound(self, eventLoop: loop)
             let bound = NIOLoopBound(context, eventLoop: loop)
-            frontEnd.stripeWebhook(head, body: body, peer: peer) { answer in
+            let completion: @Sendable (ForwardAuthAnswer) -> Void = { answer in
                 loop.execute {
                     guard handler.value.active else { return }
                     handler.value.write(answer, version: head.version, keepAlive: false, context: bound.value)
                 }
+            }
+            switch route {
+            case .stripe: frontEnd.stripeWebhook(head, body: body, peer: peer, completion: completion)
+            case .tokenExchange: frontEnd.tokenExchange(head, body: body, peer: peer, completion: completion)
+            case .scim: frontEnd.scim(head, body: body, peer: peer, completion: completion)
             }
         }
     }
@@ -207,7 +242,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         var bytes = ResponseBytes(status: answer.status, requestVersion: version, allocator: context.channel.allocator)
         for header in answer.headers { bytes.header(header.name, header.value) }
         bytes.header("Cache-Control", "no-store")
-        if !answer.body.isEmpty { bytes.header("Content-Type", "application/json") }
+        if !answer.body.isEmpty, !answer.headers.contains(where: { $0.name == "Content-Type" }) { bytes.header("Content-Type", "application/json") }
         bytes.header("Content-Length", String(answer.body.utf8.count))
         if !keepAlive { bytes.header("Connection", "close") }
         let written = context.writeAndFlush(wrapOutboundOut(bytes.finish(body: answer.body.utf8.prefix(head ? 0 : Int.max))))

@@ -13,6 +13,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case release = 0x13
     case settle = 0x14
     case derive = 0x15
+    /// An identity provider's JWT in exchange for a short-lived token (issue 17).
+    case exchange = 0x16
     case issue = 0x20
     case licensePut = 0x21
     case licenseGet = 0x22
@@ -35,6 +37,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case planDelete = 0x33
     case orgDelete = 0x34
     case watch = 0x35
+    /// Deprovision or reactivate a subject (issue 17; what the SCIM endpoint sends).
+    case subjectStatus = 0x38
 
     public var name: String {
         switch self {
@@ -68,6 +72,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         case .planDelete: return "PLAN_DELETE"
         case .orgDelete: return "ORG_DELETE"
         case .watch: return "WATCH"
+        case .exchange: return "EXCHANGE"
+        case .subjectStatus: return "SUBJECT_STATUS"
         }
     }
 
@@ -96,6 +102,11 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
     /// A DELETE of an object that something still uses (answered only to the DELETE opcodes, so clients that
     /// predate them never see it).
     case inUse = 11
+    /// EXCHANGE refused the subject token; the message starts with the reason's code (`expired: …`). Answered only
+    /// to EXCHANGE.
+    case exchangeRefused = 12
+    /// EXCHANGE could not get the issuer's keys in time; retry. Answered only to EXCHANGE.
+    case identityUnavailable = 13
 
     public var name: String {
         switch self {
@@ -111,6 +122,8 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
         case .invalidArgument: return "invalid_argument"
         case .unavailable: return "unavailable"
         case .inUse: return "in_use"
+        case .exchangeRefused: return "exchange_refused"
+        case .identityUnavailable: return "identity_unavailable"
         }
     }
 

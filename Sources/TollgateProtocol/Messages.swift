@@ -79,6 +79,8 @@ public enum Request: Sendable, Hashable {
     case orgDelete(DeleteRequest)
     /// Streams decisions (6.22): only those of `licenseID` when it is not empty.
     case watch(licenseID: String)
+    case exchange(ExchangeRequest)
+    case subjectStatus(SubjectStatusRequest)
 
     public var opcode: Opcode {
         switch self {
@@ -112,6 +114,8 @@ public enum Request: Sendable, Hashable {
         case .planDelete: return .planDelete
         case .orgDelete: return .orgDelete
         case .watch: return .watch
+        case .exchange: return .exchange
+        case .subjectStatus: return .subjectStatus
         }
     }
 }
@@ -337,6 +341,13 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         request = .orgDelete(DeleteRequest(id: try r.string("org_id"), actor: try r.string("actor")))
     case .watch:
         request = .watch(licenseID: try r.string("license_id"))
+    case .exchange:
+        request = .exchange(ExchangeRequest(subjectToken: try r.string("subject_token"), role: try r.string("role"), scopes: try r.strings("scopes"), ttlSeconds: try r.u32("ttl_s")))
+    case .subjectStatus:
+        let subject = try r.string("subject")
+        let active = try r.u8("active")
+        guard active <= 1 else { throw WireError(.malformed, "SUBJECT_STATUS: active must be 0 or 1") }
+        request = .subjectStatus(SubjectStatusRequest(subject: subject, active: active == 1, actor: try r.string("actor")))
     }
     try r.expectEnd()
     return request
@@ -455,6 +466,10 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .org(try r.orgSpec())
     case .watch:
         response = .watch(try r.watchBatch())
+    case .exchange:
+        response = .issue(secret: try r.string("secret"), token: try r.tokenInfo())
+    case .subjectStatus:
+        response = .revoke(revoked: try r.u32("revoked"))
     }
     try r.expectEnd()
     return response
@@ -515,6 +530,15 @@ extension ByteBuffer {
             try writeWireString(derive.parent)
             try writeWireStrings(derive.scopes)
             writeInteger(derive.ttlSeconds)
+        case .exchange(let exchange):
+            try writeWireString(exchange.subjectToken)
+            try writeWireString(exchange.role)
+            try writeWireStrings(exchange.scopes)
+            writeInteger(exchange.ttlSeconds)
+        case .subjectStatus(let status):
+            try writeWireString(status.subject)
+            writeInteger(UInt8(status.active ? 1 : 0))
+            try writeWireString(status.actor)
         case .rotate(let rotate):
             try writeWireString(rotate.tokenID)
             writeInteger(rotate.graceSeconds)

@@ -86,6 +86,84 @@ struct Derive: AsyncParsableCommand {
     }
 }
 
+struct Exchange: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Exchange an identity provider's JWT for a short-lived token (api socket).",
+        discussion: """
+            The JWT is read from standard input, or from --token-file (a Kubernetes projected token, GitHub's OIDC \
+            token saved to a file); never from the command line, where other users could read it. The new token's \
+            secret is printed once. A refusal exits 3 with its reason (expired, wrong_audience, …).
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .customLong("token-file"), help: "Read the JWT from this file (default: standard input).") var tokenFile: String?
+    @Option(help: "The role to use (default: the one role whose issuer and audience admit the JWT).") var role: String = ""
+    @Option(help: "The token's lifetime, such as 15m (default and cap: the role's, the plan's and the JWT's own expiry).") var ttl: String?
+    @Option(name: .customLong("scope"), help: "A scope the token carries (repeatable; none: all the role grants this JWT).") var scopes: [String] = []
+
+    func run() async throws {
+        let raw: String
+        if let tokenFile {
+            guard let data = FileManager.default.contents(atPath: tokenFile) else { throw ValidationError("cannot read the token file \(tokenFile)") }
+            raw = String(decoding: data, as: UTF8.self)
+        } else {
+            raw = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        }
+        let jwt = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !jwt.isEmpty else { throw ValidationError("no JWT was given (standard input or --token-file)") }
+        let request = ExchangeRequest(subjectToken: jwt, role: role, scopes: scopes, ttlSeconds: try ttl.map { try parseSeconds($0, option: "--ttl") } ?? 0)
+        let (secret, token): (String, TokenInfo)
+        do {
+            // Not through `call`: a refusal is an answer (exit 3 with its reason), not a failure of the tool.
+            let connection = try await wrap { try await global.connect(admin: false) }
+            defer { Task { await connection.close() } }
+            (secret, token) = try await connection.exchange(request)
+        } catch let error as TollgateClientError where error.code == .server(.exchangeRefused) {
+            if global.json {
+                let refusal = ExchangeRefusal(wire: error.message)
+                printJSON(["decision": "refused", "reason": refusal?.code.rawValue ?? "refused", "message": refusal?.message ?? error.message])
+            } else {
+                FileHandleStderr.write("refused: \(error.message)\n")
+            }
+            throw ExitCode(ExitCodes.denied)
+        } catch let error as TollgateClientError {
+            throw CLIError(error)
+        }
+        if global.json {
+            var object = token.json
+            object["secret"] = secret
+            printJSON(object)
+        } else {
+            print(secret)
+            FileHandleStderr.write("exchanged for \(token.id) on license \(token.licenseID) for \(token.subject), expires \(formatTime(token.expiresAt)); the secret above is shown once\n")
+        }
+    }
+}
+
+struct SubjectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subject",
+        abstract: "Deprovision or reactivate a subject, as the SCIM endpoint does (admin socket).",
+        discussion: "deactivate revokes every token issued to the subject and refuses its exchanges; activate allows exchanges again (revoked tokens stay revoked).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "activate or deactivate.") var action: String
+    @Argument(help: "The subject (as tokens carry it).") var subject: String
+    @Option(help: "Who asks, recorded in the journal.") var actor: String = ""
+
+    func validate() throws {
+        guard ["activate", "deactivate"].contains(action) else { throw ValidationError("the action is activate or deactivate") }
+    }
+
+    func run() async throws {
+        let request = SubjectStatusRequest(subject: subject, active: action == "activate", actor: actor)
+        let revoked = try await call(global, admin: true) { try await $0.setSubjectStatus(request) }
+        if global.json {
+            printJSON(["subject": subject, "active": request.active, "revoked": Int(revoked)])
+        } else {
+            print(request.active ? "\(subject) may exchange again" : "\(subject) deprovisioned; \(revoked) token(s) revoked")
+        }
+    }
+}
+
 struct Release: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Release a concurrency lease (api socket). Exit 3 when it was not held.",

@@ -62,12 +62,13 @@ final class ApplicationCoreTests: XCTestCase {
         XCTAssertEqual(Operation.all.map(\.opcode), Opcode.allCases.sorted { $0.rawValue < $1.rawValue })
         let changes: Set<Opcode> = [
             .meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant, .licenseDelete, .planDelete, .orgDelete,
+            .exchange, .subjectStatus,
         ]
-        let dataPlane: Set<Opcode> = [.hello, .ping, .check, .meter, .revoke, .release, .settle, .derive]
+        let dataPlane: Set<Opcode> = [.hello, .ping, .check, .meter, .revoke, .release, .settle, .derive, .exchange]
         for operation in Operation.all {
             XCTAssertEqual(operation.timing == .afterJournal, changes.contains(operation.opcode), "\(operation.opcode.name)")
             XCTAssertEqual(operation.callers == .dataPlane, dataPlane.contains(operation.opcode), "\(operation.opcode.name)")
-            XCTAssertEqual(operation.countsInBacklog, [.meter, .derive].contains(operation.opcode), "\(operation.opcode.name)")
+            XCTAssertEqual(operation.countsInBacklog, [.meter, .derive, .exchange].contains(operation.opcode), "\(operation.opcode.name)")
             XCTAssertTrue(operation.permits(.admin))
             XCTAssertEqual(operation.permits(.api), dataPlane.contains(operation.opcode))
         }

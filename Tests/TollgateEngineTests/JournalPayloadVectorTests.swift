@@ -65,11 +65,12 @@ final class JournalPayloadVectorTests: XCTestCase {
                 pastDueSince: at, at: at))),
             ("type16-billing-restored", .billingRestored(
                 seen: [BillingSeenEvent(eventID: "evt_1", at: at)], subscriptions: [BillingSubscription(subscription: "sub_1", licenseID: "lic_1", lastEventCreated: at - 1000)])),
+            ("type17-subject-status", .subjectStatus(subject: "alice@example.com", active: false, tokenIDs: ["tok_1", "tok_2"], actor: "scim uid=0", at: at)),
         ]
     }
 
     func testEveryRecordTypeHasAVector() {
-        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...16))
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...17))
     }
 
     func testPayloadsMatchTheirVectorsBothWays() throws {

@@ -78,6 +78,14 @@ enum ProtocolVectors {
     static var quotaFields: [String: Any] { ["present": 1, "limit": 100_000, "remaining": 99_999, "reset_at": 1_769_904_000_000] }
     static var noQuotaFields: [String: Any] { ["present": 0, "limit": 0, "remaining": 0, "reset_at": 0] }
 
+    static let sampleJWT = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwiYXVkIjoidG9sbGdhdGUifQ.c2lnbmF0dXJl"
+    static let exchangedInfo = TokenInfo(
+        id: "tok_0000000000000000000004", licenseID: "lic_acme", subject: "repo:acme/api:ref:refs/heads/main", scopes: ["read"],
+        issuedAt: 1_767_225_600_000, notBefore: 0, expiresAt: 1_767_226_200_000, metadata: [KeyValue("tollgate.exchange.role", "ci")], environment: .live)
+    static let refused = "expired: the JWT has expired"
+    /// A secret with a valid checksum (7.1), for the EXCHANGE answer.
+    static let exchangedToken = "tg_test_1111111111111111111111111111111111111111111077wHg"
+
     static var all: [ProtocolVector] {
         var licenseInfoFields = licenseFields
         licenseInfoFields["updated_at"] = 1_767_225_600_000
@@ -317,6 +325,21 @@ enum ProtocolVectors {
             ProtocolVector(name: "watch.response.end", requestID: 37,
                 message: .response(.watch(WatchBatch(kind: .end, dropped: 3, events: [])), opcode: Opcode.watch.rawValue),
                 fields: ["kind": 1, "dropped": 3, "events": [[String: Any]]()]),
+            // 6.23: an identity provider's JWT (the bytes are only an example; its signature is not a real one).
+            ProtocolVector(name: "exchange.request", requestID: 37,
+                message: .request(.exchange(ExchangeRequest(subjectToken: sampleJWT, role: "ci", scopes: ["read"], ttlSeconds: 600))),
+                fields: ["subject_token": sampleJWT, "role": "ci", "scopes": ["read"], "ttl_s": 600]),
+            ProtocolVector(name: "exchange.response", requestID: 37,
+                message: .response(.issue(secret: exchangedToken, token: exchangedInfo), opcode: Opcode.exchange.rawValue),
+                fields: ["secret": exchangedToken, "token": ["token_id": exchangedInfo.id, "subject": "repo:acme/api:ref:refs/heads/main", "scopes": ["read"],
+                    "issued_at": 1_767_225_600_000, "expires_at": 1_767_226_200_000, "metadata": [["tollgate.exchange.role", "ci"]], "environment": 0].merging(tokenFields) { x, _ in x }]),
+            ProtocolVector(name: "error.exchange_refused.response", requestID: 38,
+                message: .response(.error(.exchangeRefused, refused), opcode: Opcode.exchange.rawValue), fields: ["status": 12, "message": refused]),
+            ProtocolVector(name: "subject_status.request", requestID: 39,
+                message: .request(.subjectStatus(SubjectStatusRequest(subject: "alice@example.com", active: false, actor: "scim"))),
+                fields: ["subject": "alice@example.com", "active": 0, "actor": "scim"]),
+            ProtocolVector(name: "subject_status.response", requestID: 39, message: .response(.revoke(revoked: 2), opcode: Opcode.subjectStatus.rawValue),
+                fields: ["revoked": 2]),
         ]
     }
 }

@@ -67,7 +67,7 @@ FLAG_RESPONSE = 0x01
 OP = {
     "HELLO": 0x01, "PING": 0x02,
     "CHECK": 0x10, "METER": 0x11, "REVOKE": 0x12, "RELEASE": 0x13, "SETTLE": 0x14,
-    "DERIVE": 0x15,
+    "DERIVE": 0x15, "EXCHANGE": 0x16,
     "ISSUE": 0x20, "LICENSE_PUT": 0x21, "LICENSE_GET": 0x22, "PLAN_PUT": 0x23,
     "PLAN_GET": 0x24, "TOKEN_GET": 0x25, "TOKEN_LIST": 0x26, "STATS": 0x27,
     "ROTATE": 0x28, "ROTATION_END": 0x29, "ORG_PUT": 0x2A, "ORG_GET": 0x2B,
@@ -77,17 +77,21 @@ OP = {
     "LICENSE_DELETE": 0x32, "PLAN_DELETE": 0x33, "ORG_DELETE": 0x34,
     # The decision stream (section 6.22): one request, a stream of answers.
     "WATCH": 0x35,
+    # Identity providers (sections 6.23, 6.24)
+    "SUBJECT_STATUS": 0x38,
 }
 OPCODE_NAMES = {v: k for k, v in OP.items()}
 # Opcodes served on the api socket (section 2); the admin socket serves every opcode.
 DATA_PLANE = frozenset(OP[n] for n in ("HELLO", "PING", "CHECK", "METER", "REVOKE", "RELEASE",
-                                       "SETTLE", "DERIVE"))
+                                       "SETTLE", "DERIVE", "EXCHANGE"))
 
 STATUS_NAMES = {
     0: "ok", 1: "denied", 2: "malformed", 3: "unsupported_version",
     4: "unknown_opcode", 5: "too_large", 6: "not_permitted", 7: "internal",
     8: "not_found", 9: "invalid_argument", 10: "unavailable",
     11: "in_use",   # answered only to the DELETE opcodes (section 6.21)
+    12: "exchange_refused",      # answered only to EXCHANGE (section 6.23)
+    13: "identity_unavailable",  # answered only to EXCHANGE (section 6.23)
 }
 STATUS = {v: k for k, v in STATUS_NAMES.items()}
 
@@ -466,6 +470,8 @@ REQUEST_SCHEMAS: dict[int, list] = {
     OP["RELEASE"]: [("lease_id", "u64")],
     OP["SETTLE"]: [("reservation_id", "u64"), ("actual_cost", "u64")],
     OP["DERIVE"]: [("parent", "str"), ("scopes", STR_LIST), ("ttl_s", "u32")],
+    OP["EXCHANGE"]: [("subject_token", "str"), ("role", "str"), ("scopes", STR_LIST), ("ttl_s", "u32")],
+    OP["SUBJECT_STATUS"]: [("subject", "str"), ("active", BOOL8), ("actor", "str")],
     OP["ISSUE"]: [("license_id", "str"), ("subject", "str"), ("scopes", STR_LIST),
                   ("not_before", "time"), ("expires_at", "time"), ("metadata", PAIR_LIST),
                   ("environment", ENV_T)],
@@ -508,6 +514,8 @@ RESPONSE_SCHEMAS: dict[int, list] = {
     OP["DERIVE"]: CHECK_ANSWER + [("secret", _if("decision", 1, "str")),
                                   ("token", _if("decision", 1, _struct(TOKEN_INFO)))],
     OP["ISSUE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
+    OP["EXCHANGE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
+    OP["SUBJECT_STATUS"]: [("revoked", "u32")],
     OP["LICENSE_PUT"]: LICENSE_INFO,
     OP["LICENSE_GET"]: LICENSE_INFO,
     OP["PLAN_PUT"]: PLAN_INFO,
@@ -1019,6 +1027,16 @@ class Client:
         child's TokenInfo) when allowed."""
         return self.call(OP["DERIVE"], {"parent": parent, "scopes": list(scopes),
                                         "ttl_s": ttl_s})
+
+    def exchange(self, subject_token: str, role: str = "", scopes: Sequence[str] = (), ttl_s: int = 0) -> dict:
+        """EXCHANGE: an identity provider's JWT for a short-lived token: ``secret`` and ``token``.
+        A refusal raises TollgateError with status exchange_refused (message ``code: sentence``)."""
+        return self.call(OP["EXCHANGE"], {"subject_token": subject_token, "role": role,
+                                          "scopes": list(scopes), "ttl_s": ttl_s})
+
+    def subject_status(self, subject: str, active: bool, actor: str = "") -> dict:
+        """SUBJECT_STATUS (admin): deprovision (active False) or reactivate a subject; ``revoked``."""
+        return self.call(OP["SUBJECT_STATUS"], {"subject": subject, "active": active, "actor": actor})
 
     def issue(self, license_id: str, subject: str, scopes: Sequence[str] = (),
               not_before: int = 0, expires_at: int = 0,

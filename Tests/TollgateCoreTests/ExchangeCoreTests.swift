@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import NIOCore
+@testable import TollgateCore
+import TollgateEngine
+import TollgateJournal
+import TollgateModel
+import TollgateProtocol
+import XCTest
+
+/// EXCHANGE and SUBJECT_STATUS through the core (issue 17): the verifier is a closure the test gives (the real one,
+/// `TollgateIdentity`, is tested on its own and through the daemon by the tier-2 suite); what the core owns is the
+/// table entry, the minting after the journal, the status mapping and durability across a restart.
+final class ExchangeCoreTests: XCTestCase {
+    private var directory: String!
+    private var core: ApplicationCore!
+
+    override func setUp() async throws {
+        directory = NSTemporaryDirectory() + "tollgate-exchange-core-tests-" + UUID().uuidString
+        try open()
+    }
+
+    override func tearDown() async throws {
+        try? core.currentJournal.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func open() throws {
+        let (journal, recovered) = try Journal.open(directory: directory, options: JournalOptions(fsync: false))
+        core = ApplicationCore(
+            state: try ApplicationCore.rebuildState(from: recovered), journal: journal, recovery: recovered.report, clock: ManualClock(),
+            options: .init(), logger: Logger(label: "core-tests") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    private func send(_ request: Request, as role: SocketRole = .admin, uid: UInt32? = 1000) async -> Response {
+        await withCheckedContinuation { continuation in
+            if let now = core.handle(request, from: Caller(role: role, uid: uid), completion: { continuation.resume(returning: $0) }) {
+                continuation.resume(returning: now)
+            }
+        }
+    }
+
+    /// A verifier that grants `alice` on lic for the JWT "good", and refuses anything else with `expired` or, for
+    /// "offline", `keys_unavailable`.
+    private func install() {
+        core.setExchangeVerifier { request in
+            switch request.subjectToken {
+            case "good":
+                return .success(ExchangeGrant(role: "people", issuer: "https://idp", subject: "alice", licenseID: "lic", org: "", scopes: ["read"], maxLifetimeMillis: 600_000, subjectTokenExpiresAt: .max))
+            case "offline": return .failure(ExchangeRefusal(.keysUnavailable, "the keys of issuer 'https://idp' cannot be fetched; retry later"))
+            default: return .failure(ExchangeRefusal(.expired, "the JWT has expired"))
+            }
+        }
+    }
+
+    private func seed() async {
+        _ = await send(.planPut(Plan(id: "pro", entitlements: ["read"])))
+        _ = await send(.licensePut(LicenseSpec(id: "lic", customer: "c", plan: "pro", status: .active)))
+    }
+
+    func testExchangeMintsADurableTokenAndRefusalsHaveTheirStatuses() async throws {
+        await seed()
+        let unconfigured = await send(.exchange(ExchangeRequest(subjectToken: "good")), as: .api)
+        XCTAssertEqual(unconfigured, .error(.exchangeRefused, "not_configured: token exchange is not configured on this daemon (identity section)"))
+        install()
+        guard case .issue(let secret, let token) = await send(.exchange(ExchangeRequest(subjectToken: "good")), as: .api) else { return XCTFail("exchange") }
+        XCTAssertEqual(token.subject, "alice")
+        XCTAssertEqual(token.licenseID, "lic")
+        XCTAssertTrue(core.check(CheckRequest(token: secret, scopes: ["read"]), caller: nil).allowed)
+        let expired = await send(.exchange(ExchangeRequest(subjectToken: "old")), as: .api)
+        XCTAssertEqual(expired, .error(.exchangeRefused, "expired: the JWT has expired"))
+        guard case .error(.identityUnavailable, _) = await send(.exchange(ExchangeRequest(subjectToken: "offline")), as: .api) else { return XCTFail("offline") }
+
+        // Deprovisioning is admin-only, revokes the token, refuses new exchanges; all of it survives a restart.
+        guard case .error(.notPermitted, _) = await send(.subjectStatus(SubjectStatusRequest(subject: "alice", active: false)), as: .api) else { return XCTFail("api") }
+        let revoked = await send(.subjectStatus(SubjectStatusRequest(subject: "alice", active: false, actor: "scim")))
+        XCTAssertEqual(revoked, .revoke(revoked: 1))
+        XCTAssertEqual(core.check(CheckRequest(token: secret), caller: nil).reason, .revoked)
+        try core.currentJournal.close()
+        try open()
+        install()
+        XCTAssertEqual(core.withState { $0.token(id: token.id)?.info.revokedBy }, "scim uid=1000")
+        guard case .error(.exchangeRefused, let message) = await send(.exchange(ExchangeRequest(subjectToken: "good")), as: .api) else { return XCTFail("deprovisioned") }
+        XCTAssertTrue(message.hasPrefix("subject_deprovisioned:"))
+        _ = await send(.subjectStatus(SubjectStatusRequest(subject: "alice", active: true, actor: "scim")))
+        guard case .issue = await send(.exchange(ExchangeRequest(subjectToken: "good")), as: .api) else { return XCTFail("reactivated") }
+    }
+}
