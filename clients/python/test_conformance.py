@@ -2156,6 +2156,7 @@ class LiveProtocolErrorTests(LiveBase):
             "PLAN_DELETE": {"plan_id": "free", "actor": ""},
             "ORG_DELETE": {"org_id": "o", "actor": ""},
             "WATCH": {"license_id": ""},
+            "SUBJECT_STATUS": {"subject": "s", "active": 1, "actor": ""},
         }
         self.assertEqual({OP[n] for n in bodies}, set(OP.values()) - tg.DATA_PLANE)
         for name, fields in bodies.items():
@@ -2167,8 +2168,8 @@ class LiveProtocolErrorTests(LiveBase):
 
     def test_unknown_opcode(self):
         c = self.P
-        # 0x36: the first code after the last opcode defined (WATCH, 0x35).
-        for op in (0x7F, 0x03, 0x16, 0x36, 0xFF, 0x00):
+        # 0x17: the first code after the data plane's last (EXCHANGE, 0x16); 0x36: the first after WATCH (0x35).
+        for op in (0x7F, 0x03, 0x17, 0x36, 0xFF, 0x00):
             with self.subTest(opcode=op):
                 f = self.raw_exchange(c, tg.encode_frame(op, 1000 + op))
                 self.assertErrorFrame(f, "unknown_opcode", op, 1000 + op)
