@@ -13,6 +13,9 @@ import PackageDescription
 ///   journal, handler) and `ApplicationCore`, which every front end calls with a request and its `Caller`.
 /// - `TollgateServer`: the binary protocol's front end: SwiftNIO over AF_UNIX, frames in, the core's answers out,
 ///   in request order, with backpressure, peer credentials and timeouts. It decides no policy.
+/// - `TollgateAuthorization`: the translation both proxy front ends share, pure but for one call into the core: a
+///   request's method, target and headers into the core's CHECK by the route rules, the answer back into a status,
+///   headers and a JSON body.
 /// - `TollgateHTTP`: the HTTP front end (forward auth for reverse proxies): NIOHTTP1 over AF_UNIX and loopback TCP,
 ///   an HTTP request into the core's CHECK and the result back into a status and headers. It decides no policy.
 ///   Swift 6 language mode.
@@ -136,11 +139,21 @@ let package = Package(
             dependencies: ["TollgateModel", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The translation both proxy front ends share (HTTP forward auth, Envoy's gRPC ext_authz): route rules and
+        // token sources into the core's CHECK, the answer back into a status, headers and a JSON body.
+        .target(
+            name: "TollgateAuthorization",
+            dependencies: [
+                "TollgateCore", "TollgateModel", "TollgateProtocol",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
+        ),
         // The HTTP front end: NIOHTTP1 comes with swift-nio (no new package, no extra build time).
         .target(
             name: "TollgateHTTP",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
+                "TollgateAuthorization", "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -176,7 +189,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateAuthorization", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -191,7 +204,7 @@ let package = Package(
         .executableTarget(
             name: "tollgated",
             dependencies: [
-                "TollgateDaemon", "TollgateHTTP", "TollgateSystemd", "TollgateBuildInfo",
+                "TollgateDaemon", "TollgateHTTP", "TollgateServer", "TollgateSystemd", "TollgateBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -235,7 +248,7 @@ let package = Package(
         .testTarget(
             name: "TollgateHTTPTests",
             dependencies: [
-                "TollgateHTTP", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateServer",
+                "TollgateHTTP", "TollgateAuthorization", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateServer",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
