@@ -19,6 +19,9 @@ import PackageDescription
 /// - `TollgateHTTP`: the HTTP front end (forward auth for reverse proxies): NIOHTTP1 over AF_UNIX and loopback TCP,
 ///   an HTTP request into the core's CHECK and the result back into a status and headers. It decides no policy.
 ///   Swift 6 language mode.
+/// - `TollgateGRPC`: Envoy's external authorization (ext_authz v3) over gRPC on a Unix socket: grpc-swift 2, our own
+///   minimal .proto with its generated code committed; a CheckRequest through `TollgateAuthorization`, the answer
+///   back as a CheckResponse. It decides no policy.
 /// - `TollgateMetrics`: Prometheus metrics (swift-metrics over swift-prometheus) folded from the counters the core,
 ///   the journal and the front ends keep, and the readiness verdict; served by the HTTP listener.
 /// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
@@ -65,6 +68,13 @@ let package = Package(
         // Prometheus metrics (issue 15): the swift-metrics API and swift-prometheus as its backend.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Envoy's ext_authz over gRPC (issue 14): grpc-swift 2, its SwiftNIO HTTP/2 transport, and protobuf. The
+        // generated code is committed (Sources/TollgateGRPC/Generated, scripts/generate-grpc.sh): no build runs a
+        // protobuf plugin.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // The codec keeps the hot-path flag: without it a CHECK costs 7 % more instructions (29 831 -> 31 631,
@@ -163,6 +173,25 @@ let package = Package(
             // A request path like the binary one: no dynamic exclusivity checks in release builds (see hotPathSettings).
             swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
         ),
+        // Envoy's external authorization (ext_authz v3) over gRPC on a Unix socket: grpc-swift 2 over SwiftNIO HTTP/2,
+        // our own minimal .proto (Protocol/grpc) compiled ahead of time. Only the daemon and its tests link it.
+        .target(
+            name: "TollgateGRPC",
+            dependencies: [
+                "TollgateAuthorization", "TollgateCore", "TollgateServer", "TollgateModel", "TollgateEngine",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Generated/README.md"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // Prometheus metrics and health: the core's, the journal's and the front ends' counters folded into
         // swift-metrics instruments at scrape time, swift-prometheus's exposition, readiness. No socket of its own:
         // the HTTP listener serves it.
@@ -189,7 +218,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateAuthorization", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateGRPC", "TollgateAuthorization", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -218,6 +247,17 @@ let package = Package(
                 "TollgateBilling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The gRPC benchmark's limit (scripts/bench-grpc.sh): the same grpc-swift stack with a Check that always
+        // answers OK.
+        .executableTarget(
+            name: "tollgate-grpc-empty",
+            dependencies: [
+                "TollgateGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Benchmarks/GRPCEmptyServer"
         ),
         .target(
             name: "TollgateProvisioning",
@@ -251,6 +291,19 @@ let package = Package(
                 "TollgateHTTP", "TollgateAuthorization", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateServer",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // Envoy's CheckRequest through the shared translation and the CheckResponse back, and the service over a real
+        // Unix socket with grpc-swift's own client.
+        .testTarget(
+            name: "TollgateGRPCTests",
+            dependencies: [
+                "TollgateGRPC", "TollgateAuthorization", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol",
+                "TollgateServer", "TollgateTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
