@@ -47,10 +47,12 @@ fuzz-smoke: setup
 	FUZZ_RUNS=20000 bash scripts/fuzz.sh
 
 ## The side-by-side benchmark: raw AF_UNIX echo, Redis with a Lua check script, Tollgate; then forward auth through
-## nginx (auth_request to Tollgate, to a static 204, and no auth) with wrk.
+## nginx (auth_request to Tollgate, to a static 204, and no auth) with wrk; then Envoy's gRPC ext_authz Check against an
+## always-OK gRPC handler (bench-grpc.sh builds its release tollgate-grpc-empty; the daemon is already built).
 bench: setup
 	bash scripts/bench.sh
 	bash scripts/bench-proxy.sh --no-swift-build
+	bash scripts/bench-grpc.sh
 
 ## The forward-auth section alone.
 bench-proxy: setup
@@ -60,6 +62,7 @@ bench-proxy: setup
 bench-smoke: setup
 	bash scripts/bench.sh --smoke
 	bash scripts/bench-proxy.sh --smoke --no-swift-build
+	bash scripts/bench-grpc.sh --smoke
 
 ## The scale run: 1 M tokens over 100 k licenses (memory per token, start-up time, check latency vs 1 k tokens).
 scale: setup

@@ -13,9 +13,15 @@ import PackageDescription
 ///   journal, handler) and `ApplicationCore`, which every front end calls with a request and its `Caller`.
 /// - `TollgateServer`: the binary protocol's front end: SwiftNIO over AF_UNIX, frames in, the core's answers out,
 ///   in request order, with backpressure, peer credentials and timeouts. It decides no policy.
+/// - `TollgateAuthorization`: the translation both proxy front ends share, pure but for one call into the core: a
+///   request's method, target and headers into the core's CHECK by the route rules, the answer back into a status,
+///   headers and a JSON body.
 /// - `TollgateHTTP`: the HTTP front end (forward auth for reverse proxies): NIOHTTP1 over AF_UNIX and loopback TCP,
 ///   an HTTP request into the core's CHECK and the result back into a status and headers. It decides no policy.
 ///   Swift 6 language mode.
+/// - `TollgateGRPC`: Envoy's external authorization (ext_authz v3) over gRPC on a Unix socket: grpc-swift 2, our own
+///   minimal .proto with its generated code committed; a CheckRequest through `TollgateAuthorization`, the answer
+///   back as a CheckResponse. It decides no policy.
 /// - `TollgateMetrics`: Prometheus metrics (swift-metrics over swift-prometheus) folded from the counters the core,
 ///   the journal and the front ends keep, and the readiness verdict; served by the HTTP listener.
 /// - `TollgateIdentity`: identity providers: JWT verification (jwt-kit) against a JWKS, roles, claim mapping.
@@ -69,6 +75,13 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // Identity-provider JWTs (issue 17): signatures against a JWKS (RSA, ECDSA, EdDSA).
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        // Envoy's ext_authz over gRPC (issue 14): grpc-swift 2, its SwiftNIO HTTP/2 transport, and protobuf. The
+        // generated code is committed (Sources/TollgateGRPC/Generated, scripts/generate-grpc.sh): no build runs a
+        // protobuf plugin.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // The codec keeps the hot-path flag: without it a CHECK costs 7 % more instructions (29 831 -> 31 631,
@@ -155,13 +168,23 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The translation both proxy front ends share (HTTP forward auth, Envoy's gRPC ext_authz): route rules and
+        // token sources into the core's CHECK, the answer back into a status, headers and a JSON body.
+        .target(
+            name: "TollgateAuthorization",
+            dependencies: [
+                "TollgateCore", "TollgateModel", "TollgateProtocol",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
+        ),
         // The HTTP front end: NIOHTTP1 comes with swift-nio (no new package, no extra build time).
         .target(
             name: "TollgateHTTP",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
                 // The SCIM bearer secret's constant-time comparison (HMAC).
                 .product(name: "Crypto", package: "swift-crypto"),
+                "TollgateAuthorization", "TollgateCore", "TollgateServer", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateBilling",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -170,6 +193,25 @@ let package = Package(
             ],
             // A request path like the binary one: no dynamic exclusivity checks in release builds (see hotPathSettings).
             swiftSettings: [.swiftLanguageMode(.v6)] + hotPathSettings
+        ),
+        // Envoy's external authorization (ext_authz v3) over gRPC on a Unix socket: grpc-swift 2 over SwiftNIO HTTP/2,
+        // our own minimal .proto (Protocol/grpc) compiled ahead of time. Only the daemon and its tests link it.
+        .target(
+            name: "TollgateGRPC",
+            dependencies: [
+                "TollgateAuthorization", "TollgateCore", "TollgateServer", "TollgateModel", "TollgateEngine",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Generated/README.md"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Prometheus metrics and health: the core's, the journal's and the front ends' counters folded into
         // swift-metrics instruments at scrape time, swift-prometheus's exposition, readiness. No socket of its own:
@@ -197,7 +239,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateGRPC", "TollgateAuthorization", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 "TollgateIdentity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -213,7 +255,7 @@ let package = Package(
         .executableTarget(
             name: "tollgated",
             dependencies: [
-                "TollgateDaemon", "TollgateHTTP", "TollgateSystemd", "TollgateBuildInfo",
+                "TollgateDaemon", "TollgateHTTP", "TollgateServer", "TollgateSystemd", "TollgateBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -232,6 +274,17 @@ let package = Package(
                 "TollgateBilling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The gRPC benchmark's limit (scripts/bench-grpc.sh): the same grpc-swift stack with a Check that always
+        // answers OK.
+        .executableTarget(
+            name: "tollgate-grpc-empty",
+            dependencies: [
+                "TollgateGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Benchmarks/GRPCEmptyServer"
         ),
         .target(
             name: "TollgateProvisioning",
@@ -263,7 +316,7 @@ let package = Package(
         .testTarget(
             name: "TollgateHTTPTests",
             dependencies: [
-                "TollgateHTTP", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateServer",
+                "TollgateHTTP", "TollgateAuthorization", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateServer",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -276,6 +329,19 @@ let package = Package(
                 "TollgateIdentity", "TollgateModel",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Envoy's CheckRequest through the shared translation and the CheckResponse back, and the service over a real
+        // Unix socket with grpc-swift's own client.
+        .testTarget(
+            name: "TollgateGRPCTests",
+            dependencies: [
+                "TollgateGRPC", "TollgateAuthorization", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol",
+                "TollgateServer", "TollgateTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // The Stripe signature and mapping, pure.

@@ -16,7 +16,7 @@ bin=$(swift build -c release --show-bin-path)
 
 install -d "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/systemd/system" "$DESTDIR/etc/sysusers.d" "$DESTDIR/etc/tollgate"
 install -m 0755 "$bin/tollgated" "$bin/tollgate" "$DESTDIR$PREFIX/bin/"
-install -m 0644 systemd/tollgated.service systemd/tollgated.socket systemd/tollgated-admin.socket systemd/tollgated-http.socket "$DESTDIR/etc/systemd/system/"
+install -m 0644 systemd/tollgated.service systemd/tollgated.socket systemd/tollgated-admin.socket systemd/tollgated-http.socket systemd/tollgated-grpc.socket "$DESTDIR/etc/systemd/system/"
 install -m 0644 systemd/tollgate.sysusers.conf "$DESTDIR/etc/sysusers.d/tollgate.conf"
 if [ "$PREFIX" != /usr/local ]; then
     sed -i "s|/usr/local/bin/tollgated|$PREFIX/bin/tollgated|" "$DESTDIR/etc/systemd/system/tollgated.service"

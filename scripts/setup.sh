@@ -39,3 +39,11 @@ if ! python3 -c 'import jwt, cryptography, sys; sys.exit(0 if jwt.__version__.sp
     python3 -m pip install --quiet --disable-pip-version-check 'pyjwt[crypto]>=2.8,<3' \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'pyjwt[crypto]>=2.8,<3'
 fi
+# PyPI: grpcio and xds-protos (Envoy's published API definitions, compiled) play Envoy in the gRPC ext_authz tests
+# (Tests/grpc/envoy_ext_authz.py) and drive the gRPC benchmark (scripts/bench-grpc.sh); PyYAML reads the shipped
+# Envoy configuration there.
+if ! python3 -c 'import grpc, yaml; from envoy.service.auth.v3 import external_auth_pb2_grpc' 2>/dev/null; then
+    echo "setup: installing grpcio, xds-protos and PyYAML (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check grpcio xds-protos pyyaml \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages grpcio xds-protos pyyaml
+fi

@@ -6,9 +6,11 @@
 #                                 the daemon in-process); about a minute after the build (`make test-fast`)
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
 #                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
-#                                 and Caddy, metrics scraped by a real Prometheus (and promtool), `tollgate top` read off
-#                                 a tmux pane under load, Stripe webhooks signed
-#                                 by the stripe library, systemd end to end, the static release build and the Debian
+#                                 and Caddy, Envoy's gRPC ext_authz against Envoy's own API definitions (xds-protos),
+#                                 metrics scraped by a real Prometheus (and promtool), `tollgate top` read off a tmux
+#                                 pane under load, Stripe webhooks signed by the stripe library, identity providers
+#                                 (PyJWT), the fleet (PostgreSQL and network namespaces), systemd end to end, the
+#                                 static release build and the Debian
 #                                 package (`make deb`): its binaries run without the toolchain, and it installs and
 #                                 serves under systemd (`make test-slow`)
 set -uo pipefail
@@ -113,6 +115,9 @@ tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgat
 
 echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth)"
 tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh "$bin"
+
+echo "== Envoy ext_authz over gRPC: a client generated from Envoy's own API definitions (xds-protos, grpcio) against a live daemon"
+tap_stage grpc "$log_dir/grpc.log" timeout 300 python3 Tests/grpc/envoy_ext_authz.py "$bin"
 
 echo "== metrics and health: promtool on a real scrape, a real Prometheus server scraping tollgated"
 tap_stage metrics "$log_dir/metrics.log" timeout 300 bash Tests/metrics/prometheus.sh "$bin"

@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import TollgateCore
+import TollgateGRPC
 import TollgateHTTP
 import TollgateServer
 import TollgateSystemd
@@ -125,6 +126,18 @@ extension Daemon {
             }
         } else if applied.http != nil {
             logger.warning("an http section added by a reload needs a restart to open its listener")
+        }
+        // Envoy's gRPC front end reads the same routes and token sources; its allow-list applies to new connections.
+        if let grpcServer {
+            grpcServer.updatePolicy((applied.http ?? HTTPConfiguration()).policy.authorization)
+            let grpc = applied.grpc ?? GRPCConfiguration()
+            grpcServer.updateAccess(grpc.access)
+            let running = configuration.grpc ?? GRPCConfiguration()
+            if grpc.socket != running.socket || grpc.socketMode != running.socketMode {
+                logger.warning("changing the grpc socket needs a restart; the new value is ignored until then")
+            }
+        } else if applied.grpc != nil {
+            logger.warning("a grpc section added by a reload needs a restart to open its listener")
         }
         if applied.connectionLimits != configuration.connectionLimits {
             logger.warning("changing connection limits needs a restart; the new values are ignored until then")

@@ -9,6 +9,8 @@ import TollgateJournal
 import TollgateModel
 import TollgateProtocol
 import TollgateCore
+import TollgateAuthorization
+import TollgateGRPC
 import TollgateHTTP
 import TollgateIdentity
 import TollgateMetrics
@@ -30,6 +32,9 @@ public final class Daemon: Service, Sendable {
         /// The HTTP listeners passed by socket activation (`http`, `http-tcp`); they start the HTTP front end even
         /// without an `http` section (which then takes its defaults).
         public var inheritedHTTPListeners: TollgateHTTPServer.Listeners?
+        /// The gRPC listener passed by socket activation (`grpc`); it starts Envoy's ext_authz front end even without
+        /// a `grpc` section.
+        public var inheritedGRPCListener: ListenerSource?
         /// Overrides the configuration's `event_loop_threads` (tests).
         public var eventLoopThreads: Int?
         /// The file a SIGHUP re-reads; nil: the embedded default.
@@ -49,8 +54,10 @@ public final class Daemon: Service, Sendable {
             inheritedListeners: TollgateServer.Listeners? = nil, eventLoopThreads: Int? = nil,
             configurationPath: String? = nil, logLevelOverride: String? = nil, logLevelControl: LogLevelControl? = nil,
             notifier: SystemdNotifier = SystemdNotifier(environment: [:]), watchdogInterval: Duration? = nil,
-            shutdownFlushTimeout: Duration = .seconds(10), inheritedHTTPListeners: TollgateHTTPServer.Listeners? = nil
+            shutdownFlushTimeout: Duration = .seconds(10), inheritedHTTPListeners: TollgateHTTPServer.Listeners? = nil,
+            inheritedGRPCListener: ListenerSource? = nil
         ) {
+            self.inheritedGRPCListener = inheritedGRPCListener
             self.inheritedHTTPListeners = inheritedHTTPListeners
             self.shutdownFlushTimeout = shutdownFlushTimeout
             self.clock = clock
@@ -75,6 +82,7 @@ public final class Daemon: Service, Sendable {
         var core: ApplicationCore?
         var server: TollgateServer?
         var httpServer: TollgateHTTPServer?
+        var grpcServer: TollgateGRPCServer?
         var group: MultiThreadedEventLoopGroup?
         var journal: Journal?
         var lockDescriptor: CInt = -1
@@ -87,6 +95,8 @@ public final class Daemon: Service, Sendable {
     var server: TollgateServer? { lifecycle.withLock { $0.server } }
     /// The HTTP forward-auth front end, when configured or socket-activated.
     public var httpServer: TollgateHTTPServer? { lifecycle.withLock { $0.httpServer } }
+    /// Envoy's gRPC ext_authz front end, when configured or socket-activated.
+    public var grpcServer: TollgateGRPCServer? { lifecycle.withLock { $0.grpcServer } }
     var eventLoopGroup: MultiThreadedEventLoopGroup? { lifecycle.withLock { $0.group } }
     /// Prometheus metrics of this daemon (`Daemon+Observability`), served by the HTTP listener.
     public let metrics = TollgateMetrics()
@@ -189,6 +199,7 @@ public final class Daemon: Service, Sendable {
         let paths = [listeners.api, listeners.admin].compactMap { if case .path(let p, _) = $0 { return p } else { return nil } }
         lifecycle.withLock { $0.boundPaths = paths }
         try await startHTTP(core: core, group: group)
+        try await startGRPC(core: core, group: group)
         observed.set { $0.accepting = true }
         logger.notice("tollgated ready", metadata: [
             "tollgate.api_socket": "\(configuration.resolvedAPISocket)", "tollgate.admin_socket": "\(configuration.resolvedAdminSocket)",
@@ -201,13 +212,14 @@ public final class Daemon: Service, Sendable {
     /// connection close, and retry); then close the connections. Nothing acknowledged is lost. Idempotent.
     public func stop() async throws {
         observed.set { $0 = ObservedParts.Parts() }
-        let (server, httpServer, decisionLog) = lifecycle.withLock { running in
-            defer { (running.server, running.httpServer, running.decisionLog) = (nil, nil, nil) }
-            return (running.server, running.httpServer, running.decisionLog)
+        let (server, httpServer, decisionLog, grpcServer) = lifecycle.withLock { running in
+            defer { (running.server, running.httpServer, running.decisionLog, running.grpcServer) = (nil, nil, nil, nil) }
+            return (running.server, running.httpServer, running.decisionLog, running.grpcServer)
         }
         decisionLog?.stop()
         await server?.stopAccepting()
         await httpServer?.stopAccepting()
+        await grpcServer?.stop()
         let core = self.core
         core?.flushPendingUsage()
         let journal = lifecycle.withLock { running in
@@ -271,6 +283,22 @@ public final class Daemon: Service, Sendable {
         if let binary = self.server {
             let decisionLog = lifecycle.withLock { $0.decisionLog }
             core.setExtraStatistics(Self.statistics(server: binary, http: server, decisionLog: decisionLog))
+        }
+    }
+
+    /// Starts Envoy's gRPC ext_authz front end on the same event loops and core, with the `http` section's routes
+    /// and token sources, when the configuration has a `grpc` section or systemd passed its socket.
+    private func startGRPC(core: ApplicationCore, group: MultiThreadedEventLoopGroup) async throws {
+        guard configuration.grpc != nil || dependencies.inheritedGRPCListener != nil else { return }
+        let grpc = configuration.grpc ?? GRPCConfiguration()
+        let source = dependencies.inheritedGRPCListener ?? .path(grpc.resolvedSocket(stateDirectory: configuration.stateDirectory), mode: mode_t(grpc.socketMode))
+        if case .path(let path, _) = source { try refuseIfServed(path) }
+        let policy = (configuration.http ?? HTTPConfiguration()).policy.authorization
+        let server = TollgateGRPCServer(core: core, group: group, clock: dependencies.clock, policy: policy, access: grpc.access, logger: logger)
+        try await server.start(source)
+        lifecycle.withLock { running in
+            running.grpcServer = server
+            if case .path(let path, _) = source { running.boundPaths.append(path) }
         }
     }
 

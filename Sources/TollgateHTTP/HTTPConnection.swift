@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import TollgateAuthorization
 import TollgateServer
 
 /// What one connection has seen, and what to do next: a value type the channel handler feeds events to, so the

@@ -1,3 +1,4 @@
+import TollgateAuthorization
 import Crypto
 import NIOHTTP1
 import TollgateCore

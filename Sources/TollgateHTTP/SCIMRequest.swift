@@ -1,3 +1,4 @@
+import TollgateAuthorization
 import Foundation
 import TollgateModel
 

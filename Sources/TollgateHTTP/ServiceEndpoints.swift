@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import TollgateAuthorization
 
 /// The answer of a reserved path of the HTTP listener (`/metrics`, `/healthz`, `/readyz`): the daemon's own
 /// endpoints, not forward auth. The front end only writes it; what it says is the metrics module's.

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOHTTP1
+import TollgateAuthorization
 import TollgateBilling
 import TollgateCore
 import TollgateModel

@@ -1,3 +1,4 @@
+import TollgateAuthorization
 import TollgateModel
 
 /// RFC 8693 token exchange over HTTP, as values: the form a client posts, read into the core's `ExchangeRequest`,

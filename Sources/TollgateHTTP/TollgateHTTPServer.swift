@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TollgateAuthorization
 import TollgateCore
 import TollgateEngine
 import TollgateModel
@@ -240,23 +241,10 @@ final class HTTPFrontEnd: Sendable {
         guard live.access.admits(peer) else {
             return .refused(.forbidden, reason: ForwardAuthProblem.peerNotAllowed.rawValue)
         }
-        switch ForwardAuth.decide(head, policy: live.policy) {
-        case .answer(let status, let reason):
-            return .refused(status, reason: reason)
-        case .check(let check, let route):
-            // Through the operation table, as the api socket's caller: the same door as the binary front end's.
-            let response = core.handle(.check(check), from: Caller(role: .api, uid: peer?.uid, route: route), completion: { _ in })
-            switch response {
-            case .checkDetailed(let result, let details)?:
-                return .decided(result, details: details, nowMillis: clock.now().millis)
-            case .check(let result)?:
-                return .decided(result, nowMillis: clock.now().millis)
-            case .error(.invalidArgument, _)?:
-                return .refused(.badRequest, reason: ForwardAuthProblem.invalidRequest.rawValue)
-            default:
-                logger.error("the core gave no check answer to an http request")
-                return .refused(.internalServerError, reason: ForwardAuthProblem.internalError.rawValue)
-            }
-        }
+        // Through the operation table, as the api socket's caller: the same door as the binary front end's.
+        let answer = Authorization.answer(
+            ForwardAuth.decide(head, policy: live.policy), core: core, caller: Caller(role: .api, uid: peer?.uid), nowMillis: { clock.now().millis })
+        if answer.status == .internalServerError { logger.error("the core gave no check answer to an http request") }
+        return answer
     }
 }

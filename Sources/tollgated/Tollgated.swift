@@ -82,6 +82,7 @@ struct Tollgated: AsyncParsableCommand {
 
         var inherited: TollgateServer.Listeners?
         var inheritedHTTP: TollgateHTTPServer.Listeners?
+        var inheritedGRPC: ListenerSource?
         if let activation = ListenDescriptors.takeFromEnvironment() {
             do {
                 inherited = .init(api: .descriptor(try activation.descriptor(named: "api")), admin: .descriptor(try activation.descriptor(named: "admin")))
@@ -91,13 +92,16 @@ struct Tollgated: AsyncParsableCommand {
                 if http != nil || httpTCP != nil {
                     inheritedHTTP = .init(unix: http.map { .descriptor($0) }, tcp: httpTCP.map { .descriptor($0) })
                 }
+                // tollgated-grpc.socket (Envoy's ext_authz over gRPC) is optional too.
+                inheritedGRPC = try activation.optionalDescriptor(named: "grpc").map { .descriptor($0) }
             } catch {
                 Self.fail("\(error)")
             }
         }
         let dependencies = Daemon.Dependencies(
             inheritedListeners: inherited, configurationPath: config, logLevelOverride: logLevel, logLevelControl: levelControl,
-            notifier: SystemdNotifier(), watchdogInterval: SystemdNotifier.watchdogInterval(), inheritedHTTPListeners: inheritedHTTP)
+            notifier: SystemdNotifier(), watchdogInterval: SystemdNotifier.watchdogInterval(), inheritedHTTPListeners: inheritedHTTP,
+            inheritedGRPCListener: inheritedGRPC)
         let daemon = Daemon(configuration: configuration, dependencies: dependencies, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)

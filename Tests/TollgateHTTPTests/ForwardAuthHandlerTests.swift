@@ -6,6 +6,7 @@ import NIOHTTP1
 import TollgateCore
 import TollgateEngine
 @testable import TollgateHTTP
+@testable import TollgateAuthorization
 import TollgateJournal
 import TollgateModel
 import TollgateProtocol

@@ -1,4 +1,5 @@
 import NIOHTTP1
+import TollgateAuthorization
 import TollgateHTTP
 @testable import TollgateModel
 import XCTest

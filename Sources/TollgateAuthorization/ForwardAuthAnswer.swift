@@ -1,11 +1,18 @@
 import NIOHTTP1
 import TollgateModel
 
-/// An HTTP answer before it is written: status, headers, and the small JSON body.
+/// An answer before a front end writes it (HTTP/1.1, or Envoy's CheckResponse): status, headers, and the small JSON
+/// body.
 public struct ForwardAuthAnswer: Sendable, Equatable {
     public var status: HTTPResponseStatus
     public var headers: [(name: String, value: String)]
     public var body: String
+
+    public init(status: HTTPResponseStatus, headers: [(name: String, value: String)], body: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 
     public static func == (l: ForwardAuthAnswer, r: ForwardAuthAnswer) -> Bool {
         l.status == r.status && l.body == r.body && l.headers.map(\.name) == r.headers.map(\.name) && l.headers.map(\.value) == r.headers.map(\.value)
