@@ -13,9 +13,9 @@ final class EpollConnection {
     /// connection whose slot was reused in the same batch is recognised and dropped.
     let tag: UInt64
     var machine: ConnectionStateMachine
-    /// Answers copied out of the machine's `output` and not yet taken by the kernel. Copying (tens of bytes per
-    /// answer) lets the machine clear and reuse its storage at once (`outputWritten`) instead of allocating a new
-    /// buffer while the old one waits for the end of the loop iteration.
+    /// Answers not yet taken by the kernel (the socket was full), and the inbox's answers gathered until the end of
+    /// the loop iteration: copied out of the machine's `output`, so that the machine clears and reuses its storage
+    /// at once (`outputWritten`) instead of allocating a new buffer while the old one waits.
     var outbound: ByteBuffer
     /// The epoll interest registered now (`EPOLLIN` unless reading is paused, `EPOLLOUT` while output waits).
     var interest: UInt32
