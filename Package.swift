@@ -11,8 +11,9 @@ import PackageDescription
 /// - `TollgateSystemd`: systemd glue (notify, socket activation, journald log handler, watchdog) over libsystemd.
 /// - `TollgateCore`: the application core. The `Operation` table (who may call, answered at once or after the
 ///   journal, handler) and `ApplicationCore`, which every front end calls with a request and its `Caller`.
-/// - `TollgateServer`: the binary protocol's front end: SwiftNIO over AF_UNIX, frames in, the core's answers out,
-///   in request order, with backpressure, peer credentials and timeouts. It decides no policy.
+/// - `TollgateServer`: the binary protocol's front end: SwiftNIO over AF_UNIX (the api socket optionally on its own
+///   epoll loops), frames in, the core's answers out, in request order, with backpressure, peer credentials and
+///   timeouts. It decides no policy.
 /// - `TollgateAuthorization`: the translation both proxy front ends share, pure but for one call into the core: a
 ///   request's method, target and headers into the core's CHECK by the route rules, the answer back into a status,
 ///   headers and a JSON body.
@@ -28,6 +29,8 @@ import PackageDescription
 /// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
 ///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
+/// - `CEpoll`: epoll, eventfd, accept4 and `SO_PEERCRED` for the api socket's epoll loops (Swift's Glibc module
+///   does not export them).
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateTop`: `tollgate top`'s pure part: a WATCH stream's decisions added up and drawn as text.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -138,11 +141,15 @@ let package = Package(
         ),
         // glibc's malloc_trim: heap given back after a burst (see `MemoryTrimPolicy`).
         .target(name: "CMemory"),
-        // The binary protocol's front end: SwiftNIO over AF_UNIX, translating frames into the core's requests.
+        // epoll, eventfd, accept4 and the peer-credential options for the api socket's epoll loops (`EpollLoop`).
+        .target(name: "CEpoll"),
+        // The binary protocol's front end: SwiftNIO (or, for the api socket, its own epoll loops) over AF_UNIX,
+        // translating frames into the core's requests.
         .target(
             name: "TollgateServer",
             dependencies: [
-                "TollgateCore", "CMemory", "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateJournal",
+                "TollgateCore", "CMemory", "CEpoll",
+                .product(name: "HeapModule", package: "swift-collections"), "TollgateModel", "TollgateProtocol", "TollgateEngine", "TollgateJournal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -10,7 +10,8 @@
 # --licenses L (BENCH_LICENSES), --no-swift-build (use the release binaries already built), --echo-threads T
 # (BENCH_ECHO_THREADS, default nproc:
 # one epoll loop per core measured fastest), TOLLGATED=path (a tollgated binary to use instead of building one),
-# BENCH_EVENT_LOOP_THREADS (tollgated's event_loop_threads, default 1).
+# BENCH_EVENT_LOOP_THREADS (tollgated's event_loop_threads, default 1), BENCH_API_IO (tollgated's api_io: epoll, the
+# default, or nio) and BENCH_API_IO_THREADS (api_io_threads, default 0: one per CPU).
 #
 # The systems are run alternately (echo, redis, tollgate, echo, ...) R times per point and the medians reported.
 # Output: a table, then one line per measured point: `BENCH {"system":...,"op":...,"connections":...,"depth":...,
@@ -186,6 +187,8 @@ cat >"$WORK/tollgate.json" <<EOF
   "admin_socket": "$SOCK/tg-admin.sock",
   "journal": { "fsync": true },
   "event_loop_threads": ${BENCH_EVENT_LOOP_THREADS:-1},
+  "api_io": "${BENCH_API_IO:-epoll}",
+  "api_io_threads": ${BENCH_API_IO_THREADS:-0},
   "log_level": "warning",
   "plans": [
     $BENCH_PLAN

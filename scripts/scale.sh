@@ -12,7 +12,8 @@
 #
 # Options: --runs R (default 3), --duration S (seconds per measured point, default 3), --snapshot-after BYTES
 # (journal.snapshot_after_bytes of the daemon; default the daemon's 64 MiB), --no-swift-build (use the release
-# tollgated already built), TOLLGATED=path (a tollgated binary to use instead of building one).
+# tollgated already built), TOLLGATED=path (a tollgated binary to use instead of building one), SCALE_API_IO=nio
+# (the api socket on SwiftNIO instead of the default epoll loops: the A/B of Benchmarks/SCALE.md).
 #
 # What it measures (one daemon at a time is started, except that the N-token and the 1 k-token daemons are both up
 # while the check latency is measured, so they can be driven alternately):
@@ -124,6 +125,7 @@ write_config() { # write_config NAME [SNAPSHOT_AFTER_BYTES]: $WORK/NAME.json, st
   "journal": { "fsync": true${snap:+, \"snapshot_after_bytes\": $snap} },
   "limits": { "max_tokens": $((TOKENS * 2 + 10000)), "max_licenses": $((LICENSES * 2 + 1000)) },
   "log_level": "info",
+  "api_io": "${SCALE_API_IO:-epoll}",
   "plans": [
     $BENCH_PLAN
   ]

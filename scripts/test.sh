@@ -22,6 +22,9 @@ case "$tier" in all | fast | slow) ;; *) echo "usage: $0 [all|fast|slow]" >&2; e
 # The Swift tests of tier 2 (regular expressions over "Class.test"): processes killed in a loop, real restarts,
 # floods. Everything else is tier 1.
 slow_swift='CrashLoopTests|KillTests|DurabilityTests|SystemdIntegrationTests|DurableBacklogTests.testAFreshClient'
+# The tests that exercise the api socket's I/O (limits, framing, pipelining, backpressure, peer checks), run a second
+# time with the api socket on SwiftNIO instead of the default epoll loops (`api_io`), so that both stay correct.
+socket_swift='EndToEndTests|ConnectionLimitTests|MalformedInputTests|PipelinedFramingTests|DurableBacklogTests|LicensingEndToEndTests|ReadinessTests'
 
 bash scripts/setup.sh || exit 1
 log_dir=$(mktemp -d)
@@ -86,6 +89,8 @@ swift_stage() {
 if [ "$tier" != slow ]; then
     echo "== tier 1: swift unit and component tests"
     swift_stage swift-fast --skip "$slow_swift"
+    echo "== tier 1: the socket tests again with the api socket on SwiftNIO (api_io: nio)"
+    TOLLGATE_TEST_API_IO=nio swift_stage swift-fast-nio --filter "$socket_swift" --skip "$slow_swift"
 fi
 if [ "$tier" = fast ]; then
     printf '%s\n' "${summary[@]}"

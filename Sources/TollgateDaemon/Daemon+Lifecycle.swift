@@ -42,10 +42,12 @@ extension Daemon {
     }
 
     /// Pings at half the interval, and only when every event loop ran a task and the state lock could be taken
-    /// within that half: a stuck daemon goes quiet and systemd restarts it.
+    /// within that half, and every epoll loop of the api socket ran the probe sent half an interval earlier: a
+    /// stuck daemon goes quiet and systemd restarts it.
     private func feedWatchdog(_ notifier: SystemdNotifier, interval: Duration) async {
         guard let group = eventLoopGroup, let core else { return }
-        let probe = LivenessProbe(group: group, extraProbe: { core.withState { _ in true } })
+        let server = self.server
+        let probe = LivenessProbe(group: group, extraProbe: { core.withState { _ in true } && server?.apiLoopsAnsweredLastProbe() ?? true })
         let half = interval / 2
         logger.info("watchdog enabled", metadata: ["tollgate.watchdog.interval_ms": "\(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)"])
         while !Task.isCancelled {

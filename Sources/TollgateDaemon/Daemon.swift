@@ -182,7 +182,8 @@ public final class Daemon: Service, Sendable {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
         lifecycle.withLock { $0.group = group }
-        let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
+        let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits,
+            apiIO: configuration.apiIO, logger: logger)
         lifecycle.withLock { $0.server = server }
         observed.set { $0.core = core; $0.server = server }
         let decisionLog = DecisionLog()
@@ -246,6 +247,7 @@ public final class Daemon: Service, Sendable {
             defer { (running.journal, running.group, running.boundPaths, running.lockDescriptor) = (nil, nil, [], -1) }
             return (running.group, running.boundPaths, running.lockDescriptor)
         }
+        await server?.shutdown()
         if let group { try? await group.shutdownGracefully() }
         for path in paths { unlink(path) }
         if lockDescriptor >= 0 { close(lockDescriptor) }

@@ -27,6 +27,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Event loops serving the sockets. One by default: every request takes the state lock, and on a small host
     /// a second loop mostly adds lock hand-offs and wake-ups, while the callers need the other cores.
     public var eventLoopThreads: Int = 1
+    /// What serves the api socket's I/O (`api_io`, `api_io_threads`): the purpose-built epoll loops (the default:
+    /// about half the instructions per CHECK of NIO's pipeline, Benchmarks/SCALE.md) or SwiftNIO like the admin socket.
+    public var apiIO = APISocketIO.epoll(threads: 0)
     /// Who may use each socket, by peer credentials (`SO_PEERCRED`), on top of the socket files' modes.
     public var access = AccessPolicy(api: .anyone, admin: SocketAccess(uids: [0, UInt32(geteuid())]))
     public var connectionLimits = ConnectionLimits()
@@ -75,6 +78,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
       "log_level": "info",
       "decision_log": { "sample_every": 0, "max_lines_per_second": 1000 },
       "event_loop_threads": 1,
+      "api_io": "epoll",
+      "api_io_threads": 0,
       "licensing": { "max_derived_lifetime_s": 3600, "reservation_lifetime_s": 60, "sweep_interval_s": 60,
                      "token_retention_days": 30, "idempotency_retention_hours": 24, "expiry_warning_hours": 24,
                      "ledger_retention_days": 100 },
@@ -146,6 +151,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
         config.usageFlushIntervalMilliseconds = try reader.int("usage_flush_interval_ms", range: 1...60_000) ?? config.usageFlushIntervalMilliseconds
         config.logLevel = try reader.string("log_level") ?? config.logLevel
         config.eventLoopThreads = try reader.int("event_loop_threads", range: 1...256) ?? config.eventLoopThreads
+        switch try reader.string("api_io") ?? "epoll" {
+        case "epoll": config.apiIO = .epoll(threads: try reader.int("api_io_threads", range: 0...256) ?? 0)
+        case "nio":
+            _ = try reader.int("api_io_threads", range: 0...256)
+            config.apiIO = .nio
+        case let other: throw ConfigurationError("api_io must be epoll or nio, not \(other)")
+        }
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) else {
             throw ConfigurationError("log_level must be one of trace, debug, info, notice, warning, error, critical")
         }

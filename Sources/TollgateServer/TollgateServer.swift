@@ -17,8 +17,9 @@ public enum ListenerSource: Sendable, Hashable {
     case descriptor(CInt)
 }
 
-/// The SwiftNIO front of the daemon: the api and admin listeners over AF_UNIX, each connection served by a
-/// `RequestChannelHandler` on one of the event loops.
+/// The binary protocol's front of the daemon: the api and admin listeners over AF_UNIX. The admin socket's
+/// connections are served by a `RequestChannelHandler` on one of the NIO event loops; the api socket's too, or by
+/// the epoll loops of `EpollAPIListener` (`APISocketIO`). Both drive the same `ConnectionStateMachine`.
 ///
 /// Sendable: its configuration is immutable, and what `start` sets up and `stopAccepting` tears down (the listening
 /// channels, the repeated tasks) is kept under a lock.
@@ -36,7 +37,10 @@ public final class TollgateServer: Sendable {
     let group: EventLoopGroup
     let logger: Logger
     let registry: ConnectionRegistry
+    let apiIO: APISocketIO
     private let running = NIOLockedValueBox(Running())
+    /// The api socket's epoll loops, from `start` until `shutdown` (nil on NIO).
+    private let epoll = NIOLockedValueBox<EpollAPIListener?>(nil)
 
     /// What runs between `start` and `stopAccepting`.
     private struct Running {
@@ -45,8 +49,9 @@ public final class TollgateServer: Sendable {
         var housekeepingTask: RepeatedTask?
     }
 
-    public init(core: ApplicationCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, logger: Logger) {
+    public init(core: ApplicationCore, group: EventLoopGroup, access: AccessPolicy, limits: ConnectionLimits, apiIO: APISocketIO = .nio, logger: Logger) {
         self.core = core
+        self.apiIO = apiIO
         self.group = group
         self.logger = logger
         self.registry = ConnectionRegistry(policy: access, limits: limits)
@@ -76,8 +81,20 @@ public final class TollgateServer: Sendable {
     /// Binds (or adopts) both listeners and starts the periodic usage flush. When this returns, both sockets
     /// accept connections.
     public func start(_ listeners: Listeners) async throws {
-        let api = try await listen(listeners.api, role: .api)
-        let admin = try await listen(listeners.admin, role: .admin)
+        var channels: [Channel] = []
+        switch apiIO {
+        case .nio: channels.append(try await listen(listeners.api, role: .api))
+        case .epoll(let threads):
+            let listener = try EpollAPIListener(source: listeners.api, threads: threads, core: core, registry: registry, logger: logger)
+            epoll.withLockedValue { $0 = listener }
+        }
+        do {
+            channels.append(try await listen(listeners.admin, role: .admin))
+        } catch {
+            for channel in channels { try? await channel.close() }
+            await shutdown()
+            throw error
+        }
         let core = self.core
         let flushTask = group.next().scheduleRepeatedTask(initialDelay: core.options.usageFlushInterval, delay: core.options.usageFlushInterval) { _ in
             core.recoverJournalIfFailed()
@@ -112,7 +129,7 @@ public final class TollgateServer: Sendable {
                 ])
             }
         }
-        running.withLockedValue { $0 = Running(listeners: [api, admin], flushTask: flushTask, housekeepingTask: housekeepingTask) }
+        running.withLockedValue { $0 = Running(listeners: channels, flushTask: flushTask, housekeepingTask: housekeepingTask) }
     }
 
     private func listen(_ source: ListenerSource, role: SocketRole) async throws -> Channel {
@@ -157,6 +174,24 @@ public final class TollgateServer: Sendable {
         stopping.flushTask?.cancel()
         stopping.housekeepingTask?.cancel()
         for channel in stopping.listeners { try? await channel.close() }
+        let listener = epoll.withLockedValue { $0 }
+        await listener?.stopAccepting()
+    }
+
+    /// For the watchdog: whether the api socket's epoll loops (if any) each ran the probe sent at the previous call.
+    public func apiLoopsAnsweredLastProbe() -> Bool {
+        epoll.withLockedValue { $0 }?.loopsAnswered() ?? true
+    }
+
+    /// Closes the api socket's connections when epoll loops serve them (the NIO ones close with the event loop
+    /// group), after the answers they have gathered are written, and stops the loops. Call after the journal is
+    /// closed, so that its last answers reach their connections.
+    public func shutdown() async {
+        let listener = epoll.withLockedValue { listener in
+            defer { listener = nil }
+            return listener
+        }
+        await listener?.shutdown()
     }
 }
 

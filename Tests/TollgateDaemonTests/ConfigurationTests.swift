@@ -1,5 +1,6 @@
 import Foundation
 import TollgateDaemon
+import TollgateServer
 import TollgateModel
 import XCTest
 
@@ -23,6 +24,17 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(free.maxActiveTokens, 5)
         XCTAssertEqual(config.tokenRetentionDays, 30)
         XCTAssertEqual(config.ledgerRetentionDays, 100)
+    }
+
+    func testTheAPISocketIOIsEpollByDefaultAndCanBeNIO() throws {
+        XCTAssertEqual(DaemonConfiguration.embeddedDefault().apiIO, .epoll(threads: 0))
+        XCTAssertEqual(try parse("{}").apiIO, .epoll(threads: 0))
+        XCTAssertEqual(try parse(#"{ "api_io": "epoll", "api_io_threads": 3 }"#).apiIO, .epoll(threads: 3))
+        XCTAssertEqual(try parse(#"{ "api_io": "nio", "api_io_threads": 3 }"#).apiIO, .nio)
+        XCTAssertThrowsError(try parse(#"{ "api_io": "uring" }"#)) { error in
+            XCTAssertTrue("\(error)".contains("api_io must be epoll or nio, not uring"), "\(error)")
+        }
+        XCTAssertThrowsError(try parse(#"{ "api_io_threads": 257 }"#))
     }
 
     func testEveryPlanFieldIsRead() throws {

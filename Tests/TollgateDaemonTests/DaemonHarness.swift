@@ -37,6 +37,9 @@ final class DaemonHarness {
         configuration.stateDirectory = directory + "/state"
         configuration.journalFsync = fsync
         configuration.usageFlushIntervalMilliseconds = 20
+        // The api socket's I/O: the default (epoll loops), or NIO when the suite is run a second time over it
+        // (scripts/test.sh runs the socket tests under both).
+        if ProcessInfo.processInfo.environment["TOLLGATE_TEST_API_IO"] == "nio" { configuration.apiIO = .nio }
     }
 
     var apiSocket: String { configuration.resolvedAPISocket }
