@@ -21,6 +21,8 @@ import PackageDescription
 /// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
 ///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
+/// - `TollgateFleet`: fleet mode (issue 18): the change log in PostgreSQL (postgres-nio), the pure rules it follows
+///   (sequence gaps, the revocation horizon) and the replicator the core commits through. Off by default.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
 /// The request path (model, codec, engine, core, server) is built without dynamic exclusivity checks in release builds: they cost
@@ -62,6 +64,8 @@ let package = Package(
         // Prometheus metrics (issue 15): the swift-metrics API and swift-prometheus as its backend.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Fleet mode (issue 18): PostgreSQL's wire protocol, so that no PostgreSQL code of ours speaks it.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The codec keeps the hot-path flag: without it a CHECK costs 7 % more instructions (29 831 -> 31 631,
@@ -164,6 +168,19 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Fleet mode: the only target that links postgres-nio; the pure rules in it are tested without PostgreSQL.
+        .target(
+            name: "TollgateFleet",
+            dependencies: [
+                "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "TollgateClient",
             dependencies: [
@@ -176,7 +193,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateFleet", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -267,6 +284,17 @@ let package = Package(
             dependencies: [
                 "TollgateMetrics", "TollgateBuildInfo", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Fleet mode's pure rules (sequence gaps, the horizon on an injected clock) without PostgreSQL, and the
+        // change log against a throwaway PostgreSQL cluster when Debian's server is installed.
+        .testTarget(
+            name: "TollgateFleetTests",
+            dependencies: [
+                "TollgateFleet", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

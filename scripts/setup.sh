@@ -7,8 +7,10 @@ set -euo pipefail
 # wrk: the forward-auth benchmark (scripts/bench-proxy.sh). curl: the proxy tests' client.
 # dpkg-dev: dpkg-shlibdeps for `make deb` (it brings binutils: strip, readelf); man-db: the package test reads the
 # installed manual pages. prometheus: promtool (`promtool check metrics` on a real scrape) and the server the metrics
-# test starts (Tests/metrics/prometheus.sh); its packaged service is not used.
-packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus)
+# test starts (Tests/metrics/prometheus.sh); its packaged service is not used. postgresql: the fleet test
+# (Tests/fleet/fleet.py) makes a throwaway cluster with its initdb and pg_ctl; the packaged cluster is never used.
+# iproute2: the fleet test's network namespaces and veth links.
+packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus postgresql iproute2)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -7,7 +7,8 @@
 #   bash scripts/test.sh slow     tier 2: the crash loop, kill and slow daemon tests, the Python client against the
 #                                 live daemon, the CLI end to end, the hostile-load soak, forward auth behind nginx
 #                                 and Caddy, metrics scraped by a real Prometheus (and promtool), Stripe webhooks signed
-#                                 by the stripe library, systemd end to end, the static release build and the Debian
+#                                 by the stripe library, fleet mode (3 hosts in network namespaces, a throwaway
+#                                 PostgreSQL, kills and partitions), systemd end to end, the static release build and the Debian
 #                                 package (`make deb`): its binaries run without the toolchain, and it installs and
 #                                 serves under systemd (`make test-slow`)
 set -uo pipefail
@@ -43,7 +44,7 @@ tap_stage() {
     shift 2
     "$@" >"$log" 2>&1
     local status=$?
-    grep -E "^(ok|not ok) |^# (SKIP|exposure|RSS|probe)|^[0-9]+ passed, [0-9]+ failed" "$log"
+    grep -E "^(ok|not ok) |^# (SKIP|exposure|RSS|probe|fleet)|^[0-9]+ passed, [0-9]+ failed" "$log"
     local line passed=0 failures=1
     line=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
     if [ -n "$line" ]; then
@@ -118,6 +119,9 @@ tap_stage metrics "$log_dir/metrics.log" timeout 300 bash Tests/metrics/promethe
 
 echo "== Stripe webhooks: events built and signed with Stripe's own Python library, against a live daemon"
 tap_stage stripe "$log_dir/stripe.log" timeout 300 python3 Tests/stripe/stripe_webhooks.py "$bin"
+
+echo "== fleet mode: 3 hosts in network namespaces and a throwaway PostgreSQL, kills and partitions (TOLLGATE_FLEET_ROUNDS)"
+tap_stage fleet "$log_dir/fleet.log" timeout 900 python3 Tests/fleet/fleet.py "$bin/tollgated"
 
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"

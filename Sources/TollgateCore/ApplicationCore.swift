@@ -49,6 +49,10 @@ public final class ApplicationCore: @unchecked Sendable {
     var maxTokens: Int
     var maxLicenses: Int
     var lastStatus: (at: Timestamp, checks: UInt64)?
+    /// Fleet mode (`ChangeReplicator`): nil on a single host.
+    var replicator: (any ChangeReplicator)?
+    /// Fleet mode: from this instant (the clock's nanoseconds) every check is denied `fleet_stale`; never on a single host.
+    var fleetStaleAt: Int64 = .max
 
     public init(
         state: LicensingState, journal: Journal, recovery: RecoveryReport, fileSystem: any JournalFileSystem = PosixFileSystem(),
@@ -119,13 +123,17 @@ public final class ApplicationCore: @unchecked Sendable {
         }
         if durability == .durable { counters.durableWrites &+= 1 }
         let logger = self.logger
-        journal.append(type: change.typeCode, payload: payload, durability: durability) { [weak self] result in
+        // Fleet mode: the record is also committed to the fleet log, and a durable change waits for both.
+        let replicated = replicator != nil && StateChange.replicatedTypes.contains(change.typeCode)
+        let join = replicated ? completion.map(FleetCommitJoin.init) : nil
+        let sequence = journal.append(type: change.typeCode, payload: payload, durability: durability) { [weak self] result in
             if case .failure(let error) = result {
                 logger.error("journal write failed", metadata: ["tollgate.error": "\(error)"])
                 self?.lock.withLock { self?.counters.durableFailures &+= 1 }
             }
-            completion?(result)
+            if let join { join.journalDone(result) } else { completion?(result) }
         }
+        if replicated { replicator!.enqueue(type: change.typeCode, payload: payload, reference: sequence, completion: join.map { join -> @Sendable (Bool) -> Void in { join.fleetDone($0) } }) }
     }
 
     /// The journal in use (it changes only when a failed one is recovered).

@@ -1,4 +1,5 @@
 import Logging
+import TollgateFleet
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -78,10 +79,16 @@ public final class Daemon: Service, Sendable {
         var journal: Journal?
         var lockDescriptor: CInt = -1
         var boundPaths: [String] = []
+        var fleet: FleetReplicator?
+        var fleetTask: Task<Void, Never>?
     }
     private let lifecycle = Mutex(Lifecycle())
 
     public var core: ApplicationCore? { lifecycle.withLock { $0.core } }
+    /// Fleet mode's replicator, when `fleet.enabled`.
+    public var fleet: FleetReplicator? { lifecycle.withLock { $0.fleet } }
+    func setFleet(_ fleet: FleetReplicator, task: Task<Void, Never>) { lifecycle.withLock { ($0.fleet, $0.fleetTask) = (fleet, task) } }
+    func takeFleetTask() -> Task<Void, Never>? { lifecycle.withLock { running in defer { running.fleetTask = nil }; return running.fleetTask } }
     var server: TollgateServer? { lifecycle.withLock { $0.server } }
     /// The HTTP forward-auth front end, when configured or socket-activated.
     public var httpServer: TollgateHTTPServer? { lifecycle.withLock { $0.httpServer } }
@@ -164,15 +171,19 @@ public final class Daemon: Service, Sendable {
             logger: logger)
         lifecycle.withLock { $0.core = core }
         core.observeCheckLatency { metrics.observeCheckLatency(nanosecondsPerCheck: $0, checks: $1) }
+        let fleet = try await startFleet(core: core, journalSequenceAtStart: report.lastSequence)
         // The journal is the truth: the configuration only seeds plans that do not exist yet (Daemon+PlanSeeding).
-        _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
+        // A fleet host that cannot reach the log yet seeds nothing: the fleet's plans arrive when it catches up.
+        if fleet?.acceptsChanges ?? true {
+            _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
+        }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
         lifecycle.withLock { $0.group = group }
         let server = TollgateServer(core: core, group: group, access: configuration.access, limits: configuration.connectionLimits, logger: logger)
         lifecycle.withLock { $0.server = server }
         observed.set { $0.core = core; $0.server = server }
-        core.setExtraStatistics(Self.statistics(server: server, http: nil))
+        core.setExtraStatistics(Self.statistics(server: server, http: nil, fleet: fleet))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
             admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))
@@ -199,6 +210,7 @@ public final class Daemon: Service, Sendable {
         }
         await server?.stopAccepting()
         await httpServer?.stopAccepting()
+        await stopFleet()
         let core = self.core
         core?.flushPendingUsage()
         let journal = lifecycle.withLock { running in
@@ -251,14 +263,14 @@ public final class Daemon: Service, Sendable {
         }
         observed.set { $0.http = server }
         // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
-        if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server)) }
+        if let binary = self.server { core.setExtraStatistics(Self.statistics(server: binary, http: server, fleet: self.fleet)) }
     }
 
     /// What STATS adds to the core's counters: the binary front end's connections and durable backlog and, when it
     /// runs, the HTTP front end's connections (its checks are in checks_total like every other). Both are held
     /// weakly: a stopped daemon answers without them.
-    static func statistics(server: TollgateServer, http: TollgateHTTPServer?) -> @Sendable () -> [KeyValue] {
-        { [weak server, weak http] in
+    static func statistics(server: TollgateServer, http: TollgateHTTPServer?, fleet: FleetReplicator?) -> @Sendable () -> [KeyValue] {
+        { [weak server, weak http, weak fleet] in
             guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
             var extra = [
                 KeyValue("connections", "\(stats.connections)"), KeyValue("connections_refused", "\(stats.refusedConnections)"),
@@ -277,7 +289,7 @@ public final class Daemon: Service, Sendable {
                     KeyValue("stripe_events_refused", "\(stripe.refused)"), KeyValue("stripe_bad_signatures", "\(stripe.badSignatures)"),
                 ]
             }
-            return extra
+            return extra + fleetStatistics(fleet)
         }
     }
 

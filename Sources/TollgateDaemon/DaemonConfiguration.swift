@@ -45,6 +45,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var ledgerRetentionDays = 100
     /// The HTTP forward-auth listener (`http`); nil: none, unless systemd passes a socket named `http`.
     public var http: HTTPConfiguration?
+    /// Fleet mode (`fleet`, `Protocol/FLEET.md`); nil or not `enabled`: a single host, no PostgreSQL.
+    public var fleet: FleetConfiguration?
 
     public init() {}
 
@@ -170,6 +172,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             config.plans.append(plan)
         }
         if let http = try reader.object("http") { config.http = try HTTPConfiguration.read(http) }
+        if let fleet = try reader.object("fleet") { config.fleet = try FleetConfiguration.read(fleet) }
         if var licensing = try reader.object("licensing") {
             config.maxDerivedLifetimeSeconds = try licensing.int("max_derived_lifetime_s", range: 1...(30 * 86_400)) ?? config.maxDerivedLifetimeSeconds
             config.reservationLifetimeSeconds = try licensing.int("reservation_lifetime_s", range: 1...86_400) ?? config.reservationLifetimeSeconds

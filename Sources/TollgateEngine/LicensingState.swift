@@ -22,6 +22,9 @@ public struct LicensingState: Sendable {
     public internal(set) var book = UsageBook()
     /// Billing events seen and the subscriptions they concern (`applyBilling`).
     public internal(set) var billing = BillingBook()
+    /// Fleet mode: the fleet log's sequence up to which this state has every record (`Protocol/FLEET.md` 5.2);
+    /// 0 on a single host.
+    public internal(set) var fleetPosition: UInt64 = 0
 
     // Not journaled.
     var rateLimiters: [PoolKey: RateLimiterState] = [:]
@@ -192,6 +195,11 @@ public struct LicensingState: Sendable {
             billing.record(record)
         case .billingRestored(let seen, let subscriptions):
             billing = BillingBook(seen: seen, subscriptions: subscriptions)
+        case .fleetPosition(let sequence):
+            fleetPosition = max(fleetPosition, sequence)
+        case .fleetApplied(let sequence, let inner):
+            apply(inner)
+            fleetPosition = max(fleetPosition, sequence)
         }
     }
 

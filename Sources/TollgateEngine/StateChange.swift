@@ -114,6 +114,16 @@ public enum StateChange: Sendable, Hashable {
     case billingApplied(BillingRecord)
     /// Snapshot only: the billing events seen within their retention and the last event applied per subscription.
     case billingRestored(seen: [BillingSeenEvent], subscriptions: [BillingSubscription])
+    /// Fleet mode (`Protocol/FLEET.md` 5.2): the host has applied the fleet log up to `sequence` (its own records
+    /// came back, or a snapshot records where it is). Never in the fleet log itself.
+    case fleetPosition(sequence: UInt64)
+    /// Fleet mode: another host's change, read from the fleet log at `sequence`, applied and journaled here. One
+    /// record holds both, so a crash never keeps the change without the position or the position without it.
+    indirect case fleetApplied(sequence: UInt64, StateChange)
+
+    /// The record types the fleet log carries (`Protocol/FLEET.md` 3): every change a client asks for; not the
+    /// host-local housekeeping (12, 13), the snapshot-only types (7, 16) nor the fleet's own (20, 21).
+    public static let replicatedTypes: Set<UInt8> = [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 14, 15]
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -134,6 +144,8 @@ public enum StateChange: Sendable, Hashable {
         case .objectDeleted: return 14
         case .billingApplied: return 15
         case .billingRestored: return 16
+        case .fleetPosition: return 20
+        case .fleetApplied: return 21
         }
     }
 }

@@ -94,6 +94,11 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
     /// A DELETE of an object that something still uses (answered only to the DELETE opcodes, so clients that
     /// predate them never see it).
     case inUse = 11
+    /// Fleet mode: the fleet log (PostgreSQL) is unreachable; the change was not made (`Protocol/FLEET.md` 4.1).
+    case fleetUnavailable = 14
+    /// Fleet mode: the change is made on this host, but its commit to the fleet log was not confirmed in time; it is
+    /// committed when the log is reachable again. Unknown to the caller, like a timeout.
+    case fleetUnconfirmed = 15
 
     public var name: String {
         switch self {
@@ -109,6 +114,8 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
         case .invalidArgument: return "invalid_argument"
         case .unavailable: return "unavailable"
         case .inUse: return "in_use"
+        case .fleetUnavailable: return "fleet_unavailable"
+        case .fleetUnconfirmed: return "fleet_unconfirmed"
         }
     }
 
