@@ -31,7 +31,7 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
     }
     private let shared: NIOLockedValueBox<Shared>
     private let acceptingChanges = Atomic<Bool>(false)
-    /// Raised at the first confirmed catch-up; nil from then on.
+    /// Raised when the host is first ready (caught up, and the writer connected); nil from then on.
     private let firstCatchUp = NIOLockedValueBox<[Wakeup]?>([])
 
     /// `journalSequenceAtStart`: the local journal's last sequence after replay; the core's state holds the position.
@@ -72,7 +72,8 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
         }
     }
 
-    /// Returns once the first catch-up is confirmed, or after `timeoutMillis` (the caller's bound on start-up).
+    /// Returns once the first catch-up is confirmed and changes can be committed, or after `timeoutMillis` (the
+    /// caller's bound on start-up).
     public func waitForFirstCatchUp(timeoutMillis: Int64) async {
         let wake = Wakeup()
         let waiting = firstCatchUp.withLockedValue { waiters -> Bool in
@@ -89,10 +90,13 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
         timer.cancel()
     }
 
-    /// The poll: wakes the reader (catch-up even without NOTIFY) and the writer (expired waits, heartbeat).
+    /// The poll: answers waits past their deadline, wakes the reader (catch-up even without NOTIFY) and the writer
+    /// (heartbeat).
     private func tick() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(settings.pollMillis))
+            // Here, not in the writer: a writer reconnecting (backing off) must not keep waiting requests unanswered.
+            queue.expire(now: clock.now().nanoseconds)
             readerKick.raise()
             writerKick.raise()
         }
@@ -133,15 +137,27 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
             return connected && s.caughtUpOnce
         }
         acceptingChanges.store(accepts, ordering: .relaxed)
+        // Ready for the first time (caught up and able to commit): start-up may go on.
+        if accepts {
+            let waiters = firstCatchUp.withLockedValue { w -> [Wakeup] in
+                defer { w = nil }
+                return w ?? []
+            }
+            for waiter in waiters { waiter.raise() }
+        }
     }
 
     private func writerLoop() async {
         while !Task.isCancelled {
             guard let connection = await connectWithBackoff(role: "writer") else { return }
-            setWriterConnected(true)
             do {
+                // What a lost answer may have committed already is not committed twice (FLEET.md 4.1).
+                let last = try await bounded(connection, millis: settings.queryTimeoutMillis) {
+                    try await PostgresFleetLog.lastReference(hostID: self.settings.hostID, incarnation: self.incarnation, on: connection, logger: self.logger)
+                }
+                queue.committed(upTo: last)
+                setWriterConnected(true)
                 while !Task.isCancelled {
-                    queue.expire(now: clock.now().nanoseconds)
                     let batch = queue.takeBatch(limit: 512)
                     if batch.isEmpty {
                         let position = core.fleetPosition
@@ -228,14 +244,7 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
             return (s.horizon.staleAt, !s.caughtUpOnce)
         }
         core.confirmFleetCatchUp(staleAt: staleAt)
-        if first {
-            setWriterConnected(shared.withLockedValue { $0.writerConnected })
-            let waiters = firstCatchUp.withLockedValue { w -> [Wakeup] in
-                defer { w = nil }
-                return w ?? []
-            }
-            for waiter in waiters { waiter.raise() }
-        }
+        if first { setWriterConnected(shared.withLockedValue { $0.writerConnected }) }
     }
 
     // MARK: Observing

@@ -66,6 +66,20 @@ public final class OutboundQueue: Sendable {
         for completion in done { completion(true) }
     }
 
+    /// The log already holds every queued record up to `reference` (a commit whose answer was lost): they leave the
+    /// queue as committed. References grow in queue order (they are the journal's sequence numbers).
+    public func committed(upTo reference: UInt64) {
+        let done: [@Sendable (Bool) -> Void] = state.withLockedValue { s in
+            guard !s.inFlight else { return [] }
+            let count = s.records.prefix { $0.reference <= reference }.count
+            let removed = s.records.prefix(count)
+            s.records.removeFirst(count)
+            s.committed &+= UInt64(count)
+            return removed.compactMap { s.waiters.removeValue(forKey: $0.id)?.completion }
+        }
+        for completion in done { completion(true) }
+    }
+
     /// The batch taken last did not commit: it stays at the front, for the next attempt.
     public func failed() {
         state.withLockedValue { $0.inFlight = false }

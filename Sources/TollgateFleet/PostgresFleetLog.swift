@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOConcurrencyHelpers
 import PostgresNIO
 
 /// The fleet log's SQL (`Protocol/FLEET.md` 2 and 4.2), over postgres-nio: no PostgreSQL wire code of ours.
@@ -21,8 +22,13 @@ enum PostgresFleetLog {
     }
 
     /// Creates the tables if they do not exist, under an advisory lock so that hosts starting together do not race.
+    /// The transaction is the only one of more than one statement, and it runs only before the tables exist: a host
+    /// cut off in its middle is aborted by PostgreSQL after 5 s idle, so that it cannot block the others.
     static func ensureSchema(_ connection: PostgresConnection, logger: Logger) async throws {
+        let existing = try await connection.query("SELECT to_regclass('tollgate_log_head') IS NOT NULL", logger: logger)
+        for try await exists in existing.decode(Bool.self) where exists { return }
         try await connection.withTransaction(logger: logger) { c in
+            try await c.query("SET LOCAL idle_in_transaction_session_timeout = '5s'", logger: logger)
             try await c.query("SELECT pg_advisory_xact_lock(hashtext('tollgate_fleet_schema'))", logger: logger)
             try await c.query("""
                 CREATE TABLE IF NOT EXISTS tollgate_log (
@@ -40,29 +46,42 @@ enum PostgresFleetLog {
     }
 
     /// Commits `batch` as the next sequence numbers, in order, and wakes the other hosts; returns the last sequence.
-    /// The head row's lock, held from the UPDATE to COMMIT, makes sequence order the commit order, without gaps.
+    ///
+    /// One statement, so one implicit transaction that PostgreSQL runs to its end once it has the request: the head
+    /// row's lock, taken by the UPDATE and held until the commit, makes sequence order the commit order without gaps
+    /// (FLEET.md 4.2), and no host cut off mid-transaction can leave it held (as BEGIN … COMMIT over several round
+    /// trips could, idle in transaction until TCP notices, stalling every host's commits).
     static func commit(_ batch: [OutboundQueue.Record], hostID: String, incarnation: UInt64, on connection: PostgresConnection, logger: Logger) async throws -> UInt64 {
         precondition(!batch.isEmpty)
         let count = Int64(batch.count)
         let references = batch.map { Int64(bitPattern: $0.reference) }
         let types = batch.map { Int16($0.type) }
         let payloads = batch.map { ByteBuffer(bytes: $0.payload) }
-        let origin = hostID
         let incarnationValue = Int64(bitPattern: incarnation)
-        return try await connection.withTransaction(logger: logger) { c in
-            let rows = try await c.query("UPDATE tollgate_log_head SET seq = seq + \(count) WHERE id = 1 RETURNING seq", logger: logger)
-            var last: Int64 = -1
-            for try await (seq) in rows.decode(Int64.self) { last = seq }
-            guard last >= count else { throw FleetLogError("the log head row is missing; was the schema changed by hand?") }
-            let first = last - count + 1
-            try await c.query("""
+        let rows = try await connection.query("""
+            WITH head AS (UPDATE tollgate_log_head SET seq = seq + \(count) WHERE id = 1 RETURNING seq),
+            written AS (
                 INSERT INTO tollgate_log (seq, origin, incarnation, origin_ref, type, payload)
-                SELECT \(first) + u.ord - 1, \(origin), \(incarnationValue), u.ref, u.type, u.payload
-                FROM unnest(\(references)::bigint[], \(types)::smallint[], \(payloads)::bytea[]) WITH ORDINALITY AS u(ref, type, payload, ord)
-                """, logger: logger)
-            try await c.query("SELECT pg_notify('tollgate_log', \(origin))", logger: logger)
-            return UInt64(last)
-        }
+                SELECT head.seq - \(count) + u.ord, \(hostID), \(incarnationValue), u.ref, u.type, u.payload
+                FROM head, unnest(\(references)::bigint[], \(types)::smallint[], \(payloads)::bytea[]) WITH ORDINALITY AS u(ref, type, payload, ord)
+                RETURNING seq)
+            SELECT max(written.seq) FROM written, (SELECT pg_notify('tollgate_log', \(hostID))) AS woken
+            """, logger: logger)
+        var last: Int64?
+        for try await seq in rows.decode(Int64?.self) { last = seq }
+        guard let last, last >= count else { throw FleetLogError("the log head row is missing; was the schema changed by hand?") }
+        return UInt64(last)
+    }
+
+    /// The last of this run's records the log holds (0: none). A commit whose answer was lost (the connection broke
+    /// after PostgreSQL committed) is recognised by it after the reconnect, and not committed twice.
+    static func lastReference(hostID: String, incarnation: UInt64, on connection: PostgresConnection, logger: Logger) async throws -> UInt64 {
+        let incarnationValue = Int64(bitPattern: incarnation)
+        let rows = try await connection.query(
+            "SELECT coalesce(max(origin_ref), 0) FROM tollgate_log WHERE origin = \(hostID) AND incarnation = \(incarnationValue)", logger: logger)
+        var last: Int64 = 0
+        for try await value in rows.decode(Int64.self) { last = value }
+        return UInt64(bitPattern: last)
     }
 
     /// Up to `limit` rows after `position`, in sequence order.
@@ -97,17 +116,65 @@ public struct FleetLogError: Error, CustomStringConvertible {
 }
 
 /// Runs `body` on `connection`, or closes the connection after `millis` and throws: a query that hangs (a partition
-/// leaves TCP half-open) must not hang the host's view of the fleet. Closing is what ends the hung query (it does not
-/// notice task cancellation); the caller then makes a new connection.
+/// leaves TCP half-open) must not hang the host's view of the fleet; the caller then makes a new connection.
+///
+/// Not a task group: a group waits for every child, and a query written to a connection that is already closed may
+/// never complete (postgres-nio drops the request with the write), so the group would never return. Here the first
+/// of the answer and the deadline wins, and the loser is cancelled and left behind.
 func bounded<T: Sendable>(_ connection: PostgresConnection, millis: Int64, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .milliseconds(millis))
-            try? await connection.close()
-            throw FleetLogError("no answer from PostgreSQL within \(millis) ms; connection closed")
+    let outcome = FirstOutcome<T>()
+    return try await withCheckedThrowingContinuation { continuation in
+        outcome.set(continuation)
+        let work = Task {
+            do { outcome.resume(.success(try await body())) } catch { outcome.resume(.failure(error)) }
         }
-        defer { group.cancelAll() }
-        return try await group.next()!!
+        let timer = Task {
+            try await Task.sleep(for: .milliseconds(millis))
+            if outcome.resume(.failure(FleetLogError("no answer from PostgreSQL within \(millis) ms; connection closed"))) {
+                work.cancel()
+                try? await connection.close()
+            }
+        }
+        outcome.onFinish { timer.cancel() }
+    }
+}
+
+/// Resumes a continuation once, with the first result offered.
+final class FirstOutcome<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var result: Result<T, any Error>?
+        var finished = false
+        var onFinish: [@Sendable () -> Void] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func set(_ continuation: CheckedContinuation<T, any Error>) {
+        state.withLockedValue { $0.continuation = continuation }
+    }
+
+    /// Runs `action` once the outcome is known (at once if it already is).
+    func onFinish(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLockedValue { s -> Bool in
+            if s.finished { return true }
+            s.onFinish.append(action)
+            return false
+        }
+        if now { action() }
+    }
+
+    /// True when this was the first result.
+    @discardableResult
+    func resume(_ result: Result<T, any Error>) -> Bool {
+        let taken = state.withLockedValue { s -> (CheckedContinuation<T, any Error>, [@Sendable () -> Void])? in
+            guard !s.finished, let continuation = s.continuation else { return nil }
+            s.finished = true
+            defer { s.onFinish = [] }
+            return (continuation, s.onFinish)
+        }
+        guard let (continuation, actions) = taken else { return false }
+        continuation.resume(with: result)
+        for action in actions { action() }
+        return true
     }
 }
