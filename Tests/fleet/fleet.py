@@ -333,7 +333,10 @@ def scenario(hosts, network, database):
         for thread in load:
             thread.join(30)
 
-    # Convergence: every host at the log's head, every acknowledged change everywhere.
+    # Convergence: nothing left in any host's queue for the log, then every host at the log's head, every
+    # acknowledged change everywhere.
+    for host in hosts:
+        wait_for(lambda: host.stats().get("fleet.queued") == "0", 60, f"host {host.index} has committed what it queued")
     head = int(database.sql("SELECT seq FROM tollgate_log_head"))
     for host in hosts:
         wait_for(lambda: int(host.stats().get("fleet.position", "0")) >= head, 30, f"host {host.index} at the log head {head}")
