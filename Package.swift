@@ -31,6 +31,8 @@ import PackageDescription
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
 /// - `CEpoll`: epoll, eventfd, accept4 and `SO_PEERCRED` for the api socket's epoll loops (Swift's Glibc module
 ///   does not export them).
+/// - `TollgateFleet`: fleet mode (issue 18): the change log in PostgreSQL (postgres-nio), the pure rules it follows
+///   (sequence gaps, the revocation horizon) and the replicator the core commits through. Off by default.
 /// - `TollgateClient`: the client library used by the CLI, the tests and the benchmark.
 /// - `TollgateTop`: `tollgate top`'s pure part: a WATCH stream's decisions added up and drawn as text.
 /// - `TollgateDaemon`: the composition root shared by `tollgated` and the tests.
@@ -85,6 +87,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // Fleet mode (issue 18): PostgreSQL's wire protocol, so that no PostgreSQL code of ours speaks it.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The codec keeps the hot-path flag: without it a CHECK costs 7 % more instructions (29 831 -> 31 631,
@@ -234,6 +238,19 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Fleet mode: the only target that links postgres-nio; the pure rules in it are tested without PostgreSQL.
+        .target(
+            name: "TollgateFleet",
+            dependencies: [
+                "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "TollgateClient",
             dependencies: [
@@ -246,7 +263,7 @@ let package = Package(
         .target(
             name: "TollgateDaemon",
             dependencies: [
-                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateGRPC", "TollgateAuthorization", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
+                "TollgateCore", "TollgateServer", "TollgateHTTP", "TollgateGRPC", "TollgateAuthorization", "TollgateMetrics", "TollgateBilling", "TollgateSystemd", "TollgateFleet", "TollgateEngine", "TollgateJournal", "TollgateProtocol", "TollgateModel",
                 "TollgateIdentity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -377,6 +394,17 @@ let package = Package(
             dependencies: [
                 "TollgateMetrics", "TollgateBuildInfo", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Fleet mode's pure rules (sequence gaps, the horizon on an injected clock) without PostgreSQL, and the
+        // change log against a throwaway PostgreSQL cluster when Debian's server is installed.
+        .testTarget(
+            name: "TollgateFleetTests",
+            dependencies: [
+                "TollgateFleet", "TollgateCore", "TollgateEngine", "TollgateJournal", "TollgateModel", "TollgateProtocol", "TollgateTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -8,8 +8,10 @@ set -euo pipefail
 # dpkg-dev: dpkg-shlibdeps for `make deb` (it brings binutils: strip, readelf); man-db: the package test reads the
 # installed manual pages. prometheus: promtool (`promtool check metrics` on a real scrape) and the server the metrics
 # test starts (Tests/metrics/prometheus.sh); its packaged service is not used. tmux: `tollgate top` runs in a tmux
-# pane whose screen the test reads (Tests/top/top.sh).
-packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus tmux)
+# pane whose screen the test reads (Tests/top/top.sh). postgresql: the fleet test (Tests/fleet/fleet.py) makes a
+# throwaway cluster with its initdb and pg_ctl; the packaged cluster is never used. iproute2: the fleet test's
+# network namespaces and veth links.
+packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus tmux postgresql iproute2)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -49,7 +49,7 @@ tap_stage() {
     shift 2
     "$@" >"$log" 2>&1
     local status=$?
-    grep -E "^(ok|not ok) |^# (SKIP|exposure|RSS|probe)|^[0-9]+ passed, [0-9]+ failed" "$log"
+    grep -E "^(ok|not ok) |^# (SKIP|exposure|RSS|probe|fleet)|^[0-9]+ passed, [0-9]+ failed" "$log"
     local line passed=0 failures=1
     line=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
     if [ -n "$line" ]; then

@@ -57,6 +57,10 @@ public enum DenyStatus {
             return .forbidden
         case .quotaExceeded, .rateLimited, .creditsExhausted, .concurrencyLimited:
             return .tooManyRequests
+        // Fleet mode: this host is cut off from the fleet log for longer than the revocation horizon; another host
+        // (or this one, once it catches up) may admit the same request.
+        case .fleetStale:
+            return .serviceUnavailable
         }
     }
 }

@@ -16,6 +16,7 @@ extension ApplicationCore {
         if currentJournal.statistics.failed {
             return .error(.unavailable, "the journal cannot write (disk full or I/O error); the change was not made. It recovers by itself; retry later")
         }
+
         enum Outcome {
             case now(Response)
             case later
@@ -23,6 +24,8 @@ extension ApplicationCore {
         let outcome: Outcome
         do {
             outcome = try lock.withLock { () throws -> Outcome in
+                // Fleet mode: nothing is applied here that the fleet log cannot take (FLEET.md 4.1 step 1).
+                if let replicator, !replicator.acceptsChanges { return .now(Self.fleetUnavailable) }
                 let (response, change) = try decideLocked(request, now: now, caller: caller)
                 guard let change else {
                     // A repeated idempotency key whose first record is not durable yet is answered only when that
@@ -43,6 +46,8 @@ extension ApplicationCore {
                     let waiters = key.flatMap { key in self?.lock.withLock { self?.keysInFlight.removeValue(forKey: key) } } ?? []
                     switch result {
                     case .success: completion(response)
+                    case .failure(let error) where error.code == .timedOut:
+                        completion(.error(.fleetUnconfirmed, "the change is made on this host, but the fleet log did not confirm it in time; it is committed when the log is reachable. Retry with the same idempotency key, or read it back"))
                     // The journal's error (paths, errno) is logged, never sent to a client.
                     case .failure(let error):
                         self?.journalWriteFailed(error)
@@ -62,6 +67,8 @@ extension ApplicationCore {
         }
         return response
     }
+
+    static let fleetUnavailable = Response.error(.fleetUnavailable, "the fleet log (PostgreSQL) is unreachable; the change was not made. Retry later or on another host")
 
     /// Who asked, as the journal records it: the operator's name (admin socket) and the kernel's word on the uid
     /// (`alice uid=1000`, or `uid=1000` without a name; `uid=unknown` when the kernel did not say).

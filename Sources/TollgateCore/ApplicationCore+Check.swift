@@ -91,7 +91,10 @@ extension ApplicationCore {
 
     /// Decides one check and counts it. Called with the lock held; returns whether the decision is to be logged.
     private func checkLocked(_ request: CheckRequest, now: Timestamp, caller: UInt32?) -> (CheckResult, Bool) {
-        let (result, consumed) = state.check(request, at: now, caller: caller, reservationLifetime: options.reservationLifetimeMillis)
+        // Fleet mode's revocation horizon (Protocol/FLEET.md 7), at the check's own instant; never on a single host.
+        let (result, consumed): (CheckResult, UsageEntry?) = now.nanoseconds < fleetStaleAt
+            ? state.check(request, at: now, caller: caller, reservationLifetime: options.reservationLifetimeMillis)
+            : (CheckResult(reason: .fleetStale), nil)
         counters.checks &+= 1
         var logDecision = false
         if !result.allowed {

@@ -55,6 +55,10 @@ public final class ApplicationCore: @unchecked Sendable {
     var lastStatus: (at: Timestamp, checks: UInt64)?
     /// Verifies EXCHANGE's subject tokens (`TollgateIdentity`, set by the daemon); nil: exchange is not configured.
     var exchangeVerifier: ExchangeVerifier?
+    /// Fleet mode (`ChangeReplicator`): nil on a single host.
+    var replicator: (any ChangeReplicator)?
+    /// Fleet mode: from this instant (the clock's nanoseconds) every check is denied `fleet_stale`; never on a single host.
+    var fleetStaleAt: Int64 = .max
 
     public init(
         state: LicensingState, journal: Journal, recovery: RecoveryReport, fileSystem: any JournalFileSystem = PosixFileSystem(),
@@ -128,17 +132,28 @@ public final class ApplicationCore: @unchecked Sendable {
             return
         }
         if durability == .durable { counters.durableWrites &+= 1 }
+        // Fleet mode: the record is also committed to the fleet log, and a durable change waits for both.
+        let replicated = replicator != nil && StateChange.replicatedTypes.contains(change.typeCode)
+        let join = replicated ? completion.map(FleetCommitJoin.init) : nil
         // Unwrapped with `if let`, not `??`: through `??`'s generic autoclosure the closure was wrapped in two
-        // reabstraction thunks, each an allocation.
+        // reabstraction thunks, each an allocation. A completion (or the fleet's join, which ends in it) reports a
+        // failure through `journalWriteFailed` itself.
         let done: @Sendable (Result<UInt64, JournalError>) -> Void
-        if let completion {
+        if let join {
+            done = { join.journalDone($0) }
+        } else if let completion {
             done = completion
         } else {
             done = { [weak self] result in
                 if case .failure(let error) = result { self?.journalWriteFailed(error) }
             }
         }
-        journal.append(type: change.typeCode, payload: payload, durability: durability, completion: done)
+        let sequence = journal.append(type: change.typeCode, payload: payload, durability: durability, completion: done)
+        if replicated {
+            replicator!.enqueue(
+                type: change.typeCode, payload: payload, reference: sequence,
+                completion: join.map { join -> @Sendable (Bool) -> Void in { join.fleetDone($0) } })
+        }
     }
 
     /// Logs and counts a record the journal could not make durable (called from its completion, off the lock).

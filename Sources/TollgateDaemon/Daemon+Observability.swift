@@ -39,6 +39,7 @@ extension Daemon {
             frontEnds.sockets.append(("http", stats.connections, stats.refused, nil))
             frontEnds.httpAnswers = http.answerStatistics
         }
+        if let fleet = self.fleet { frontEnds.fleet = fleet.metricsReading() }
         return metrics.scrape(core.metricsSnapshot(), frontEnds)
     }
 

@@ -1,4 +1,5 @@
 import Logging
+import TollgateFleet
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -88,10 +89,16 @@ public final class Daemon: Service, Sendable {
         var lockDescriptor: CInt = -1
         var boundPaths: [String] = []
         var decisionLog: DecisionLog?
+        var fleet: FleetReplicator?
+        var fleetTask: Task<Void, Never>?
     }
     private let lifecycle = Mutex(Lifecycle())
 
     public var core: ApplicationCore? { lifecycle.withLock { $0.core } }
+    /// Fleet mode's replicator, when `fleet.enabled`.
+    public var fleet: FleetReplicator? { lifecycle.withLock { $0.fleet } }
+    func setFleet(_ fleet: FleetReplicator, task: Task<Void, Never>) { lifecycle.withLock { ($0.fleet, $0.fleetTask) = (fleet, task) } }
+    func takeFleetTask() -> Task<Void, Never>? { lifecycle.withLock { running in defer { running.fleetTask = nil }; return running.fleetTask } }
     var server: TollgateServer? { lifecycle.withLock { $0.server } }
     /// The HTTP forward-auth front end, when configured or socket-activated.
     public var httpServer: TollgateHTTPServer? { lifecycle.withLock { $0.httpServer } }
@@ -177,8 +184,12 @@ public final class Daemon: Service, Sendable {
         lifecycle.withLock { $0.core = core }
         installIdentity(configuration.identity, into: core)
         core.observeCheckLatency { metrics.observeCheckLatency(nanosecondsPerCheck: $0, checks: $1) }
+        let fleet = try await startFleet(core: core, journalSequenceAtStart: report.lastSequence)
         // The journal is the truth: the configuration only seeds plans that do not exist yet (Daemon+PlanSeeding).
-        _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
+        // A fleet host that cannot reach the log yet seeds nothing: the fleet's plans arrive when it catches up.
+        if fleet?.acceptsChanges ?? true {
+            _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
+        }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
         lifecycle.withLock { $0.group = group }
@@ -191,7 +202,7 @@ public final class Daemon: Service, Sendable {
             decisionLog.start(core: core, configuration: configuration.decisionLog, clock: dependencies.clock, logger: logger)
             lifecycle.withLock { $0.decisionLog = decisionLog }
         }
-        core.setExtraStatistics(Self.statistics(server: server, http: nil, decisionLog: decisionLog))
+        core.setExtraStatistics(Self.statistics(server: server, http: nil, decisionLog: decisionLog, fleet: fleet))
         let listeners = dependencies.inheritedListeners ?? TollgateServer.Listeners(
             api: .path(configuration.resolvedAPISocket, mode: mode_t(configuration.apiSocketMode)),
             admin: .path(configuration.resolvedAdminSocket, mode: mode_t(configuration.adminSocketMode)))
@@ -221,6 +232,7 @@ public final class Daemon: Service, Sendable {
         await server?.stopAccepting()
         await httpServer?.stopAccepting()
         await grpcServer?.stop()
+        await stopFleet()
         let core = self.core
         core?.flushPendingUsage()
         let journal = lifecycle.withLock { running in
@@ -284,7 +296,7 @@ public final class Daemon: Service, Sendable {
         // Handed to the core under its lock, so STATS on any event loop sees the HTTP server without a race.
         if let binary = self.server {
             let decisionLog = lifecycle.withLock { $0.decisionLog }
-            core.setExtraStatistics(Self.statistics(server: binary, http: server, decisionLog: decisionLog))
+            core.setExtraStatistics(Self.statistics(server: binary, http: server, decisionLog: decisionLog, fleet: self.fleet))
         }
     }
 
@@ -307,8 +319,8 @@ public final class Daemon: Service, Sendable {
     /// What STATS adds to the core's counters: the binary front end's connections and durable backlog and, when it
     /// runs, the HTTP front end's connections (its checks are in checks_total like every other). Both are held
     /// weakly: a stopped daemon answers without them.
-    static func statistics(server: TollgateServer, http: TollgateHTTPServer?, decisionLog: DecisionLog?) -> @Sendable () -> [KeyValue] {
-        { [weak server, weak http] in
+    static func statistics(server: TollgateServer, http: TollgateHTTPServer?, decisionLog: DecisionLog?, fleet: FleetReplicator?) -> @Sendable () -> [KeyValue] {
+        { [weak server, weak http, weak fleet] in
             guard let stats = server?.connectionStatistics, let backlog = server?.backlogStatistics else { return [] }
             // The sampled decision log (`decision_log`): lines written, sampled decisions over the per-second cap,
             // decisions lost because the log fell behind the ring.
@@ -332,7 +344,7 @@ public final class Daemon: Service, Sendable {
                     KeyValue("stripe_events_refused", "\(stripe.refused)"), KeyValue("stripe_bad_signatures", "\(stripe.badSignatures)"),
                 ]
             }
-            return extra
+            return extra + fleetStatistics(fleet)
         }
     }
 

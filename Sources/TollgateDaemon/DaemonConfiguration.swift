@@ -55,6 +55,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var identity: IdentityConfiguration?
     /// Envoy's gRPC `ext_authz` listener (`grpc`); nil: none, unless systemd passes a socket named `grpc`.
     public var grpc: GRPCConfiguration?
+    /// Fleet mode (`fleet`, `Protocol/FLEET.md`); nil or not `enabled`: a single host, no PostgreSQL.
+    public var fleet: FleetConfiguration?
 
     public init() {}
 
@@ -197,6 +199,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let http = try reader.object("http") { config.http = try HTTPConfiguration.read(http) }
         if let identity = try reader.object("identity") { config.identity = try IdentityConfiguration.read(identity) }
         if let grpc = try reader.object("grpc") { config.grpc = try GRPCConfiguration.read(grpc) }
+        if let fleet = try reader.object("fleet") { config.fleet = try FleetConfiguration.read(fleet) }
         if var licensing = try reader.object("licensing") {
             config.maxDerivedLifetimeSeconds = try licensing.int("max_derived_lifetime_s", range: 1...(30 * 86_400)) ?? config.maxDerivedLifetimeSeconds
             config.reservationLifetimeSeconds = try licensing.int("reservation_lifetime_s", range: 1...86_400) ?? config.reservationLifetimeSeconds

@@ -25,6 +25,9 @@ public struct LicensingState: Sendable {
     /// Subjects deprovisioned at their identity provider (SCIM), and since when: their exchanges are refused until
     /// they are reactivated (`StateChange.subjectStatus`).
     public internal(set) var deprovisioned: [String: UnixMillis] = [:]
+    /// Fleet mode: the fleet log's sequence up to which this state has every record (`Protocol/FLEET.md` 5.2);
+    /// 0 on a single host.
+    public internal(set) var fleetPosition: UInt64 = 0
 
     // Not journaled.
     var rateLimiters: [PoolKey: RateLimiterState] = [:]
@@ -202,6 +205,11 @@ public struct LicensingState: Sendable {
                 deprovisioned[subject] = at
                 if !ids.isEmpty { apply(.tokensRevoked(tokenIDs: ids, reason: "deprovisioned", actor: actor, at: at)) }
             }
+        case .fleetPosition(let sequence):
+            fleetPosition = max(fleetPosition, sequence)
+        case .fleetApplied(let sequence, let inner):
+            apply(inner)
+            fleetPosition = max(fleetPosition, sequence)
         }
     }
 

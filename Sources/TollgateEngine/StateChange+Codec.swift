@@ -58,6 +58,15 @@ extension StateChange {
         case .eventsRecorded(let events):
             buffer.writeInteger(UInt32(events.count))
             for event in events { try buffer.writeEvent(event) }
+        case .fleetPosition(let sequence):
+            buffer.writeInteger(sequence)
+        case .fleetApplied(let sequence, let inner):
+            buffer.writeInteger(sequence)
+            buffer.writeInteger(inner.typeCode)
+            let lengthIndex = buffer.writerIndex
+            buffer.writeInteger(UInt32(0))
+            try inner.encodePayload(into: &buffer)
+            buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
         case .objectDeleted(let kind, let id, let actor, let at):
             buffer.writeInteger(at)
             buffer.writeInteger(kind.rawValue)
@@ -189,6 +198,21 @@ extension StateChange {
             var ids: [String] = []
             for _ in 0..<(try r.longCount("token_ids", minimumElementSize: 2)) { ids.append(try r.string("token_id")) }
             change = .subjectStatus(subject: subject, active: active == 1, tokenIDs: ids, actor: actor, at: at)
+        case 20:
+            change = .fleetPosition(sequence: try r.u64("sequence"))
+        case 21:
+            let sequence = try r.u64("sequence")
+            let innerType = try r.u8("type")
+            // Only a change another host can have made: never a fleet record inside a fleet record, nor a
+            // snapshot-only or host-local one (FLEET.md 3).
+            guard StateChange.replicatedTypes.contains(innerType) else {
+                throw WireError(.malformed, "journal record type 21 carries record type \(innerType), which the fleet log never holds")
+            }
+            let length = Int(try r.u32("length"))
+            guard let inner = r.buffer.readSlice(length: length) else {
+                throw WireError(.malformed, "journal record type 21: the inner record declares \(length) bytes but \(r.buffer.readableBytes) remain")
+            }
+            change = .fleetApplied(sequence: sequence, try StateChange.decode(type: innerType, payload: inner))
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }
@@ -382,6 +406,8 @@ extension LicensingState {
         var book = self.book
         book.idempotencyKeys = book.idempotencyKeys.filter { $0.value >= now - idempotencyRetention }
         try write(.countersRestored(book))
+        // Fleet mode: where this host is in the fleet log (FLEET.md 5.2); a single host's snapshot never holds it.
+        if fleetPosition > 0 { try write(.fleetPosition(sequence: fleetPosition)) }
         // Only when there is something: a state that never saw a billing event writes the snapshot it always did.
         if !billing.seen.isEmpty || !billing.subscriptions.isEmpty {
             try write(.billingRestored(

@@ -119,6 +119,16 @@ public enum StateChange: Sendable, Hashable {
     /// exchange again; what was revoked stays revoked). Issue 17's SCIM endpoint and SUBJECT_STATUS write it; a
     /// snapshot writes one per deprovisioned subject. A journal written before this type existed never holds it.
     case subjectStatus(subject: String, active: Bool, tokenIDs: [String], actor: String, at: UnixMillis)
+    /// Fleet mode (`Protocol/FLEET.md` 5.2): the host has applied the fleet log up to `sequence` (its own records
+    /// came back, or a snapshot records where it is). Never in the fleet log itself.
+    case fleetPosition(sequence: UInt64)
+    /// Fleet mode: another host's change, read from the fleet log at `sequence`, applied and journaled here. One
+    /// record holds both, so a crash never keeps the change without the position or the position without it.
+    indirect case fleetApplied(sequence: UInt64, StateChange)
+
+    /// The record types the fleet log carries (`Protocol/FLEET.md` 3): every change a client asks for; not the
+    /// host-local housekeeping (12, 13), the snapshot-only types (7, 16) nor the fleet's own (20, 21).
+    public static let replicatedTypes: Set<UInt8> = [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 14, 15, 17]
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -140,6 +150,8 @@ public enum StateChange: Sendable, Hashable {
         case .billingApplied: return 15
         case .billingRestored: return 16
         case .subjectStatus: return 17
+        case .fleetPosition: return 20
+        case .fleetApplied: return 21
         }
     }
 }

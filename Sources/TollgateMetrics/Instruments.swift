@@ -105,6 +105,16 @@ final class Instruments: Sendable {
         startTime = gauge("tollgate_start_time_seconds", Help.startTime)
     }
 
+    /// A gauge without labels made on first use (series that only some daemons have, such as fleet mode's).
+    func plainGauge(_ name: String, _ help: String) -> CoreMetrics.Gauge {
+        labelledGauges.withLockedValue { gauges in
+            if let gauge = gauges["plain|" + name] { return gauge }
+            let gauge = CoreMetrics.Gauge(label: name, dimensions: [], aggregate: false, handler: registry.makeGauge(descriptor: Self.descriptor(name, help), labels: []))
+            gauges["plain|" + name] = gauge
+            return gauge
+        }
+    }
+
     func connections(_ socket: String) -> CoreMetrics.Gauge {
         labelledGauges.withLockedValue { gauges in
             if let gauge = gauges[socket] { return gauge }

@@ -60,6 +60,8 @@ public final class TollgateMetrics: Sendable {
         public var sockets: [(socket: String, connections: Int, refusedConnections: UInt64, refusedRequests: UInt64?)]
         /// Forward-auth answers by HTTP status code.
         public var httpAnswers: [UInt: UInt64]
+        /// Fleet mode's lag, staleness, position and queue; nil on a single host.
+        public var fleet: (lagSeconds: Double, stale: Bool, position: UInt64, queued: Int)?
 
         public init(sockets: [(socket: String, connections: Int, refusedConnections: UInt64, refusedRequests: UInt64?)] = [], httpAnswers: [UInt: UInt64] = [:]) {
             self.sockets = sockets
@@ -117,6 +119,15 @@ public final class TollgateMetrics: Sendable {
         }
         for (status, count) in frontEnds.httpAnswers {
             last.advance(i.httpAnswers(status), "http.\(status)", to: count)
+        }
+        // Fleet mode only: a single host has none of these series.
+        if let fleet = frontEnds.fleet {
+            i.plainGauge("tollgate_fleet_lag_seconds", "Time since this host's last confirmed catch-up with the fleet log (Protocol/FLEET.md 7).")
+                .record(fleet.lagSeconds)
+            i.plainGauge("tollgate_fleet_stale", "1 while every check is denied fleet_stale (no catch-up for the revocation horizon), else 0.")
+                .record(fleet.stale ? 1 : 0)
+            i.plainGauge("tollgate_fleet_position", "The fleet log sequence this host has applied up to.").record(Double(fleet.position))
+            i.plainGauge("tollgate_fleet_queued_records", "Records applied here and waiting to be committed to the fleet log.").record(fleet.queued)
         }
     }
 

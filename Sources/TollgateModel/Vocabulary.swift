@@ -25,6 +25,9 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, Hashable {
     case licenseExpired = 16
     case licenseNotYetValid = 17
     case orgSuspended = 18
+    /// Fleet mode: this host has not confirmed a catch-up with the fleet log for the revocation horizon
+    /// (`Protocol/FLEET.md` 7), so it admits no token until it does.
+    case fleetStale = 19
 
     /// The stable, machine-readable name used in logs, JSON output and the spec.
     public var name: String {
@@ -48,6 +51,7 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, Hashable {
         case .licenseExpired: return "license_expired"
         case .licenseNotYetValid: return "license_not_yet_valid"
         case .orgSuspended: return "org_suspended"
+        case .fleetStale: return "fleet_stale"
         }
     }
 }

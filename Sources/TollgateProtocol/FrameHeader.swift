@@ -107,6 +107,11 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
     case exchangeRefused = 12
     /// EXCHANGE could not get the issuer's keys in time; retry. Answered only to EXCHANGE.
     case identityUnavailable = 13
+    /// Fleet mode: the fleet log (PostgreSQL) is unreachable; the change was not made (`Protocol/FLEET.md` 4.1).
+    case fleetUnavailable = 14
+    /// Fleet mode: the change is made on this host, but its commit to the fleet log was not confirmed in time; it is
+    /// committed when the log is reachable again. Unknown to the caller, like a timeout.
+    case fleetUnconfirmed = 15
 
     public var name: String {
         switch self {
@@ -124,6 +129,8 @@ public enum Status: UInt8, Sendable, CaseIterable, Hashable {
         case .inUse: return "in_use"
         case .exchangeRefused: return "exchange_refused"
         case .identityUnavailable: return "identity_unavailable"
+        case .fleetUnavailable: return "fleet_unavailable"
+        case .fleetUnconfirmed: return "fleet_unconfirmed"
         }
     }
 

@@ -66,11 +66,14 @@ final class JournalPayloadVectorTests: XCTestCase {
             ("type16-billing-restored", .billingRestored(
                 seen: [BillingSeenEvent(eventID: "evt_1", at: at)], subscriptions: [BillingSubscription(subscription: "sub_1", licenseID: "lic_1", lastEventCreated: at - 1000)])),
             ("type17-subject-status", .subjectStatus(subject: "alice@example.com", active: false, tokenIDs: ["tok_1", "tok_2"], actor: "scim uid=0", at: at)),
+            // Fleet mode (Protocol/FLEET.md 5.2): the position, and another host's revocation read at log sequence 42.
+            ("type20-fleet-position", .fleetPosition(sequence: 41)),
+            ("type21-fleet-applied", .fleetApplied(sequence: 42, .tokensRevoked(tokenIDs: [tokenID], reason: "leaked", actor: "alice@ops uid=0", at: at))),
         ]
     }
 
     func testEveryRecordTypeHasAVector() {
-        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...17))
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...17) + [20, 21])
     }
 
     func testPayloadsMatchTheirVectorsBothWays() throws {
@@ -90,6 +93,7 @@ final class JournalPayloadVectorTests: XCTestCase {
             XCTAssertEqual(try StateChange.decode(type: change.typeCode, payload: ByteBuffer(bytes: golden)), change, "\(name): decoding")
         }
     }
+
     /// Metering's records are encoded by `UsagePayload`, not by `encodePayload(into:)`: both give the same bytes
     /// (empty and small strings, non-ASCII, every pool level, extreme integers), and both refuse a string the wire
     /// cannot carry.
@@ -115,5 +119,29 @@ final class JournalPayloadVectorTests: XCTestCase {
             var generic = ByteBufferAllocator().buffer(capacity: 0)
             XCTAssertThrowsError(try change.encodePayload(into: &generic)) { XCTAssertEqual(($0 as? WireError)?.code, .valueTooLong) }
         }
+    }
+
+    /// A type 21 record holds only a change another host can have made: never a fleet record, nor a host-local one.
+    func testFleetAppliedRefusesARecordTheLogNeverHolds() throws {
+        for inner: StateChange in [.fleetPosition(sequence: 1), .swept(at: Self.at, tokenRetention: 0, keyRetention: 0, expiryWarning: 0, ledgerRetention: 0)] {
+            let bytes = try StateChange.fleetApplied(sequence: 7, inner).encodedPayload()
+            XCTAssertThrowsError(try StateChange.decode(type: 21, payload: ByteBuffer(bytes: bytes)), "type \(inner.typeCode) inside 21")
+        }
+        // A length that runs past the record is malformed, not a crash.
+        var bytes = try StateChange.fleetApplied(sequence: 7, .rotationEnded(tokenID: Self.tokenID, at: Self.at)).encodedPayload()
+        bytes.removeLast()
+        XCTAssertThrowsError(try StateChange.decode(type: 21, payload: ByteBuffer(bytes: bytes)))
+    }
+
+    /// Replay of a fleet host: the inner change is applied by the one `apply`, and the position only ever grows.
+    func testFleetRecordsApplyTheChangeAndMoveThePositionForwardOnly() {
+        var state = LicensingState()
+        state.apply(.fleetApplied(sequence: 5, .orgPut(OrgSpec(id: "acme", name: "Acme", suspended: false), at: Self.at)))
+        XCTAssertEqual(state.orgs["acme"]?.spec.name, "Acme")
+        XCTAssertEqual(state.fleetPosition, 5)
+        state.apply(.fleetPosition(sequence: 3))
+        XCTAssertEqual(state.fleetPosition, 5)
+        state.apply(.fleetPosition(sequence: 9))
+        XCTAssertEqual(state.fleetPosition, 9)
     }
 }

@@ -188,7 +188,7 @@ final class RouteAndAnswerTests: XCTestCase {
             .none: .ok,
             .malformedToken: .unauthorized, .unknownToken: .unauthorized, .revoked: .unauthorized, .notYetValid: .unauthorized, .expired: .unauthorized,
             .licenseInactive: .forbidden, .insufficientScope: .forbidden, .callerNotAllowed: .forbidden, .featureNotEntitled: .forbidden,
-            .trialEnded: .forbidden, .paymentOverdue: .forbidden, .licenseExpired: .forbidden, .licenseNotYetValid: .forbidden, .orgSuspended: .forbidden,
+            .trialEnded: .forbidden, .paymentOverdue: .forbidden, .licenseExpired: .forbidden, .licenseNotYetValid: .forbidden, .orgSuspended: .forbidden, .fleetStale: .serviceUnavailable,
             .quotaExceeded: .tooManyRequests, .rateLimited: .tooManyRequests, .creditsExhausted: .tooManyRequests, .concurrencyLimited: .tooManyRequests,
         ]
         XCTAssertEqual(Set(expected.keys), Set(DenyReason.allCases))

@@ -276,9 +276,9 @@ class StrictDecodingTests(unittest.TestCase):
     def test_unknown_reason_rejected(self):
         f = tg.parse_frame(self.check_allow)
         body = bytearray(f.body)
-        body[0], body[1] = 0, 18                     # decision deny, reason 18 (org_suspended): known
+        body[0], body[1] = 0, 19                     # decision deny, reason 19 (fleet_stale): known
         tg.decode_response(f._replace(body=bytes(body), status=1))
-        body[1] = 19                                 # 19: unknown
+        body[1] = 20                                 # 20: unknown
         with self.assertRaises(DecodeError):
             tg.decode_response(f._replace(body=bytes(body), status=1))
 

@@ -92,6 +92,7 @@ STATUS_NAMES = {
     11: "in_use",   # answered only to the DELETE opcodes (section 6.21)
     12: "exchange_refused",      # answered only to EXCHANGE (section 6.23)
     13: "identity_unavailable",  # answered only to EXCHANGE (section 6.23)
+    14: "fleet_unavailable", 15: "fleet_unconfirmed",   # fleet mode only (Protocol/FLEET.md 4.1)
 }
 STATUS = {v: k for k, v in STATUS_NAMES.items()}
 
@@ -102,6 +103,7 @@ REASON_NAMES = {
     11: "feature_not_entitled", 12: "credits_exhausted", 13: "concurrency_limited",
     14: "trial_ended", 15: "payment_overdue", 16: "license_expired",
     17: "license_not_yet_valid", 18: "org_suspended",
+    19: "fleet_stale",   # fleet mode: no confirmed catch-up with the fleet log for the horizon H (FLEET.md 7)
 }
 REASON = {v: k for k, v in REASON_NAMES.items()}
 
