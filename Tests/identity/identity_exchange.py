@@ -30,6 +30,9 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "clients", "python"))
 import tollgate_client as tg  # noqa: E402
 
+sys.path.insert(0, os.path.join(here, "..", "lib"))
+from live_suite import LiveDaemon, Results  # noqa: E402
+
 try:
     import jwt  # noqa: E402
     from cryptography.hazmat.primitives import serialization  # noqa: E402
@@ -39,21 +42,8 @@ except ImportError:
     print("0 passed, 1 failed")
     sys.exit(1)
 
-passed = 0
-failed = 0
-
-
-def result(ok: bool, name: str, detail="") -> bool:
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}")
-        for line in str(detail).splitlines()[-30:]:
-            print(f"#   {line}")
-    return ok
+results = Results()
+result = results.record
 
 
 bin_dir = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TOLLGATE_BIN", "")
@@ -165,42 +155,16 @@ config["identity"] = {
 with open(config_path, "w") as f:
     json.dump(config, f)
 
-proc = None
-log_path = os.path.join(work, "tollgated.log")
-
-
-def start():
-    global proc
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([tollgated, "--state-dir", os.path.join(work, "state"), "--socket", api_sock,
-                                 "--admin-socket", admin_sock, "--config", config_path],
-                                cwd=work, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tollgated exited with {proc.returncode}:\n{read_log()}")
-        if tg.socket_accepts(api_sock) and tg.socket_accepts(admin_sock) and os.path.exists(http_sock):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("tollgated did not come up within 30 s:\n" + read_log())
-
-
-def stop():
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+daemon = LiveDaemon(
+    [tollgated, "--state-dir", os.path.join(work, "state"), "--socket", api_sock, "--admin-socket", admin_sock,
+     "--config", config_path],
+    cwd=work, log_path=os.path.join(work, "tollgated.log"),
+    ready=lambda: tg.socket_accepts(api_sock) and tg.socket_accepts(admin_sock) and os.path.exists(http_sock))
+start, stop = daemon.start, daemon.stop
 
 
 def read_log() -> str:
-    try:
-        with open(log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    return daemon.read_log()
 
 
 def http_request(method: str, path: str, body: bytes = b"", headers: dict | None = None):
@@ -471,6 +435,5 @@ except Exception as e:  # a crash of the suite is a failure, with the daemon's l
 finally:
     stop()
     idp_server.shutdown()
+results.finish()
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)

@@ -28,6 +28,9 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "clients", "python"))
 import tollgate_client as tg  # noqa: E402
 
+sys.path.insert(0, os.path.join(here, "..", "lib"))
+from live_suite import LiveDaemon, Results  # noqa: E402
+
 try:
     import stripe  # noqa: E402
 except ImportError:
@@ -35,21 +38,8 @@ except ImportError:
     print("0 passed, 1 failed")
     sys.exit(1)
 
-passed = 0
-failed = 0
-
-
-def result(ok: bool, name: str, detail: str = "") -> bool:
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}")
-        for line in str(detail).splitlines()[-30:]:
-            print(f"#   {line}")
-    return ok
+results = Results()
+result = results.record
 
 
 # --- the daemon ----------------------------------------------------------------------------------------------
@@ -103,42 +93,16 @@ def write_config(secret_files):
         json.dump(config, f)
 
 
-proc = None
-log_path = os.path.join(work, "tollgated.log")
-
-
-def start():
-    global proc
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([tollgated, "--state-dir", os.path.join(work, "state"), "--socket", api_sock,
-                                 "--admin-socket", admin_sock, "--config", config_path],
-                                cwd=work, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tollgated exited with {proc.returncode}:\n{read_log()}")
-        if tg.socket_accepts(api_sock) and tg.socket_accepts(admin_sock) and os.path.exists(http_sock):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("tollgated did not come up within 30 s:\n" + read_log())
-
-
-def stop():
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+daemon = LiveDaemon(
+    [tollgated, "--state-dir", os.path.join(work, "state"), "--socket", api_sock, "--admin-socket", admin_sock,
+     "--config", config_path],
+    cwd=work, log_path=os.path.join(work, "tollgated.log"),
+    ready=lambda: tg.socket_accepts(api_sock) and tg.socket_accepts(admin_sock) and os.path.exists(http_sock))
+start, stop = daemon.start, daemon.stop
 
 
 def read_log() -> str:
-    try:
-        with open(log_path, "rb") as f:
-            return f.read()[-4000:].decode("utf-8", "replace")
-    except OSError:
-        return ""
+    return daemon.read_log(4000)
 
 
 # --- HTTP over the Unix socket -----------------------------------------------------------------------------
@@ -432,7 +396,7 @@ def main() -> int:
     result(status == 200 and body.get("outcome") == "applied", "a header with two v1 signatures: applied", (status, body))
     # The rotation ends: the old secret is removed by a reload (SIGHUP); its signatures are then refused.
     write_config([os.path.join(work, "whsec-new")])
-    proc.send_signal(signal.SIGHUP)
+    daemon.proc.send_signal(signal.SIGHUP)
     refused = False
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not refused:
@@ -519,7 +483,7 @@ def main() -> int:
            "usage export --format stripe-meter-events: ended periods only", (current.returncode, current.stderr, previous.returncode, previous.stderr))
 
     # Secrets stay out of the log.
-    log = read_log() + open(log_path, "rb").read().decode("utf-8", "replace")
+    log = daemon.read_log()
     result(all(s not in log for s in (SECRET_OLD, SECRET_NEW)), "no signing secret in the daemon's log", "")
     # Audited with actor stripe and the event id.
     result('tollgate.actor=stripe' in log and "tollgate.stripe.event=evt_test_" in log, "applied events audited with actor stripe and the event id",
@@ -536,5 +500,4 @@ finally:
     stop()
     shutil.rmtree(work, ignore_errors=True)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+results.finish()
