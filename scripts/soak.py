@@ -53,6 +53,10 @@ import tollgate_client as tg  # noqa: E402
 VECTOR_DIR = os.path.join(REPO, "Protocol", "vectors")
 MAGIC = b"TG"
 UNAVAILABLE = 10
+# The highest status code of PROTOCOL.md section 3 (15 `fleet_unconfirmed`); an answer with a higher one is malformed.
+# Attackers' frames reach every opcode, so any defined status may answer them (12 `exchange_refused` to a mangled
+# EXCHANGE, 11 `in_use` to a delete).
+HIGHEST_STATUS = 15
 
 
 class Deadline(Exception):
@@ -287,7 +291,7 @@ def split_frames(buf: bytearray, max_frame: int):
         hdr = bytes(buf[:16])
         del buf[:4 + n]
         magic, ver, op, flags, status, res, rid = struct.unpack(">2sBBBBHI", hdr[4:16])
-        if magic != MAGIC or ver != 1 or flags != 1 or res != 0 or status > 10:
+        if magic != MAGIC or ver != 1 or flags != 1 or res != 0 or status > HIGHEST_STATUS:
             out.append(("bad", f"server frame header {hdr.hex()}"))
         else:
             out.append((status, op, rid))
