@@ -10,8 +10,10 @@ set -euo pipefail
 # test starts (Tests/metrics/prometheus.sh); its packaged service is not used. tmux: `tollgate top` runs in a tmux
 # pane whose screen the test reads (Tests/top/top.sh). postgresql: the fleet test (Tests/fleet/fleet.py) makes a
 # throwaway cluster with its initdb and pg_ctl; the packaged cluster is never used. iproute2: the fleet test's
-# network namespaces and veth links.
-packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus tmux postgresql iproute2)
+# network namespaces and veth links. libcurl4-openssl-dev: the identity providers' key fetch uses Foundation's
+# URLSession, whose static library (the .deb's --static-swift-stdlib build) links libcurl, found through libcurl.so.
+packages=(python3 pkg-config libsystemd-dev systemd nginx caddy haproxy wrk curl dpkg-dev binutils man-db prometheus tmux postgresql iproute2
+    libcurl4-openssl-dev)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
