@@ -136,6 +136,9 @@ tap_stage stripe "$log_dir/stripe.log" timeout 300 python3 Tests/stripe/stripe_w
 echo "== identity providers: JWTs minted by PyJWT (RSA, EC, Ed25519), a JWKS and discovery server, RFC 8693, SCIM (Okta, Entra ID shapes)"
 tap_stage identity "$log_dir/identity.log" timeout 300 python3 Tests/identity/identity_exchange.py "$bin"
 
+echo "== fleet mode: 3 hosts in network namespaces and a throwaway PostgreSQL, kills and partitions (TOLLGATE_FLEET_ROUNDS)"
+tap_stage fleet "$log_dir/fleet.log" timeout 900 python3 Tests/fleet/fleet.py "$bin/tollgated"
+
 echo "== systemd end-to-end"
 tap_stage systemd "$log_dir/systemd.log" bash Tests/systemd/e2e.sh "$bin"
 
