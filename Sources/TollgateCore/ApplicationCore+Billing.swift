@@ -52,7 +52,8 @@ extension ApplicationCore {
                 switch result {
                 case .success: completion(.decided(outcome))
                 case .failure(let error):
-                    self?.journalWriteFailed(error)
+                    // An unconfirmed fleet commit is no journal failure; either way Stripe retries, idempotently.
+                    if error.code != .timedOut { self?.journalWriteFailed(error) }
                     completion(.unavailable)
                 }
             }

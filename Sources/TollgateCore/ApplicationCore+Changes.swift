@@ -46,12 +46,8 @@ extension ApplicationCore {
                     let waiters = key.flatMap { key in self?.lock.withLock { self?.keysInFlight.removeValue(forKey: key) } } ?? []
                     switch result {
                     case .success: completion(response)
-                    case .failure(let error) where error.code == .timedOut:
-                        completion(.error(.fleetUnconfirmed, "the change is made on this host, but the fleet log did not confirm it in time; it is committed when the log is reachable. Retry with the same idempotency key, or read it back"))
-                    // The journal's error (paths, errno) is logged, never sent to a client.
                     case .failure(let error):
-                        self?.journalWriteFailed(error)
-                        completion(.error(.unavailable, "the change could not be made durable; it was not made. Retry later"))
+                        completion(self?.answerToFailedAppend(error) ?? ApplicationCore.notDurable)
                     }
                     let durable = (try? result.get()) != nil
                     for waiter in waiters { waiter(durable) }

@@ -47,10 +47,10 @@ extension ApplicationCore {
                     "tollgate.token_id": "\(token.id)", "tollgate.license": "\(token.licenseID)", "tollgate.role": "\(grant.role)",
                     "tollgate.issuer": "\(grant.issuer)",
                 ])
-                appendLocked(change, durability: .durable) { result in
+                appendLocked(change, durability: .durable) { [weak self] result in
                     switch result {
                     case .success: completion(.issue(secret: secret, token: token))
-                    case .failure: completion(.error(.unavailable, "the change could not be made durable; it was not made. Retry later"))
+                    case .failure(let error): completion(self?.answerToFailedAppend(error) ?? ApplicationCore.notDurable)
                     }
                 }
             }

@@ -156,6 +156,23 @@ public final class ApplicationCore: @unchecked Sendable {
         }
     }
 
+    /// The answer to a durable change whose append completed with `error`: in fleet mode `timedOut` means the change
+    /// is made here but the fleet log has not confirmed it (`fleet_unconfirmed`); anything else is a journal failure,
+    /// logged and counted here, the change not made. The one mapping for every durable operation's completion.
+    func answerToFailedAppend(_ error: JournalError) -> Response {
+        if error.code == .timedOut {
+            return .error(
+                .fleetUnconfirmed,
+                "the change is made on this host, but the fleet log did not confirm it in time; it is committed when the log is reachable. Retry with the same idempotency key, or read it back")
+        }
+        // The journal's error (paths, errno) is logged, never sent to a client.
+        journalWriteFailed(error)
+        return Self.notDurable
+    }
+
+    /// A durable change the journal could not make durable (also when the core is gone before its append completed).
+    static let notDurable = Response.error(.unavailable, "the change could not be made durable; it was not made. Retry later")
+
     /// Logs and counts a record the journal could not make durable (called from its completion, off the lock).
     func journalWriteFailed(_ error: JournalError) {
         logger.error("journal write failed", metadata: ["tollgate.error": "\(error)"])
