@@ -4,6 +4,8 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stddef.h>
 
 #ifndef SO_PEERGROUPS
@@ -53,4 +55,14 @@ int tollgate_peer_groups(int fd, uint32_t *gids, int max) {
     socklen_t length = (socklen_t)(max * sizeof(uint32_t));
     if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids, &length) != 0) return -1;
     return (int)(length / sizeof(uint32_t));
+}
+
+int tollgate_allowed_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int count = CPU_COUNT(&set);
+        if (count > 0) return count;
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
 }

@@ -11,7 +11,7 @@ import Glibc
 /// (`EpollAPIListener`). The admin socket and the HTTP listener are always on NIO.
 public enum APISocketIO: Sendable, Hashable {
     case nio
-    /// `threads` loops (0: one per CPU the process may run on).
+    /// `threads` loops (0: `EpollAPIListener.defaultLoopCount`, half the CPUs the process may run on).
     case epoll(threads: Int)
 }
 
@@ -28,7 +28,7 @@ final class EpollAPIListener: Sendable {
         listener = try Self.listeningSocket(source, logger: logger)
         var loops: [EpollLoop] = []
         do {
-            for _ in 0..<Self.loopCount(threads) {
+            for _ in 0..<(threads > 0 ? threads : Self.defaultLoopCount(allowedCPUs: Int(tollgate_allowed_cpus()))) {
                 loops.append(try EpollLoop(core: core, registry: registry, logger: logger, maxFrameSize: core.options.maxFrameSize, listener: listener))
             }
             for loop in loops { try loop.startThread() }
@@ -39,9 +39,12 @@ final class EpollAPIListener: Sendable {
         self.loops = loops
     }
 
-    private static func loopCount(_ threads: Int) -> Int {
-        if threads > 0 { return threads }
-        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    /// Loops when the configuration leaves it to the daemon: half the CPUs it may run on, at least one. A sidecar
+    /// shares its host with the services that call it, and every request they send costs them CPU too: on a 2-CPU
+    /// host one loop answered 8 connections 1.3–1.5× faster than two, with half the p99 (Benchmarks/RESULTS.md,
+    /// 2026-12-03), because two loops and the callers contend for the same two cores.
+    static func defaultLoopCount(allowedCPUs: Int) -> Int {
+        max(1, allowedCPUs / 2)
     }
 
     /// A non-blocking listening socket: bound at `path` (an old socket file there is replaced; the daemon has

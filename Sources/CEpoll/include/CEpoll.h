@@ -32,4 +32,7 @@ int tollgate_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid
 // SO_PEERGROUPS: the number of supplementary groups written to `gids` (at most `max`), or -1 and errno (ERANGE
 // when the peer has more).
 int tollgate_peer_groups(int fd, uint32_t *gids, int max);
+// The number of CPUs this thread may run on (sched_getaffinity: taskset, systemd's CPUAffinity=, a cpuset), or the
+// online CPUs when that fails; at least 1.
+int tollgate_allowed_cpus(void);
 #endif
