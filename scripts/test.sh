@@ -118,7 +118,7 @@ echo "== hostile-load soak (short; the debug build on a shared CI machine, so co
 tap_stage soak "$log_dir/soak.log" timeout 300 python3 scripts/soak.py --tollgated "$bin/tollgated" --seconds 8 \
     --mutate-conns 60 --pipeline-conns 2 --no-flood --probe-slow 10 --probe-timeout 20 --timeout-slack 20
 
-echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth)"
+echo "== forward auth behind the real proxies (nginx auth_request, Caddy forward_auth, HAProxy Lua)"
 tap_stage proxies "$log_dir/proxies.log" timeout 300 bash Tests/proxy/proxies.sh "$bin"
 
 echo "== Envoy ext_authz over gRPC: a client generated from Envoy's own API definitions (xds-protos, grpcio) against a live daemon"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The HTTP forward-auth front end behind the real proxies from Debian's packages (nginx, Caddy), each started here
-# on loopback ports and private sockets in a temporary directory, in front of a live tollgated. Through each proxy:
+# (and HAProxy, through examples/haproxy/tollgate-auth.lua) on loopback ports and private sockets in a temporary
+# directory, in front of a live tollgated. Through each proxy:
 # a valid token reaches the upstream with its identity headers; a revoked one gets 401; a missing scope 403; the
 # quota's end 429 with Retry-After; a metered route counts each proxied request once (usage export = the 200s);
 # a client's own X-Tollgate-* headers never reach the upstream. The configurations are examples/ files.
@@ -14,9 +15,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bin=${1:?usage: proxies.sh BIN_DIR}
 . "$here/../lib/suite.sh"
-require nginx caddy curl python3
+require nginx caddy haproxy curl python3
 suite_start tollgate-proxies
-read -r tcp_port nginx_port echo_port caddy_port caddy_echo_port < <(free_ports 5)
+read -r tcp_port nginx_port echo_port caddy_port caddy_echo_port haproxy_port haproxy_echo_port haproxy_closed_port haproxy_closed_echo_port < <(free_ports 9)
 http_socket="$dir/http.sock"
 
 # --- tollgated with an http section: routes for the tests (examples/tollgated-http.json shows the same shape). ---
@@ -196,11 +197,45 @@ else
     fail "caddy starts" "$(tail -n 20 "$dir/caddy/out.log")"
 fi
 
-# --- The daemon took all of it without an error, and logged no secret. ---
-if grep -qE "tg_(live|test)_[A-Za-z0-9]{20,}" "$dir/tollgated.log" "$dir/nginx/error.log" 2>/dev/null; then
-    fail "no token secret in tollgated's or nginx's log"
+# --- HAProxy: its built-in Lua asks Tollgate (examples/haproxy/tollgate-auth.lua, examples/haproxy/haproxy.cfg). ---
+# `start_haproxy NAME PORT ECHO_PORT SOCKET`: runs examples/haproxy/haproxy.cfg as it is, in the foreground.
+start_haproxy() {
+    mkdir -p "$dir/$1"
+    TOLLGATE_EXAMPLES="$repo/examples" HAPROXY_PORT=$2 ECHO_PORT=$3 TOLLGATE_HTTP_SOCKET=$4 \
+        haproxy -db -f "$repo/examples/haproxy/haproxy.cfg" >"$dir/$1/out.log" 2>&1 &
+    pids+=($!)
+    wait_for 15 curl -sf "http://127.0.0.1:$3/"
+}
+if start_haproxy haproxy "$haproxy_port" "$haproxy_echo_port" "$http_socket"; then
+    pass "haproxy starts with examples/haproxy/haproxy.cfg and tollgate-auth.lua"
+    through_proxy haproxy "http://127.0.0.1:$haproxy_port"
+    tg license set lic-haproxy-rl --plan gw >/dev/null && issue haproxy-rl lic-haproxy-rl read || fail "haproxy: provisioning"
+    request "http://127.0.0.1:$haproxy_port/api/items/1" -H "@$dir/haproxy-rl.h"
+    if [ "$code" = 200 ] && [ "$(header RateLimit-Limit)" = 5 ] && [ "$(header RateLimit-Remaining)" = 4 ] && [ -n "$(header RateLimit-Reset)" ]; then
+        pass "haproxy: an allowed response carries Tollgate's RateLimit-Limit, -Remaining and -Reset to the client"
+    else
+        fail "haproxy: an allowed response carries RateLimit-*" "status $code, headers: $headers"
+    fi
 else
-    pass "no token secret in tollgated's or nginx's log"
+    fail "haproxy starts" "$(tail -n 20 "$dir/haproxy/out.log")"
+fi
+# With Tollgate unreachable the action fails closed: 503, and the backend is never reached.
+if start_haproxy haproxy-closed "$haproxy_closed_port" "$haproxy_closed_echo_port" "$dir/no-tollgate.sock"; then
+    request "http://127.0.0.1:$haproxy_closed_port/api/items/1" -H "@$dir/haproxy-ok.h"
+    if [ "$code" = 503 ] && grep -q '"reason":"auth_unavailable"' <<<"$body" && ! grep -q upstream <<<"$body"; then
+        pass "haproxy: with Tollgate unreachable it fails closed (503 auth_unavailable, backend not reached)"
+    else
+        fail "haproxy: with Tollgate unreachable it fails closed" "status $code, body: $body"
+    fi
+else
+    fail "haproxy (Tollgate unreachable) starts" "$(tail -n 20 "$dir/haproxy-closed/out.log")"
+fi
+
+# --- The daemon took all of it without an error, and logged no secret. ---
+if grep -qE "tg_(live|test)_[A-Za-z0-9]{20,}" "$dir/tollgated.log" "$dir/nginx/error.log" "$dir"/haproxy*/out.log 2>/dev/null; then
+    fail "no token secret in tollgated's, nginx's or haproxy's log"
+else
+    pass "no token secret in tollgated's, nginx's or haproxy's log"
 fi
 
 finish
