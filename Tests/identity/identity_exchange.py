@@ -344,8 +344,8 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 def refetch_while(mode: str, token: str) -> tuple[str, bool]:
     """Sets the hanging IdP to `mode` and exchanges `token` (an unknown kid) in a thread until the daemon's refresh
     reaches the IdP in that mode (the daemon refreshes at most once per second, so an earlier try is answered from
-    what it holds). Returns the answer of the exchange that caused the fetch, and whether CHECKs issued while that
-    fetch was outstanding were all answered (allowed) before it ended."""
+    what it holds). Returns the answer of the exchange that caused the fetch, and whether CHECKs and an exchange with
+    a known kid, issued while that fetch was outstanding, were all answered (allowed) before it ended."""
     HangingIdP.mode = mode
     event = HangingIdP.requests[mode]
     event.clear()
@@ -375,9 +375,10 @@ def refetch_while(mode: str, token: str) -> tuple[str, bool]:
             threads = [threading.Thread(target=one_check, daemon=True) for _ in range(8)]
             for t in threads:
                 t.start()
+            known = answer_of(hang_jwt())  # a known kid, from the cache, meanwhile
             for t in threads:
                 t.join(60)
-            checks_answered = answers == [1] * 8 and worker.is_alive() and not HangingIdP.hang_closed.is_set()
+            checks_answered = answers == [1] * 8 and known == "ok" and worker.is_alive() and not HangingIdP.hang_closed.is_set()
         worker.join(120)
         return (outcome[0] if outcome else "no answer"), checks_answered
     return "the IdP never saw the refresh", False
@@ -585,7 +586,7 @@ try:
     run = cli("apply", roles_file)
     result(run.returncode == 0 and "+ role deploy" in run.stdout and "1 to create, 0 to update, 1 unchanged" in run.stdout,
            "tollgate apply creates a role; the configured role it restates is unchanged", run.stdout + run.stderr)
-    granted = api.exchange(rs256(claims(aud="tollgate-deploy")))
+    granted = api.exchange(es256(claims(aud="tollgate-deploy")))
     result(dict(granted["token"]["metadata"]).get("tollgate.exchange.role") == "deploy"
            and api.check(granted["secret"], scopes=["read"])["decision"] == 1, "an exchange under the applied role", granted["token"])
     write_roles("tollgate-deploy-2", ci_ttl=120)
@@ -595,9 +596,9 @@ try:
            "apply --dry-run shows the role changes field by field", run.stdout + run.stderr)
     run = cli("apply", roles_file)
     result(run.returncode == 0 and "0 created, 2 updated" in run.stdout, "apply changes the roles", run.stdout + run.stderr)
-    result(refusal(rs256(claims(aud="tollgate-deploy"))) == "wrong_audience",
+    result(refusal(es256(claims(aud="tollgate-deploy"))) == "wrong_audience",
            "after the bound audience changed, the old audience is refused at once (no reload)")
-    moved = api.exchange(rs256(claims(aud="tollgate-deploy-2")))
+    moved = api.exchange(es256(claims(aud="tollgate-deploy-2")))
     result(moved["token"]["expires_at"] - moved["token"]["issued_at"] <= 120_000, "the new audience is granted, with the role's new lifetime", moved["token"])
     run = cli("apply", roles_file)
     result(run.returncode == 0 and "0 created, 0 updated, 2 unchanged" in run.stdout, "applying the same file again changes nothing", run.stdout)
@@ -625,7 +626,7 @@ try:
     result(sorted(after) == ["ci", "deploy", "hang", "workloads"] and after["ci"]["max_ttl_s"] == 120,
            "after a restart: the applied roles stay, the configuration neither resets ci nor seeds the deleted people again",
            {k: v["max_ttl_s"] for k, v in after.items()})
-    result(api.exchange(rs256(claims(aud="tollgate-deploy-2")))["token"]["license_id"] == "lic_acme"
+    result(api.exchange(es256(claims(aud="tollgate-deploy-2")))["token"]["license_id"] == "lic_acme"
            and refusal(es256(claims(aud="tollgate-people", email="carol@example.com", scope="read"))) == "wrong_audience",
            "after a restart: exchange under the applied role works, the deleted one stays refused")
     export = cli("export")
@@ -640,7 +641,7 @@ try:
     warm = answer_of(hang_jwt())
     result(warm == "ok", "the second provider's keys are fetched from its JWKS URL", warm)
     outcome, checks_ok = refetch_while("hang", hang_jwt("hang-unknown"))
-    result(checks_ok, "CHECKs of existing tokens are answered while the IdP's JWKS fetch hangs")
+    result(checks_ok, "while the IdP's JWKS fetch hangs: CHECKs of existing tokens are answered, and a known kid exchanges from the cache")
     result(outcome == "identity_unavailable keys_unavailable",
            "an unknown kid is refused identity_unavailable when the refresh hangs (bounded by fetch_timeout_ms)", outcome)
     result(HangingIdP.hang_closed.wait(30), "the daemon closed the hanging connection itself")
