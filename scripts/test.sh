@@ -133,7 +133,7 @@ tap_stage top "$log_dir/top.log" timeout 300 bash Tests/top/top.sh "$bin"
 echo "== Stripe webhooks: events built and signed with Stripe's own Python library, against a live daemon"
 tap_stage stripe "$log_dir/stripe.log" timeout 300 python3 Tests/stripe/stripe_webhooks.py "$bin"
 
-echo "== identity providers: JWTs minted by PyJWT (RSA, EC, Ed25519), a JWKS and discovery server, RFC 8693, SCIM (Okta, Entra ID shapes)"
+echo "== identity providers: JWTs minted by PyJWT (RSA, EC, Ed25519), a JWKS and discovery server, RFC 8693, SCIM (Okta, Entra ID shapes), roles through apply, a hanging IdP"
 tap_stage identity "$log_dir/identity.log" timeout 300 python3 Tests/identity/identity_exchange.py "$bin"
 
 echo "== fleet mode: 3 hosts in network namespaces and a throwaway PostgreSQL, kills and partitions (TOLLGATE_FLEET_ROUNDS)"

@@ -209,3 +209,34 @@ extension TollgateConnection {
         try await call(.orgDelete(DeleteRequest(id: id, actor: actor))) { if case .org(let o) = $0 { return o } else { return nil } }
     }
 }
+
+// MARK: - Identity roles (ROLE_PUT, ROLE_DELETE, ROLE_LIST)
+
+extension TollgateConnection {
+    /// Puts an identity role; returns it as stored. `invalid_argument` when it breaks a rule or names an issuer the
+    /// daemon has no provider for.
+    public func putRole(_ role: IdentityRole) async throws -> IdentityRole {
+        try await call(.rolePut(role)) { if case .role(let r) = $0 { return r } else { return nil } }
+    }
+
+    /// Deletes an identity role; returns it as it was (`not_found` when there is none).
+    public func deleteRole(name: String, actor: String = "") async throws -> IdentityRole {
+        try await call(.roleDelete(DeleteRequest(id: name, actor: actor))) { if case .role(let r) = $0 { return r } else { return nil } }
+    }
+
+    public func rolePage(_ request: ListPageRequest) async throws -> (roles: [IdentityRole], next: String) {
+        try await call(.roleList(request)) { if case .roleList(let r, let n) = $0 { return (r, n) } else { return nil } }
+    }
+
+    /// Every identity role, page by page, in name order.
+    public func roles() async throws -> [IdentityRole] {
+        var all: [IdentityRole] = []
+        var after = ""
+        repeat {
+            let page = try await rolePage(ListPageRequest(after: after, limit: 500))
+            all += page.roles
+            after = page.next
+        } while !after.isEmpty
+        return all
+    }
+}

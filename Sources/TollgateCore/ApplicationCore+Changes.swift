@@ -171,6 +171,20 @@ extension ApplicationCore {
                 ])
             }
             return (.revoke(revoked: count), change)
+        case .rolePut(let role):
+            let (stored, change) = try state.putRole(role, at: now, issuers: roleIssuers)
+            if change != nil {
+                audit("role put", caller: caller, [
+                    "tollgate.role": "\(stored.name)", "tollgate.issuer": "\(stored.issuer)",
+                    "tollgate.audiences": "\(stored.audiences.joined(separator: ","))", "tollgate.scopes": "\(stored.scopes.joined(separator: ","))",
+                ])
+            }
+            return (.role(stored), change)
+        case .roleDelete(var delete):
+            delete.actor = Self.recordedActor(delete.actor, caller: caller)
+            let (role, change) = try state.deleteRole(delete, at: now)
+            audit("role deleted", caller: caller, ["tollgate.deleted": "role", "tollgate.role": "\(role.name)", "tollgate.actor": "\(delete.actor)"])
+            return (.role(role), change)
         default:
             // Only the table's `afterJournal` operations come here.
             throw CoreError(status: .internal, message: "\(request.opcode.name) is not a state change")

@@ -104,6 +104,12 @@ extension ApplicationCore {
         return .orgList(orgs: page, next: next)
     }
 
+    func listRoles(_ request: ListPageRequest) -> Response {
+        let (roles, more) = lock.withLock { state.listRoles(after: request.after, limit: Self.pageLimit(request.limit)) }
+        let (page, next) = fitted(roles, more: more, id: \.name) { try $0.writeIdentityRole($1) }
+        return .roleList(roles: page, next: next)
+    }
+
     /// Cuts a page to what fits in one answer frame (beside the list count and the trailing `next`, an id of at most
     /// 128 bytes) and names the id to continue after: the last one sent, when anything follows it.
     private func fitted<Item>(_ items: [Item], more: Bool, id: (Item) -> String, encode: (inout ByteBuffer, Item) throws -> Void) -> ([Item], String) {

@@ -55,6 +55,8 @@ public final class ApplicationCore: @unchecked Sendable {
     var lastStatus: (at: Timestamp, checks: UInt64)?
     /// Verifies EXCHANGE's subject tokens (`TollgateIdentity`, set by the daemon); nil: exchange is not configured.
     var exchangeVerifier: ExchangeVerifier?
+    /// The issuers a role may name (the configured providers'), checked by ROLE_PUT; nil: not checked.
+    var roleIssuers: Set<String>?
     /// Fleet mode (`ChangeReplicator`): nil on a single host.
     var replicator: (any ChangeReplicator)?
     /// Fleet mode: from this instant (the clock's nanoseconds) every check is denied `fleet_stale`; never on a single host.

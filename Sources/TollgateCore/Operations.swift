@@ -169,6 +169,12 @@ extension Operation {
             return core.exchange(exchange, caller: caller, completion: completion)
         },
         afterJournal(.subjectStatus, .adminOnly),
+        afterJournal(.rolePut, .adminOnly),
+        afterJournal(.roleDelete, .adminOnly),
+        atOnce(.roleList, .adminOnly) { core, request, _ in
+            guard case .roleList(let page) = request else { return mismatch }
+            return core.listRoles(page)
+        },
     ]
 
     /// A request whose case does not match its opcode: a bug in a front end, answered without effect.

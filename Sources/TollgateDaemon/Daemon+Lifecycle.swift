@@ -110,6 +110,11 @@ extension Daemon {
         }
         core.updateLimits(maxTokens: applied.maxTokens, maxLicenses: applied.maxLicenses)
         installIdentity(applied.identity, into: core)
+        do {
+            _ = try await seedRoles(applied.identity?.roles ?? [], into: core, occasion: "reload")
+        } catch {
+            logger.error("reload could not seed an identity role; roles seeded before it stay", metadata: ["tollgate.error": "\(error)"])
+        }
         server?.updateAccess(applied.access)
         // The HTTP routes, token sources and allow-list apply from the next request; its sockets and limits do not.
         if let httpServer {

@@ -189,6 +189,8 @@ public final class Daemon: Service, Sendable {
         // A fleet host that cannot reach the log yet seeds nothing: the fleet's plans arrive when it catches up.
         if fleet?.acceptsChanges ?? true {
             _ = try await seedPlans(configuration.plans, into: core, occasion: "start")
+            // Roles likewise (Daemon+RoleSeeding): after the verifier is installed, so their issuers are known.
+            _ = try await seedRoles(configuration.identity?.roles ?? [], into: core, occasion: "start")
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, dependencies.eventLoopThreads ?? configuration.eventLoopThreads))
@@ -267,12 +269,14 @@ public final class Daemon: Service, Sendable {
         if let firstError { throw firstError }
     }
 
-    /// Gives the core the verifier for `identity` (or none): at start-up and on reload. Key caches start empty.
+    /// Gives the core the verifier for `identity` (or none): at start-up and on reload. Key caches start empty. The
+    /// roles are not the configuration's but the state's (seeded from it: `seedRoles`), passed per exchange; a role
+    /// may name only an issuer a provider is configured for.
     func installIdentity(_ identity: IdentityConfiguration?, into core: ApplicationCore) {
-        guard let identity else { return core.setExchangeVerifier(nil) }
+        guard let identity else { return core.setExchangeVerifier(nil, issuers: []) }
         let clock = dependencies.clock
         let verifier = identity.verifier(clock: { clock.now().millis }, logger: logger)
-        core.setExchangeVerifier { await verifier.grant(for: $0) }
+        core.setExchangeVerifier({ await verifier.grant(for: $0, roles: $1) }, issuers: Set(identity.providers.map(\.issuer)))
     }
 
     /// Starts the HTTP front end on the same event loops and core, when the configuration has an `http` section or

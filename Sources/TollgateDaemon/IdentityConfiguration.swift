@@ -21,8 +21,10 @@ import TollgateModel
 /// }
 /// ```
 ///
-/// Every role goes through `Validation.identityRole`; every role's issuer must have a provider. A reload applies a
-/// new section (roles and providers; the key caches start empty and fetch again).
+/// Every role is read by `RoleDocument` (as `tollgate apply` reads a file's `roles:`) and goes through
+/// `Validation.identityRole`; every role's issuer must have a provider. The roles here only seed the state's
+/// (`Daemon+RoleSeeding`): once a role is journaled, `tollgate apply` changes it, not this file. A reload applies new
+/// providers (the key caches start empty and fetch again) and seeds roles the state has never held.
 public struct IdentityConfiguration: Sendable, Equatable {
     public struct Provider: Sendable, Equatable {
         public enum Source: Sendable, Equatable {
@@ -94,9 +96,14 @@ public struct IdentityConfiguration: Sendable, Equatable {
             guard !identity.providers.contains(where: { $0.issuer == issuer }) else { throw ConfigurationError("\(entry.path): issuer \(issuer) is listed twice") }
             identity.providers.append(provider)
         }
+        // Each role by the one role document model (`RoleDocument`) that `tollgate apply` uses too.
         for (index, value) in try reader.list("roles").enumerated() {
-            var entry = try ObjectReader(value, path: "identity.roles[\(index)]")
-            identity.roles.append(try role(&entry))
+            do throws(ValidationError) {
+                var document = try DocumentReader(JSONDocument.node(value), path: "identity.roles[\(index)]")
+                identity.roles.append(try RoleDocument.read(&document))
+            } catch {
+                throw ConfigurationError(error)
+            }
         }
         do throws(ValidationError) {
             try Validation.identityRoles(identity.roles, field: "identity.roles")
@@ -108,47 +115,5 @@ public struct IdentityConfiguration: Sendable, Equatable {
         }
         try reader.finish()
         return identity
-    }
-
-    static func role(_ reader: inout ObjectReader) throws -> IdentityRole {
-        var role = IdentityRole(
-            name: try reader.string("name") ?? "", issuer: try reader.string("issuer") ?? "",
-            audiences: try reader.strings("bound_audiences") ?? [], scopes: try reader.strings("scopes") ?? [])
-        if let bound = reader.value("bound_claims") {
-            guard let table = bound as? [String: Any] else { throw ConfigurationError(.wrongType, "\(reader.path).bound_claims must be an object") }
-            for (claim, value) in table.sorted(by: { $0.key < $1.key }) {
-                let values: [String]
-                if let one = value as? String { values = [one] } else if let list = value as? [String] { values = list } else {
-                    throw ConfigurationError(.wrongType, "\(reader.path).bound_claims.\(claim) must be a string or a list of strings")
-                }
-                role.boundClaims.append(.init(claim: claim, values: values))
-            }
-        }
-        if let type = try reader.string("bound_claims_type") {
-            guard let match = IdentityRole.Match(rawValue: type) else { throw ConfigurationError("\(reader.path).bound_claims_type must be exact or glob") }
-            role.boundClaimsMatch = match
-        }
-        role.userClaim = try reader.string("user_claim") ?? role.userClaim
-        role.license = try reader.string("license") ?? ""
-        role.licenseClaim = try reader.string("license_claim") ?? ""
-        role.licenseMapping = try table(&reader, "license_mapping")
-        role.orgClaim = try reader.string("org_claim") ?? ""
-        role.orgMapping = try table(&reader, "org_mapping")
-        role.scopeClaim = try reader.string("scope_claim") ?? ""
-        role.maxTTLSeconds = UInt32(try reader.int("max_ttl_s", range: 0...Int(UInt32.max)) ?? Int(role.maxTTLSeconds))
-        if var leeway = try reader.object("leeway_s") {
-            role.leewaySeconds.exp = UInt32(try leeway.int("exp", range: 0...Int(UInt32.max)) ?? 0)
-            role.leewaySeconds.nbf = UInt32(try leeway.int("nbf", range: 0...Int(UInt32.max)) ?? 0)
-            role.leewaySeconds.iat = UInt32(try leeway.int("iat", range: 0...Int(UInt32.max)) ?? 0)
-            try leeway.finish()
-        }
-        try reader.finish()
-        return role
-    }
-
-    static func table(_ reader: inout ObjectReader, _ key: String) throws -> [String: String] {
-        guard let value = reader.value(key) else { return [:] }
-        guard let table = value as? [String: String] else { throw ConfigurationError(.wrongType, "\(reader.path).\(key) must be an object of strings") }
-        return table
     }
 }

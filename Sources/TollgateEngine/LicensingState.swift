@@ -25,6 +25,11 @@ public struct LicensingState: Sendable {
     /// Subjects deprovisioned at their identity provider (SCIM), and since when: their exchanges are refused until
     /// they are reactivated (`StateChange.subjectStatus`).
     public internal(set) var deprovisioned: [String: UnixMillis] = [:]
+    /// Identity roles by name (`StateChange.rolePut`): what EXCHANGE verifies against. The configuration's roles
+    /// only seed names this state has never held (`deletedRoles`); see `LicensingState+Roles`.
+    public internal(set) var roles: [String: IdentityRole] = [:]
+    /// Role names deleted through ROLE_DELETE and not put since: the configuration does not seed them again.
+    public internal(set) var deletedRoles: Set<String> = []
     /// Fleet mode: the fleet log's sequence up to which this state has every record (`Protocol/FLEET.md` 5.2);
     /// 0 on a single host.
     public internal(set) var fleetPosition: UInt64 = 0
@@ -205,6 +210,12 @@ public struct LicensingState: Sendable {
                 deprovisioned[subject] = at
                 if !ids.isEmpty { apply(.tokensRevoked(tokenIDs: ids, reason: "deprovisioned", actor: actor, at: at)) }
             }
+        case .rolePut(let role, _):
+            roles[role.name] = role
+            deletedRoles.remove(role.name)
+        case .roleDeleted(let name, _, _):
+            roles[name] = nil
+            deletedRoles.insert(name)
         case .fleetPosition(let sequence):
             fleetPosition = max(fleetPosition, sequence)
         case .fleetApplied(let sequence, let inner):

@@ -87,6 +87,13 @@ extension StateChange {
             try buffer.writeWireString(actor)
             buffer.writeInteger(UInt32(ids.count))
             for id in ids { try buffer.writeWireString(id) }
+        case .rolePut(let role, let at):
+            buffer.writeInteger(at)
+            try buffer.writeIdentityRole(role)
+        case .roleDeleted(let name, let actor, let at):
+            buffer.writeInteger(at)
+            try buffer.writeWireString(name)
+            try buffer.writeWireString(actor)
         case .billingRestored(let seen, let subscriptions):
             buffer.writeInteger(UInt32(seen.count))
             for event in seen {
@@ -198,6 +205,12 @@ extension StateChange {
             var ids: [String] = []
             for _ in 0..<(try r.longCount("token_ids", minimumElementSize: 2)) { ids.append(try r.string("token_id")) }
             change = .subjectStatus(subject: subject, active: active == 1, tokenIDs: ids, actor: actor, at: at)
+        case 18:
+            let at = try r.i64("at")
+            change = .rolePut(try r.identityRole(), at: at)
+        case 19:
+            let at = try r.i64("at")
+            change = .roleDeleted(name: try r.string("name"), actor: try r.string("actor"), at: at)
         case 20:
             change = .fleetPosition(sequence: try r.u64("sequence"))
         case 21:
@@ -398,6 +411,9 @@ extension LicensingState {
         for licenseID in tokens.licenseIDs.sorted() {
             for record in tokens.records(license: licenseID) { try write(.tokenIssued(record)) }
         }
+        // Identity roles, then the names deleted through ROLE_DELETE (which the configuration must not seed again).
+        for role in roles.values.sorted(by: { $0.name < $1.name }) { try write(.rolePut(role, at: 0)) }
+        for name in deletedRoles.sorted() { try write(.roleDeleted(name: name, actor: "", at: 0)) }
         // Deprovisioned subjects after their tokens (whose revocations the token records carry already).
         for (subject, at) in deprovisioned.sorted(by: { $0.key < $1.key }) {
             try write(.subjectStatus(subject: subject, active: false, tokenIDs: [], actor: "", at: at))

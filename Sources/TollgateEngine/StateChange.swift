@@ -119,6 +119,13 @@ public enum StateChange: Sendable, Hashable {
     /// exchange again; what was revoked stays revoked). Issue 17's SCIM endpoint and SUBJECT_STATUS write it; a
     /// snapshot writes one per deprovisioned subject. A journal written before this type existed never holds it.
     case subjectStatus(subject: String, active: Bool, tokenIDs: [String], actor: String, at: UnixMillis)
+    /// An identity role put (ROLE_PUT, `tollgate apply`, or seeded from the configuration): it replaces the role of
+    /// that name. A journal written before this type existed never holds it.
+    case rolePut(IdentityRole, at: UnixMillis)
+    /// An identity role deleted (ROLE_DELETE), with who asked. The name is remembered as deleted, so that the
+    /// configuration does not seed it again (`LicensingState.deletedRoles`); a snapshot writes one per such name
+    /// (actor empty, `at` 0). A journal written before this type existed never holds it.
+    case roleDeleted(name: String, actor: String, at: UnixMillis)
     /// Fleet mode (`Protocol/FLEET.md` 5.2): the host has applied the fleet log up to `sequence` (its own records
     /// came back, or a snapshot records where it is). Never in the fleet log itself.
     case fleetPosition(sequence: UInt64)
@@ -128,7 +135,7 @@ public enum StateChange: Sendable, Hashable {
 
     /// The record types the fleet log carries (`Protocol/FLEET.md` 3): every change a client asks for; not the
     /// host-local housekeeping (12, 13), the snapshot-only types (7, 16) nor the fleet's own (20, 21).
-    public static let replicatedTypes: Set<UInt8> = [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 14, 15, 17]
+    public static let replicatedTypes: Set<UInt8> = [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 14, 15, 17, 18, 19]
 
     /// The journal record type code (`Protocol/JOURNAL.md`, "Record payloads").
     public var typeCode: UInt8 {
@@ -150,6 +157,8 @@ public enum StateChange: Sendable, Hashable {
         case .billingApplied: return 15
         case .billingRestored: return 16
         case .subjectStatus: return 17
+        case .rolePut: return 18
+        case .roleDeleted: return 19
         case .fleetPosition: return 20
         case .fleetApplied: return 21
         }

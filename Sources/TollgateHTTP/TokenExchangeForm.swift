@@ -55,7 +55,8 @@ public enum TokenExchangeForm {
     public static func error(forRefusal code: ExchangeRefusal.Code, message: String) -> OAuthError {
         switch code {
         case .invalidScope: return OAuthError("invalid_scope", message)
-        case .keysUnavailable: return OAuthError("temporarily_unavailable", message, status: 503)
+        // Both clear up by themselves: the provider answers again; the role changed mid-verification.
+        case .keysUnavailable, .roleChanged: return OAuthError("temporarily_unavailable", message, status: 503)
         case .notConfigured: return OAuthError("invalid_request", message, status: 404)
         default: return OAuthError("invalid_request", message)
         }

@@ -6,13 +6,18 @@ import TollgateModel
 /// candidate roles (nothing is fetched for an issuer no role names), the key by `kid` (`IssuerKeys`), the signature
 /// (jwt-kit, with exactly that key, under the header's algorithm once it is known to fit the key), then the claims
 /// (`RoleMatcher`).
+///
+/// The roles are an argument of each verification: they are policy in the licensing state (put by `tollgate apply`
+/// and ROLE_PUT, journaled), so a change applies to the next exchange. The key caches are the verifier's own, one
+/// per configured provider.
 public final class IdentityVerifier: Sendable {
+    /// The roles `grant(for:)` uses (tests); the daemon passes the state's to `grant(for:roles:)`.
     public let roles: [IdentityRole]
     public let issuers: [String: IssuerKeys]
     public let maxTokenBytes: Int
     let clock: @Sendable () -> Int64
 
-    public init(roles: [IdentityRole], issuers: [IssuerKeys], maxTokenBytes: Int = 16_384, clock: @escaping @Sendable () -> Int64) {
+    public init(roles: [IdentityRole] = [], issuers: [IssuerKeys], maxTokenBytes: Int = 16_384, clock: @escaping @Sendable () -> Int64) {
         self.roles = roles
         self.issuers = Dictionary(issuers.map { ($0.issuer, $0) }, uniquingKeysWith: { first, _ in first })
         self.maxTokenBytes = maxTokenBytes
@@ -20,6 +25,10 @@ public final class IdentityVerifier: Sendable {
     }
 
     public func grant(for request: ExchangeRequest) async -> Result<ExchangeGrant, ExchangeRefusal> {
+        await grant(for: request, roles: roles)
+    }
+
+    public func grant(for request: ExchangeRequest, roles: [IdentityRole]) async -> Result<ExchangeGrant, ExchangeRefusal> {
         do throws(ExchangeRefusal) {
             let jwt = try CompactJWT(request.subjectToken, maxBytes: maxTokenBytes)
             let issuer = jwt.claims.text("iss")

@@ -17,6 +17,10 @@ public actor IssuerKeys {
     /// Fetches that failed, and keys skipped as unusable in the last set (STATS, tests).
     public private(set) var failures = 0
     public private(set) var fetches = 0
+    /// Key sets received and parsed (successful fetches).
+    public private(set) var fetchedSets = 0
+    /// Whether the last fetch failed (the keys held may be missing one the provider has).
+    var lastFetchFailed = false
 
     public init(issuer: String, source: any KeySetSource, policy: KeySetPolicy, clock: @escaping @Sendable () -> Int64, logger: Logger) {
         self.issuer = issuer
@@ -34,13 +38,23 @@ public actor IssuerKeys {
         case .useHeldAndRefresh:
             startFetch()
         case .fetchThenUse:
+            let before = fetchedSets
             startFetch()
             await inFlight?.value
             guard policy.usable(state, now: clock()) else {
                 throw ExchangeRefusal(.keysUnavailable, "the keys of issuer \(CompactJWT.printable(issuer)) cannot be fetched; retry later")
             }
+            // The fetch failed (or timed out) and the key is not among those held: whether the provider has it is
+            // not known, so the answer is "retry", not "no such key".
+            if fetchedSets == before, lookup(kid) == nil {
+                throw ExchangeRefusal(.keysUnavailable, "the keys of issuer \(CompactJWT.printable(issuer)) could not be refreshed to find kid \(CompactJWT.printable(kid ?? "")); retry later")
+            }
         case .refuseUnknownKey:
-            break
+            // No refresh is allowed yet; if the last one failed (or is still running), whether the provider has
+            // this key is not known either.
+            if inFlight != nil || lastFetchFailed, lookup(kid) == nil {
+                throw ExchangeRefusal(.keysUnavailable, "the keys of issuer \(CompactJWT.printable(issuer)) could not be refreshed to find kid \(CompactJWT.printable(kid ?? "")); retry later")
+            }
         case .refuseUnavailable:
             throw ExchangeRefusal(.keysUnavailable, "the keys of issuer \(CompactJWT.printable(issuer)) cannot be fetched; retry later")
         }
@@ -76,14 +90,18 @@ public actor IssuerKeys {
         case .success(let bytes):
             guard let parsed = Self.parse(bytes) else {
                 failures += 1
+                lastFetchFailed = true
                 logger.warning("the identity provider's key set is not a JWKS", metadata: ["tollgate.issuer": "\(issuer)"])
                 return
             }
             keys = parsed
+            fetchedSets += 1
+            lastFetchFailed = false
             state.fetchedAt = clock()
             logger.info("identity provider keys loaded", metadata: ["tollgate.issuer": "\(issuer)", "tollgate.keys": "\(parsed.count)"])
         case .failure(let error):
             failures += 1
+            lastFetchFailed = true
             logger.warning("identity provider keys could not be fetched; the keys held are kept", metadata: [
                 "tollgate.issuer": "\(issuer)", "tollgate.error": "\(error)",
             ])

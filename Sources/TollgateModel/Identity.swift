@@ -98,6 +98,9 @@ public struct ExchangeRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         public static let licenseUnavailable = Code(rawValue: "license_unavailable")
         /// The issuer's keys could not be had in time (status `identity_unavailable`; retry).
         public static let keysUnavailable = Code(rawValue: "keys_unavailable")
+        /// The role the JWT was verified under was changed or deleted (ROLE_PUT, ROLE_DELETE, `tollgate apply`)
+        /// before the token was minted; retrying verifies it under the role as it is now.
+        public static let roleChanged = Code(rawValue: "role_changed")
         /// Exchange is not configured (no `identity` section).
         public static let notConfigured = Code(rawValue: "not_configured")
     }

@@ -5,6 +5,9 @@ extension Validation {
     public static let maxExchangeTTLSeconds: UInt32 = 86_400
     /// Longest leeway on `exp`, `nbf` or `iat`: ten minutes of clock skew is already generous.
     public static let maxLeewaySeconds: UInt32 = 600
+    /// Most entries in each of a role's lists and mappings (audiences, bound claims, values of one bound claim,
+    /// scopes, mapping entries): a role is policy an operator writes, and it must fit in one frame (ROLE_PUT).
+    public static let maxRoleEntries = 64
 
     /// A role: its name an id, an issuer, at least one audience, a user claim, exactly one way to a license, scopes,
     /// a lifetime and leeways in range, claim names and bound values non-empty.
@@ -15,12 +18,22 @@ extension Validation {
         guard !role.audiences.isEmpty else {
             throw ValidationError(.missingKey, field: at("bound_audiences"), "a role must bind at least one audience")
         }
+        for (key, count) in [
+            ("bound_audiences", role.audiences.count), ("bound_claims", role.boundClaims.count),
+            ("license_mapping", role.licenseMapping.count), ("org_mapping", role.orgMapping.count),
+        ] + role.boundClaims.map({ ("bound_claims.\($0.claim)", $0.values.count) }) where count > maxRoleEntries {
+            throw ValidationError(.outOfRange, field: at(key), "a role holds at most \(maxRoleEntries) entries in each list or mapping")
+        }
         for (index, audience) in role.audiences.enumerated() {
             try text(audience, max: 512, "an audience", allowEmpty: false, field: at("bound_audiences[\(index)]"))
         }
         try claimName(role.userClaim, field: at("user_claim"))
+        var boundNames = Set<String>()
         for (index, bound) in role.boundClaims.enumerated() {
             try claimName(bound.claim, field: at("bound_claims[\(index)]"))
+            guard boundNames.insert(bound.claim).inserted else {
+                throw ValidationError(.invalidValue, field: at("bound_claims.\(bound.claim)"), "a claim is bound once (list its values instead)")
+            }
             guard !bound.values.isEmpty else {
                 throw ValidationError(.invalidValue, field: at("bound_claims.\(bound.claim)"), "a bound claim needs at least one value")
             }

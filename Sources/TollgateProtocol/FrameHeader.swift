@@ -39,6 +39,10 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
     case watch = 0x35
     /// Deprovision or reactivate a subject (issue 17; what the SCIM endpoint sends).
     case subjectStatus = 0x38
+    /// Identity roles as policy (issue 17 item 4): put, delete and list (what `tollgate apply` manages).
+    case rolePut = 0x39
+    case roleDelete = 0x3A
+    case roleList = 0x3B
 
     public var name: String {
         switch self {
@@ -74,6 +78,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable, Hashable {
         case .watch: return "WATCH"
         case .exchange: return "EXCHANGE"
         case .subjectStatus: return "SUBJECT_STATUS"
+        case .rolePut: return "ROLE_PUT"
+        case .roleDelete: return "ROLE_DELETE"
+        case .roleList: return "ROLE_LIST"
         }
     }
 

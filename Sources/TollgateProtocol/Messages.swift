@@ -81,6 +81,10 @@ public enum Request: Sendable, Hashable {
     case watch(licenseID: String)
     case exchange(ExchangeRequest)
     case subjectStatus(SubjectStatusRequest)
+    case rolePut(IdentityRole)
+    /// The role's name and who asks.
+    case roleDelete(DeleteRequest)
+    case roleList(ListPageRequest)
 
     public var opcode: Opcode {
         switch self {
@@ -116,6 +120,9 @@ public enum Request: Sendable, Hashable {
         case .watch: return .watch
         case .exchange: return .exchange
         case .subjectStatus: return .subjectStatus
+        case .rolePut: return .rolePut
+        case .roleDelete: return .roleDelete
+        case .roleList: return .roleList
         }
     }
 }
@@ -148,6 +155,10 @@ public enum Response: Sendable, Hashable {
     case licenseList(licenses: [LicenseInfo], next: String)
     case planList(plans: [Plan], next: String)
     case orgList(orgs: [OrgSpec], next: String)
+    /// ROLE_PUT (the role as stored) and ROLE_DELETE (the role as it was).
+    case role(IdentityRole)
+    /// ROLE_LIST: a page in name order and the name to continue after (empty: the last page).
+    case roleList(roles: [IdentityRole], next: String)
     /// One frame of a WATCH stream; a stream is many of them answering one request (6.22).
     case watch(WatchBatch)
     case error(Status, String)
@@ -348,6 +359,12 @@ public func decodeRequest(opcode: Opcode, body: ByteBuffer) throws -> Request {
         let active = try r.u8("active")
         guard active <= 1 else { throw WireError(.malformed, "SUBJECT_STATUS: active must be 0 or 1") }
         request = .subjectStatus(SubjectStatusRequest(subject: subject, active: active == 1, actor: try r.string("actor")))
+    case .rolePut:
+        request = .rolePut(try r.identityRole())
+    case .roleDelete:
+        request = .roleDelete(DeleteRequest(id: try r.string("name"), actor: try r.string("actor")))
+    case .roleList:
+        request = .roleList(ListPageRequest(after: try r.string("after"), limit: try r.u16("limit")))
     }
     try r.expectEnd()
     return request
@@ -470,6 +487,12 @@ public func decodeResponse(opcode: Opcode, status: Status, body: ByteBuffer) thr
         response = .issue(secret: try r.string("secret"), token: try r.tokenInfo())
     case .subjectStatus:
         response = .revoke(revoked: try r.u32("revoked"))
+    case .rolePut, .roleDelete:
+        response = .role(try r.identityRole())
+    case .roleList:
+        var roles: [IdentityRole] = []
+        for _ in 0..<(try r.count("roles", minimumElementSize: 41)) { roles.append(try r.identityRole()) }
+        response = .roleList(roles: roles, next: try r.string("next"))
     }
     try r.expectEnd()
     return response
@@ -574,9 +597,14 @@ extension ByteBuffer {
         case .planList(let page), .orgList(let page):
             try writeWireString(page.after)
             writeInteger(page.limit)
-        case .licenseDelete(let delete), .planDelete(let delete), .orgDelete(let delete):
+        case .licenseDelete(let delete), .planDelete(let delete), .orgDelete(let delete), .roleDelete(let delete):
             try writeWireString(delete.id)
             try writeWireString(delete.actor)
+        case .rolePut(let role):
+            try writeIdentityRole(role)
+        case .roleList(let page):
+            try writeWireString(page.after)
+            writeInteger(page.limit)
         case .watch(let licenseID):
             try writeWireString(licenseID)
         }
@@ -651,6 +679,12 @@ extension ByteBuffer {
         case .orgList(let orgs, let next):
             try writeWireCount(orgs.count)
             for org in orgs { try writeOrgSpec(org) }
+            try writeWireString(next)
+        case .role(let role):
+            try writeIdentityRole(role)
+        case .roleList(let roles, let next):
+            try writeWireCount(roles.count)
+            for role in roles { try writeIdentityRole(role) }
             try writeWireString(next)
         case .watch(let batch):
             try writeWatchBatch(batch)

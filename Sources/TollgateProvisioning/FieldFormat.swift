@@ -71,4 +71,16 @@ enum FieldFormat {
         guard let policy else { return "none" }
         return "{pool: \(policy.pool.name), included: \(policy.included), period: \(policy.period.name)}"
     }
+
+    /// `{claim: value}` or `{claim: [a, b]}` per bound claim, in claim order.
+    static func boundClaims(_ bound: [IdentityRole.BoundClaim]) -> String {
+        "{" + bound.map { "\(text($0.claim)): " + ($0.values.count == 1 ? text($0.values[0]) : list($0.values.map(text))) }.joined(separator: ", ") + "}"
+    }
+
+    /// A claim-value → id mapping in key order, or `{}`.
+    static func mapping(_ table: [String: String]) -> String {
+        "{" + table.sorted { $0.key < $1.key }.map { "\(text($0.key)): \(text($0.value))" }.joined(separator: ", ") + "}"
+    }
+
+    static func leeways(_ leeway: IdentityRole.Leeways) -> String { "{exp: \(leeway.exp), nbf: \(leeway.nbf), iat: \(leeway.iat)}" }
 }

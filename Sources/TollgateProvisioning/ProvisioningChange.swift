@@ -11,11 +11,12 @@ public enum ProvisioningChange: Sendable, Hashable {
     case delete(Kind, id: String)
 
     /// The kinds of object a provisioning file declares, in the order they are applied: a license names a plan and
-    /// an organisation, so those must exist first.
+    /// an organisation, so those must exist first; a role maps claims to licenses and organisations, so it comes last.
     public enum Kind: String, Sendable, Hashable, CaseIterable, Comparable {
         case org
         case plan
         case license
+        case role
 
         public static func < (l: Kind, r: Kind) -> Bool {
             allCases.firstIndex(of: l)! < allCases.firstIndex(of: r)!

@@ -24,6 +24,16 @@ import Yams
 /// licenses:
 ///   - {id: lic_acme_prod, customer: "Acme Corp", org: acme, project: checkout, plan: pro, status: active,
 ///      valid_from: 2026-01-01T00:00:00Z, valid_until: 1798761600000, trial_ends_at: ~, billing_anchor_day: 15}
+/// roles:                                                             # identity roles (the layout of identity.roles)
+///   - name: ci
+///     issuer: https://token.actions.githubusercontent.com
+///     bound_audiences: [https://tollgate.example.com]
+///     bound_claims: {repository: "acme/*"}
+///     bound_claims_type: glob
+///     license_claim: repository_owner
+///     license_mapping: {acme: lic_acme_prod}
+///     scopes: [read]
+///     max_ttl_s: 900
 /// ```
 ///
 /// An `http:` section (`routes:` and `default:`, the layout of the daemon configuration's `http.routes`) is checked
@@ -63,7 +73,7 @@ extension ProvisioningDocument {
         var reader: MappingReader
         do throws(ProvisioningError) {
             reader = try MappingReader(root, path: "")
-            try reader.allowOnly(["plans", "orgs", "licenses", "http"], orKeysWhere: { $0.hasPrefix("x-") })
+            try reader.allowOnly(["plans", "orgs", "licenses", "roles", "http"], orKeysWhere: { $0.hasPrefix("x-") })
         } catch {
             return (ProvisioningDocument(), [error])
         }
@@ -104,6 +114,12 @@ extension ProvisioningDocument {
             if attempt({ () throws(ProvisioningError) in try firstPaths.register(license.id, kind: "license", at: licenseReader.child("id")) }) != nil {
                 document.licenses.append(license)
                 licensePaths.append(licenseReader.path)
+            }
+        }
+        for var roleReader in attempt({ () throws(ProvisioningError) in try reader.mappings("roles") }) ?? [] {
+            guard let role = attempt({ () throws(ProvisioningError) in try readRole(&roleReader) }) else { continue }
+            if attempt({ () throws(ProvisioningError) in try firstPaths.register(role.name, kind: "role", at: roleReader.child("name")) }) != nil {
+                document.roles.append(role)
             }
         }
         if let httpReader = attempt({ () throws(ProvisioningError) in try reader.mapping("http") }) ?? nil {
@@ -150,6 +166,18 @@ extension ProvisioningDocument {
         do throws(ValidationError) {
             var document = try DocumentReader(node, path: reader.path)
             return try PlanDocument.read(&document)
+        } catch {
+            throw ProvisioningError(error)
+        }
+    }
+
+    /// A role is read by the one role document model (`RoleDocument`, shared with the daemon configuration's
+    /// `identity.roles`), every value rule `Validation.identityRole`'s.
+    static func readRole(_ reader: inout MappingReader) throws(ProvisioningError) -> IdentityRole {
+        let node = try YAMLValue.document(reader.node, reader.path)
+        do throws(ValidationError) {
+            var document = try DocumentReader(node, path: reader.path)
+            return try RoleDocument.read(&document)
         } catch {
             throw ProvisioningError(error)
         }

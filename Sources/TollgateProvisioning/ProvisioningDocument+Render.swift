@@ -43,6 +43,31 @@ extension ProvisioningDocument {
             }
             lines.append("    billing_anchor_day: \(license.billingAnchorDay)")
         }
+        // Only when there are roles, so that the export of a daemon without identity roles is unchanged.
+        if !roles.isEmpty { lines.append("roles:") }
+        for role in roles {
+            lines.append("  - name: \(FieldFormat.text(role.name))")
+            lines.append("    issuer: \(FieldFormat.text(role.issuer))")
+            lines.append("    bound_audiences: \(FieldFormat.list(role.audiences.map(FieldFormat.text)))")
+            if !role.boundClaims.isEmpty {
+                lines.append("    bound_claims: \(FieldFormat.boundClaims(role.boundClaims))")
+                lines.append("    bound_claims_type: \(role.boundClaimsMatch.rawValue)")
+            }
+            lines.append("    user_claim: \(FieldFormat.text(role.userClaim))")
+            if !role.license.isEmpty { lines.append("    license: \(FieldFormat.text(role.license))") }
+            if !role.licenseClaim.isEmpty {
+                lines.append("    license_claim: \(FieldFormat.text(role.licenseClaim))")
+                lines.append("    license_mapping: \(FieldFormat.mapping(role.licenseMapping))")
+            }
+            if !role.orgClaim.isEmpty {
+                lines.append("    org_claim: \(FieldFormat.text(role.orgClaim))")
+                lines.append("    org_mapping: \(FieldFormat.mapping(role.orgMapping))")
+            }
+            lines.append("    scopes: \(FieldFormat.list(role.scopes.map(FieldFormat.text)))")
+            if !role.scopeClaim.isEmpty { lines.append("    scope_claim: \(FieldFormat.text(role.scopeClaim))") }
+            lines.append("    max_ttl_s: \(role.maxTTLSeconds)")
+            lines.append("    leeway_s: \(FieldFormat.leeways(role.leewaySeconds))")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -1,7 +1,7 @@
 import TollgateModel
 
-/// What a provisioning file (`tollgate apply FILE`) declares: plans, organisations and licenses, as the model's own
-/// values, so that what is applied is exactly what was read and the diff compares like with like.
+/// What a provisioning file (`tollgate apply FILE`) declares: plans, organisations, licenses and identity roles, as
+/// the model's own values, so that what is applied is exactly what was read and the diff compares like with like.
 ///
 /// The file is declarative and additive: it states how the objects it names must be. Objects on the daemon that
 /// the file does not name are left alone (a file describing one customer must not delete the others).
@@ -9,16 +9,21 @@ public struct ProvisioningDocument: Sendable, Hashable {
     public var plans: [Plan]
     public var orgs: [OrgSpec]
     public var licenses: [LicenseSpec]
+    /// Identity-provider roles (issue 17): what a verified JWT earns at EXCHANGE. Read by the same model as the
+    /// daemon configuration's `identity.roles` (`RoleDocument`); the issuer each names must be one of the daemon's
+    /// configured providers (the daemon refuses the put otherwise).
+    public var roles: [IdentityRole]
     /// The forward-auth routes of an `http:` section, checked by the same reader and rules as the daemon's
     /// configuration (`RouteDocument`, `Validation.routes`). They are not applied: routes are tollgated's
     /// configuration (`http.routes`), which a running daemon reloads on SIGHUP; the file only gets them checked
     /// beside the plans whose scopes they name.
     public var http: RouteTable?
 
-    public init(plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = [], http: RouteTable? = nil) {
+    public init(plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = [], roles: [IdentityRole] = [], http: RouteTable? = nil) {
         self.plans = plans
         self.orgs = orgs
         self.licenses = licenses
+        self.roles = roles
         self.http = http
     }
 
@@ -26,4 +31,5 @@ public struct ProvisioningDocument: Sendable, Hashable {
     public func plan(_ id: String) -> Plan? { plans.first { $0.id == id } }
     public func org(_ id: String) -> OrgSpec? { orgs.first { $0.id == id } }
     public func license(_ id: String) -> LicenseSpec? { licenses.first { $0.id == id } }
+    public func role(_ name: String) -> IdentityRole? { roles.first { $0.name == name } }
 }

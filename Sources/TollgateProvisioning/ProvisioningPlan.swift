@@ -12,11 +12,13 @@ public enum ProvisioningPlan {
     ///
     /// With `prune`, `current` must hold every object on the daemon: those the document does not name are deleted,
     /// after every put (a license the file moves off a plan is moved before the plan goes) and users first —
-    /// licenses, then plans, then organisations, each in id order — since the daemon refuses to delete what is
-    /// still in use.
+    /// roles, then licenses, then plans, then organisations, each in id order — since the daemon refuses to delete
+    /// what is still in use.
     public static func diff(document: ProvisioningDocument, current: CurrentObjects, prune: Bool = false) -> [ProvisioningChange] {
         var changes = puts(document: document, current: current)
         guard prune else { return changes }
+        let roles = Set(document.roles.map(\.name))
+        for name in current.roles.keys.sorted() where !roles.contains(name) { changes.append(.delete(.role, id: name)) }
         let named = Set(document.licenses.map(\.id))
         for id in current.licenses.keys.sorted() where !named.contains(id) { changes.append(.delete(.license, id: id)) }
         let plans = Set(document.plans.map(\.id))
@@ -36,6 +38,9 @@ public enum ProvisioningPlan {
         }
         for license in document.licenses {
             changes.append(change(.license, license.id, fields: current.licenses[license.id].map { fieldChanges(from: $0, to: license) }))
+        }
+        for role in document.roles {
+            changes.append(change(.role, role.name, fields: current.roles[role.name].map { fieldChanges(from: $0, to: role) }))
         }
         return changes
     }
@@ -80,6 +85,30 @@ public enum ProvisioningPlan {
         fields.compare("valid_until", old.validUntil, new.validUntil, FieldFormat.timestamp)
         fields.compare("trial_ends_at", old.trialEndsAt, new.trialEndsAt, FieldFormat.timestamp)
         fields.compare("billing_anchor_day", old.billingAnchorDay, new.billingAnchorDay) { "\($0)" }
+        return fields.changes
+    }
+}
+
+extension ProvisioningPlan {
+    /// A role's fields as the file names them. Audiences and scopes are compared as sets (their order means
+    /// nothing to a match); bound claims are compared normalised (claim order).
+    static func fieldChanges(from old: IdentityRole, to new: IdentityRole) -> [ProvisioningChange.FieldChange] {
+        let old = old.normalized, new = new.normalized
+        var fields = FieldComparison()
+        fields.compare("issuer", old.issuer, new.issuer, FieldFormat.text)
+        fields.compareAsSets("bound_audiences", old.audiences, new.audiences)
+        fields.compare("bound_claims", old.boundClaims, new.boundClaims, FieldFormat.boundClaims)
+        fields.compare("bound_claims_type", old.boundClaimsMatch, new.boundClaimsMatch) { $0.rawValue }
+        fields.compare("user_claim", old.userClaim, new.userClaim, FieldFormat.text)
+        fields.compare("license", old.license, new.license, FieldFormat.optionalID)
+        fields.compare("license_claim", old.licenseClaim, new.licenseClaim, FieldFormat.optionalID)
+        fields.compare("license_mapping", old.licenseMapping, new.licenseMapping, FieldFormat.mapping)
+        fields.compare("org_claim", old.orgClaim, new.orgClaim, FieldFormat.optionalID)
+        fields.compare("org_mapping", old.orgMapping, new.orgMapping, FieldFormat.mapping)
+        fields.compareAsSets("scopes", old.scopes, new.scopes)
+        fields.compare("scope_claim", old.scopeClaim, new.scopeClaim, FieldFormat.optionalID)
+        fields.compare("max_ttl_s", old.maxTTLSeconds, new.maxTTLSeconds) { "\($0)" }
+        fields.compare("leeway_s", old.leewaySeconds, new.leewaySeconds, FieldFormat.leeways)
         return fields.changes
     }
 }

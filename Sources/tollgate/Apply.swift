@@ -7,12 +7,12 @@ import TollgateProvisioning
 
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Make the plans, organisations and licenses a YAML file declares exist as declared.",
+        abstract: "Make the plans, organisations, licenses and identity roles a YAML file declares exist as declared.",
         discussion: """
             Shows the diff against the daemon first (+ create, ~ update, = unchanged with --verbose, - delete with \
-            --prune), then puts organisations, then plans, then licenses that are new or differ. Objects the file does \
-            not name are left alone, unless --prune: then they are deleted after the puts, licenses first, then plans, \
-            then organisations (the daemon refuses, in_use, to delete a license with live tokens, or a plan or \
+            --prune), then puts organisations, then plans, then licenses, then identity roles that are new or differ. \
+            Objects the file does not name are left alone, unless --prune: then they are deleted after the puts, roles \
+            first, then licenses, then plans, then organisations (the daemon refuses, in_use, to delete a license with live tokens, or a plan or \
             organisation a remaining license uses, and apply stops there). Applying the same file twice changes nothing \
             the second time. Nothing is sent if the file has any error. See examples/provisioning.yaml; tollgate \
             export writes the daemon's policy in this format.
@@ -21,7 +21,7 @@ struct Apply: AsyncParsableCommand {
     @Argument(help: "The provisioning file (YAML).") var file: String
     @Flag(name: .customLong("dry-run"), help: "Show the diff and send nothing.") var dryRun = false
     @Flag(help: "Also list the objects that are unchanged.") var verbose = false
-    @Flag(help: "Delete the licenses, plans and organisations on the daemon that the file does not name.") var prune = false
+    @Flag(help: "Delete the roles, licenses, plans and organisations on the daemon that the file does not name.") var prune = false
     @Option(help: "With --prune: who deletes (journaled and logged with the caller's uid).") var actor: String = "tollgate-apply"
 
     func run() async throws {
@@ -119,13 +119,20 @@ struct Apply: AsyncParsableCommand {
     /// object on the daemon (the listings), since those the file does not name are to be deleted.
     func fetchCurrent(_ document: ProvisioningDocument, _ connection: TollgateConnection) async throws -> CurrentObjects {
         if prune {
-            return CurrentObjects(plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec))
+            return CurrentObjects(
+                plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec),
+                roles: try await connection.roles())
         }
         var current = CurrentObjects()
         for org in document.orgs { current.orgs[org.id] = try await absentIfNotFound { try await connection.org(id: org.id) } }
         for plan in document.plans { current.plans[plan.id] = try await absentIfNotFound { try await connection.plan(id: plan.id) } }
         for license in document.licenses {
             current.licenses[license.id] = try await absentIfNotFound { try await connection.license(id: license.id) }?.spec
+        }
+        // Roles have no GET: one listing (a daemon holds few), kept only for the names the file declares.
+        if !document.roles.isEmpty {
+            let named = Swift.Set(document.roles.map(\.name))
+            for role in try await connection.roles() where named.contains(role.name) { current.roles[role.name] = role }
         }
         return current
     }
@@ -136,6 +143,7 @@ struct Apply: AsyncParsableCommand {
             case .org: _ = try await connection.deleteOrg(id: id, actor: actor)
             case .plan: _ = try await connection.deletePlan(id: id, actor: actor)
             case .license: _ = try await connection.deleteLicense(id: id, actor: actor)
+            case .role: _ = try await connection.deleteRole(name: id, actor: actor)
             }
             if verbose && !global.json { print("deleted \(kind.rawValue) \(id)") }
             return
@@ -144,6 +152,7 @@ struct Apply: AsyncParsableCommand {
         case .org: _ = try await connection.putOrg(document.org(change.id)!)
         case .plan: _ = try await connection.putPlan(document.plan(change.id)!)
         case .license: _ = try await connection.putLicense(document.license(change.id)!)
+        case .role: _ = try await connection.putRole(document.role(change.id)!)
         }
         if verbose && !global.json { print("put \(change.kind.rawValue) \(change.id)") }
     }

@@ -112,7 +112,7 @@ struct Tollgate: AsyncParsableCommand {
         version: "tollgate \(BuildInfo.description)",
         subcommands: [
             Issue.self, Revoke.self, Check.self, Meter.self, Inspect.self, List.self, LicenseCommand.self, PlanCommand.self,
-            Rotate.self, RotateEnd.self, Derive.self, Exchange.self, SubjectCommand.self, Release.self, Settle.self, OrgCommand.self, CreditsCommand.self,
+            Rotate.self, RotateEnd.self, Derive.self, Exchange.self, SubjectCommand.self, RoleCommand.self, Release.self, Settle.self, OrgCommand.self, CreditsCommand.self,
             UsageCommand.self, Events.self, Apply.self, Export.self, SyncCommand.self, Stats.self, Ping.self, Top.self,
         ])
 }

@@ -290,7 +290,7 @@ func reorderedArguments(_ arguments: [String]) -> [String] {
     let commands: Set<String> = [
         "issue", "revoke", "check", "meter", "inspect", "list", "license", "plan", "stats", "ping", "set", "get",
         "rotate", "rotate-end", "derive", "release", "settle", "org", "credits", "grant", "usage", "export", "show", "events", "apply",
-        "delete", "sync", "stripe", "exchange", "subject",
+        "delete", "sync", "stripe", "exchange", "subject", "role",
     ]
     while let first = rest.first, commands.contains(first), path.count < 2 { path.append(rest.removeFirst()) }
     return path + leading + rest

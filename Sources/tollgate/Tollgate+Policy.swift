@@ -136,7 +136,7 @@ extension OrgCommand {
 
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the daemon's plans, organisations and licenses as a provisioning file for tollgate apply.",
+        abstract: "Print the daemon's plans, organisations, licenses and identity roles as a provisioning file for tollgate apply.",
         discussion: """
             Objects are in id order; applying the file to the same daemon changes nothing (apply --dry-run shows every \
             object unchanged), and apply --prune of it makes another daemon hold exactly this policy. Tokens, usage and \
@@ -147,14 +147,16 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         let document = try await call(global, admin: true) { connection in
-            ProvisioningDocument(plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec))
+            ProvisioningDocument(
+                plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec),
+                roles: try await connection.roles())
         }
         // The wire lets a license name an organisation that was never put (a subscription system may sync it first);
         // a file may not (unknown_org), so such a license is exported as it is and the file says why apply refuses it.
         let warnings = document.licensesNamingMissingOrganisations.map { "warning: license \($0.id) names organisation \($0.org), which does not exist; apply refuses it until the organisation is put" }
         for warning in warnings { FileHandleStderr.write("tollgate: \(warning)\n") }
         let yaml = document.yaml(header: [
-            "tollgate export: \(document.plans.count) plans, \(document.orgs.count) organisations, \(document.licenses.count) licenses.",
+            "tollgate export: \(document.plans.count) plans, \(document.orgs.count) organisations, \(document.licenses.count) licenses, \(document.roles.count) roles.",
             "Apply with tollgate apply FILE (add --prune to also delete what this file does not name).",
         ] + warnings)
         if let output {
@@ -165,7 +167,7 @@ struct Export: AsyncParsableCommand {
             }
         }
         if global.json {
-            var object: [String: Any] = ["plans": document.plans.count, "orgs": document.orgs.count, "licenses": document.licenses.count]
+            var object: [String: Any] = ["plans": document.plans.count, "orgs": document.orgs.count, "licenses": document.licenses.count, "roles": document.roles.count]
             if let output { object["output"] = output } else { object["yaml"] = yaml }
             printJSON(object)
         } else if let output {

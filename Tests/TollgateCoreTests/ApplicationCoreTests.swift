@@ -62,7 +62,7 @@ final class ApplicationCoreTests: XCTestCase {
         XCTAssertEqual(Operation.all.map(\.opcode), Opcode.allCases.sorted { $0.rawValue < $1.rawValue })
         let changes: Set<Opcode> = [
             .meter, .revoke, .issue, .licensePut, .planPut, .derive, .rotate, .rotationEnd, .orgPut, .creditsGrant, .licenseDelete, .planDelete, .orgDelete,
-            .exchange, .subjectStatus,
+            .exchange, .subjectStatus, .rolePut, .roleDelete,
         ]
         let dataPlane: Set<Opcode> = [.hello, .ping, .check, .meter, .revoke, .release, .settle, .derive, .exchange]
         for operation in Operation.all {

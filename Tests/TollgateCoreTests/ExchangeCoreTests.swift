@@ -43,7 +43,7 @@ final class ExchangeCoreTests: XCTestCase {
     /// A verifier that grants `alice` on lic for the JWT "good", and refuses anything else with `expired` or, for
     /// "offline", `keys_unavailable`.
     private func install() {
-        core.setExchangeVerifier { request in
+        core.setExchangeVerifier { request, _ in
             switch request.subjectToken {
             case "good":
                 return .success(ExchangeGrant(role: "people", issuer: "https://idp", subject: "alice", licenseID: "lic", org: "", scopes: ["read"], maxLifetimeMillis: 600_000, subjectTokenExpiresAt: .max))
@@ -84,5 +84,78 @@ final class ExchangeCoreTests: XCTestCase {
         XCTAssertTrue(message.hasPrefix("subject_deprovisioned:"))
         _ = await send(.subjectStatus(SubjectStatusRequest(subject: "alice", active: true, actor: "scim")))
         guard case .issue = await send(.exchange(ExchangeRequest(subjectToken: "good")), as: .api) else { return XCTFail("reactivated") }
+    }
+
+    func role(audiences: [String] = ["tollgate"], issuer: String = "https://idp") -> IdentityRole {
+        var role = IdentityRole(name: "people", issuer: issuer, audiences: audiences, scopes: ["read"])
+        role.license = "lic"
+        return role
+    }
+
+    /// A verifier standing for `TollgateIdentity`'s: the JWT "aud=X" is granted under the role (of those it is
+    /// given) whose audiences hold X. `during` runs before it answers (a change racing the verification).
+    private func installRoleVerifier(during: (@Sendable () async -> Void)? = nil) {
+        core.setExchangeVerifier({ request, roles in
+            await during?()
+            let audience = String(request.subjectToken.dropFirst("aud=".count))
+            guard let role = roles.first(where: { $0.audiences.contains(audience) }) else {
+                return .failure(ExchangeRefusal(.wrongAudience, "the JWT's audience is not one the role binds"))
+            }
+            return .success(ExchangeGrant(role: role.name, issuer: role.issuer, subject: "alice", licenseID: role.license, org: "", scopes: role.scopes, maxLifetimeMillis: 600_000, subjectTokenExpiresAt: .max))
+        }, issuers: ["https://idp"])
+    }
+
+    func testRolesArePolicyThatExchangeUsesAtOnceAndThatSurvivesARestart() async throws {
+        await seed()
+        installRoleVerifier()
+        guard case .error(.notPermitted, _) = await send(.rolePut(role()), as: .api) else { return XCTFail("ROLE_PUT on the api socket") }
+        guard case .error(.invalidArgument, let message) = await send(.rolePut(role(issuer: "https://elsewhere"))) else { return XCTFail("unknown issuer") }
+        XCTAssertTrue(message.contains("no provider in identity.providers"), message)
+        let answer1 = await send(.rolePut(role()))
+        XCTAssertEqual(answer1, .role(role()))
+        guard case .issue = await send(.exchange(ExchangeRequest(subjectToken: "aud=tollgate")), as: .api) else { return XCTFail("exchange under the put role") }
+
+        // The bound audience changes: the next exchange is refused, with no restart or reload.
+        let answer2 = await send(.rolePut(role(audiences: ["billing"])))
+        XCTAssertEqual(answer2, .role(role(audiences: ["billing"])))
+        guard case .error(.exchangeRefused, let refused) = await send(.exchange(ExchangeRequest(subjectToken: "aud=tollgate")), as: .api) else {
+            return XCTFail("old audience")
+        }
+        XCTAssertTrue(refused.hasPrefix("wrong_audience:"), refused)
+        let answer3 = await send(.roleList(ListPageRequest()))
+        XCTAssertEqual(answer3, .roleList(roles: [role(audiences: ["billing"])], next: ""))
+
+        try core.currentJournal.close()
+        try open()
+        installRoleVerifier()
+        guard case .issue = await send(.exchange(ExchangeRequest(subjectToken: "aud=billing")), as: .api) else { return XCTFail("after a restart") }
+        let answer4 = await send(.roleDelete(DeleteRequest(id: "people", actor: "ops")))
+        XCTAssertEqual(answer4, .role(role(audiences: ["billing"])))
+        guard case .error(.exchangeRefused, _) = await send(.exchange(ExchangeRequest(subjectToken: "aud=billing")), as: .api) else { return XCTFail("deleted") }
+        guard case .error(.notFound, _) = await send(.roleDelete(DeleteRequest(id: "people"))) else { return XCTFail("deleted twice") }
+        try core.currentJournal.close()
+        try open()
+        XCTAssertEqual(core.withState { $0.roles.isEmpty && $0.deletedRoles == ["people"] }, true, "the deletion is durable")
+    }
+
+    /// A role changed while a JWT is being verified under it (verification runs off the lock): nothing is minted
+    /// under rules that no longer hold; the caller is told to retry.
+    func testARoleChangedDuringVerificationIsNotMintedUnder() async throws {
+        await seed()
+        _ = await send(.rolePut(role()))
+        let core = self.core!
+        let changed = role(audiences: ["tollgate", "more"])
+        installRoleVerifier {
+            _ = await withCheckedContinuation { continuation in
+                if let now = core.handle(.rolePut(changed), from: .daemon, completion: { continuation.resume(returning: $0) }) {
+                    continuation.resume(returning: now)
+                }
+            }
+        }
+        guard case .error(.exchangeRefused, let message) = await send(.exchange(ExchangeRequest(subjectToken: "aud=tollgate")), as: .api) else {
+            return XCTFail("a role changed during verification")
+        }
+        XCTAssertTrue(message.hasPrefix("role_changed:"), message)
+        XCTAssertEqual(core.withState { $0.tokens.count }, 0)
     }
 }

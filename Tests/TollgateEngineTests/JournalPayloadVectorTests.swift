@@ -18,6 +18,19 @@ final class JournalPayloadVectorTests: XCTestCase {
     static let hash = TokenHash(0x0102_0304_0506_0708, 0x1112_1314_1516_1718, 0x2122_2324_2526_2728, 0x3132_3334_3536_3738)
     static let otherHash = TokenHash(0xA1A2_A3A4_A5A6_A7A8, 0xB1B2_B3B4_B5B6_B7B8, 0xC1C2_C3C4_C5C6_C7C8, 0xD1D2_D3D4_D5D6_D7D8)
 
+    /// An identity role using every field (record 18).
+    static var role: IdentityRole {
+        var role = IdentityRole(name: "ci", issuer: "https://token.actions.githubusercontent.com", audiences: ["tollgate"], scopes: ["read"])
+        role.boundClaims = [.init(claim: "repository", values: ["acme/*"])]
+        role.boundClaimsMatch = .glob
+        role.licenseClaim = "repository_owner"
+        role.licenseMapping = ["acme": "lic_acme"]
+        role.scopeClaim = "scope"
+        role.maxTTLSeconds = 600
+        role.leewaySeconds = .init(exp: 30, nbf: 30, iat: 30)
+        return role
+    }
+
     static var vectors: [(name: String, change: StateChange)] {
         let plan = Plan(
             id: "pro", entitlements: ["read", "write"], features: ["exports"],
@@ -66,6 +79,8 @@ final class JournalPayloadVectorTests: XCTestCase {
             ("type16-billing-restored", .billingRestored(
                 seen: [BillingSeenEvent(eventID: "evt_1", at: at)], subscriptions: [BillingSubscription(subscription: "sub_1", licenseID: "lic_1", lastEventCreated: at - 1000)])),
             ("type17-subject-status", .subjectStatus(subject: "alice@example.com", active: false, tokenIDs: ["tok_1", "tok_2"], actor: "scim uid=0", at: at)),
+            ("type18-role-put", .rolePut(Self.role, at: at)),
+            ("type19-role-deleted", .roleDeleted(name: "ci", actor: "alice@ops uid=0", at: at)),
             // Fleet mode (Protocol/FLEET.md 5.2): the position, and another host's revocation read at log sequence 42.
             ("type20-fleet-position", .fleetPosition(sequence: 41)),
             ("type21-fleet-applied", .fleetApplied(sequence: 42, .tokensRevoked(tokenIDs: [tokenID], reason: "leaked", actor: "alice@ops uid=0", at: at))),
@@ -73,7 +88,7 @@ final class JournalPayloadVectorTests: XCTestCase {
     }
 
     func testEveryRecordTypeHasAVector() {
-        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...17) + [20, 21])
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...21))
     }
 
     func testPayloadsMatchTheirVectorsBothWays() throws {

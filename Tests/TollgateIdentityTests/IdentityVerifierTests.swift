@@ -178,4 +178,57 @@ final class IdentityVerifierTests: XCTestCase {
         let unavailable = await code(verifier, es256(claims()))
         XCTAssertEqual(unavailable, .keysUnavailable)
     }
+
+    /// A source whose fetches after the first hang until the test ends them (an IdP that accepts the connection
+    /// and never answers); `started` reports each hanging fetch, so the test waits on the event, not on time.
+    final class HangingSource: KeySetSource, @unchecked Sendable {
+        let jwks: [UInt8]
+        let state = Mutex<(fetches: Int, waiting: [CheckedContinuation<Void, Never>])>((0, []))
+        let started: AsyncStream<Void>
+        let startedContinuation: AsyncStream<Void>.Continuation
+        init(jwks: [UInt8]) {
+            self.jwks = jwks
+            let (stream, continuation) = AsyncStream<Void>.makeStream()
+            started = stream
+            startedContinuation = continuation
+        }
+        func fetch() async throws -> [UInt8] {
+            let first = state.withLock { $0.fetches += 1; return $0.fetches == 1 }
+            if first { return jwks }
+            await withCheckedContinuation { continuation in
+                state.withLock { $0.waiting.append(continuation) }
+                startedContinuation.yield()
+            }
+            throw KeySetFetchError("timed out")
+        }
+        /// Ends every hanging fetch as a timeout would.
+        func timeOut() { for waiter in state.withLock({ s in defer { s.waiting = [] }; return s.waiting }) { waiter.resume() } }
+    }
+
+    /// While a refresh for an unknown kid hangs, a token with a known kid verifies from the cache; when the refresh
+    /// fails, the unknown kid is `keys_unavailable` (retry), not `unknown_key`: the provider may well have it.
+    func testAHangingRefreshBlocksOnlyTheUnknownKidAndEndsAsKeysUnavailable() async throws {
+        let source = HangingSource(jwks: jwks())
+        let keys = IssuerKeys(
+            issuer: Self.issuer, source: source, policy: KeySetPolicy(refreshAfterMillis: 3_600_000, minRefreshIntervalMillis: 60_000, maxAgeMillis: 86_400_000),
+            clock: { [clock] in clock.now }, logger: Logger(label: "test"))
+        var role = IdentityRole(name: "people", issuer: Self.issuer, audiences: ["tollgate"], scopes: ["read"])
+        role.license = "lic"
+        let verifier = IdentityVerifier(issuers: [keys], clock: { [clock] in clock.now })
+        _ = try await verifier.grant(for: ExchangeRequest(subjectToken: es256(claims())), roles: [role]).get()
+        clock.advance(60_000)
+        let unknownToken = es256(kid: "rotated", claims())
+        let roles = [role]
+        let unknown = Task { [verifier] in await verifier.grant(for: ExchangeRequest(subjectToken: unknownToken), roles: roles) }
+        var events = source.started.makeAsyncIterator()
+        _ = await events.next()  // the refresh is hanging now
+        let known = await verifier.grant(for: ExchangeRequest(subjectToken: eddsa(claims())), roles: [role])
+        XCTAssertNotNil(try? known.get(), "a known kid verifies from the cache while the refresh hangs")
+        source.timeOut()
+        guard case .failure(let refusal) = await unknown.value else { return XCTFail("the unknown kid was granted") }
+        XCTAssertEqual(refusal.code, .keysUnavailable)
+        // Roles are the caller's: with none given, nothing admits the token.
+        guard case .failure(let none) = await verifier.grant(for: ExchangeRequest(subjectToken: es256(claims())), roles: []) else { return XCTFail("no roles") }
+        XCTAssertEqual(none.code, .wrongIssuer)
+    }
 }

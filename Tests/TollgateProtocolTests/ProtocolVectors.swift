@@ -340,6 +340,48 @@ enum ProtocolVectors {
                 fields: ["subject": "alice@example.com", "active": 0, "actor": "scim"]),
             ProtocolVector(name: "subject_status.response", requestID: 39, message: .response(.revoke(revoked: 2), opcode: Opcode.subjectStatus.rawValue),
                 fields: ["revoked": 2]),
+        ] + roleVectors
+    }
+
+    /// 6.25: ROLE_PUT, ROLE_DELETE and ROLE_LIST with a role that uses every field.
+    static var roleVectors: [ProtocolVector] {
+        var ci = IdentityRole(name: "ci", issuer: "https://token.actions.githubusercontent.com", audiences: ["https://tollgate.example.com"], scopes: ["read", "deploy"])
+        ci.boundClaims = [.init(claim: "ref", values: ["refs/heads/main", "refs/tags/*"]), .init(claim: "repository", values: ["acme/*"])]
+        ci.boundClaimsMatch = .glob
+        ci.licenseClaim = "repository_owner"
+        ci.licenseMapping = ["acme": "lic_acme", "globex": "lic_globex"]
+        ci.scopeClaim = "scope"
+        ci.maxTTLSeconds = 900
+        ci.leewaySeconds = .init(exp: 30, nbf: 30, iat: 0)
+        let ciFields: [String: Any] = [
+            "name": "ci", "issuer": "https://token.actions.githubusercontent.com", "bound_audiences": ["https://tollgate.example.com"],
+            "bound_claims": [["claim": "ref", "values": ["refs/heads/main", "refs/tags/*"]], ["claim": "repository", "values": ["acme/*"]]],
+            "bound_claims_type": 1, "user_claim": "sub", "license": "", "license_claim": "repository_owner",
+            "license_mapping": [["acme", "lic_acme"], ["globex", "lic_globex"]], "org_claim": "", "org_mapping": [[String]](),
+            "scopes": ["read", "deploy"], "scope_claim": "scope", "max_ttl_s": 900, "leeway_s": ["exp": 30, "nbf": 30, "iat": 0],
+        ]
+        var people = IdentityRole(name: "people", issuer: "https://login.example.com", audiences: ["0oa1tollgate"], scopes: ["read"])
+        people.userClaim = "email"
+        people.orgClaim = "org"
+        people.orgMapping = ["acme": "org_acme"]
+        people.maxTTLSeconds = 3600
+        let peopleFields: [String: Any] = [
+            "name": "people", "issuer": "https://login.example.com", "bound_audiences": ["0oa1tollgate"], "bound_claims": [[String: Any]](),
+            "bound_claims_type": 0, "user_claim": "email", "license": "", "license_claim": "", "license_mapping": [[String]](),
+            "org_claim": "org", "org_mapping": [["acme", "org_acme"]], "scopes": ["read"], "scope_claim": "", "max_ttl_s": 3600,
+            "leeway_s": ["exp": 0, "nbf": 0, "iat": 0],
+        ]
+        return [
+            ProtocolVector(name: "role_put.request", requestID: 40, message: .request(.rolePut(ci)), fields: ciFields),
+            ProtocolVector(name: "role_put.response", requestID: 40, message: .response(.role(ci), opcode: Opcode.rolePut.rawValue), fields: ciFields),
+            ProtocolVector(name: "role_list.request", requestID: 41, message: .request(.roleList(ListPageRequest(after: "", limit: 2))),
+                fields: ["after": "", "limit": 2]),
+            ProtocolVector(name: "role_list.response", requestID: 41,
+                message: .response(.roleList(roles: [ci, people], next: "people"), opcode: Opcode.roleList.rawValue),
+                fields: ["roles": [ciFields, peopleFields], "next": "people"]),
+            ProtocolVector(name: "role_delete.request", requestID: 42, message: .request(.roleDelete(DeleteRequest(id: "people", actor: "alice@ops"))),
+                fields: ["name": "people", "actor": "alice@ops"]),
+            ProtocolVector(name: "role_delete.response", requestID: 42, message: .response(.role(people), opcode: Opcode.roleDelete.rawValue), fields: peopleFields),
         ]
     }
 }

@@ -5,7 +5,10 @@ JWTs are minted by PyJWT (PyPI `pyjwt[crypto]`) with RSA, EC and Ed25519 keys fr
 OpenID discovery document are served by a small HTTP server in this process (loopback, a free port), which counts
 fetches, can rotate its key and can fail. Exchanges go through the api socket (the spec-only Python client) and
 through RFC 8693 on the HTTP listener; SCIM requests are sent in the shapes Okta and Microsoft Entra ID document for
-deactivation, reactivation and deletion.
+deactivation, reactivation and deletion. Roles are policy: put, changed and deleted by `tollgate apply` and the
+admin opcodes, kept across restarts. A second provider's JWKS URL is served by a raw socket server that can accept
+a connection and never answer, or close it in the middle of the answer: exchanges with a known kid go on from the
+cache, an unknown kid is refused identity_unavailable, and CHECKs issued while the fetch hangs are answered.
 
     python3 Tests/identity/identity_exchange.py BIN_DIR      (BIN_DIR holds tollgated and tollgate)
 
@@ -114,6 +117,64 @@ IdP.issuer = f"http://127.0.0.1:{idp_server.server_address[1]}"
 threading.Thread(target=idp_server.serve_forever, daemon=True).start()
 K8S_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
+
+hang_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+HANG_ISSUER = "https://hanging-idp.example"
+
+
+class HangingIdP:
+    """A JWKS URL on a raw socket: `serve` answers the key set; `hang` reads the request and never answers (until
+    the client gives up and closes); `truncate` sends the head and half the body, then closes. Each event is set
+    when a request of that mode arrives (and `hang_closed` when the client closed a hanging connection), so the
+    test waits on what happened, not on time."""
+    mode = "serve"
+    requests = {"serve": threading.Event(), "hang": threading.Event(), "truncate": threading.Event()}
+    hang_closed = threading.Event()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    @classmethod
+    def handle(cls, conn: socket.socket):
+        conn.settimeout(120)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            mode = cls.mode
+            body = json.dumps({"keys": [jwk(hang_key, "hang-1", "RS256")]}).encode()
+            if mode == "serve":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            elif mode == "truncate":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+            cls.requests[mode].set()
+            if mode == "hang":
+                while conn.recv(4096):  # until the daemon gives up and closes
+                    pass
+                cls.hang_closed.set()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @classmethod
+    def serve_forever(cls):
+        while True:
+            try:
+                conn, _ = cls.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=cls.handle, args=(conn,), daemon=True).start()
+
+
+HangingIdP.listener.bind(("127.0.0.1", 0))
+HangingIdP.listener.listen(16)
+threading.Thread(target=HangingIdP.serve_forever, daemon=True).start()
+HANG_JWKS = f"http://127.0.0.1:{HangingIdP.listener.getsockname()[1]}/keys"
+
 # --- the daemon ----------------------------------------------------------------------------------------------
 
 work = tempfile.mkdtemp(prefix="tg-identity-")
@@ -135,10 +196,11 @@ ROLE_MAX_TTL = 600
 config = json.loads(subprocess.run([tollgated, "--print-default-config"], check=True, capture_output=True, text=True).stdout)
 config["http"] = {"socket": http_sock, "token_exchange_path": "/oauth2/token", "scim": {"secret_file": scim_secret_file}}
 config["identity"] = {
-    "max_token_bytes": 4096, "fetch_timeout_ms": 3000,
+    "max_token_bytes": 4096, "fetch_timeout_ms": 5000,
     "providers": [
         {"issuer": IdP.issuer, "discovery": True, "min_refresh_interval_s": 1},
         {"issuer": K8S_ISSUER, "jwks_file": k8s_jwks},
+        {"issuer": HANG_ISSUER, "jwks_url": HANG_JWKS, "min_refresh_interval_s": 1},
     ],
     "roles": [
         {"name": "ci", "issuer": IdP.issuer, "bound_audiences": ["tollgate"], "bound_claims": {"repository": "acme/*"},
@@ -150,6 +212,8 @@ config["identity"] = {
         {"name": "workloads", "issuer": K8S_ISSUER, "bound_audiences": ["tollgate"],
          "bound_claims": {"kubernetes.io/namespace": ["billing", "reports"]}, "org_claim": "org",
          "org_mapping": {"acme": "org_acme"}, "scopes": ["read"], "max_ttl_s": 900},
+        {"name": "hang", "issuer": HANG_ISSUER, "bound_audiences": ["tollgate-hang"], "license": "lic_acme",
+         "scopes": ["read"], "max_ttl_s": 300},
     ],
 }
 with open(config_path, "w") as f:
@@ -254,6 +318,72 @@ def refusal(token: str) -> str:
         return e.message.split(":", 1)[0] if e.status_name in ("exchange_refused", "identity_unavailable") else f"{e.status_name}: {e.message}"
 
 
+def hang_jwt(kid: str = "hang-1") -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": HANG_ISSUER, "aud": "tollgate-hang", "sub": "svc-hang", "iat": now, "exp": now + 3600},
+                      hang_key, algorithm="RS256", headers={"kid": kid})
+
+
+def answer_of(token: str) -> str:
+    """`status_name code` of an EXCHANGE on its own connection ('ok' when granted): safe from any thread."""
+    client = tg.Client(api_sock)
+    try:
+        client.exchange(token)
+        return "ok"
+    except tg.TollgateError as e:
+        return f"{e.status_name} {e.message.split(':', 1)[0]}"
+    finally:
+        client.close()
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([tollgate_cli, "--socket", api_sock, "--admin-socket", admin_sock, *args], input=stdin,
+                          capture_output=True, text=True)
+
+
+def refetch_while(mode: str, token: str) -> tuple[str, bool]:
+    """Sets the hanging IdP to `mode` and exchanges `token` (an unknown kid) in a thread until the daemon's refresh
+    reaches the IdP in that mode (the daemon refreshes at most once per second, so an earlier try is answered from
+    what it holds). Returns the answer of the exchange that caused the fetch, and whether CHECKs and an exchange with
+    a known kid, issued while that fetch was outstanding, were all answered (allowed) before it ended."""
+    HangingIdP.mode = mode
+    event = HangingIdP.requests[mode]
+    event.clear()
+    HangingIdP.hang_closed.clear()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        outcome = []
+        worker = threading.Thread(target=lambda: outcome.append(answer_of(token)), daemon=True)
+        worker.start()
+        while worker.is_alive() and not event.is_set():
+            event.wait(0.05)
+        if not event.is_set():
+            worker.join()
+            time.sleep(0.2)  # polling for the refresh interval (1 s) to allow the next refresh
+            continue
+        checks_answered = True
+        if mode == "hang":
+            # The fetch is hanging now: CHECKs of existing tokens, on connections of their own, concurrently.
+            answers = []
+
+            def one_check():
+                client = tg.Client(api_sock)
+                try:
+                    answers.append(client.check(answer_secret, scopes=["read"])["decision"])
+                finally:
+                    client.close()
+            threads = [threading.Thread(target=one_check, daemon=True) for _ in range(8)]
+            for t in threads:
+                t.start()
+            known = answer_of(hang_jwt())  # a known kid, from the cache, meanwhile
+            for t in threads:
+                t.join(60)
+            checks_answered = answers == [1] * 8 and known == "ok" and worker.is_alive() and not HangingIdP.hang_closed.is_set()
+        worker.join(120)
+        return (outcome[0] if outcome else "no answer"), checks_answered
+    return "the IdP never saw the refresh", False
+
+
 def fetches() -> int:
     with IdP.lock:
         return IdP.jwks_fetches
@@ -270,6 +400,7 @@ try:
     # --- granted, three algorithms, through discovery and a file ---------------------------------------------
     before = time.time()
     answer = api.exchange(rs256(claims()))
+    answer_secret = answer["secret"]
     token = answer["token"]
     result(token["license_id"] == "lic_acme" and token["subject"] == "repo:acme/api:ref:refs/heads/main"
            and sorted(token["scopes"]) == ["read", "write"], "RS256 via discovery: subject and license mapped", answer)
@@ -419,6 +550,108 @@ try:
         f.write(es256(claims(exp=int(time.time()) - 60)) + "\n")
     run = subprocess.run([tollgate_cli, "--socket", api_sock, "exchange", "--token-file", jwt_file], capture_output=True, text=True)
     result(run.returncode == 3 and "expired" in run.stderr, "tollgate exchange --token-file: a refusal exits 3 with its reason", (run.returncode, run.stderr))
+
+    # --- roles are policy: tollgate apply, the admin opcodes, restarts --------------------------------------
+    listed = {r["name"]: r for r in admin.role_list_all()}
+    result(sorted(listed) == ["ci", "hang", "people", "workloads"], "the configuration's roles are seeded into the state", sorted(listed))
+    run = cli("--json", "role", "list")
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    result(run.returncode == 0 and [r["name"] for r in lines] == ["ci", "hang", "people", "workloads"]
+           and lines[0]["bound_claims"] == {"repository": ["acme/*"]}, "tollgate role list --json", run.stdout + run.stderr)
+    roles_file = os.path.join(work, "roles.yaml")
+
+    def write_roles(audience: str, ci_ttl: int = ROLE_MAX_TTL):
+        with open(roles_file, "w") as f:
+            f.write(f"""roles:
+  - name: deploy
+    issuer: "{IdP.issuer}"
+    bound_audiences: [{audience}]
+    bound_claims: {{repository: "acme/*"}}
+    bound_claims_type: glob
+    license: lic_acme
+    scopes: [read]
+    max_ttl_s: 120
+  - name: ci
+    issuer: "{IdP.issuer}"
+    bound_audiences: [tollgate]
+    bound_claims: {{repository: "acme/*"}}
+    bound_claims_type: glob
+    license_claim: repository_owner
+    license_mapping: {{acme: lic_acme}}
+    scopes: [read, write]
+    max_ttl_s: {ci_ttl}
+    leeway_s: {{exp: 5, nbf: 5, iat: 5}}
+""")
+    write_roles("tollgate-deploy")
+    run = cli("apply", roles_file)
+    result(run.returncode == 0 and "+ role deploy" in run.stdout and "1 to create, 0 to update, 1 unchanged" in run.stdout,
+           "tollgate apply creates a role; the configured role it restates is unchanged", run.stdout + run.stderr)
+    granted = api.exchange(es256(claims(aud="tollgate-deploy")))
+    result(dict(granted["token"]["metadata"]).get("tollgate.exchange.role") == "deploy"
+           and api.check(granted["secret"], scopes=["read"])["decision"] == 1, "an exchange under the applied role", granted["token"])
+    write_roles("tollgate-deploy-2", ci_ttl=120)
+    run = cli("apply", "--dry-run", roles_file)
+    result(run.returncode == 0 and "~ role deploy: bound_audiences [tollgate-deploy] -> [tollgate-deploy-2]" in run.stdout
+           and f"~ role ci: max_ttl_s {ROLE_MAX_TTL} -> 120" in run.stdout and "dry run" in run.stdout,
+           "apply --dry-run shows the role changes field by field", run.stdout + run.stderr)
+    run = cli("apply", roles_file)
+    result(run.returncode == 0 and "0 created, 2 updated" in run.stdout, "apply changes the roles", run.stdout + run.stderr)
+    result(refusal(es256(claims(aud="tollgate-deploy"))) == "wrong_audience",
+           "after the bound audience changed, the old audience is refused at once (no reload)")
+    moved = api.exchange(es256(claims(aud="tollgate-deploy-2")))
+    result(moved["token"]["expires_at"] - moved["token"]["issued_at"] <= 120_000, "the new audience is granted, with the role's new lifetime", moved["token"])
+    run = cli("apply", roles_file)
+    result(run.returncode == 0 and "0 created, 0 updated, 2 unchanged" in run.stdout, "applying the same file again changes nothing", run.stdout)
+    try:
+        admin.role_put("stray", "https://no-provider.example", ["x"], ["read"], license="lic_acme")
+        stray = "accepted"
+    except tg.TollgateError as e:
+        stray = f"{e.status_name}: {e.message}"
+    result(stray.startswith("invalid_argument") and "no provider" in stray, "ROLE_PUT of an issuer with no provider is refused", stray)
+    try:
+        api.role_list()
+        on_api = "served"
+    except tg.TollgateError as e:
+        on_api = e.status_name
+    result(on_api == "not_permitted", "the role opcodes are admin-only", on_api)
+    run = cli("role", "delete", "people", "--actor", "ops")
+    result(run.returncode == 0 and "deleted role people" in run.stdout, "tollgate role delete", run.stdout + run.stderr)
+    result(refusal(es256(claims(aud="tollgate-people", email="carol@example.com", scope="read"))) == "wrong_audience",
+           "an exchange under a deleted role is refused")
+    stop()
+    start()
+    api = tg.Client(api_sock)
+    admin = tg.Client(admin_sock)
+    after = {r["name"]: r for r in admin.role_list_all()}
+    result(sorted(after) == ["ci", "deploy", "hang", "workloads"] and after["ci"]["max_ttl_s"] == 120,
+           "after a restart: the applied roles stay, the configuration neither resets ci nor seeds the deleted people again",
+           {k: v["max_ttl_s"] for k, v in after.items()})
+    result(api.exchange(es256(claims(aud="tollgate-deploy-2")))["token"]["license_id"] == "lic_acme"
+           and refusal(es256(claims(aud="tollgate-people", email="carol@example.com", scope="read"))) == "wrong_audience",
+           "after a restart: exchange under the applied role works, the deleted one stays refused")
+    export = cli("export")
+    result(export.returncode == 0 and "roles:" in export.stdout and "  - name: deploy" in export.stdout,
+           "tollgate export writes the roles", export.stdout[-600:] + export.stderr)
+    audit = read_log()
+    result("role put" in audit and "role deleted" in audit and "identity role seeded from the configuration" in audit,
+           "role puts, deletions and seeding are audited")
+
+    # --- a hanging identity provider ------------------------------------------------------------------------
+    HangingIdP.mode = "serve"
+    warm = answer_of(hang_jwt())
+    result(warm == "ok", "the second provider's keys are fetched from its JWKS URL", warm)
+    outcome, checks_ok = refetch_while("hang", hang_jwt("hang-unknown"))
+    result(checks_ok, "while the IdP's JWKS fetch hangs: CHECKs of existing tokens are answered, and a known kid exchanges from the cache")
+    result(outcome == "identity_unavailable keys_unavailable",
+           "an unknown kid is refused identity_unavailable when the refresh hangs (bounded by fetch_timeout_ms)", outcome)
+    result(HangingIdP.hang_closed.wait(30), "the daemon closed the hanging connection itself")
+    result(answer_of(hang_jwt()) == "ok", "a known kid still exchanges from the cache after the hang")
+    outcome, _ = refetch_while("truncate", hang_jwt("hang-unknown-2"))
+    result(outcome == "identity_unavailable keys_unavailable", "an unknown kid is refused identity_unavailable when the IdP closes mid-answer", outcome)
+    result(answer_of(hang_jwt()) == "ok", "a known kid still exchanges from the cache after a truncated answer")
+    status, _, body = exchange_http(hang_jwt("hang-unknown-3"))
+    result(status == 503 and isinstance(body, dict) and body.get("error") == "temporarily_unavailable",
+           "RFC 8693: an unknown kid of a failing IdP is 503 temporarily_unavailable", (status, body))
 
     # --- no secret in the log --------------------------------------------------------------------------------
     stop()

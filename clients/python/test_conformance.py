@@ -2157,6 +2157,9 @@ class LiveProtocolErrorTests(LiveBase):
             "ORG_DELETE": {"org_id": "o", "actor": ""},
             "WATCH": {"license_id": ""},
             "SUBJECT_STATUS": {"subject": "s", "active": 1, "actor": ""},
+            "ROLE_PUT": tg.role_fields("r", "https://idp", ["aud"], ["read"], license="lic_x"),
+            "ROLE_DELETE": {"name": "r", "actor": ""},
+            "ROLE_LIST": {"after": "", "limit": 0},
         }
         self.assertEqual({OP[n] for n in bodies}, set(OP.values()) - tg.DATA_PLANE)
         for name, fields in bodies.items():

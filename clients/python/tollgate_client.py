@@ -77,8 +77,9 @@ OP = {
     "LICENSE_DELETE": 0x32, "PLAN_DELETE": 0x33, "ORG_DELETE": 0x34,
     # The decision stream (section 6.22): one request, a stream of answers.
     "WATCH": 0x35,
-    # Identity providers (sections 6.23, 6.24)
+    # Identity providers (sections 6.23, 6.24) and their roles as policy (section 6.25)
     "SUBJECT_STATUS": 0x38,
+    "ROLE_PUT": 0x39, "ROLE_DELETE": 0x3A, "ROLE_LIST": 0x3B,
 }
 OPCODE_NAMES = {v: k for k, v in OP.items()}
 # Opcodes served on the api socket (section 2); the admin socket serves every opcode.
@@ -429,6 +430,16 @@ PLAN_INFO = [
     ("max_token_lifetime_s", "u32"), ("max_active_tokens", "u32"), ("past_due_grace_s", "u32"),
 ]
 
+# An identity role (section 6.25): mappings are pair lists in key order.
+BOUND_CLAIM = [("claim", "str"), ("values", STR_LIST)]
+ROLE_INFO = [
+    ("name", "str"), ("issuer", "str"), ("bound_audiences", STR_LIST),
+    ("bound_claims", _list(_struct(BOUND_CLAIM))), ("bound_claims_type", _enum((0, 1))),
+    ("user_claim", "str"), ("license", "str"), ("license_claim", "str"), ("license_mapping", PAIR_LIST),
+    ("org_claim", "str"), ("org_mapping", PAIR_LIST), ("scopes", STR_LIST), ("scope_claim", "str"),
+    ("max_ttl_s", "u32"), ("leeway_s", _struct([("exp", "u32"), ("nbf", "u32"), ("iat", "u32")])),
+]
+
 RULE_EVALUATION = [("rule", "str"), ("owner", "str"), ("limit", "u64"), ("used", "u64"),
                    ("denied", BOOL8)]
 
@@ -474,6 +485,9 @@ REQUEST_SCHEMAS: dict[int, list] = {
     OP["DERIVE"]: [("parent", "str"), ("scopes", STR_LIST), ("ttl_s", "u32")],
     OP["EXCHANGE"]: [("subject_token", "str"), ("role", "str"), ("scopes", STR_LIST), ("ttl_s", "u32")],
     OP["SUBJECT_STATUS"]: [("subject", "str"), ("active", BOOL8), ("actor", "str")],
+    OP["ROLE_PUT"]: ROLE_INFO,
+    OP["ROLE_DELETE"]: [("name", "str"), ("actor", "str")],
+    OP["ROLE_LIST"]: [("after", "str"), ("limit", "u16")],
     OP["ISSUE"]: [("license_id", "str"), ("subject", "str"), ("scopes", STR_LIST),
                   ("not_before", "time"), ("expires_at", "time"), ("metadata", PAIR_LIST),
                   ("environment", ENV_T)],
@@ -518,6 +532,9 @@ RESPONSE_SCHEMAS: dict[int, list] = {
     OP["ISSUE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
     OP["EXCHANGE"]: [("secret", "str"), ("token", _struct(TOKEN_INFO))],
     OP["SUBJECT_STATUS"]: [("revoked", "u32")],
+    OP["ROLE_PUT"]: ROLE_INFO,
+    OP["ROLE_DELETE"]: ROLE_INFO,
+    OP["ROLE_LIST"]: [("roles", _list(_struct(ROLE_INFO))), ("next", "str")],
     OP["LICENSE_PUT"]: LICENSE_INFO,
     OP["LICENSE_GET"]: LICENSE_INFO,
     OP["PLAN_PUT"]: PLAN_INFO,
@@ -743,6 +760,26 @@ def quota_fields(q: Mapping[str, Any]) -> dict:
     if q:
         raise ValueError(f"unknown quota fields {sorted(q)}")
     return out
+
+
+def role_fields(name: str, issuer: str, bound_audiences: Sequence[str], scopes: Sequence[str], *,
+                bound_claims: Mapping[str, str | Sequence[str]] | None = None, bound_claims_type: str = "exact",
+                user_claim: str = "sub", license: str = "", license_claim: str = "",
+                license_mapping: Mapping[str, str] | None = None, org_claim: str = "",
+                org_mapping: Mapping[str, str] | None = None, scope_claim: str = "", max_ttl_s: int = 900,
+                leeway_s: Mapping[str, int] | None = None) -> dict:
+    """The field dict of a Role (section 6.25), from the keys of the configuration's ``identity.roles``."""
+    claims = [{"claim": k, "values": [v] if isinstance(v, str) else list(v)} for k, v in sorted((bound_claims or {}).items())]
+    leeway = {"exp": 0, "nbf": 0, "iat": 0}
+    leeway.update(leeway_s or {})
+    return {
+        "name": name, "issuer": issuer, "bound_audiences": list(bound_audiences), "bound_claims": claims,
+        "bound_claims_type": {"exact": 0, "glob": 1}[bound_claims_type], "user_claim": user_claim,
+        "license": license, "license_claim": license_claim,
+        "license_mapping": [[k, v] for k, v in sorted((license_mapping or {}).items())],
+        "org_claim": org_claim, "org_mapping": [[k, v] for k, v in sorted((org_mapping or {}).items())],
+        "scopes": list(scopes), "scope_claim": scope_claim, "max_ttl_s": max_ttl_s, "leeway_s": leeway,
+    }
 
 
 def plan_fields(plan_id: str, entitlements: Sequence[str] = ("*",),
@@ -1039,6 +1076,29 @@ class Client:
     def subject_status(self, subject: str, active: bool, actor: str = "") -> dict:
         """SUBJECT_STATUS (admin): deprovision (active False) or reactivate a subject; ``revoked``."""
         return self.call(OP["SUBJECT_STATUS"], {"subject": subject, "active": active, "actor": actor})
+
+    def role_put(self, name: str, issuer: str, bound_audiences: Sequence[str], scopes: Sequence[str], *,
+                 bound_claims: Mapping[str, str | Sequence[str]] | None = None, bound_claims_type: str = "exact",
+                 user_claim: str = "sub", license: str = "", license_claim: str = "",
+                 license_mapping: Mapping[str, str] | None = None, org_claim: str = "",
+                 org_mapping: Mapping[str, str] | None = None, scope_claim: str = "", max_ttl_s: int = 900,
+                 leeway_s: Mapping[str, int] | None = None) -> dict:
+        """ROLE_PUT (admin): put an identity role; the role as stored (section 6.25)."""
+        return self.call(OP["ROLE_PUT"], role_fields(
+            name, issuer, bound_audiences, scopes, bound_claims=bound_claims, bound_claims_type=bound_claims_type,
+            user_claim=user_claim, license=license, license_claim=license_claim, license_mapping=license_mapping,
+            org_claim=org_claim, org_mapping=org_mapping, scope_claim=scope_claim, max_ttl_s=max_ttl_s, leeway_s=leeway_s))
+
+    def role_delete(self, name: str, actor: str = "") -> dict:
+        """ROLE_DELETE (admin): the role as it was; ``not_found`` when there is none."""
+        return self.call(OP["ROLE_DELETE"], {"name": name, "actor": actor})
+
+    def role_list(self, after: str = "", limit: int = 0) -> dict:
+        """One page of ROLE_LIST: ``{"roles": [Role...], "next": name or ""}``."""
+        return self.call(OP["ROLE_LIST"], {"after": after, "limit": limit})
+
+    def role_list_all(self, limit: int = 0) -> list[dict]:
+        return self._all_pages(lambda after: self.role_list(after, limit), "roles")
 
     def issue(self, license_id: str, subject: str, scopes: Sequence[str] = (),
               not_before: int = 0, expires_at: int = 0,
