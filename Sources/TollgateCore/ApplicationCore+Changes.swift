@@ -26,6 +26,11 @@ extension ApplicationCore {
             outcome = try lock.withLock { () throws -> Outcome in
                 // Fleet mode: nothing is applied here that the fleet log cannot take (FLEET.md 4.1 step 1).
                 if let replicator, !replicator.acceptsChanges { return .now(Self.fleetUnavailable) }
+                // Fleet mode counts a METER only from the log, once its key is claimed there (FLEET.md 10).
+                if let replicator, case .meter(let meter) = request {
+                    let immediate = try meterThroughFleetLocked(meter, replicator: replicator, now: now, caller: caller, completion: completion)
+                    return immediate.map { Outcome.now($0) } ?? Outcome.later
+                }
                 let (response, change) = try decideLocked(request, now: now, caller: caller)
                 guard let change else {
                     // A repeated idempotency key whose first record is not durable yet is answered only when that

@@ -123,7 +123,8 @@ public final class ApplicationCore: @unchecked Sendable {
     /// A `completion` goes to the journal as it is, not wrapped in a closure of this type's (one allocation less per
     /// durable request): it must report a failure through `journalWriteFailed(_:)`. Without one, failures are
     /// reported here.
-    func appendLocked(_ change: StateChange, durability: Durability, completion: (@Sendable (Result<UInt64, JournalError>) -> Void)?) {
+    @discardableResult
+    func appendLocked(_ change: StateChange, durability: Durability, completion: (@Sendable (Result<UInt64, JournalError>) -> Void)?) -> UInt64 {
         let payload: [UInt8]
         do {
             payload = try change.encodedPayload()
@@ -131,7 +132,7 @@ public final class ApplicationCore: @unchecked Sendable {
             // Lengths are validated before a change is made, so this is a bug; fail the request, not the process.
             logger.critical("a state change could not be encoded", metadata: ["tollgate.error": "\(error)"])
             completion?(.failure(JournalError(code: .io, message: "the change could not be encoded")))
-            return
+            return 0
         }
         if durability == .durable { counters.durableWrites &+= 1 }
         // Fleet mode: the record is also committed to the fleet log, and a durable change waits for both.
@@ -156,6 +157,7 @@ public final class ApplicationCore: @unchecked Sendable {
                 type: change.typeCode, payload: payload, reference: sequence,
                 completion: join.map { join -> @Sendable (Bool) -> Void in { join.fleetDone($0) } })
         }
+        return sequence
     }
 
     /// The answer to a durable change whose append completed with `error`: in fleet mode `timedOut` means the change

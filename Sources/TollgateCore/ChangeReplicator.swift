@@ -16,6 +16,21 @@ public protocol ChangeReplicator: AnyObject, Sendable {
     /// committed to the fleet log, or false when the commit was not confirmed within the replicator's timeout (the
     /// record stays queued and is committed later, in order).
     func enqueue(type: UInt8, payload: [UInt8], reference: UInt64, completion: (@Sendable (Bool) -> Void)?)
+
+    /// Queues a METER record (type 5) that is *not* applied here (`Protocol/FLEET.md` 10): its idempotency key, when
+    /// not empty, is claimed in the same transaction that commits it, and the record enters the log only if the claim
+    /// succeeds. Same ordering and locking rules as `enqueue`; `completion` is called once.
+    func enqueueUsage(payload: [UInt8], reference: UInt64, idempotencyKey: String, completion: @escaping @Sendable (UsageCommit) -> Void)
+}
+
+/// What became of a METER handed to the fleet log (`ChangeReplicator.enqueueUsage`).
+public enum UsageCommit: Sendable, Hashable {
+    /// Committed, its key (if any) claimed by it: counted once, on every host that reads the log.
+    case counted
+    /// Its key was already claimed by an earlier METER (on any host): not committed, not counted.
+    case duplicate
+    /// Not confirmed within the commit timeout: it stays queued and is counted, or found a duplicate, later.
+    case unconfirmed
 }
 
 /// Waits for the journal's fsync and the fleet log's commit of one record, and reports once both are known: the
@@ -83,6 +98,16 @@ extension ApplicationCore {
 
     /// The fleet log position this host has applied up to (0 on a single host).
     public var fleetPosition: UInt64 { lock.withLock { state.fleetPosition } }
+
+    /// Fleet mode's live-host count, as the heartbeat read it (`Protocol/FLEET.md` 9): every rate rule is enforced
+    /// here at 1/`hosts` of its rate and burst.
+    public func setRateShare(hosts: Int) {
+        let share = UInt32(clamping: max(1, hosts))
+        lock.withLock { state.rateShare = share }
+    }
+
+    /// The live-host count the rate rules are divided by (1 on a single host).
+    public var rateShare: UInt32 { lock.withLock { state.rateShare } }
 
     /// When this host stops admitting (nanoseconds of the core's clock); `Int64.max` on a single host.
     public var fleetStaleAtNanoseconds: Int64 { lock.withLock { fleetStaleAt } }

@@ -101,11 +101,12 @@ extension LicensingState {
         var wait: Int64 = 0
         for rule in plan.rateLimits where rule.ratePerSecond > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-            let (interval, tolerance) = Self.limiter(rule)
+            let share = rateShare
+            let (interval, tolerance) = Self.limiter(rule, share: share)
             let tat = theoreticalArrival(pool, interval: interval, tolerance: tolerance, now: now.nanoseconds)
             // Built only when reported (explain mode or a denial): a rule's name is formatted on demand.
             func evaluation() -> RuleEvaluation {
-                RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
+                RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(Self.shared(rule, share: share).burst), used: UInt64(clamping: (tat - now.nanoseconds + interval - 1) / interval))
             }
             if tat - now.nanoseconds > tolerance {
                 wait = max(wait, tat - now.nanoseconds - tolerance)
@@ -243,9 +244,9 @@ extension LicensingState {
         details.planID = plan.id
         for rule in plan.rateLimits where rule.ratePerSecond > 0 {
             let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
-            let (interval, tolerance) = Self.limiter(rule)
+            let (interval, tolerance) = Self.limiter(rule, share: rateShare)
             let ahead = theoreticalArrival(pool, interval: interval, tolerance: tolerance, now: now.nanoseconds) - now.nanoseconds
-            let candidate = Self.rateLimitState(ahead: ahead, interval: interval, tolerance: tolerance, burst: rule.burst)
+            let candidate = Self.rateLimitState(ahead: ahead, interval: interval, tolerance: tolerance, burst: Self.shared(rule, share: rateShare).burst)
             if let known = details.rateLimit,
                 known.remaining < candidate.remaining || (known.remaining == candidate.remaining && known.resetMillis >= candidate.resetMillis)
             {
@@ -259,9 +260,17 @@ extension LicensingState {
     /// A rate rule as a GCRA limiter: nanoseconds between requests, and how far ahead of now the theoretical arrival
     /// time may run (the burst beyond the first request). The rule's `ratePerSecond` is above 0.
     @inline(__always)
-    static func limiter(_ rule: RateRule) -> (interval: Int64, tolerance: Int64) {
-        let interval = 1_000_000_000 / Int64(rule.ratePerSecond)
-        return (interval, interval * Int64(max(rule.burst, 1) - 1))
+    static func limiter(_ rule: RateRule, share: UInt32) -> (interval: Int64, tolerance: Int64) {
+        let (rate, burst) = share > 1 ? shared(rule, share: share) : (rule.ratePerSecond, rule.burst)
+        let interval = 1_000_000_000 / Int64(rate)
+        return (interval, interval * Int64(max(burst, 1) - 1))
+    }
+
+    /// This host's part of a rate rule in a fleet of `share` live hosts (`Protocol/FLEET.md` 9): the rate and the
+    /// burst each divided by `share`, rounded down, at least 1. A single host (`share` 1) enforces the rule as it is.
+    public static func shared(_ rule: RateRule, share: UInt32) -> (ratePerSecond: UInt32, burst: UInt32) {
+        guard share > 1 else { return (rule.ratePerSecond, rule.burst) }
+        return (max(1, rule.ratePerSecond / share), max(1, rule.burst / share))
     }
 
     /// The theoretical arrival time of `pool`'s limiter, now at the earliest. A state left by another rate or burst

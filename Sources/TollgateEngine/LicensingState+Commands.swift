@@ -5,7 +5,11 @@ import TollgateModel
 extension LicensingState {
     /// Records usage the caller served. Quota never denies a METER: usage that happened is counted (what exceeds a
     /// quota or the credits is recorded as overage); a token that may not be used at all is refused.
-    public mutating func meter(_ request: MeterRequest, at now: Timestamp, caller: UInt32? = nil) throws -> (result: MeterResult, change: StateChange?) {
+    ///
+    /// - Parameter counting: false decides the METER and returns its change without counting it: fleet mode counts a
+    ///   METER on every host, its origin included, only when it reads it back from the fleet log, once its
+    ///   idempotency key is claimed there (`Protocol/FLEET.md` 10).
+    public mutating func meter(_ request: MeterRequest, at now: Timestamp, caller: UInt32? = nil, counting: Bool = true) throws -> (result: MeterResult, change: StateChange?) {
         try Validate.run { () throws(ValidationError) in
             try Validation.meterName(request.meter)
             try Validation.text(request.idempotencyKey, max: Limits.maxIdempotencyKey, "the idempotency key")
@@ -37,7 +41,7 @@ extension LicensingState {
         } else {
             let served = servedUsage(request.quantity, meter: request.meter, tokenID: token.id, license: license, plan: plan, at: now.millis)
             change = .metered(served.entry, idempotencyKey: request.idempotencyKey)
-            recordUsageLive(served.entry, idempotencyKey: request.idempotencyKey, context: (license, plan), crossable: served.crossable)
+            if counting { recordUsageLive(served.entry, idempotencyKey: request.idempotencyKey, context: (license, plan), crossable: served.crossable) }
             result.quota = served.quota
         }
         return (result, change)

@@ -36,6 +36,9 @@ public struct LicensingState: Sendable {
 
     // Not journaled.
     var rateLimiters: [PoolKey: RateLimiterState] = [:]
+    /// Fleet mode (`Protocol/FLEET.md` 9): the live hosts this host shares every rate rule with, as its heartbeat last
+    /// read them; 1 on a single host. Not journaled: it is the fleet's present, read again at every heartbeat.
+    public var rateShare: UInt32 = 1
     var limits = LiveLimits()
     /// Events recorded live and not yet handed out for journaling (`takeUnjournaledEvents`).
     var unjournaledEvents: [LicensingEvent] = []
@@ -221,6 +224,8 @@ public struct LicensingState: Sendable {
         case .fleetApplied(let sequence, let inner):
             apply(inner)
             fleetPosition = max(fleetPosition, sequence)
+        case .fleetUsageSent:
+            break
         }
     }
 

@@ -60,6 +60,8 @@ extension StateChange {
             for event in events { try buffer.writeEvent(event) }
         case .fleetPosition(let sequence):
             buffer.writeInteger(sequence)
+        case .fleetUsageSent:
+            break
         case .fleetApplied(let sequence, let inner):
             buffer.writeInteger(sequence)
             buffer.writeInteger(inner.typeCode)
@@ -226,6 +228,8 @@ extension StateChange {
                 throw WireError(.malformed, "journal record type 21: the inner record declares \(length) bytes but \(r.buffer.readableBytes) remain")
             }
             change = .fleetApplied(sequence: sequence, try StateChange.decode(type: innerType, payload: inner))
+        case 22:
+            change = .fleetUsageSent
         default:
             throw WireError(.malformed, "unknown journal record type \(type)")
         }

@@ -132,6 +132,10 @@ public enum StateChange: Sendable, Hashable {
     /// Fleet mode: another host's change, read from the fleet log at `sequence`, applied and journaled here. One
     /// record holds both, so a crash never keeps the change without the position or the position without it.
     indirect case fleetApplied(sequence: UInt64, StateChange)
+    /// Fleet mode (`Protocol/FLEET.md` 10): a METER was handed to the fleet log, not counted here. Applying it changes
+    /// nothing; its journal sequence is the METER's reference in the log (`origin_ref`), which must grow in the order
+    /// records are queued. The METER itself is counted when read back from the log (type 21), on every host alike.
+    case fleetUsageSent
 
     /// The record types the fleet log carries (`Protocol/FLEET.md` 3): every change a client asks for; not the
     /// host-local housekeeping (12, 13), the snapshot-only types (7, 16) nor the fleet's own (20, 21).
@@ -161,6 +165,7 @@ public enum StateChange: Sendable, Hashable {
         case .roleDeleted: return 19
         case .fleetPosition: return 20
         case .fleetApplied: return 21
+        case .fleetUsageSent: return 22
         }
     }
 }

@@ -20,16 +20,17 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
     private let writerKick = Wakeup()
     private let readerKick = Wakeup()
 
-    private struct Shared {
+    struct Shared {
         var cursor: LogCursor
         var horizon: FleetHorizon
         var writerConnected = false
         var caughtUpOnce = false
         var gaps: UInt64 = 0
         var catchUps: UInt64 = 0
+        var liveHosts = 1
         var lastError: String?
     }
-    private let shared: NIOLockedValueBox<Shared>
+    let shared: NIOLockedValueBox<Shared>
     private let acceptingChanges = Atomic<Bool>(false)
     /// Raised when the host is first ready (caught up, and the writer connected); nil from then on.
     private let firstCatchUp = NIOLockedValueBox<[Wakeup]?>([])
@@ -57,7 +58,20 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
 
     public func enqueue(type: UInt8, payload: [UInt8], reference: UInt64, completion: (@Sendable (Bool) -> Void)?) {
         let deadline = clock.now().nanoseconds + settings.commitTimeoutMillis * 1_000_000
-        queue.enqueue(type: type, payload: payload, reference: reference, deadline: deadline, completion: completion)
+        var answer: (@Sendable (OutboundQueue.Outcome) -> Void)?
+        if let completion { answer = { completion($0 == .committed) } }
+        queue.enqueue(type: type, payload: payload, reference: reference, deadline: deadline, completion: answer)
+    }
+
+    public func enqueueUsage(payload: [UInt8], reference: UInt64, idempotencyKey: String, completion: @escaping @Sendable (UsageCommit) -> Void) {
+        let deadline = clock.now().nanoseconds + settings.commitTimeoutMillis * 1_000_000
+        queue.enqueue(type: 5, payload: payload, reference: reference, key: idempotencyKey.isEmpty ? nil : idempotencyKey, deadline: deadline) { outcome in
+            switch outcome {
+            case .committed: completion(.counted)
+            case .refused: completion(.duplicate)
+            case .timedOut: completion(.unconfirmed)
+            }
+        }
     }
 
     // MARK: Running
@@ -155,23 +169,35 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
                 let last = try await bounded(connection, millis: settings.queryTimeoutMillis) {
                     try await PostgresFleetLog.lastReference(hostID: self.settings.hostID, incarnation: self.incarnation, on: connection, logger: self.logger)
                 }
-                queue.committed(upTo: last)
+                // A keyed METER of those commits that the log does not hold was refused for its key (FLEET.md 10.3).
+                let keyed = queue.keyedReferences(upTo: last)
+                var held = Set<UInt64>()
+                if !keyed.isEmpty {
+                    held = try await bounded(connection, millis: settings.queryTimeoutMillis) {
+                        try await PostgresFleetLog.heldReferences(keyed, hostID: self.settings.hostID, incarnation: self.incarnation, on: connection, logger: self.logger)
+                    }
+                }
+                queue.committed(upTo: last, refused: Set(keyed).subtracting(held))
                 setWriterConnected(true)
+                var lastBeat: Int64?
                 while !Task.isCancelled {
+                    // The heartbeat every poll, also under a load that never leaves the queue empty: the other hosts
+                    // count this one live by it, and divide their rate limits by that count (FLEET.md 9).
+                    let now = clock.now().nanoseconds
+                    if lastBeat.map({ now - $0 >= settings.pollMillis * 1_000_000 }) ?? true {
+                        try await beat(on: connection)
+                        lastBeat = now
+                    }
                     let batch = queue.takeBatch(limit: 512)
                     if batch.isEmpty {
-                        let position = core.fleetPosition
-                        try await bounded(connection, millis: settings.queryTimeoutMillis) {
-                            try await PostgresFleetLog.heartbeat(hostID: self.settings.hostID, incarnation: self.incarnation, position: position, on: connection, logger: self.logger)
-                        }
                         await writerKick.wait()
                         continue
                     }
                     do {
-                        _ = try await bounded(connection, millis: settings.queryTimeoutMillis) {
+                        let refused = try await bounded(connection, millis: settings.queryTimeoutMillis) {
                             try await PostgresFleetLog.commit(batch, hostID: self.settings.hostID, incarnation: self.incarnation, on: connection, logger: self.logger)
                         }
-                        queue.committed(batch)
+                        queue.committed(batch, refused: refused)
                     } catch {
                         queue.failed()
                         throw error
@@ -183,6 +209,18 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
             setWriterConnected(false)
             try? await connection.close()
         }
+    }
+
+    /// Upserts this host's row and reads how many hosts are live; the rate rules are divided by that count.
+    private func beat(on connection: PostgresConnection) async throws {
+        let position = core.fleetPosition
+        let live = try await bounded(connection, millis: settings.queryTimeoutMillis) {
+            try await PostgresFleetLog.heartbeat(
+                hostID: self.settings.hostID, incarnation: self.incarnation, position: position, liveWithinMillis: 3 * self.settings.pollMillis,
+                on: connection, logger: self.logger)
+        }
+        shared.withLockedValue { $0.liveHosts = live }
+        core.setRateShare(hosts: live)
     }
 
     // MARK: Reader
@@ -245,36 +283,5 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
         }
         core.confirmFleetCatchUp(staleAt: staleAt)
         if first { setWriterConnected(shared.withLockedValue { $0.writerConnected }) }
-    }
-
-    // MARK: Observing
-
-    /// What `/metrics` shows (`Protocol/FLEET.md` 7.3).
-    public func metricsReading() -> (lagSeconds: Double, stale: Bool, position: UInt64, queued: Int) {
-        let now = clock.now()
-        let queued = queue.statistics.queued
-        return shared.withLockedValue { s in
-            (Double(s.horizon.lagMillis(at: now)) / 1000, s.horizon.isStale(at: now), s.cursor.position, queued)
-        }
-    }
-
-    /// STATS keys (`Protocol/FLEET.md` 7.3).
-    public func statistics() -> [KeyValue] {
-        let now = clock.now()
-        let (queued, committed) = queue.statistics
-        return shared.withLockedValue { s in
-            [
-                KeyValue("fleet.host_id", settings.hostID),
-                KeyValue("fleet.position", "\(s.cursor.position)"),
-                KeyValue("fleet.lag_ms", "\(s.horizon.lagMillis(at: now))"),
-                KeyValue("fleet.stale", s.horizon.isStale(at: now) ? "1" : "0"),
-                KeyValue("fleet.horizon_ms", "\(settings.horizonMillis)"),
-                KeyValue("fleet.connected", s.writerConnected ? "1" : "0"),
-                KeyValue("fleet.queued", "\(queued)"),
-                KeyValue("fleet.committed", "\(committed)"),
-                KeyValue("fleet.catch_ups", "\(s.catchUps)"),
-                KeyValue("fleet.gaps", "\(s.gaps)"),
-            ]
-        }
     }
 }

@@ -47,10 +47,14 @@ public struct LogCursor: Sendable {
         self.position = position
     }
 
-    /// Whether `row` is this host's own and already applied here.
+    /// Whether `row` is this host's own and already applied here. A METER (type 5) never is: every host, its origin
+    /// included, counts a METER only when it reads it from the log (`Protocol/FLEET.md` 10).
     public func isOwnAndApplied(_ row: LogRow) -> Bool {
-        row.origin == hostID && (row.incarnation == incarnation || row.reference <= journalSequenceAtStart)
+        row.origin == hostID && row.type != Self.usageType && (row.incarnation == incarnation || row.reference <= journalSequenceAtStart)
     }
+
+    /// The METER record's type: counted from the log only.
+    static let usageType: UInt8 = 5
 
     /// Takes rows in the order read: returns the changes to apply (each `.fleetApplied` with its sequence), and moves
     /// the position over them and over own records. Rows at or below the position (read twice) are ignored. Stops at

@@ -25,7 +25,8 @@ enum PostgresFleetLog {
     /// The transaction is the only one of more than one statement, and it runs only before the tables exist: a host
     /// cut off in its middle is aborted by PostgreSQL after 5 s idle, so that it cannot block the others.
     static func ensureSchema(_ connection: PostgresConnection, logger: Logger) async throws {
-        let existing = try await connection.query("SELECT to_regclass('tollgate_log_head') IS NOT NULL", logger: logger)
+        // The newest table: a database made by an earlier version gets the tables it lacks.
+        let existing = try await connection.query("SELECT to_regclass('tollgate_idempotency_keys') IS NOT NULL", logger: logger)
         for try await exists in existing.decode(Bool.self) where exists { return }
         try await connection.withTransaction(logger: logger) { c in
             try await c.query("SET LOCAL idle_in_transaction_session_timeout = '5s'", logger: logger)
@@ -42,35 +43,64 @@ enum PostgresFleetLog {
                 CREATE TABLE IF NOT EXISTS tollgate_hosts (
                     host_id text PRIMARY KEY, incarnation bigint NOT NULL, position bigint NOT NULL, seen timestamptz NOT NULL)
                 """, logger: logger)
+            try await c.query("""
+                CREATE TABLE IF NOT EXISTS tollgate_idempotency_keys (
+                    key text PRIMARY KEY, origin text NOT NULL, incarnation bigint NOT NULL, origin_ref bigint NOT NULL,
+                    claimed timestamptz NOT NULL DEFAULT now())
+                """, logger: logger)
         }
     }
 
-    /// Commits `batch` as the next sequence numbers, in order, and wakes the other hosts; returns the last sequence.
+    /// Commits `batch` as the next sequence numbers, in order, and wakes the other hosts. A record with an
+    /// idempotency key is written only if this transaction claims the key (FLEET.md 10); returns the references of
+    /// those that were not (their key was claimed before, by any host).
     ///
     /// One statement, so one implicit transaction that PostgreSQL runs to its end once it has the request: the head
     /// row's lock, taken by the UPDATE and held until the commit, makes sequence order the commit order without gaps
     /// (FLEET.md 4.2), and no host cut off mid-transaction can leave it held (as BEGIN … COMMIT over several round
-    /// trips could, idle in transaction until TCP notices, stalling every host's commits).
-    static func commit(_ batch: [OutboundQueue.Record], hostID: String, incarnation: UInt64, on connection: PostgresConnection, logger: Logger) async throws -> UInt64 {
+    /// trips could, idle in transaction until TCP notices, stalling every host's commits). The keys are inserted
+    /// before the head row is locked (the UPDATE's new value counts the records kept), so two hosts claiming the same
+    /// key wait on each other's key, never on the head row in the opposite order.
+    static func commit(_ batch: [OutboundQueue.Record], hostID: String, incarnation: UInt64, on connection: PostgresConnection, logger: Logger) async throws -> Set<UInt64> {
         precondition(!batch.isEmpty)
-        let count = Int64(batch.count)
         let references = batch.map { Int64(bitPattern: $0.reference) }
         let types = batch.map { Int16($0.type) }
         let payloads = batch.map { ByteBuffer(bytes: $0.payload) }
+        let keys = batch.map { $0.key ?? "" }
         let incarnationValue = Int64(bitPattern: incarnation)
         let rows = try await connection.query("""
-            WITH head AS (UPDATE tollgate_log_head SET seq = seq + \(count) WHERE id = 1 RETURNING seq),
+            WITH batch AS MATERIALIZED (
+                SELECT u.ord, u.ref, u.type, u.payload, nullif(u.key, '') AS key
+                FROM unnest(\(references)::bigint[], \(types)::smallint[], \(payloads)::bytea[], \(keys)::text[]) WITH ORDINALITY AS u(ref, type, payload, key, ord)),
+            claimed AS (
+                INSERT INTO tollgate_idempotency_keys (key, origin, incarnation, origin_ref)
+                SELECT key, \(hostID), \(incarnationValue), ref FROM batch WHERE key IS NOT NULL ORDER BY ord
+                ON CONFLICT (key) DO NOTHING
+                RETURNING origin_ref),
+            kept AS MATERIALIZED (
+                SELECT b.ref, b.type, b.payload, row_number() OVER (ORDER BY b.ord) AS n, count(*) OVER () AS total
+                FROM batch b WHERE b.key IS NULL OR b.ref IN (SELECT origin_ref FROM claimed)),
+            head AS (UPDATE tollgate_log_head SET seq = seq + (SELECT count(*) FROM kept) WHERE id = 1 RETURNING seq),
             written AS (
                 INSERT INTO tollgate_log (seq, origin, incarnation, origin_ref, type, payload)
-                SELECT head.seq - \(count) + u.ord, \(hostID), \(incarnationValue), u.ref, u.type, u.payload
-                FROM head, unnest(\(references)::bigint[], \(types)::smallint[], \(payloads)::bytea[]) WITH ORDINALITY AS u(ref, type, payload, ord)
-                RETURNING seq)
-            SELECT max(written.seq) FROM written, (SELECT pg_notify('tollgate_log', \(hostID))) AS woken
+                SELECT head.seq - kept.total + kept.n, \(hostID), \(incarnationValue), kept.ref, kept.type, kept.payload
+                FROM head, kept
+                RETURNING origin_ref)
+            SELECT ARRAY(SELECT b.ref FROM batch b WHERE b.ref NOT IN (SELECT origin_ref FROM written) ORDER BY b.ord)
+            FROM (SELECT pg_notify('tollgate_log', \(hostID))) AS woken
             """, logger: logger)
-        var last: Int64?
-        for try await seq in rows.decode(Int64?.self) { last = seq }
-        guard let last, last >= count else { throw FleetLogError("the log head row is missing; was the schema changed by hand?") }
-        return UInt64(last)
+        var refused = Set<UInt64>()
+        var answered = false
+        for try await references in rows.decode([Int64].self) {
+            answered = true
+            for reference in references { refused.insert(UInt64(bitPattern: reference)) }
+        }
+        guard answered else { throw FleetLogError("the commit statement returned no row") }
+        // Only a key can keep a record out of the log; a keyless one left out means no head row was updated.
+        if batch.contains(where: { $0.key == nil && refused.contains($0.reference) }) {
+            throw FleetLogError("the log head row is missing; was the schema changed by hand?")
+        }
+        return refused
     }
 
     /// The last of this run's records the log holds (0: none). A commit whose answer was lost (the connection broke
@@ -82,6 +112,18 @@ enum PostgresFleetLog {
         var last: Int64 = 0
         for try await value in rows.decode(Int64.self) { last = value }
         return UInt64(bitPattern: last)
+    }
+
+    /// Which of `references` (this run's) the log holds.
+    static func heldReferences(_ references: [UInt64], hostID: String, incarnation: UInt64, on connection: PostgresConnection, logger: Logger) async throws -> Set<UInt64> {
+        let incarnationValue = Int64(bitPattern: incarnation)
+        let values = references.map { Int64(bitPattern: $0) }
+        let rows = try await connection.query(
+            "SELECT origin_ref FROM tollgate_log WHERE origin = \(hostID) AND incarnation = \(incarnationValue) AND origin_ref = ANY(\(values)::bigint[])",
+            logger: logger)
+        var held = Set<UInt64>()
+        for try await value in rows.decode(Int64.self) { held.insert(UInt64(bitPattern: value)) }
+        return held
     }
 
     /// Up to `limit` rows after `position`, in sequence order.
@@ -99,14 +141,25 @@ enum PostgresFleetLog {
         return result
     }
 
-    /// This host's row in `tollgate_hosts` (FLEET.md 2.3).
-    static func heartbeat(hostID: String, incarnation: UInt64, position: UInt64, on connection: PostgresConnection, logger: Logger) async throws {
+    /// This host's row in `tollgate_hosts` (FLEET.md 2.3); returns the live hosts, this one included: those seen
+    /// within `liveWithinMillis` by the database's clock (FLEET.md 9).
+    static func heartbeat(
+        hostID: String, incarnation: UInt64, position: UInt64, liveWithinMillis: Int64, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Int {
         let incarnationValue = Int64(bitPattern: incarnation)
         let positionValue = Int64(position)
-        try await connection.query("""
-            INSERT INTO tollgate_hosts (host_id, incarnation, position, seen) VALUES (\(hostID), \(incarnationValue), \(positionValue), now())
-            ON CONFLICT (host_id) DO UPDATE SET incarnation = EXCLUDED.incarnation, position = EXCLUDED.position, seen = now()
+        let window = Double(liveWithinMillis) / 1000
+        let rows = try await connection.query("""
+            WITH beat AS (
+                INSERT INTO tollgate_hosts (host_id, incarnation, position, seen) VALUES (\(hostID), \(incarnationValue), \(positionValue), now())
+                ON CONFLICT (host_id) DO UPDATE SET incarnation = EXCLUDED.incarnation, position = EXCLUDED.position, seen = now()
+                RETURNING host_id)
+            SELECT 1 + count(*) FROM tollgate_hosts, beat
+            WHERE tollgate_hosts.host_id <> beat.host_id AND tollgate_hosts.seen > now() - make_interval(secs => \(window))
             """, logger: logger)
+        var live: Int64 = 1
+        for try await count in rows.decode(Int64.self) { live = count }
+        return Int(live)
     }
 }
 

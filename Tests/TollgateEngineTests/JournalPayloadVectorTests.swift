@@ -84,11 +84,13 @@ final class JournalPayloadVectorTests: XCTestCase {
             // Fleet mode (Protocol/FLEET.md 5.2): the position, and another host's revocation read at log sequence 42.
             ("type20-fleet-position", .fleetPosition(sequence: 41)),
             ("type21-fleet-applied", .fleetApplied(sequence: 42, .tokensRevoked(tokenIDs: [tokenID], reason: "leaked", actor: "alice@ops uid=0", at: at))),
+            // A METER queued for the fleet log (FLEET.md 10): an empty payload, only its sequence matters.
+            ("type22-fleet-usage-sent", .fleetUsageSent),
         ]
     }
 
     func testEveryRecordTypeHasAVector() {
-        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...21))
+        XCTAssertEqual(Self.vectors.map { Int($0.change.typeCode) }, Array(1...22))
     }
 
     func testPayloadsMatchTheirVectorsBothWays() throws {

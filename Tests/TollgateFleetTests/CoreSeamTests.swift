@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import TollgateCore
 import TollgateEngine
 import TollgateFleet
@@ -32,6 +33,21 @@ final class RecordingReplicator: ChangeReplicator, @unchecked Sendable {
             _handed.append(Handed(type: type, reference: reference, waits: completion != nil))
             if let completion { completions.append(completion) }
         }
+    }
+    private var usage: [(payload: [UInt8], key: String, completion: @Sendable (UsageCommit) -> Void)] = []
+    func enqueueUsage(payload: [UInt8], reference: UInt64, idempotencyKey: String, completion: @escaping @Sendable (UsageCommit) -> Void) {
+        lock.withLock {
+            _handed.append(Handed(type: 5, reference: reference, waits: true))
+            usage.append((payload, idempotencyKey, completion))
+        }
+    }
+    var usageWaiting: [String] { lock.withLock { usage.map(\.key) } }
+    /// Answers the oldest waiting METER; returns its record, as the log would hold it.
+    @discardableResult
+    func answerUsage(_ outcome: UsageCommit) throws -> StateChange {
+        let (payload, _, completion) = lock.withLock { usage.removeFirst() }
+        completion(outcome)
+        return try StateChange.decode(type: 5, payload: ByteBuffer(bytes: payload))
     }
     /// Answers the oldest waiting record.
     func answer(_ committed: Bool) {
@@ -163,6 +179,83 @@ final class CoreSeamTests: XCTestCase {
         core = reopened
         XCTAssertEqual(reopened.check(CheckRequest(token: secret)).reason, .revoked)
         XCTAssertEqual(reopened.fleetPosition, 9)
+    }
+
+    func exported(_ meter: String) -> UInt64 {
+        core.withState { $0.usageRows(UsageQuery(from: 0, to: .max)) }.filter { $0.meter == meter }.reduce(0) { $0 + $1.quantity }
+    }
+
+    /// A METER is not counted where it is decided: only when its record comes back from the log, so that no host
+    /// holds usage the log does not (FLEET.md 10). The local journal gets a marker whose sequence is the reference.
+    func testAMeterIsCountedOnlyWhenReadBackFromTheLog() async throws {
+        let secret = try await provision()
+        core.attachReplicator(replicator, staleAt: clock.now().adding(millis: 60_000))
+        let answers = NIOLockedValueBox<[Response]>([])
+        start(.meter(MeterRequest(token: secret, meter: "calls", quantity: 4, idempotencyKey: "k1")), answers: answers)
+        XCTAssertEqual(replicator.usageWaiting, ["k1"])
+        XCTAssertEqual(replicator.handed.last?.reference, core.currentJournal.lastSequence, "the marker's sequence is the reference")
+        XCTAssertEqual(exported("calls"), 0, "not counted before the log has it")
+        let record = try replicator.answerUsage(.counted)
+        await waitUntil { answers.withLockedValue { $0.count } == 1 }
+        guard case .meter(let result) = answers.withLockedValue({ $0[0] }) else { return XCTFail("\(answers.withLockedValue { $0 })") }
+        XCTAssertTrue(result.allowed)
+        XCTAssertFalse(result.duplicate)
+        XCTAssertEqual(exported("calls"), 0, "counted when read back, not when committed")
+        core.applyFleetRecords([.fleetApplied(sequence: 1, record)], position: 1)
+        XCTAssertEqual(exported("calls"), 4)
+        // Read back, the key is known here: a repeat is a duplicate without asking the log.
+        let again = await send(.meter(MeterRequest(token: secret, meter: "calls", quantity: 4, idempotencyKey: "k1")))
+        guard case .meter(let repeated) = again else { return XCTFail("\(again)") }
+        XCTAssertTrue(repeated.duplicate)
+        XCTAssertTrue(replicator.usageWaiting.isEmpty)
+        // A restart replays the marker as nothing and the record read back as the METER: counted once.
+        try core.currentJournal.flush(timeout: .seconds(10))
+        try core.currentJournal.close()
+        core = try open()
+        XCTAssertEqual(exported("calls"), 4)
+    }
+
+    /// A key the log finds claimed already (by another host) is answered duplicate and counted nowhere by this METER;
+    /// a repeat on this host while the first is queued waits for the first's outcome instead of queuing again.
+    func testAKeyClaimedElsewhereIsAnsweredDuplicateAndARepeatWaitsForTheFirst() async throws {
+        let secret = try await provision()
+        core.attachReplicator(replicator, staleAt: clock.now().adding(millis: 60_000))
+        let answers = NIOLockedValueBox<[Response]>([])
+        start(.meter(MeterRequest(token: secret, meter: "calls", quantity: 2, idempotencyKey: "shared")), answers: answers)
+        start(.meter(MeterRequest(token: secret, meter: "calls", quantity: 2, idempotencyKey: "shared")), answers: answers)
+        XCTAssertEqual(replicator.usageWaiting, ["shared"], "queued once")
+        XCTAssertEqual(answers.withLockedValue { $0.count }, 0)
+        try replicator.answerUsage(.duplicate)
+        await waitUntil { answers.withLockedValue { $0.count } == 2 }
+        for answer in answers.withLockedValue({ $0 }) {
+            guard case .meter(let result) = answer else { return XCTFail("\(answer)") }
+            XCTAssertTrue(result.duplicate)
+        }
+        XCTAssertEqual(exported("calls"), 0)
+        // Unconfirmed: the client is told the outcome is unknown (it retries with the same key).
+        start(.meter(MeterRequest(token: secret, meter: "calls", quantity: 2, idempotencyKey: "later")), answers: answers)
+        try replicator.answerUsage(.unconfirmed)
+        await waitUntil { answers.withLockedValue { $0.count } == 3 }
+        guard case .error(let status, _) = answers.withLockedValue({ $0[2] }) else { return XCTFail() }
+        XCTAssertEqual(status, .fleetUnconfirmed)
+    }
+
+    /// The live-host count divides every rate rule (FLEET.md 9): rate 30/s burst 30 on 3 hosts is 10/s burst 10 here.
+    func testTheRateShareDividesRateAndBurst() async throws {
+        _ = await send(.planPut(Plan(id: "r", entitlements: ["read"], rateLimits: [RateRule(pool: .license, ratePerSecond: 3, burst: 30)])))
+        _ = await send(.licensePut(LicenseSpec(id: "rl", customer: "c", plan: "r", status: .active)))
+        guard case .issue(let secret, _) = await send(.issue(IssueRequest(licenseID: "rl", subject: "s", scopes: ["read"]))) else {
+            return XCTFail("issue failed")
+        }
+        core.setRateShare(hosts: 3)
+        let admitted = (0..<40).filter { _ in core.check(CheckRequest(token: secret)).allowed }.count
+        XCTAssertEqual(admitted, 10, "burst 30 / 3 hosts, the clock standing still")
+        clock.advance(millis: 1_000)
+        XCTAssertEqual((0..<5).filter { _ in core.check(CheckRequest(token: secret)).allowed }.count, 1, "rate 3/s / 3 hosts: one a second")
+        core.setRateShare(hosts: 1)
+        clock.advance(millis: 60_000)
+        XCTAssertEqual((0..<40).filter { _ in core.check(CheckRequest(token: secret)).allowed }.count, 30, "a single host: the rule as it is")
+        XCTAssertEqual(LicensingState.shared(RateRule(pool: .license, ratePerSecond: 2, burst: 1), share: 3).ratePerSecond, 1, "at least 1")
     }
 
     func provision() async throws -> String {

@@ -60,6 +60,23 @@ final class LogCursorTests: XCTestCase {
         XCTAssertEqual(cursor.position, 4)
     }
 
+    /// A METER is counted from the log only, so the origin applies its own when it reads it, in this run or after a
+    /// restart (FLEET.md 10); its other own records stay skipped.
+    func testOwnMetersAreAppliedFromTheLogLikeAnyoneElses() throws {
+        var cursor = LogCursor(hostID: "a", incarnation: 2, journalSequenceAtStart: 10, position: 0)
+        let entry = UsageEntry(tokenID: "t", meter: "m", quantity: 3, at: 1)
+        let meter = StateChange.metered(entry, idempotencyKey: "k")
+        let rows = [
+            LogRow(sequence: 1, origin: "a", incarnation: 2, reference: 50, type: 5, payload: try meter.encodedPayload()),
+            LogRow(sequence: 2, origin: "a", incarnation: 1, reference: 9, type: 5, payload: try meter.encodedPayload()),
+            try row(3, origin: "a", incarnation: 2, reference: 51, revoke("this-run")),
+        ]
+        let (changes, error) = cursor.advance(over: rows)
+        XCTAssertNil(error)
+        XCTAssertEqual(changes, [.fleetApplied(sequence: 1, meter), .fleetApplied(sequence: 2, meter)])
+        XCTAssertEqual(cursor.position, 3)
+    }
+
     func testARecordThatDoesNotDecodeStopsTheCursor() throws {
         var cursor = LogCursor(hostID: "a", incarnation: 1, journalSequenceAtStart: 0, position: 0)
         let bad = LogRow(sequence: 2, origin: "b", incarnation: 1, reference: 2, type: 4, payload: [1, 2, 3])
@@ -128,11 +145,29 @@ final class OutboundQueueTests: XCTestCase {
         let again = queue.takeBatch(limit: 5)
         XCTAssertEqual(again.map(\.reference), [1, 2, 3], "the failed records first, in order")
         queue.expire(now: 100)
-        XCTAssertEqual(answers.values.sorted(), ["1:false", "2:false", "3:false"], "unconfirmed at the deadline")
+        XCTAssertEqual(answers.values.sorted(), ["1:timedOut", "2:timedOut", "3:timedOut"], "unconfirmed at the deadline")
         queue.committed(again)
         XCTAssertEqual(answers.values.count, 3, "a waiter answered at its deadline is not answered again")
         XCTAssertEqual(queue.statistics.queued, 0)
         XCTAssertEqual(queue.statistics.committed, 3)
+    }
+}
+
+extension OutboundQueueTests {
+    /// A METER whose key was claimed already leaves the queue for good, answered refused; the others committed.
+    func testARefusedRecordIsAnsweredRefusedAndLeavesTheQueue() {
+        let queue = OutboundQueue(wake: {})
+        let answers = NSLockedArray()
+        for reference in 1...3 as ClosedRange<UInt64> {
+            queue.enqueue(type: 5, payload: [], reference: reference, key: "k\(reference)", deadline: 100) { answers.append("\(reference):\($0)") }
+        }
+        let batch = queue.takeBatch(limit: 5)
+        XCTAssertEqual(batch.map(\.key), ["k1", "k2", "k3"])
+        queue.committed(batch, refused: [2])
+        XCTAssertEqual(answers.values.sorted(), ["1:committed", "2:refused", "3:committed"])
+        XCTAssertEqual(queue.statistics.queued, 0)
+        XCTAssertEqual(queue.statistics.committed, 2)
+        XCTAssertEqual(queue.statistics.refused, 1)
     }
 }
 

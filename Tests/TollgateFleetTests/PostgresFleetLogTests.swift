@@ -123,4 +123,71 @@ final class PostgresFleetLogTests: XCTestCase {
             XCTAssertEqual(references, Array(1...UInt64(references.count)), "writer \(writer)'s records in its own order, each once")
         }
     }
+
+    /// Idempotency keys claimed in the commit's transaction (FLEET.md 10): writers racing with the same keys get each
+    /// key into the log exactly once, every other claim refused, and the log stays contiguous (a refused record takes
+    /// no sequence number). Keyless records are never refused.
+    func testAKeySentByManyWritersEntersTheLogOnce() async throws {
+        let cluster = try ThrowawayPostgres.start()
+        defer { cluster.stop() }
+        let logger = self.logger
+        let setup = try await PostgresFleetLog.connect(to: cluster.settings(host: "x").addresses[0], settings: cluster.settings(host: "x"), timeoutMillis: 5_000, logger: logger)
+        try await PostgresFleetLog.ensureSchema(setup, logger: logger)
+        try await setup.close()
+
+        let writers = 3, keys = 60
+        let outcomes = try await withThrowingTaskGroup(of: (committed: [String], refused: [String], keyless: Int).self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    let settings = cluster.settings(host: "w\(writer)")
+                    let connection = try await PostgresFleetLog.connect(to: settings.addresses[0], settings: settings, timeoutMillis: 5_000, logger: logger)
+                    var order = (0..<keys).map { "key-\($0)" }
+                    order.shuffle()
+                    var reference: UInt64 = 0
+                    var committed: [String] = [], refused: [String] = [], keyless = 0
+                    for chunk in stride(from: 0, to: keys, by: 4) {
+                        var records: [OutboundQueue.Record] = []
+                        for key in order[chunk..<min(keys, chunk + 4)] {
+                            reference += 1
+                            records.append(OutboundQueue.Record(type: 5, payload: Array(key.utf8), reference: reference, key: key, id: reference))
+                            reference += 1
+                            records.append(OutboundQueue.Record(type: 6, payload: [0, 0, 0, 0], reference: reference, id: reference))
+                        }
+                        let out = try await PostgresFleetLog.commit(records, hostID: settings.hostID, incarnation: 7, on: connection, logger: logger)
+                        for record in records {
+                            guard let key = record.key else {
+                                if !out.contains(record.reference) { keyless += 1 }
+                                continue
+                            }
+                            if out.contains(record.reference) { refused.append(key) } else { committed.append(key) }
+                        }
+                    }
+                    try await connection.close()
+                    return (committed, refused, keyless)
+                }
+            }
+            var all: [(committed: [String], refused: [String], keyless: Int)] = []
+            for try await outcome in group { all.append(outcome) }
+            return all
+        }
+        let committed = outcomes.flatMap(\.committed)
+        XCTAssertEqual(committed.sorted(), (0..<keys).map { "key-\($0)" }.sorted(), "each key committed by exactly one writer")
+        XCTAssertEqual(outcomes.flatMap(\.refused).count, keys * (writers - 1), "every other claim refused")
+        XCTAssertEqual(outcomes.map(\.keyless).reduce(0, +), keys * writers, "keyless records are never refused")
+
+        let check = try await PostgresFleetLog.connect(to: cluster.settings(host: "x").addresses[0], settings: cluster.settings(host: "x"), timeoutMillis: 5_000, logger: logger)
+        let rows = try await PostgresFleetLog.read(after: 0, limit: 100_000, on: check, logger: logger)
+        XCTAssertEqual(rows.map(\.sequence), Array(1...UInt64(rows.count)), "contiguous from 1: a refused record takes no number")
+        let logged = rows.filter { $0.type == 5 }.map { String(decoding: $0.payload, as: UTF8.self) }
+        XCTAssertEqual(logged.sorted(), (0..<keys).map { "key-\($0)" }.sorted(), "each key's record in the log once")
+
+        // The heartbeat counts the hosts seen within the window, this one included.
+        let first = try await PostgresFleetLog.heartbeat(hostID: "a", incarnation: 1, position: 0, liveWithinMillis: 60_000, on: check, logger: logger)
+        let second = try await PostgresFleetLog.heartbeat(hostID: "b", incarnation: 1, position: 0, liveWithinMillis: 60_000, on: check, logger: logger)
+        XCTAssertEqual([first, second], [1, 2])
+        try await check.query("UPDATE tollgate_hosts SET seen = now() - interval '2 minutes' WHERE host_id = 'a'", logger: logger)
+        let alone = try await PostgresFleetLog.heartbeat(hostID: "b", incarnation: 1, position: 0, liveWithinMillis: 60_000, on: check, logger: logger)
+        XCTAssertEqual(alone, 1, "a host not seen within the window is not live")
+        try await check.close()
+    }
 }

@@ -15,8 +15,12 @@ revocation horizon H, and restarts. It asserts:
   denies it within H;
 - a partitioned host admits no token revoked elsewhere more than H after the revocation was acknowledged, and
   answers fleet_stale once H has passed since its last catch-up; a partition shorter than H costs no fleet_stale;
-- the usage export of the METER-only meter is the same on every host and lies between the acknowledged sum and the
-  acknowledged sum plus the answers that were lost (unknown outcome);
+- idempotency keys are claimed in PostgreSQL: a METER whose outcome was unknown is retried with the same key on
+  another host, and the usage export of the METER-only meter on every host equals the acknowledged sum exactly (each
+  key counted once); one key sent to every host at once is counted once; a METER left unconfirmed on a host that is
+  then killed is counted nowhere until its retry, and then once everywhere;
+- rate limits are split by the live-host count (heartbeat rows): each host admits burst / N, and after a host dies
+  the others' share grows to burst / (N - 1);
 - the revocation-propagation latency across the three hosts (p50/p99) is measured and printed, not asserted.
 
 Usage: fleet.py TOLLGATED_BINARY. Rounds of faults: TOLLGATE_FLEET_ROUNDS (default 2; the long run uses more).
@@ -227,9 +231,13 @@ class Ledger:
         self.lock = threading.Lock()
         self.tokens = {}          # token id -> secret, acknowledged issues
         self.revoked = {}         # token id -> monotonic time the revocation was acknowledged
-        self.meters_acked = 0
-        self.meters_unknown = 0
+        self.meter_keys = set()   # idempotency keys acknowledged (counted once each, quantity 1)
+        self.meters_unknown = 0   # answers that did not come (retried with the same key until one did)
+        self.meter_duplicates = 0  # retries answered 'duplicate': the key was counted by an earlier try
         self.refused = 0
+        self.meter_denied = []    # METERs denied (must stay empty: the load's tokens are never revoked)
+        self.load_secrets = []    # tokens the load uses; never revoked, so a retried METER is never denied
+        self.last_status = ""     # the last error a METER try was answered with
 
 
 def main():
@@ -300,7 +308,7 @@ def scenario(hosts, network, database):
 
     # Tokens issued on every host, each usable everywhere.
     for n in range(9):
-        issue(hosts[n % len(hosts)], ledger)
+        ledger.load_secrets.append(issue(hosts[n % len(hosts)], ledger)[1])
     missing = [(h.index, t) for h in hosts for t, s in ledger.tokens.items() if not wait_allowed(h, s)]
     report(not missing, "a token issued on any host is admitted on every host", f"{missing[:5]}")
 
@@ -313,8 +321,12 @@ def scenario(hosts, network, database):
               f"p99={p99:.1f} ms max={latencies[-1] * 1000:.1f} ms (poll {POLL_MS} ms, H {HORIZON_MS} ms; measured, not asserted)")
     report(all(l * 1000 < HORIZON_MS for l in latencies), "while connected, every host denied each revocation within H")
 
+    same_key_on_every_host(hosts, database, ledger)
+    rate_split(hosts, ledger, network)
+
     stop = threading.Event()
-    load = [threading.Thread(target=load_loop, args=(h, ledger, stop, i), daemon=True) for i, h in enumerate(hosts)]
+    pending = []
+    load = [threading.Thread(target=load_loop, args=(hosts, h, ledger, stop, i, pending), daemon=True) for i, h in enumerate(hosts)]
     for thread in load:
         thread.start()
     rng = random.Random(int(os.environ.get("TOLLGATE_FLEET_SEED", str(random.randrange(1 << 30)))))
@@ -331,15 +343,15 @@ def scenario(hosts, network, database):
     finally:
         stop.set()
         for thread in load:
-            thread.join(30)
+            thread.join(60)
+    # A METER whose answer never came is retried with its key until one does, as a client would.
+    unresolved = [key for secret, key in pending if not meter_until_answered(hosts, hosts[0], secret, key, ledger)]
+    report(not unresolved, f"every METER left unanswered by a fault ({len(pending)}) was answered on a retry with its key", f"{unresolved[:5]}")
+    unconfirmed_then_killed(hosts, network, database, ledger)
 
     # Convergence: nothing left in any host's queue for the log, then every host at the log's head, every
     # acknowledged change everywhere.
-    for host in hosts:
-        wait_for(lambda: host.stats().get("fleet.queued") == "0", 60, f"host {host.index} has committed what it queued")
-    head = int(database.sql("SELECT seq FROM tollgate_log_head"))
-    for host in hosts:
-        wait_for(lambda: int(host.stats().get("fleet.position", "0")) >= head, 30, f"host {host.index} at the log head {head}")
+    head = converge(hosts, database)
     report(True, f"every host caught up to the log head ({head} records)")
     gaps = [h.stats().get("fleet.gaps") for h in hosts]
     report(all(g == "0" for g in gaps), "no host met a gap in the log", f"{gaps}")
@@ -358,15 +370,150 @@ def scenario(hosts, network, database):
            f"{missing[:5]}")
     not_denied = [(h.index, t) for h in hosts for t in ledger.revoked if check(h, ledger.tokens[t])["reason"] != tg.REASON["revoked"]]
     report(not not_denied, "every revoked token is denied 'revoked' on every host", f"{not_denied[:5]}")
-    # Equal on every host except for what a killed host journaled but never committed to the log: an unacknowledged
-    # METER (its client saw the connection drop) that only that host keeps (FLEET.md 4.1, a known gap).
+    # Exact on every host: each acknowledged key counted once, whichever host and try counted it (FLEET.md 10).
     exports = [meter_total(h) for h in hosts]
-    low, high = ledger.meters_acked, ledger.meters_acked + ledger.meters_unknown
+    acked = len(ledger.meter_keys)
     print(f"# fleet METER exports per host: {exports}")
-    report(all(low <= e <= high for e in exports),
-           f"every host's exported METER sum lies between the acknowledged ({low}) and acknowledged + unknown ({high})", f"exports {exports}")
-    print(f"# fleet load: {ledger.meters_acked} METERs acknowledged, {ledger.meters_unknown} unknown (connection lost or fleet_unconfirmed), "
-          f"{ledger.refused} refused (fleet_unavailable while cut off; the load retries at once)")
+    report(all(e == acked for e in exports),
+           f"every host's exported METER sum equals the acknowledged keys ({acked}), under kills and partitions", f"exports {exports}")
+    report(not ledger.meter_denied, "no METER of a token never revoked was denied", f"{ledger.meter_denied[:5]}")
+    claimed = int(database.sql("SELECT count(*) FROM tollgate_idempotency_keys WHERE key LIKE 'h%' OR key LIKE 'same-%' OR key LIKE 'killed-%'"))
+    report(claimed == acked, f"PostgreSQL holds one claim per acknowledged key ({claimed})", f"claims {claimed}, acknowledged {acked}")
+    print(f"# fleet load: {acked} METER keys acknowledged, {ledger.meter_duplicates} of them on a retry answered duplicate, "
+          f"{ledger.meters_unknown} tries unanswered or unconfirmed (retried), "
+          f"{ledger.refused} refused (fleet_unavailable while cut off; retried)")
+
+
+def any_live_secret(ledger):
+    return ledger.load_secrets[0]
+
+
+def same_key_on_every_host(hosts, database, ledger):
+    """One key sent to every host at once: one of them counts it, the others answer duplicate, and every host's
+    export grows by exactly one (the claim in PostgreSQL, FLEET.md 10)."""
+    secret = any_live_secret(ledger)
+    converge(hosts, database)
+    before = [meter_total(h) for h in hosts]
+    answers = [None] * len(hosts)
+    start = threading.Barrier(len(hosts))
+
+    def send(i):
+        start.wait()
+        answers[i] = meter_once(hosts[i], secret, "same-1", ledger)
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(hosts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ledger.meter_keys.add("same-1")
+    for host in hosts:
+        wait_for(lambda: meter_total(host) > before[hosts.index(host)], 10, f"the METER on host {host.index}")
+    grown = [meter_total(h) - b for h, b in zip(hosts, before)]
+    report(sorted(answers) == ["acked"] + ["duplicate"] * (len(hosts) - 1) and grown == [1] * len(hosts),
+           "one idempotency key sent to every host at once is counted once, on every host", f"answers {answers}, growth {grown}")
+    # The same key again, later, on each host: a duplicate everywhere.
+    again = [meter_once(h, secret, "same-1", ledger) for h in hosts]
+    report(again == ["duplicate"] * len(hosts) and [meter_total(h) - b for h, b in zip(hosts, before)] == [1] * len(hosts),
+           "the key repeated later on any host is answered duplicate and not counted", f"answers {again}")
+
+
+def converge(hosts, database):
+    """Waits until nothing is left in any host's queue for the log and every host is at the log's head."""
+    for host in hosts:
+        wait_for(lambda: host.stats().get("fleet.queued") == "0", 60, f"host {host.index} has committed what it queued")
+    head = int(database.sql("SELECT seq FROM tollgate_log_head"))
+    for host in hosts:
+        wait_for(lambda: int(host.stats().get("fleet.position", "0")) >= head, 30, f"host {host.index} at the log head {head}")
+    return head
+
+
+def unconfirmed_then_killed(hosts, network, database, ledger):
+    """The gap FLEET.md 10 closes: a METER a host accepted but could not commit (cut off), the host then killed.
+    It is counted nowhere (not even on that host, after its restart) until the client retries its key elsewhere,
+    and then once on every host."""
+    victim, other = hosts[-1], hosts[0]
+    secret = any_live_secret(ledger)
+    converge(hosts, database)
+    before = [meter_total(h) for h in hosts]
+    network.partition(victim.index, True)
+    try:
+        outcome = meter_once(victim, secret, "killed-1", ledger)
+        counted_there = meter_total(victim) - before[-1]
+        victim.kill()
+    finally:
+        network.partition(victim.index, False)
+    victim.start()
+    wait_for(lambda: connected(victim), 60, f"host {victim.index} connected after its restart")
+    print(f"# the cut-off host answered the METER: {ledger.last_status} (fleet_unconfirmed: it was queued when killed)")
+    report(outcome is None and counted_there == 0 and meter_total(victim) == before[-1],
+           f"a METER unconfirmed on host {victim.index}, then killed: not counted there, before or after the restart",
+           f"outcome {outcome}, counted {counted_there}, after restart {meter_total(victim) - before[-1]}")
+    meter_until_answered(hosts, other, secret, "killed-1", ledger)
+    for host in hosts:
+        wait_for(lambda: meter_total(host) - before[hosts.index(host)] >= 1, 10, f"the retried METER on host {host.index}")
+    grown = [meter_total(h) - b for h, b in zip(hosts, before)]
+    report(grown == [1] * len(hosts), "its retry with the same key on another host is counted once on every host", f"growth {grown}")
+
+
+def live_hosts(host):
+    try:
+        return int(host.stats().get("fleet.live_hosts", "0"))
+    except Exception:
+        return 0
+
+
+def burst_on(host, secret, tries=60):
+    """Checks as fast as one connection goes: (admitted, seconds it took)."""
+    began = time.monotonic()
+    with tg.Client(host.api, timeout=10) as c:
+        admitted = sum(c.check(secret)["decision"] for _ in range(tries))
+    return admitted, time.monotonic() - began
+
+
+def rate_split(hosts, ledger, network):
+    """FLEET.md 9: a rate rule of rate r and burst b is enforced on each of N live hosts as floor(r/N), floor(b/N)
+    (at least 1). With r = 3/s, b = 30: each host admits 10 + at most 1 a second; the fleet at most 30 + 3 a second.
+    After a host dies the others count N - 1 live within 3 polls and admit 15 each."""
+    with hosts[0].admin_client() as c:
+        c.plan_put("rated", entitlements=["read"], rate_limits=[{"pool": "license", "rate_per_second": 3, "burst": 30}])
+        c.license_put("rated-1", "customer", "rated")
+        c.license_put("rated-2", "customer", "rated")
+    issued = []
+    for lic in ("rated-1", "rated-2"):
+        def call(lic=lic):
+            with hosts[0].admin_client() as c:
+                return c.issue(lic, "svc", ["read"])
+        issued.append(retrying(call))
+    secrets = [r["secret"] for r in issued]
+    for host in hosts:
+        wait_for(lambda: live_hosts(host) == len(hosts), 30, f"host {host.index} counting {len(hosts)} live hosts")
+        for r in issued:  # known there, asked without spending the burst
+            wait_for(lambda: token_known(host, r["token"]["token_id"]), 10, f"token on host {host.index}")
+    results = [burst_on(h, secrets[0]) for h in hosts]
+    total = sum(a for a, _ in results)
+    bound_ok = all(10 <= a <= 10 + int(t * 1) + 1 for a, t in results) and total <= 30 + 3 * int(max(t for _, t in results) + 1)
+    report(bound_ok, f"rate 3/s burst 30 on {len(hosts)} live hosts: each admitted its share of 10 (+1/s), the fleet at most 30 (+3/s)",
+           f"admitted {results}")
+    victim = hosts[-1]
+    victim.kill()
+    try:
+        for host in hosts[:-1]:
+            wait_for(lambda: live_hosts(host) == len(hosts) - 1, 30, f"host {host.index} counting {len(hosts) - 1} live hosts")
+        admitted, took = burst_on(hosts[0], secrets[1])
+        report(15 <= admitted <= 15 + int(took) + 1, f"after host {victim.index} died the others counted {len(hosts) - 1} live and admitted 15 each",
+               f"admitted {admitted} in {took:.2f} s")
+    finally:
+        victim.start()
+        wait_for(lambda: connected(victim), 60, f"host {victim.index} connected after its restart")
+
+
+def token_known(host, token_id):
+    try:
+        with host.admin_client() as c:
+            c.token_get(token_id)
+        return True
+    except tg.TollgateError:
+        return False
 
 
 def host_has_license(host):
@@ -443,36 +590,63 @@ def measure_revocation_latency(hosts, ledger):
     return latencies
 
 
-def load_loop(host, ledger, stop, seed):
-    """Mixed load on one host: checks with cost, METERs on their own meter. Outcomes go to the ledger."""
+def meter_once(host, secret, key, ledger):
+    """One METER try: 'acked', 'duplicate' (the key was counted already), or None (no answer, or not made)."""
+    try:
+        with tg.Client(host.api, timeout=6) as c:
+            r = c.meter(secret, "fleet_meter", 1, idempotency_key=key)
+        if r["decision"] != 1:  # the load's tokens are never revoked: a denial is a failure, counted
+            with ledger.lock:
+                ledger.meter_denied.append(r["reason"])
+            return None
+        return "duplicate" if r["duplicate"] else "acked"
+    except tg.TollgateError as e:
+        with ledger.lock:
+            ledger.last_status = e.status_name
+            if e.status_name in ("fleet_unconfirmed", "unavailable"):
+                ledger.meters_unknown += 1
+            else:
+                ledger.refused += 1
+        return None
+    except (OSError, tg.ProtocolError) as e:
+        with ledger.lock:
+            ledger.last_status = type(e).__name__
+            ledger.meters_unknown += 1
+        return None
+
+
+def meter_until_answered(hosts, first, secret, key, ledger, stop=None, deadline_s=120):
+    """A client's retry: the same key, on the next host each time, until one answers. Returns True when answered."""
+    deadline = time.monotonic() + deadline_s
+    index = hosts.index(first)
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        outcome = meter_once(hosts[index], secret, key, ledger)
+        if outcome:
+            with ledger.lock:
+                ledger.meter_keys.add(key)
+                if outcome == "duplicate":
+                    ledger.meter_duplicates += 1
+            return True
+        index = (index + 1) % len(hosts)
+        time.sleep(0.05)
+    return False
+
+
+def load_loop(hosts, host, ledger, stop, seed, pending):
+    """Mixed load on one host: checks with cost, METERs on their own meter, each key retried on the other hosts
+    until answered. A key still unanswered when the load stops goes to `pending`, resolved after the faults."""
     rng = random.Random(seed)
     n = 0
     while not stop.is_set():
         try:
             with tg.Client(host.api, timeout=5) as c:
                 while not stop.is_set():
-                    with ledger.lock:
-                        live = [s for t, s in ledger.tokens.items() if t not in ledger.revoked]
-                    if not live:
-                        return
-                    secret = rng.choice(live)
+                    secret = rng.choice(ledger.load_secrets)
                     c.check(secret, meter="requests", cost=1)
                     n += 1
-                    try:
-                        r = c.meter(secret, "fleet_meter", 1, idempotency_key=f"h{host.index}-{seed}-{n}")
-                        with ledger.lock:
-                            if r["decision"] == 1:
-                                ledger.meters_acked += 1
-                    except tg.TollgateError as e:
-                        with ledger.lock:
-                            if e.status_name == "fleet_unconfirmed":
-                                ledger.meters_unknown += 1
-                            else:
-                                ledger.refused += 1
-                    except (OSError, tg.ProtocolError):
-                        with ledger.lock:
-                            ledger.meters_unknown += 1
-                        raise
+                    key = f"h{host.index}-{seed}-{n}"
+                    if not meter_until_answered(hosts, host, secret, key, ledger, stop):
+                        pending.append((secret, key))
         except (OSError, tg.ProtocolError):
             if stop.wait(0.05):  # the host is down: try again shortly
                 return
