@@ -96,15 +96,15 @@ struct ForwardAuthRequestParser {
             index += 1
             while index < limit, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") { index += 1 }
             let valueStart = index
-            var valueEnd = index
             while index < limit {
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\r") { break }
                 // Visible ASCII, space and tab only: no obs-text, no control byte, no bare LF.
                 guard (byte >= 0x20 && byte < 0x7F) || byte == UInt8(ascii: "\t") else { return .unsupported }
                 index += 1
-                if byte != UInt8(ascii: " "), byte != UInt8(ascii: "\t") { valueEnd = index }
             }
+            // Trailing spaces stay part of the value, as NIOHTTP1 keeps them.
+            let valueEnd = index
             guard index + 1 < limit else { return .needingMore(count, maxHeaderBytes) }
             guard bytes[index + 1] == UInt8(ascii: "\n") else { return .unsupported }
             index += 2
@@ -138,7 +138,7 @@ struct ForwardAuthRequestParser {
     }
 
     /// The value of the first field named `name` (ASCII, any case), as NIOHTTP1's `HTTPHeaders.first(name:)` gives
-    /// it: without the spaces and tabs around it.
+    /// it: without the spaces and tabs before it, with any after it.
     static func firstValue(_ name: String, fields: [Field], in bytes: UnsafeRawBufferPointer) -> String? {
         let length = name.utf8.count
         for field in fields where field.nameLength == length && equalsIgnoringCase(bytes, field.nameStart, length, name) {

@@ -44,9 +44,9 @@ final class ForwardAuthFastPathTests: XCTestCase {
         XCTAssertNil(values["connection"])
     }
 
-    func testNamesAnyCaseTheFirstValueWinsAndSpacesAroundAreDropped() {
+    func testNamesAnyCaseTheFirstValueWinsAndLeadingSpacesAreDropped() {
         let (_, values) = parse("HEAD /v1/forward-auth?x=1 HTTP/1.1\r\nx-ORIGINAL-uri:\t /a \t\r\nX-Original-Uri: /b\r\nConnection: Close\r\n\r\n")
-        XCTAssertEqual(values["x-original-uri"], "/a")
+        XCTAssertEqual(values["x-original-uri"], "/a \t", "trailing spaces kept, as NIOHTTP1 keeps them")
         let close = "HEAD /v1/forward-auth HTTP/1.1\r\nConnection: close\r\n\r\n"
         XCTAssertEqual(parse(close).0, .complete(.init(isHead: true, keepAlive: false, length: close.utf8.count)))
         XCTAssertEqual(parse("GET /v1/forward-auth HTTP/1.1\r\nConnection: keep-alive\r\nX-Padding:\r\n\r\n").1["x-padding"], "", "an empty value")
@@ -100,7 +100,7 @@ final class ForwardAuthFastPathTests: XCTestCase {
         XCTAssertEqual(parse("GET /v1/forward-auth HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", small).0, .unsupported, "a third field")
         let long = "GET /v1/forward-auth HTTP/1.1\r\nX-Padding: " + String(repeating: "a", count: 40)
         XCTAssertEqual(parse(long, small).0, .unsupported, "64 bytes without the end of the head: never held for more")
-        XCTAssertEqual(parse(String(long.prefix(63)), small).0, .incomplete)
+        XCTAssertEqual(parse(String(decoding: long.utf8.prefix(63), as: UTF8.self), small).0, .incomplete)
     }
 
     /// What the parser accepts, NIOHTTP1's decoder accepts too and reads the same: method, target, keep-alive, and the
@@ -130,8 +130,8 @@ final class ForwardAuthFastPathTests: XCTestCase {
                     XCTAssertTrue(headers.contains(name: name.uppercased()))
                 }
                 XCTAssertFalse(headers.contains(name: "x-absent"))
-                XCTAssertEqual(try ForwardAuth.originalRequest(method: request.isHead ? "HEAD" : "GET", uri: head.uri, headers: headers).get(),
-                    try ForwardAuth.originalRequest(of: head).get(), text)
+                XCTAssertEqual(ForwardAuth.originalRequest(method: request.isHead ? "HEAD" : "GET", uri: head.uri, headers: headers),
+                    ForwardAuth.originalRequest(of: head), text)
             }
         }
     }
