@@ -122,7 +122,8 @@ public enum Authorization {
 
     /// The credentials of an `Authorization` value whose scheme is `Bearer` (any case): after spaces, the scheme,
     /// one space, then the rest without the spaces and tabs around it; nil when that is empty or the scheme is
-    /// another. Read in place, without splitting or lower-casing copies (~3 k instructions per request less).
+    /// another. Read over the value's bytes, without splitting or lower-casing copies (`Authorization.token` 7.1 k →
+    /// 2.1 k instructions per forward-auth request with the header lookup's own change; callgrind, Benchmarks/SCALE.md).
     static func bearerToken(in value: String) -> String? {
         var value = value
         return value.withUTF8 { bytes -> String? in

@@ -9,8 +9,9 @@ import NIOHTTP1
 /// (callgrind, Benchmarks/SCALE.md, "Forward auth"); writing the bytes once costs a few hundred per header.
 ///
 /// The lines are gathered in an array (a connection hands back the same storage for every answer) and copied into
-/// one `ByteBuffer` at the end: ~20 writes into a `ByteBuffer`, each checking its capacity and uniqueness, cost
-/// more than the array's appends and one copy (callgrind, Benchmarks/SCALE.md).
+/// one `ByteBuffer` at the end, instead of ~20 writes into a `ByteBuffer` that each check its capacity and
+/// uniqueness. Measured only together with the other changes of the fast path's first step
+/// (`ForwardAuthHandler.write` 21.7 k → 13.0 k instructions per answer; callgrind, Benchmarks/SCALE.md).
 ///
 /// Every header name written is a constant of this module and every value a number, a fixed word or a value passed
 /// through `ForwardAuthHeaders.headerSafe`, so no line break can reach a header line (`ResponseBytesTests` decodes
