@@ -167,8 +167,11 @@ public enum RequestPath {
     /// The normalized path of `target` (an origin-form request target, query dropped), or nil when it cannot be a
     /// path: not starting with `/`, a bad or NUL escape, invalid UTF-8, or `..` above the root.
     public static func normalize(_ target: Substring) -> String? {
-        let pathPart = target.prefix { $0 != "?" && $0 != "#" }
-        if isAlreadyNormal(pathPart.utf8) { return String(pathPart) }
+        // Cut on the bytes (`?` and `#` are ASCII, so the cut is a character boundary): no grapheme breaking.
+        let utf8 = target.utf8
+        let pathPart = target[..<(utf8.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? utf8.endIndex)]
+        var path = String(pathPart)
+        if path.withUTF8({ isAlreadyNormal($0) }) { return path }
         return normalizeInGeneral(pathPart)
     }
 
@@ -176,7 +179,7 @@ public enum RequestPath {
     /// trailing slash) and no `.` or `..` segment. The paths proxies send nearly always are, and this one pass
     /// saves the decoding, splitting and joining of `normalizeInGeneral` (~12 k instructions per forward-auth
     /// request, callgrind: Benchmarks/SCALE.md, "Forward auth"). A test holds it to `normalizeInGeneral`.
-    static func isAlreadyNormal(_ path: Substring.UTF8View) -> Bool {
+    static func isAlreadyNormal<Bytes: Collection<UInt8>>(_ path: Bytes) -> Bool {
         guard path.first == UInt8(ascii: "/") else { return false }
         let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
         // The bytes of the segment read so far: its length, and whether every byte is a dot.
