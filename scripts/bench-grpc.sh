@@ -73,20 +73,19 @@ export TOLLGATE_SOCKET="$dir/state/tollgate.sock" TOLLGATE_ADMIN_SOCKET="$dir/st
 "$TOLLGATE" license set lic-bench --plan bench >/dev/null
 (umask 077 && "$TOLLGATE" issue --license lic-bench --subject bench --scope read 2>/dev/null >"$dir/token")
 
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 declare -A RPS P50 P99
 FAILURES=0
-# `measure SYSTEM SOCKET C`: one client run; appends to the lists of SYSTEM at C.
+# `measure SYSTEM SOCKET C`: one client run, recorded for SYSTEM at C.
 measure() {
-    local system=$1 socket=$2 c=$3 out
+    local system=$1 socket=$2 c=$3 out rps p50 p99 errors denied
     out=$(timeout 120 python3 "$ROOT/scripts/bench-grpc.py" --socket "$socket" --token-file "$dir/token" --path /bench/x \
         --concurrency "$c" --duration "$DURATION" 2>&1) || { log "$system at $c: the client failed: $out"; FAILURES=$((FAILURES + 1)); return; }
     read -r rps p50 p99 errors denied < <(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["rps"], r["p50_us"], r["p99_us"], r["errors"], r["denied"])' "$out")
     if [ "$errors" != 0 ] || [ "$denied" != 0 ]; then log "$system at $c: $errors errors, $denied denials"; FAILURES=$((FAILURES + 1)); fi
-    RPS[$system,$c]+="$rps "
-    P50[$system,$c]+="$p50 "
-    P99[$system,$c]+="$p99 "
+    record_point "$system" "$c" "$rps" "$p50" "$p99"
 }
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'; }
 SYSTEMS=("tollgate|$grpc_socket" "empty|$empty_socket")
 
 for c in "${CONNECTIONS[@]}"; do
@@ -96,31 +95,9 @@ for c in "${CONNECTIONS[@]}"; do
 done
 
 echo
-echo "gRPC ext_authz benchmark: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(date -u +%F)," \
-    "${DURATION}s x $RUNS run(s) per point, medians; load average before $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-10s %11s %9s %9s %11s %11s\n' calls system "calls/s" "p50 us" "p99 us" "rps/empty" "p99/empty"
-for c in "${CONNECTIONS[@]}"; do
-    empty_rps=$(median "${RPS[empty,$c]}")
-    empty_p99=$(median "${P99[empty,$c]}")
-    for entry in "${SYSTEMS[@]}"; do
-        system=${entry%%|*}
-        rps=$(median "${RPS[$system,$c]}") p50=$(median "${P50[$system,$c]}") p99=$(median "${P99[$system,$c]}")
-        ratio_rps=$(awk -v a="$rps" -v b="$empty_rps" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-        ratio_p99=$(awk -v a="$p99" -v b="$empty_p99" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-        printf '%-6s %-10s %11.0f %9s %9s %11s %11s\n' "$c" "$system" "$rps" "$p50" "$p99" "$ratio_rps" "$ratio_p99"
-    done
-done
+comparison_table "gRPC ext_authz benchmark" client empty empty calls "calls/s"
 echo "(calls: Checks in flight on one HTTP/2 connection; rps/empty, p99/empty: over the always-OK handler at the same point)"
 echo
-for c in "${CONNECTIONS[@]}"; do
-    for entry in "${SYSTEMS[@]}"; do
-        system=${entry%%|*}
-        printf 'BENCH {"system":"grpc-%s","op":"ext-authz-check","connections":%s,"rps":%.0f,"p50_us":%s,"p99_us":%s,"runs":%s}\n' \
-            "$system" "$c" "$(median "${RPS[$system,$c]}")" "$(median "${P50[$system,$c]}")" "$(median "${P99[$system,$c]}")" "$RUNS"
-    done
-done
-if grep -qE "tg_(live|test)_[A-Za-z0-9]{20,}" "$dir/tollgated.log" "$dir/empty.log" 2>/dev/null; then
-    log "a token secret appeared in a log"
-    FAILURES=$((FAILURES + 1))
-fi
+bench_lines ext-authz-check grpc-
+secret_in_logs "$dir/tollgated.log" "$dir/empty.log" && FAILURES=$((FAILURES + 1))
 ((FAILURES == 0)) || { log "$FAILURES measurement(s) failed"; exit 1; }

@@ -7,11 +7,13 @@
 #   nginx-alone      nginx -> upstream, no auth
 #
 # The upstream is an nginx server block answering a few bytes, so neither the load generator's target nor the
-# upstream is the bottleneck. nginx runs one worker, tollgated one event loop; wrk uses up to 2 threads.
+# upstream is the bottleneck. nginx runs one worker (--nginx-workers), tollgated one event loop; wrk uses up to 2
+# threads.
 #
 #   bash scripts/bench-proxy.sh                 connections 1, 16, 64; 1 run of 5 s per point and system
 #   bash scripts/bench-proxy.sh --smoke         connections 1, 16; 1 s
-#   options: --duration S, --runs R (medians), --no-swift-build, TOLLGATED=/path TOLLGATE=/path
+#   options: --duration S, --runs R (medians), --no-swift-build, --nginx-workers N (1; `auto`: one per CPU),
+#            TOLLGATED=/path TOLLGATE=/path
 #
 # Output: a table with each system's req/s, p50 and p99 (wrk --latency) and Tollgate's ratio to the static-204
 # limit, then one `BENCH {...}` line per point. The token's secret is given to wrk in a Lua file in a private
@@ -20,7 +22,7 @@ set -euo pipefail
 # Release builds of the request path without dynamic exclusivity checks (Package.swift's hotPathSettings).
 export TOLLGATE_UNCHECKED_EXCLUSIVITY="${TOLLGATE_UNCHECKED_EXCLUSIVITY:-1}"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DURATION=5 RUNS=1 SWIFT_BUILD=1 CONNECTIONS=(1 16 64)
+DURATION=5 RUNS=1 SWIFT_BUILD=1 CONNECTIONS=(1 16 64) NGINX_WORKERS=1
 SWIFT=${SWIFT:-swift}
 [ -x /opt/swift/usr/bin/swift ] && ! command -v "$SWIFT" >/dev/null 2>&1 && SWIFT=/opt/swift/usr/bin/swift
 while (($#)); do
@@ -29,7 +31,8 @@ while (($#)); do
     --duration) DURATION=$2; shift ;;
     --runs) RUNS=$2; shift ;;
     --no-swift-build) SWIFT_BUILD=0 ;;
-    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --nginx-workers) NGINX_WORKERS=$2; shift ;;
+    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "bench-proxy: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -68,9 +71,7 @@ printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$secret" >"$dir/auth.lua"
 chmod 0600 "$dir/auth.lua"
 unset secret
 
-mkdir -p "$dir/nginx"
-sed -e "s|@DIR@|$dir/nginx|g" -e "s|@TOLLGATE_HTTP_SOCKET@|$http_socket|g" -e "s|@EXAMPLES@|$ROOT/examples|g" \
-    -e "s|@NGINX_PORT@|$nginx_port|g" -e "s|@ECHO_PORT@|$echo_port|g" "$ROOT/Tests/proxy/nginx.conf.in" >"$dir/nginx/nginx.conf"
+nginx_conf "$dir/nginx" "$http_socket" "$nginx_port" "$echo_port" "$NGINX_WORKERS" || { log "examples/nginx/tollgate-upstream.conf lost its socket path"; exit 1; }
 nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/error.log" -g 'daemon off;' >"$dir/nginx/out.log" 2>&1 &
 pids+=($!)
 wait_for 15 curl -sf "http://127.0.0.1:$echo_port/" || { log "nginx did not start: $(tail -n 5 "$dir/nginx/error.log")"; exit 1; }
@@ -79,23 +80,20 @@ base="http://127.0.0.1:$nginx_port"
 # `to_us VALUE`: wrk's latency (1.23ms, 456.00us, 1.02s) in microseconds.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else if (v ~ /s$/) m = 1000000; else m = 1; printf "%.0f", n * m }'; }
 
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 declare -A RPS P50 P99
 FAILURES=0
-# `measure SYSTEM PATH C`: one wrk run; appends to the lists of SYSTEM at C.
+# `measure SYSTEM PATH C`: one wrk run, recorded for SYSTEM at C.
 measure() {
-    local system=$1 path=$2 c=$3 threads out rps p50 p99 bad
+    local system=$1 path=$2 c=$3 threads out bad
     threads=$((c < 2 ? 1 : 2))
     out=$(wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency -s "$dir/auth.lua" "$base$path" 2>&1) || { log "wrk failed: $out"; FAILURES=$((FAILURES + 1)); return; }
     bad=$(sed -nE 's/^ *Non-2xx or 3xx responses: ([0-9]+).*/\1/p' <<<"$out")
     if [ -n "$bad" ]; then log "$system at $c connections: $bad answers were not 2xx"; FAILURES=$((FAILURES + 1)); fi
-    rps=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$out")
-    p50=$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-    RPS[$system,$c]+="$rps "
-    P50[$system,$c]+="$p50 "
-    P99[$system,$c]+="$p99 "
+    record_point "$system" "$c" "$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$out")" \
+        "$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")" "$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
 }
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'; }
 SYSTEMS=("nginx+tollgate|/bench/x" "nginx+static204|/static-auth/x" "nginx-alone|/no-auth/x")
 
 # Warm-up: connections to tollgated and the upstream opened, the code paths paged in.
@@ -107,31 +105,9 @@ for c in "${CONNECTIONS[@]}"; do
 done
 
 echo
-echo "Forward-auth benchmark: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(date -u +%F)," \
-    "wrk ${DURATION}s x $RUNS run(s) per point, medians; load average before $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-16s %11s %9s %9s %12s %12s\n' conns system "req/s" "p50 us" "p99 us" "rps/static" "p99/static"
-for c in "${CONNECTIONS[@]}"; do
-    static_rps=$(median "${RPS[nginx+static204,$c]}")
-    static_p99=$(median "${P99[nginx+static204,$c]}")
-    for entry in "${SYSTEMS[@]}"; do
-        system=${entry%%|*}
-        rps=$(median "${RPS[$system,$c]}") p50=$(median "${P50[$system,$c]}") p99=$(median "${P99[$system,$c]}")
-        ratio_rps=$(awk -v a="$rps" -v b="$static_rps" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-        ratio_p99=$(awk -v a="$p99" -v b="$static_p99" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-        printf '%-6s %-16s %11.0f %9s %9s %12s %12s\n' "$c" "$system" "$rps" "$p50" "$p99" "$ratio_rps" "$ratio_p99"
-    done
-done
+comparison_table "Forward-auth benchmark" wrk nginx+static204 static conns "req/s"
 echo "(rps/static, p99/static: over nginx -> auth_request -> 204 at the same point; goal for nginx+tollgate: >= 0.8 and <= 1.5)"
 echo
-for c in "${CONNECTIONS[@]}"; do
-    for entry in "${SYSTEMS[@]}"; do
-        system=${entry%%|*}
-        printf 'BENCH {"system":"%s","op":"forward-auth","connections":%s,"rps":%.0f,"p50_us":%s,"p99_us":%s,"runs":%s}\n' \
-            "$system" "$c" "$(median "${RPS[$system,$c]}")" "$(median "${P50[$system,$c]}")" "$(median "${P99[$system,$c]}")" "$RUNS"
-    done
-done
-if grep -qE "tg_(live|test)_[A-Za-z0-9]{20,}" "$dir/tollgated.log" "$dir/nginx/error.log" 2>/dev/null; then
-    log "a token secret appeared in a log"
-    FAILURES=$((FAILURES + 1))
-fi
+bench_lines forward-auth ""
+secret_in_logs "$dir/tollgated.log" "$dir/nginx/error.log" && FAILURES=$((FAILURES + 1))
 ((FAILURES == 0)) || { log "$FAILURES measurement(s) failed"; exit 1; }

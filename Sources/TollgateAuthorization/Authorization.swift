@@ -64,7 +64,16 @@ public enum Authorization {
             CheckRequest(
                 token: token, scopes: route.scopes, meter: route.meter, cost: route.meter.isEmpty ? 0 : route.cost, features: route.features,
                 options: .details),
-            route: "\(route.method) \(route.path.description)")
+            route: routeName(route))
+    }
+
+    /// The matched rule as the decision stream names it, `METHOD PATTERN`: appended, not interpolated (the
+    /// interpolation went through `CustomStringConvertible`, ~1 k instructions per request).
+    static func routeName(_ route: RouteRule) -> String {
+        var name = route.method
+        name += " "
+        name += route.path.description
+        return name
     }
 
     /// The answer to `decision`: made here, or the core's answer to its CHECK, asked through the operation table as
@@ -99,12 +108,8 @@ public enum Authorization {
     /// The token: `Authorization: Bearer …`, else the configured header, else the configured query parameter of
     /// the original request's `target`. Nil when none is there (an empty value counts as none).
     public static func token(in headers: some AuthorizationHeaders, target: String, policy: AuthorizationPolicy) -> String? {
-        if let authorization = headers.firstValue(name: "authorization") {
-            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            if parts.count == 2, parts[0].lowercased() == "bearer" {
-                let token = parts[1].trimmingSpaces
-                if !token.isEmpty { return String(token) }
-            }
+        if let authorization = headers.firstValue(name: "authorization"), let token = bearerToken(in: authorization) {
+            return token
         }
         if let name = policy.tokenHeader, let value = headers.firstValue(name: name)?.trimmingSpaces, !value.isEmpty {
             return String(value)
@@ -113,6 +118,31 @@ public enum Authorization {
             return value
         }
         return nil
+    }
+
+    /// The credentials of an `Authorization` value whose scheme is `Bearer` (any case): after spaces, the scheme,
+    /// one space, then the rest without the spaces and tabs around it; nil when that is empty or the scheme is
+    /// another. Read over the value's bytes, without splitting or lower-casing copies (`Authorization.token` 7.1 k →
+    /// 2.1 k instructions per forward-auth request with the header lookup's own change; callgrind, Benchmarks/SCALE.md).
+    static func bearerToken(in value: String) -> String? {
+        var value = value
+        return value.withUTF8 { bytes -> String? in
+            let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
+            var index = 0
+            while index < bytes.count, bytes[index] == space { index += 1 }
+            let schemeStart = index
+            while index < bytes.count, bytes[index] != space { index += 1 }
+            guard index < bytes.count, index - schemeStart == 6 else { return nil }
+            for (offset, expected) in "bearer".utf8.enumerated() {
+                let byte = bytes[schemeStart + offset]
+                guard byte | (byte >= 0x41 && byte <= 0x5A ? 0x20 : 0) == expected else { return nil }
+            }
+            var start = index + 1
+            var end = bytes.count
+            while start < end, bytes[start] == space || bytes[start] == tab { start += 1 }
+            while end > start, bytes[end - 1] == space || bytes[end - 1] == tab { end -= 1 }
+            return start == end ? nil : String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+        }
     }
 
     /// The first value of `name` in the query of `target`, percent-decoded; nil when absent or not decodable.

@@ -88,6 +88,8 @@ public enum ForwardAuthHeaders {
 
     public static func list(for result: CheckResult, details: CheckDetails? = nil, nowMillis: Int64) -> [(name: String, value: String)] {
         var headers: [(name: String, value: String)] = []
+        // The most an answer carries: four identity headers and three RateLimit ones (one allocation, no regrowing).
+        headers.reserveCapacity(8)
         if result.allowed {
             headers.append((tokenID, headerSafe(result.tokenID)))
             headers.append((license, headerSafe(result.licenseID)))
@@ -95,9 +97,9 @@ public enum ForwardAuthHeaders {
             if let plan = details?.planID, !plan.isEmpty { headers.append((Self.plan, headerSafe(plan))) }
         }
         if let limit = tightestLimit(of: result, rateLimit: details?.rateLimit, nowMillis: nowMillis) {
-            headers.append(("RateLimit-Limit", "\(limit.limit)"))
-            headers.append(("RateLimit-Remaining", "\(limit.remaining)"))
-            headers.append(("RateLimit-Reset", "\(secondsRoundedUp(limit.resetMillis))"))
+            headers.append(("RateLimit-Limit", String(limit.limit)))
+            headers.append(("RateLimit-Remaining", String(limit.remaining)))
+            headers.append(("RateLimit-Reset", String(secondsRoundedUp(limit.resetMillis))))
         }
         if DenyStatus.status(for: result.reason) == .tooManyRequests {
             let wait: Int64
@@ -108,7 +110,7 @@ public enum ForwardAuthHeaders {
             } else {
                 wait = 1
             }
-            headers.append(("Retry-After", "\(max(1, wait))"))
+            headers.append(("Retry-After", String(max(1, wait))))
         }
         if !result.allowed { headers.append((reason, result.reason.name)) }
         return headers

@@ -62,19 +62,24 @@ public enum ForwardAuth {
     public typealias Decision = Authorization.Decision
     /// Which shape `head` has and the original request it names, or the reason it names none.
     public static func originalRequest(of head: HTTPRequestHead) -> Result<OriginalRequest, ForwardAuthProblem> {
-        let path = head.uri.prefix { $0 != "?" }
-        guard path == endpointPath else {
-            return .success(OriginalRequest(method: head.method.rawValue, target: head.uri, host: head.headers.first(name: "host"), shape: .requestLine))
+        originalRequest(method: head.method.rawValue, uri: head.uri, headers: head.headers)
+    }
+
+    /// The same for a request read without NIOHTTP1 (`ForwardAuthRequestParser`): its method, target and headers.
+    public static func originalRequest(method: String, uri: String, headers: some AuthorizationHeaders) -> Result<OriginalRequest, ForwardAuthProblem> {
+        // Compared in place: no String of the path is made for the comparison.
+        guard uri.utf8.prefix(while: { $0 != UInt8(ascii: "?") }).elementsEqual(endpointPath.utf8) else {
+            return .success(OriginalRequest(method: method, target: uri, host: headers.firstValue(name: "host"), shape: .requestLine))
         }
-        if let uri = head.headers.first(name: "x-original-uri") {
-            let method = head.headers.first(name: "x-original-method") ?? ""
+        if let uri = headers.firstValue(name: "x-original-uri") {
+            let method = headers.firstValue(name: "x-original-method") ?? ""
             guard !method.isEmpty else { return .failure(.missingMethod) }
-            return .success(OriginalRequest(method: method, target: uri, host: head.headers.first(name: "host"), shape: .original))
+            return .success(OriginalRequest(method: method, target: uri, host: headers.firstValue(name: "host"), shape: .original))
         }
-        if let uri = head.headers.first(name: "x-forwarded-uri") {
-            let method = head.headers.first(name: "x-forwarded-method") ?? ""
+        if let uri = headers.firstValue(name: "x-forwarded-uri") {
+            let method = headers.firstValue(name: "x-forwarded-method") ?? ""
             guard !method.isEmpty else { return .failure(.missingMethod) }
-            return .success(OriginalRequest(method: method, target: uri, host: head.headers.first(name: "x-forwarded-host"), shape: .forwarded))
+            return .success(OriginalRequest(method: method, target: uri, host: headers.firstValue(name: "x-forwarded-host"), shape: .forwarded))
         }
         return .failure(.noOriginalRequest)
     }
@@ -95,11 +100,16 @@ public enum ForwardAuth {
 
     /// Decides what to do with `head`: the route's CHECK, or an answer made here.
     public static func decide(_ head: HTTPRequestHead, policy: ForwardAuthPolicy) -> Decision {
+        decide(method: head.method.rawValue, uri: head.uri, headers: head.headers, policy: policy)
+    }
+
+    /// The same for a request read without NIOHTTP1 (`ForwardAuthRequestParser`).
+    public static func decide(method: String, uri: String, headers: some AuthorizationHeaders, policy: ForwardAuthPolicy) -> Decision {
         let original: OriginalRequest
-        switch originalRequest(of: head) {
+        switch originalRequest(method: method, uri: uri, headers: headers) {
         case .success(let request): original = request
         case .failure(let problem): return .answer(status: .badRequest, reason: problem.rawValue)
         }
-        return Authorization.decide(method: original.method, target: original.target, headers: head.headers, policy: policy.authorization)
+        return Authorization.decide(method: original.method, target: original.target, headers: headers, policy: policy.authorization)
     }
 }

@@ -75,6 +75,9 @@ struct HTTPConnectionState {
 
     var isRefused: Bool { phase == .refused }
 
+    /// Admitted and between requests: the fast path (`ForwardAuthFastPath`) may answer the next one.
+    var isAwaitingRequest: Bool { admitted && phase == .waitingForHead }
+
     mutating func receivedHead(_ head: HTTPRequestHead) -> Action {
         guard phase == .waitingForHead else { return phase == .refused || phase == .answeringCollected ? .none : refuse(.badRequest, .malformedRequest) }
         guard admitted else { return refuse(.serviceUnavailable, .tooManyConnections) }
@@ -150,6 +153,10 @@ final class ForwardAuthHandler: ChannelInboundHandler {
     private var idleTimer: Scheduled<Void>?
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     private var active = false
+    /// The array each answer's bytes are gathered in (`ResponseBytes`), kept from answer to answer.
+    private var responseStorage: [UInt8] = []
+    /// Whether the endpoint's path is forward auth on this connection (no reserved or body endpoint took it).
+    private var endpointIsForwardAuth = false
 
     init(frontEnd: HTTPFrontEnd) {
         self.frontEnd = frontEnd
@@ -164,6 +171,7 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         }
         state = HTTPConnectionState(maxBodyBytes: frontEnd.limits.maxBodyBytes, maxHeaderBytes: frontEnd.limits.maxHeaderBytes, admitted: counted)
         state.bodyEndpoints = frontEnd.bodyEndpoints()
+        endpointIsForwardAuth = state.bodyEndpoints.route(ForwardAuth.endpointPath) == nil && frontEnd.serviceEndpoint(path: ForwardAuth.endpointPath.utf8) == nil
         PeerCredentials.read(from: context.channel).assumeIsolated().whenSuccess { [self] peer in self.peer = peer }
         lastActivity = context.eventLoop.now
         rearmIdleTimer(context: context)
@@ -190,6 +198,24 @@ final class ForwardAuthHandler: ChannelInboundHandler {
         case .end: action = state.receivedEnd()
         }
         perform(action, context: context)
+    }
+
+    /// Whether `ForwardAuthFastPath` may answer the next request: the connection is open, admitted and between
+    /// requests, and `/v1/forward-auth` is forward auth here.
+    var servesFast: Bool { active && endpointIsForwardAuth && state.isAwaitingRequest }
+
+    /// Between `channelActive` and `channelInactive`.
+    var isOpen: Bool { active }
+
+    /// Answers a forward-auth request `ForwardAuthFastPath` read (`GET` or `HEAD` of the endpoint, no body), through
+    /// the same translation and writer as a request NIOHTTP1 read; `context` is the fast path's.
+    func serveFast(_ request: ForwardAuthRequestParser.Request, headers: ForwardAuthRequestHeaders, context: ChannelHandlerContext) {
+        lastActivity = context.eventLoop.now
+        let method = request.isHead ? "HEAD" : "GET"
+        var answer = frontEnd.decide(peer: peer) { ForwardAuth.decide(method: method, uri: ForwardAuth.endpointPath, headers: headers, policy: $0) }
+        // nginx's shape (`ForwardAuth.answersWithoutBody`).
+        if headers.contains(name: "x-original-uri") { answer = answer.withoutBody() }
+        write(answer, version: .http1_1, keepAlive: request.keepAlive, head: request.isHead, context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -240,16 +266,17 @@ final class ForwardAuthHandler: ChannelInboundHandler {
     /// Writes `answer` (its body left out for HEAD, its length still given) and closes unless `keepAlive`.
     private func write(_ answer: ForwardAuthAnswer, version: HTTPVersion, keepAlive: Bool, head: Bool = false, context: ChannelHandlerContext) {
         frontEnd.count(answer.status)
-        var bytes = ResponseBytes(status: answer.status, requestVersion: version, allocator: context.channel.allocator)
+        var bytes = ResponseBytes(status: answer.status, requestVersion: version, allocator: context.channel.allocator, storage: &responseStorage)
         for header in answer.headers { bytes.header(header.name, header.value) }
         bytes.header("Cache-Control", "no-store")
         if !answer.body.isEmpty, !answer.headers.contains(where: { $0.name == "Content-Type" }) { bytes.header("Content-Type", "application/json") }
-        bytes.header("Content-Length", String(answer.body.utf8.count))
+        bytes.header("Content-Length", answer.body.utf8.count)
         if !keepAlive { bytes.header("Connection", "close") }
-        let written = context.writeAndFlush(wrapOutboundOut(bytes.finish(body: answer.body.utf8.prefix(head ? 0 : Int.max))))
-        if !keepAlive {
-            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        }
+        let (buffer, storage) = bytes.finish(body: answer.body.utf8.prefix(head ? 0 : Int.max))
+        responseStorage = storage
+        // A kept connection needs no word of the write's completion: no promise is made for it.
+        guard !keepAlive else { return context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     /// Arms the idle timer for `idle_timeout` after the last activity; when it fires early (there was activity

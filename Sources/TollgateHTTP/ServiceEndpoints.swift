@@ -26,7 +26,11 @@ extension HTTPFrontEnd {
         guard !endpoints.isEmpty else { return nil }
         // Compared in place: a String of the path and its hash for a lookup among three keys cost ~7 k
         // instructions per forward-auth request (callgrind, Benchmarks/SCALE.md, "Forward auth").
-        let path = head.uri.utf8.prefix { $0 != UInt8(ascii: "?") }
+        return serviceEndpoint(path: head.uri.utf8.prefix { $0 != UInt8(ascii: "?") })
+    }
+
+    /// The reserved endpoint at `path` (without a query), if any.
+    func serviceEndpoint(path: some Collection<UInt8>) -> ServiceEndpoint? {
         for (reserved, endpoint) in endpoints where reserved.utf8.elementsEqual(path) { return endpoint }
         return nil
     }
@@ -46,10 +50,10 @@ extension ForwardAuthHandler {
         var bytes = ResponseBytes(status: answer.status, requestVersion: head.version, allocator: context.channel.allocator)
         bytes.header("Content-Type", answer.contentType)
         bytes.header("Cache-Control", "no-store")
-        bytes.header("Content-Length", String(answer.body.count))
+        bytes.header("Content-Length", answer.body.count)
         if answer.status == .methodNotAllowed { bytes.header("Allow", "GET, HEAD") }
         if !head.isKeepAlive { bytes.header("Connection", "close") }
-        let written = context.writeAndFlush(wrapOutboundOut(bytes.finish(body: head.method == .HEAD ? [] : answer.body)))
+        let written = context.writeAndFlush(wrapOutboundOut(bytes.finish(body: head.method == .HEAD ? [] : answer.body).0))
         if !head.isKeepAlive {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }

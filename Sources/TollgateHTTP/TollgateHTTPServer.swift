@@ -21,7 +21,9 @@ import Glibc
 ///
 /// Built on SwiftNIO's own HTTP/1.1 codec (`NIOHTTP1`), which the package already has through swift-nio: no new
 /// package and no extra build time. A framework such as Hummingbird would add minutes to every CI build for a
-/// router, middleware and request context this front end does not need: it serves one endpoint.
+/// router, middleware and request context this front end does not need: it serves one endpoint. The one request
+/// every proxy sends for every request it protects (a bodiless `GET` of `/v1/forward-auth`) is read by a
+/// purpose-built parser first (`ForwardAuthFastPath`), which hands anything else to NIOHTTP1.
 public final class TollgateHTTPServer: Sendable {
     /// Where to listen: a Unix socket (a path to bind, or a descriptor from socket activation) and, optionally, a
     /// loopback TCP port (for proxies that cannot reach a Unix socket, such as Traefik).
@@ -166,7 +168,15 @@ final class HTTPFrontEnd: Sendable {
     struct Counts {
         var open = 0
         var refused: UInt64 = 0
-        var answers: [UInt: UInt64] = [:]
+        /// Answers by status code, indexed by the code (100–599): counting one hashes nothing.
+        var byStatus = [UInt64](repeating: 0, count: 600)
+
+        /// The codes answered at least once, with their counts.
+        var answers: [UInt: UInt64] {
+            var answers: [UInt: UInt64] = [:]
+            for (code, count) in byStatus.enumerated() where count > 0 { answers[UInt(code)] = count }
+            return answers
+        }
     }
 
     let core: ApplicationCore
@@ -200,15 +210,20 @@ final class HTTPFrontEnd: Sendable {
         return decoderLimits
     }
 
-    /// NIOHTTP1's request decoder with our header limits, then the forward-auth handler, which writes its answers'
-    /// bytes itself (`ResponseBytes`): no response encoder, no header validator (every header this front end
-    /// writes is a constant name with a safe value), no error handler (ours adds `Cache-Control` and the JSON body),
-    /// no pipelining assistance (every request is answered synchronously when its end is read, so answers already
-    /// leave in request order, and the assistance's buffering would only add work per request).
+    /// The fast path for the proxies' forward-auth calls (`ForwardAuthFastPath`), then the forward-auth handler,
+    /// which writes its answers' bytes itself (`ResponseBytes`). NIOHTTP1's request decoder, with our header limits,
+    /// is put between them at the first request the fast path declines. No response encoder, no header validator
+    /// (every header this front end writes is a constant name with a safe value), no error handler (ours adds
+    /// `Cache-Control` and the JSON body), no pipelining assistance (every request is answered synchronously when its
+    /// end is read, so answers already leave in request order, and the assistance's buffering would only add work
+    /// per request).
     static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, frontEnd: HTTPFrontEnd, decoderLimits: NIOHTTPDecoderLimitConfiguration) throws {
+        let connection = ForwardAuthHandler(frontEnd: frontEnd)
         try pipeline.addHandler(
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: decoderLimits)))
-        try pipeline.addHandler(ForwardAuthHandler(frontEnd: frontEnd))
+            ForwardAuthFastPath(connection: connection, limits: frontEnd.limits, maxHeaderFields: decoderLimits.maxHeaderFieldCount) {
+                ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: decoderLimits))
+            })
+        try pipeline.addHandler(connection)
     }
 
     /// Counts a connection; false when the limit is reached.
@@ -226,16 +241,20 @@ final class HTTPFrontEnd: Sendable {
     func closeConnection() { counts.withLockedValue { $0.open -= 1 } }
 
     /// Counts one forward-auth answer by status, for the metrics.
-    func count(_ status: HTTPResponseStatus) { counts.withLockedValue { $0.answers[status.code, default: 0] &+= 1 } }
+    func count(_ status: HTTPResponseStatus) {
+        let code = Int(status.code)
+        guard code < 600 else { return }
+        counts.withLockedValue { $0.byStatus[code] &+= 1 }
+    }
 
     /// The answer to one complete request from `peer`, without a body for nginx (`ForwardAuth.answersWithoutBody`).
     func answer(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
-        let answer = decide(head, peer: peer)
+        let answer = decide(peer: peer) { ForwardAuth.decide(head, policy: $0) }
         return ForwardAuth.answersWithoutBody(head) ? answer.withoutBody() : answer
     }
 
-    /// The allow-list first, then the translation, then the core.
-    private func decide(_ head: HTTPRequestHead, peer: PeerCredentials?) -> ForwardAuthAnswer {
+    /// The allow-list first, then the translation (`translate`, given the live policy), then the core.
+    func decide(peer: PeerCredentials?, _ translate: (ForwardAuthPolicy) -> Authorization.Decision) -> ForwardAuthAnswer {
         let live = self.live.withLockedValue { $0 }
         // Without credentials (TCP) only an unrestricted listener may be used: fail closed, as the api socket does.
         guard live.access.admits(peer) else {
@@ -243,7 +262,7 @@ final class HTTPFrontEnd: Sendable {
         }
         // Through the operation table, as the api socket's caller: the same door as the binary front end's.
         let answer = Authorization.answer(
-            ForwardAuth.decide(head, policy: live.policy), core: core, caller: Caller(role: .api, uid: peer?.uid), nowMillis: { clock.now().millis })
+            translate(live.policy), core: core, caller: Caller(role: .api, uid: peer?.uid), nowMillis: { clock.now().millis })
         if answer.status == .internalServerError { logger.error("the core gave no check answer to an http request") }
         return answer
     }

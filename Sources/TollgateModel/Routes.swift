@@ -83,6 +83,31 @@ public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
         return .success(PathPattern(segments: segments, isPrefix: isPrefix, description: text))
     }
 
+    /// Whether the request path whose bytes after the leading `/` are `rest` matches: the same answer as
+    /// `matches(_:)` with `rest` split on `/` (empty segments kept), read in place. Splitting into an array of
+    /// Substrings for every request cost ~4 k instructions per forward-auth request (callgrind, Benchmarks/SCALE.md).
+    public func matches(afterSlash rest: Substring.UTF8View) -> Bool {
+        let slash = UInt8(ascii: "/")
+        var start = rest.startIndex
+        var matched = 0
+        while true {
+            var end = start
+            while end != rest.endIndex, rest[end] != slash { rest.formIndex(after: &end) }
+            // A path segment beyond the pattern's: only a prefix pattern takes it (and everything after it).
+            guard matched < segments.count else { return isPrefix }
+            switch segments[matched] {
+            case .literal(let literal):
+                guard rest[start..<end].elementsEqual(literal.utf8) else { return false }
+            case .parameter:
+                guard start != end else { return false }
+            }
+            matched += 1
+            guard end != rest.endIndex else { break }
+            start = rest.index(after: end)
+        }
+        return matched == segments.count
+    }
+
     /// `segments` are the request path's (after the leading `/`, split on `/`, empty ones kept).
     public func matches(_ path: [Substring]) -> Bool {
         // `/v1/*` (segments ["v1"]) matches `/v1` itself and everything under it.
@@ -129,8 +154,9 @@ public struct RouteTable: Sendable, Hashable {
 
     /// The first rule matching `method` and the normalized `path` (which starts with `/`), or nil.
     public func match(method: String, path: String) -> RouteRule? {
-        let segments = path.utf8.first == UInt8(ascii: "/") ? path.dropFirst().split(separator: "/", omittingEmptySubsequences: false) : []
-        return rules.first { $0.matches(method: method, segments: segments) }
+        guard path.utf8.first == UInt8(ascii: "/") else { return rules.first { $0.matches(method: method, segments: []) } }
+        let rest = Substring(path).dropFirst().utf8
+        return rules.first { ($0.method == "*" || $0.method == method) && $0.path.matches(afterSlash: rest) }
     }
 }
 
@@ -141,8 +167,11 @@ public enum RequestPath {
     /// The normalized path of `target` (an origin-form request target, query dropped), or nil when it cannot be a
     /// path: not starting with `/`, a bad or NUL escape, invalid UTF-8, or `..` above the root.
     public static func normalize(_ target: Substring) -> String? {
-        let pathPart = target.prefix { $0 != "?" && $0 != "#" }
-        if isAlreadyNormal(pathPart.utf8) { return String(pathPart) }
+        // Cut on the bytes (`?` and `#` are ASCII, so the cut is a character boundary): no grapheme breaking.
+        let utf8 = target.utf8
+        let pathPart = target[..<(utf8.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? utf8.endIndex)]
+        var path = String(pathPart)
+        if path.withUTF8({ isAlreadyNormal($0) }) { return path }
         return normalizeInGeneral(pathPart)
     }
 
@@ -150,7 +179,7 @@ public enum RequestPath {
     /// trailing slash) and no `.` or `..` segment. The paths proxies send nearly always are, and this one pass
     /// saves the decoding, splitting and joining of `normalizeInGeneral` (~12 k instructions per forward-auth
     /// request, callgrind: Benchmarks/SCALE.md, "Forward auth"). A test holds it to `normalizeInGeneral`.
-    static func isAlreadyNormal(_ path: Substring.UTF8View) -> Bool {
+    static func isAlreadyNormal<Bytes: Collection<UInt8>>(_ path: Bytes) -> Bool {
         guard path.first == UInt8(ascii: "/") else { return false }
         let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
         // The bytes of the segment read so far: its length, and whether every byte is a dot.

@@ -117,6 +117,26 @@ final class RouteAndAnswerTests: XCTestCase {
         XCTAssertGreaterThan(fast, 1000, "the fast path takes the common paths")
     }
 
+    /// Patterns are matched in place (`PathPattern.matches(afterSlash:)`); the split segments are the reference: every
+    /// path of up to 7 bytes over `/`, `a`, `b` against patterns of each kind.
+    func testInPlaceMatchingAgreesWithMatchingSplitSegments() throws {
+        let patterns = try ["/", "/*", "/a", "/a/", "/a/*", "/a/{x}", "/{x}", "/{x}/b", "/a//b", "/ab/{x}/*", "/{x}/{y}"].map(pattern)
+        let alphabet = Array("/ab".utf8)
+        var compared = 0
+        func visit(_ path: [UInt8]) {
+            let rest = Substring(String(decoding: path, as: UTF8.self))
+            let segments = rest.split(separator: "/", omittingEmptySubsequences: false)
+            for pattern in patterns {
+                XCTAssertEqual(pattern.matches(afterSlash: rest.utf8), pattern.matches(segments), "\(pattern.description) against /\(rest)")
+                compared += 1
+            }
+            guard path.count < 7 else { return }
+            for byte in alphabet { visit(path + [byte]) }
+        }
+        visit([])
+        XCTAssertGreaterThan(compared, 30_000)
+    }
+
     func testLoopbackEndpointsOnly() throws {
         XCTAssertEqual(try Validation.loopbackEndpoint("127.0.0.1:8181").port, 8181)
         XCTAssertEqual(try Validation.loopbackEndpoint("[::1]:80").host, "::1")

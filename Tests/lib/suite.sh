@@ -56,3 +56,17 @@ for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
+
+# `nginx_conf NGINX_DIR TOLLGATE_HTTP_SOCKET NGINX_PORT ECHO_PORT [WORKERS]`: Tests/proxy/nginx.conf.in made concrete
+# in NGINX_DIR (nginx.conf; WORKERS worker processes, 1 by default), with examples/nginx/tollgate-upstream.conf
+# beside it, its socket path the test's: the proxy tests and scripts/bench-proxy.sh run the same configuration, the
+# shipped files unchanged but for that path.
+nginx_conf() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    mkdir -p "$1"
+    sed -e "s|@DIR@|$1|g" -e "s|@EXAMPLES@|$root/examples|g" -e "s|@NGINX_PORT@|$3|g" -e "s|@ECHO_PORT@|$4|g" -e "s|@NGINX_WORKERS@|${5:-1}|g" \
+        "$root/Tests/proxy/nginx.conf.in" >"$1/nginx.conf"
+    sed -e "s|unix:/run/tollgate/tollgate-http.sock;|unix:$2;|" "$root/examples/nginx/tollgate-upstream.conf" >"$1/tollgate-upstream.conf"
+    grep -qF "unix:$2;" "$1/tollgate-upstream.conf"
+}

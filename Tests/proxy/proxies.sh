@@ -158,6 +158,24 @@ through_proxy() {
     fi
 }
 
+# `tollgate_connections`: the connections open on tollgated's HTTP socket (the inodes of its accepted ends).
+tollgate_connections() { ss -xH state established 2>/dev/null | awk -v p="$http_socket" '$4 == p { print $5 }' | sort | tr '\n' ' '; }
+
+# `keeps_connections NAME BASE_URL`: the proxy asks Tollgate on a connection it keeps: ten more requests through it
+# leave the same connection open on tollgated's socket, none opened or closed (the shipped upstream's keepalive).
+keeps_connections() {
+    local name=$1 base=$2 before after i
+    request "$base/api/public"
+    before=$(tollgate_connections)
+    for i in 1 2 3 4 5 6 7 8 9 10; do request "$base/api/public"; done
+    after=$(tollgate_connections)
+    if [ "$code" = 403 ] && [ -n "$before" ] && [ "$before" = "$after" ]; then
+        pass "$name: keeps its connection to Tollgate open and reuses it (connection $after)"
+    else
+        fail "$name: keeps its connection to Tollgate open and reuses it" "status $code; open before: '$before', after: '$after'"
+    fi
+}
+
 # --- The loopback TCP port answers like the socket. ---
 tg license set lic-tcp --plan gw >/dev/null && issue tcp-ok lic-tcp read || fail "provisioning for the TCP check"
 request "http://127.0.0.1:$tcp_port/v1/forward-auth" -H "@$dir/tcp-ok.h" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /api/admin/x"
@@ -168,15 +186,14 @@ else
 fi
 
 # --- nginx: auth_request to the Unix socket, error_page carrying 429 through. ---
-mkdir -p "$dir/nginx"
-sed -e "s|@DIR@|$dir/nginx|g" -e "s|@TOLLGATE_HTTP_SOCKET@|$http_socket|g" -e "s|@EXAMPLES@|$repo/examples|g" \
-    -e "s|@NGINX_PORT@|$nginx_port|g" -e "s|@ECHO_PORT@|$echo_port|g" "$here/nginx.conf.in" >"$dir/nginx/nginx.conf"
+nginx_conf "$dir/nginx" "$http_socket" "$nginx_port" "$echo_port" || fail "examples/nginx/tollgate-upstream.conf names the socket the tests replace"
 if nginx -t -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/error.log" >"$dir/nginx/test.log" 2>&1; then
     nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/error.log" -g 'daemon off;' >"$dir/nginx/out.log" 2>&1 &
     pids+=($!)
     if wait_for 15 curl -sf "http://127.0.0.1:$echo_port/"; then
         pass "nginx starts with examples/nginx/tollgate-auth.conf and tollgate-protected.conf"
         through_proxy nginx "http://127.0.0.1:$nginx_port"
+        keeps_connections nginx "http://127.0.0.1:$nginx_port"
     else
         fail "nginx starts" "$(cat "$dir/nginx/out.log" "$dir/nginx/error.log" 2>/dev/null | tail -n 20)"
     fi
