@@ -23,7 +23,7 @@ final class TokenHashTests: XCTestCase {
         XCTAssertEqual(hash([]), TokenHash(0xe3b0_c442_98fc_1c14, 0x9afb_f4c8_996f_b924, 0x27ae_41e4_649b_934c, 0xa495_991b_7852_b855))
         XCTAssertEqual(hash(Array("abc".utf8)), TokenHash(0xba78_16bf_8f01_cfea, 0x4141_40de_5dae_2223, 0xb003_61a3_9617_7a9c, 0xb410_ff61_f200_15ad))
         XCTAssertEqual(
-            hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmjklmnklmnlmnomnopnopq".utf8)),
+            hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
             TokenHash(0x248d_6a61_d206_38b8, 0xe5c0_2693_0c3e_6039, 0xa33c_e459_64ff_2167, 0xf6ec_edd4_19db_06c1))
     }
 
