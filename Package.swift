@@ -29,6 +29,7 @@ import PackageDescription
 /// - `TollgateBilling`: the billing system's side, pure: Stripe's webhook signature and its events mapped to the
 ///   engine's `BillingUpdate`. No I/O, no clock (the time is an argument).
 /// - `CMemory`: glibc's `malloc_trim`, to give a burst's freed heap back.
+/// - `CSHA256`: SHA-256 of a token in one call into the BoringSSL swift-crypto links (no digest objects per hash).
 /// - `CEpoll`: epoll, eventfd, accept4 and `SO_PEERCRED` for the api socket's epoll loops (Swift's Glibc module
 ///   does not export them).
 /// - `TollgateFleet`: fleet mode (issue 18): the change log in PostgreSQL (postgres-nio), the pure rules it follows
@@ -105,12 +106,13 @@ let package = Package(
             dependencies: ["TollgateModel", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: hotPathSettings
         ),
+        // SHA-256 of a token in one call into the BoringSSL that swift-crypto links (see Sources/CSHA256/CSHA256.c).
+        .target(name: "CSHA256", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "TollgateEngine",
             dependencies: [
-                "TollgateModel",
+                "TollgateModel", "CSHA256",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -323,7 +325,10 @@ let package = Package(
         ),
         // The engine's TokenFormat verifies the checksum of every token secret a vector carries.
         .testTarget(name: "TollgateProtocolTests", dependencies: ["TollgateProtocol", "TollgateModel", "TollgateEngine"]),
-        .testTarget(name: "TollgateEngineTests", dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport"]),
+        .testTarget(
+            name: "TollgateEngineTests",
+            dependencies: ["TollgateEngine", "TollgateModel", "TollgateTestSupport", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(name: "TollgateJournalTests", dependencies: ["TollgateJournal"]),
         .testTarget(name: "TollgateTopTests", dependencies: ["TollgateTop", "TollgateModel"]),
         // The connection handler on an EmbeddedChannel: its timeouts driven by the embedded loop's clock.

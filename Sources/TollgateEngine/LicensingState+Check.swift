@@ -53,46 +53,37 @@ extension LicensingState {
             return Self.hash(utf8: utf8)
         }
         guard let hash else { return (CheckResult(reason: .malformedToken), nil) }
-        let record: TokenRecord
+        let token: TokenView
         let handle: TokenStore.Handle?
         var retired: RetiredSecret?
-        if let current = tokens.lookup(hash: hash) {
-            (handle, record) = current
-        } else if let old = book.retiredSecrets[hash], let current = tokens.record(id: old.tokenID) {
-            (handle, record) = (nil, current)
+        if let current = tokens.view(hash: hash) {
+            (handle, token) = current
+        } else if let old = book.retiredSecrets[hash], let current = tokens.view(id: old.tokenID) {
+            (handle, token) = (nil, current)
             retired = old
         } else {
             return (CheckResult(reason: .unknownToken), nil)
         }
-        let token = record.info
         let explain = request.options.contains(.explain)
         var result = CheckResult(reason: .none, tokenID: token.id, licenseID: token.licenseID, subject: token.subject)
-        func deny(_ reason: DenyReason, _ evaluation: RuleEvaluation? = nil) -> (result: CheckResult, consumed: UsageEntry?) {
-            result.reason = reason
-            if explain, var evaluation {
-                evaluation.denied = true
-                result.explanation.append(evaluation)
-            }
-            return (result, nil)
-        }
         if let retired, now.millis >= retired.validUntil {
-            return deny(.revoked, RuleEvaluation(rule: "token.rotated", owner: token.id))
+            return Self.deny(&result, explain, .revoked, RuleEvaluation(rule: "token.rotated", owner: token.id))
         }
 
         let plan: Plan
         let license: LicenseSpec
-        switch usability(of: record, at: now.millis, caller: caller) {
+        switch usability(of: token, at: now.millis, caller: caller) {
         case .failure(let denial):
-            return deny(denial.reason, RuleEvaluation(rule: denial.rule, owner: denial.owner))
+            return Self.deny(&result, explain, denial.reason, RuleEvaluation(rule: denial.rule, owner: denial.owner))
         case .success(let usable):
             (plan, license) = usable
         }
 
         for scope in request.scopes where !Self.grants(token.scopes, scope) || !Self.grants(plan.entitlements, scope) {
-            return deny(.insufficientScope, RuleEvaluation(rule: "scope:" + scope, owner: token.id))
+            return Self.deny(&result, explain, .insufficientScope, RuleEvaluation(rule: "scope:" + scope, owner: token.id))
         }
         for feature in request.features where !Self.grants(plan.features, feature) {
-            return deny(.featureNotEntitled, RuleEvaluation(rule: "feature:" + feature, owner: plan.id))
+            return Self.deny(&result, explain, .featureNotEntitled, RuleEvaluation(rule: "feature:" + feature, owner: plan.id))
         }
 
         // Rate limits: every rule is decided; a denial reports the longest wait among the rules that denied.
@@ -118,7 +109,7 @@ extension LicensingState {
         }
         if let rateDenial {
             result.retryAfterMillis = UInt32(clamping: (wait + 999_999) / 1_000_000)
-            return deny(.rateLimited, rateDenial)
+            return Self.deny(&result, explain, .rateLimited, rateDenial)
         }
 
         // Concurrency applies to checks that take a lease.
@@ -128,7 +119,7 @@ extension LicensingState {
                 let pool = Self.poolKey(rule.pool, tokenID: token.id, license: license)
                 let held = limits.leaseCounts[pool] ?? 0
                 func evaluation() -> RuleEvaluation { RuleEvaluation(rule: rule.name, owner: pool.owner, limit: UInt64(rule.max), used: UInt64(held)) }
-                if held >= rule.max { return deny(.concurrencyLimited, evaluation()) }
+                if held >= rule.max { return Self.deny(&result, explain, .concurrencyLimited, evaluation()) }
                 if explain { result.explanation.append(evaluation()) }
                 leasePools.append(pool)
             }
@@ -154,7 +145,7 @@ extension LicensingState {
                 if cost > 0 && (overflow || after > rule.limit) {
                     guard plan.overage == .allowAndRecord else {
                         result.quota = QuotaState(limit: rule.limit, remaining: rule.limit > used ? rule.limit - used : 0, resetAt: resetAt)
-                        return deny(.quotaExceeded, evaluation())
+                        return Self.deny(&result, explain, .quotaExceeded, evaluation())
                     }
                     overage = max(overage, overflow ? cost : min(cost, after - rule.limit))
                 }
@@ -183,7 +174,7 @@ extension LicensingState {
                 guard plan.overage == .allowAndRecord else {
                     result.creditsRemaining = payment.availableBefore
                     result.quota = quotaBefore
-                    return deny(.creditsExhausted, evaluation())
+                    return Self.deny(&result, explain, .creditsExhausted, evaluation())
                 }
                 overage = max(overage, payment.shortfall)
             }
@@ -231,6 +222,21 @@ extension LicensingState {
             includedCredits: payment.fromIncluded, prepaidCredits: payment.fromPrepaid, creditPool: plan.credits?.pool ?? .license)
         recordUsageLive(entry, context: (license, plan), crossable: crossable)
         return (result, entry)
+    }
+
+    /// `result` denied for `reason`, with the rule that denied when the check explains itself. Static, over the
+    /// result passed in, rather than a local function that captures it: a captured result cannot be moved out, so
+    /// the allowed path returned a copy (its strings retained and released; callgrind, issue 19).
+    @inline(__always)
+    static func deny(
+        _ result: inout CheckResult, _ explain: Bool, _ reason: DenyReason, _ evaluation: RuleEvaluation? = nil
+    ) -> (result: CheckResult, consumed: UsageEntry?) {
+        result.reason = reason
+        if explain, var evaluation {
+            evaluation.denied = true
+            result.explanation.append(evaluation)
+        }
+        return (result, nil)
     }
 
     /// The `details` of a check just decided for `tokenID` (its result's), read from the state as the check left it:
@@ -337,8 +343,7 @@ extension LicensingState {
     /// The token-level, license-level and organisation-level gates shared by CHECK, METER and DERIVE: revocation
     /// (of the token or the token it was derived from), validity window, organisation suspended, license status and
     /// validity, the caller binding. On success, the license and its plan.
-    func usability(of record: TokenRecord, at now: UnixMillis, caller: UInt32?) -> Result<(Plan, LicenseSpec), Unusable> {
-        let token = record.info
+    func usability(of token: TokenView, at now: UnixMillis, caller: UInt32?) -> Result<(Plan, LicenseSpec), Unusable> {
         if token.revokedAt != 0 { return .failure(Unusable(reason: .revoked, rule: "token.revoked", owner: token.id)) }
         if !token.parentID.isEmpty, tokens.revokedAt(id: token.parentID).map({ $0 != 0 }) ?? true {
             return .failure(Unusable(reason: .revoked, rule: "parent.revoked", owner: token.parentID))
@@ -369,7 +374,7 @@ extension LicensingState {
         case .expired:
             return .failure(Unusable(reason: .licenseExpired, rule: "license.expired", owner: license.id))
         }
-        if let bound = record.boundUIDs, !bound.contains(where: { $0 == caller }) {
+        if let bound = token.boundUIDs, !bound.contains(where: { $0 == caller }) {
             return .failure(Unusable(reason: .callerNotAllowed, rule: "token.bind_uids", owner: token.id))
         }
         return .success((plan, license))

@@ -17,8 +17,7 @@ extension LicensingState {
         guard request.quantity > 0 else { throw EngineError.invalid("the quantity must be at least 1") }
 
         guard TokenFormat.validate(request.token) != nil else { return (MeterResult(reason: .malformedToken), nil) }
-        guard let (record, retired) = resolve(secret: request.token) else { return (MeterResult(reason: .unknownToken), nil) }
-        let token = record.info
+        guard let (token, retired) = resolveView(secret: request.token) else { return (MeterResult(reason: .unknownToken), nil) }
         var result = MeterResult(reason: .none, tokenID: token.id, licenseID: token.licenseID)
         if let retired, now.millis >= retired.validUntil {
             result.reason = .revoked
@@ -26,7 +25,7 @@ extension LicensingState {
         }
         let plan: Plan
         let license: LicenseSpec
-        switch usability(of: record, at: now.millis, caller: caller) {
+        switch usability(of: token, at: now.millis, caller: caller) {
         case .failure(let denial):
             result.reason = denial.reason
             return (result, nil)
@@ -136,7 +135,7 @@ extension LicensingState {
             return (result, "", nil, nil)
         }
         let plan: Plan
-        switch usability(of: parent, at: now.millis, caller: caller) {
+        switch usability(of: TokenView(parent), at: now.millis, caller: caller) {
         case .failure(let denial):
             result.reason = denial.reason
             return (result, "", nil, nil)
@@ -294,6 +293,14 @@ extension LicensingState {
         if let record = tokens[hash] { return (record, nil) }
         guard let retired = book.retiredSecrets[hash], let record = tokens.record(id: retired.tokenID) else { return nil }
         return (record, retired)
+    }
+
+    /// `resolve(secret:)` reading only what a METER needs of the token (see `TokenView`).
+    func resolveView(secret: String) -> (TokenView, RetiredSecret?)? {
+        let hash = Self.hash(of: secret)
+        if let found = tokens.view(hash: hash) { return (found.view, nil) }
+        guard let retired = book.retiredSecrets[hash], let view = tokens.view(id: retired.tokenID) else { return nil }
+        return (view, retired)
     }
 
     /// Refuses a new token when the license already holds the plan's maximum of active tokens.

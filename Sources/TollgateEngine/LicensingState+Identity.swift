@@ -35,7 +35,7 @@ extension LicensingState {
             id: "", licenseID: license.id, subject: grant.subject, scopes: grant.scopes, issuedAt: now.millis, notBefore: 0,
             expiresAt: expiresAt, metadata: [KeyValue(ExchangeGrant.roleMetadataKey, grant.role)], environment: .live)
         // The license must be usable now, by the same gates CHECK applies (status, validity, organisation).
-        if case .failure(let unusable) = usability(of: TokenRecord(hash: TokenHash(0, 0, 0, 0), info: info), at: now.millis, caller: nil) {
+        if case .failure(let unusable) = usability(of: TokenView(TokenRecord(hash: TokenHash(0, 0, 0, 0), info: info)), at: now.millis, caller: nil) {
             throw ExchangeRefusal(.licenseUnavailable, "license \(Self.printable(license.id)) cannot have tokens now (\(unusable.reason.name))")
         }
         let secret = mint(&info, using: &rng)

@@ -1,4 +1,4 @@
-import Crypto
+import CSHA256
 import DequeModule
 import HeapModule
 import TollgateModel
@@ -556,16 +556,15 @@ public struct LicensingState: Sendable {
         return token.withUTF8 { hash(utf8: $0) }
     }
 
+    /// SHA-256 of the bytes, through `tollgate_sha256` (one call into BoringSSL, no digest objects: −1.1 k
+    /// instructions per hash against swift-crypto's `SHA256.hash(data:)`, callgrind, Benchmarks/SCALE.md).
     public static func hash(utf8: UnsafeBufferPointer<UInt8>) -> TokenHash {
-        let digest = SHA256.hash(data: UnsafeRawBufferPointer(utf8))
-        return digest.withUnsafeBytes { raw in
-            // Big-endian words, so that writing them big-endian gives the digest's bytes in order.
-            TokenHash(
-                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
-                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
-                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digest) { raw in
+            tollgate_sha256(utf8.baseAddress, utf8.count, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
+        // Big-endian words, so that writing them big-endian gives the digest's bytes in order.
+        return TokenHash(UInt64(bigEndian: digest.0), UInt64(bigEndian: digest.1), UInt64(bigEndian: digest.2), UInt64(bigEndian: digest.3))
     }
 
     /// The stored token with its observations (last use of each secret) filled in.

@@ -42,15 +42,29 @@ public enum TokenFormat {
         case (UInt8(ascii: "t"), UInt8(ascii: "e"), UInt8(ascii: "s"), UInt8(ascii: "t")): environment = .test
         default: return nil
         }
-        var checksum: UInt64 = 0
-        for i in 8..<57 {
-            guard let digit = digitValue(bytes[i]) else { return nil }
-            if i >= 57 - checksumLength { checksum = checksum * 62 + UInt64(digit) }
+        // Every character through the digit table, its marks ORed (no branch per character; ~500 instructions
+        // fewer per CHECK than three range tests a character, callgrind, issue 19).
+        let (marks, checksum) = digitTable.withUnsafeBufferPointer { table -> (UInt8, UInt64) in
+            var marks: UInt8 = 0
+            for i in 8..<(57 - checksumLength) { marks |= table[Int(bytes[i])] }
+            var checksum: UInt64 = 0
+            for i in (57 - checksumLength)..<57 {
+                let digit = table[Int(bytes[i])]
+                marks |= digit
+                checksum = checksum &* 62 &+ UInt64(digit & 0x3F)
+            }
+            return (marks, checksum)
         }
+        guard marks & notADigit == 0 else { return nil }
         let computed = CRC32.checksum(UnsafeBufferPointer(rebasing: bytes[0..<(57 - checksumLength)]))
         guard checksum == UInt64(computed) else { return nil }
         return environment
     }
+
+    /// Marks a byte that is not a base62 digit in `digitTable` (digits are below 62, so the bit is free).
+    static let notADigit: UInt8 = 0x80
+    /// Each byte's base62 value, or `notADigit`.
+    static let digitTable: [UInt8] = (0...255).map { digitValue(UInt8($0)) ?? notADigit }
 
     @inline(__always)
     static func digitValue(_ c: UInt8) -> UInt8? {

@@ -115,9 +115,15 @@ public struct TokenStore: Sendable {
         entryNumber(hash: hash).map(record(at:))
     }
 
-    /// The token whose current secret hashes to `hash`, and where it is stored.
-    func lookup(hash: TokenHash) -> (handle: Handle, record: TokenRecord)? {
-        entryNumber(hash: hash).map { (Handle(number: $0), record(at: $0)) }
+    /// What a check reads of the token whose current secret hashes to `hash`, and where it is stored.
+    func view(hash: TokenHash) -> (handle: Handle, view: TokenView)? {
+        guard let number = entryNumber(hash: hash) else { return nil }
+        return (Handle(number: number), view(at: number))
+    }
+
+    /// What a check reads of the token with this id.
+    func view(id: String) -> TokenView? {
+        entryNumber(id: id).map(view(at:))
     }
 
     /// The token with this id.
@@ -222,6 +228,20 @@ public struct TokenStore: Sendable {
             metadata: more?.metadata ?? [], environment: entry.environment, parentID: more?.parentID ?? "", revokedBy: more?.revokedBy ?? "",
             rotatedAt: more?.rotatedAt ?? 0, previousSecretValidUntil: more?.previousSecretValidUntil ?? 0)
         return TokenRecord(hash: entry.hash, info: info, boundUIDs: more?.boundUIDs)
+    }
+
+    /// The entry's fields in place (no copy of the whole entry), the extras only when the token has them.
+    private func view(at number: UInt32) -> TokenView {
+        let index = Int(number)
+        let license = Int(entries[index].license)
+        guard entries[index].flags.contains(.extras), let more = extras[number] else {
+            return TokenView(
+                id: id(at: number), licenseID: licenseTable[license].id, subject: entries[index].subject, scopes: entries[index].scopes,
+                notBefore: 0, expiresAt: entries[index].expiresAt, revokedAt: 0, parentID: "", boundUIDs: nil)
+        }
+        return TokenView(
+            id: id(at: number), licenseID: licenseTable[license].id, subject: entries[index].subject, scopes: entries[index].scopes,
+            notBefore: more.notBefore, expiresAt: entries[index].expiresAt, revokedAt: more.revokedAt, parentID: more.parentID, boundUIDs: more.boundUIDs)
     }
 
     private func entryNumber(hash: TokenHash) -> UInt32? {
@@ -420,6 +440,44 @@ extension TokenStore: Equatable {
             for (a, b) in zip(license.tokens, other) where l.record(at: a) != r.record(at: b) { return false }
         }
         return true
+    }
+}
+
+/// What the gates (`LicensingState.usability`) and a CHECK or METER read of a token, built from its store entry
+/// without the rest of its record. A `TokenRecord` carries a dozen strings and arrays, each retained and released
+/// whenever the record is copied; the check path built one, copied and destroyed it (~30 reference-count operations
+/// a CHECK; callgrind, issue 19, Benchmarks/SCALE.md).
+struct TokenView: Equatable {
+    var id: String
+    var licenseID: String
+    var subject: String
+    var scopes: [String]
+    var notBefore: UnixMillis
+    var expiresAt: UnixMillis
+    var revokedAt: UnixMillis
+    var parentID: String
+    var boundUIDs: [UInt32]?
+
+    init(
+        id: String, licenseID: String, subject: String, scopes: [String], notBefore: UnixMillis, expiresAt: UnixMillis, revokedAt: UnixMillis,
+        parentID: String, boundUIDs: [UInt32]?
+    ) {
+        self.id = id
+        self.licenseID = licenseID
+        self.subject = subject
+        self.scopes = scopes
+        self.notBefore = notBefore
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+        self.parentID = parentID
+        self.boundUIDs = boundUIDs
+    }
+
+    init(_ record: TokenRecord) {
+        self.init(
+            id: record.info.id, licenseID: record.info.licenseID, subject: record.info.subject, scopes: record.info.scopes,
+            notBefore: record.info.notBefore, expiresAt: record.info.expiresAt, revokedAt: record.info.revokedAt, parentID: record.info.parentID,
+            boundUIDs: record.boundUIDs)
     }
 }
 

@@ -38,3 +38,57 @@ struct DurableTicket: Sendable, Hashable {
     var opcode: UInt8
     var requestID: UInt32
 }
+
+/// The part of `ConnectionServices` that both live front ends (the NIO handler's and the epoll loop's) answer the
+/// same way, written once: the allow-list, the core's CHECK batch and immediate answers, the daemon-wide backlog,
+/// the decision stream. Each front end supplies the registry and the core, and its own `submitDurable` and
+/// `notifyWhenBacklogHasRoom` (how a completion on another thread gets back to the connection is what differs).
+///
+/// The core is reached through `Unmanaged._withUnsafeGuaranteedRef`: a retain of `ApplicationCore` is not cheap (it
+/// is referenced weakly, so its count lives in a side table: ~170 instructions per retain and release pair, 0.6 % of
+/// a CHECK, measured with callgrind). The state machine is generic over its services, so these defaults are
+/// specialized and inlined into each front end's path as its own methods were (callgrind A/B in
+/// Benchmarks/SCALE.md, issue 19).
+protocol LiveConnectionServices: ConnectionServices {
+    var registry: ConnectionRegistry { get }
+    var core: Unmanaged<ApplicationCore> { get }
+}
+
+/// The completion of requests that never wait for the journal.
+private let answeredAtOnce: @Sendable (Response) -> Void = { _ in }
+
+extension LiveConnectionServices {
+    @inline(__always)
+    func allows(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
+        registry.allows(peer, role: role)
+    }
+
+    @inline(__always)
+    func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
+        registry.permits(peer, role: role)
+    }
+
+    @inline(__always)
+    func checkBatch(_ requests: [CheckRequest], caller: UInt32?, into results: inout [CheckResult]) {
+        core._withUnsafeGuaranteedRef { $0.checkBatch(requests, caller: caller, into: &results) }
+    }
+
+    @inline(__always)
+    func answerAtOnce(_ request: Request, from caller: Caller) -> Response? {
+        core._withUnsafeGuaranteedRef { $0.handle(request, from: caller, completion: answeredAtOnce) }
+    }
+
+    @inline(__always)
+    func tryEnterBacklog() -> Bool {
+        registry.backlog.tryEnter()
+    }
+
+    @inline(__always)
+    func leaveBacklog() {
+        registry.backlog.leave()
+    }
+
+    func watchDecisions(licenseID: String) -> DecisionSubscription {
+        core._withUnsafeGuaranteedRef { $0.watchDecisions(licenseID: licenseID) }
+    }
+}

@@ -46,36 +46,17 @@ final class EpollConnection {
     }
 }
 
-/// `ConnectionServices` for a connection of an `EpollLoop`: the live core and registry, with the completions that
-/// come from other threads (a durable answer on the journal's writer, room in the daemon-wide backlog) handed back
-/// to the connection's loop through its inbox (a lock-protected queue and an eventfd). The completion names the
-/// connection by its tag, never by reference, so nothing of the connection crosses threads.
-///
-/// The core is reached through `Unmanaged._withUnsafeGuaranteedRef`, as in the NIO handler's services: a retain of
-/// `ApplicationCore` costs ~170 instructions per pair (its count lives in a side table).
-struct EpollConnectionServices: ConnectionServices {
+/// `ConnectionServices` for a connection of an `EpollLoop`: the live core and registry (the shared part in
+/// `LiveConnectionServices`), with the completions that come from other threads (a durable answer on the journal's
+/// writer, room in the daemon-wide backlog) handed back to the connection's loop through its inbox (a lock-protected
+/// queue and an eventfd). The completion names the connection by its tag, never by reference, so nothing of the
+/// connection crosses threads.
+struct EpollConnectionServices: LiveConnectionServices {
     unowned(unsafe) let loop: EpollLoop
     let tag: UInt64
     let core: Unmanaged<ApplicationCore>
 
-    func allows(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
-        loop.registry.allows(peer, role: role)
-    }
-
-    func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
-        loop.registry.permits(peer, role: role)
-    }
-
-    func checkBatch(_ requests: [CheckRequest], caller: UInt32?, into results: inout [CheckResult]) {
-        core._withUnsafeGuaranteedRef { $0.checkBatch(requests, caller: caller, into: &results) }
-    }
-
-    /// The completion of requests that never wait for the journal.
-    private static let answeredAtOnce: @Sendable (Response) -> Void = { _ in }
-
-    func answerAtOnce(_ request: Request, from caller: Caller) -> Response? {
-        core._withUnsafeGuaranteedRef { $0.handle(request, from: caller, completion: Self.answeredAtOnce) }
-    }
+    var registry: ConnectionRegistry { loop.registry }
 
     func submitDurable(_ request: Request, from caller: Caller, ticket: DurableTicket, leavesBacklog: Bool) -> Response? {
         let loop = self.loop
@@ -91,23 +72,9 @@ struct EpollConnectionServices: ConnectionServices {
         return immediate
     }
 
-    func tryEnterBacklog() -> Bool {
-        loop.registry.backlog.tryEnter()
-    }
-
     func notifyWhenBacklogHasRoom() -> Bool {
         let loop = self.loop
         let tag = self.tag
         return loop.registry.backlog.notifyWhenRoom { loop.post(.backlogHasRoom(tag)) }
-    }
-
-    func leaveBacklog() {
-        loop.registry.backlog.leave()
-    }
-
-    /// WATCH is admin-only and these loops serve the api socket alone, so the state machine refuses it before
-    /// asking for a subscription; the core's is given all the same, so the contract holds if that ever changes.
-    func watchDecisions(licenseID: String) -> DecisionSubscription {
-        core._withUnsafeGuaranteedRef { $0.watchDecisions(licenseID: licenseID) }
     }
 }

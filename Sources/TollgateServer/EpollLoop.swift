@@ -73,6 +73,9 @@ final class EpollLoop: @unchecked Sendable {
     private var generations: [UInt32] = []
     private var freeSlots: [Int] = []
     private var dirty: [EpollConnection] = []
+    /// The inbox's storage between drains (see `drainInbox`), kept up to `maxSpareJobs` jobs.
+    private var spareJobs: [Job] = []
+    private static let maxSpareJobs = 1024
     private var timers = Heap<TimerEntry>()
     private var readBuffer: ByteBuffer
     private var now = NIODeadline.now()
@@ -229,14 +232,22 @@ final class EpollLoop: @unchecked Sendable {
     private func drainInbox() {
         var counter: UInt64 = 0
         _ = Glibc.read(wake, &counter, 8)
-        let jobs = inbox.withLockedValue { inbox -> [Job] in
+        // The queue is swapped with the loop's spare storage (emptied by the last drain), so that neither side
+        // allocates per wake-up, and each job is moved out of it rather than copied: a durable answer's `Response`
+        // carries strings, each retained and released per copy (callgrind, issue 19).
+        var jobs = spareJobs
+        spareJobs = []
+        inbox.withLockedValue { inbox in
             inbox.wakePending = false
-            defer { inbox.jobs = [] }
-            return inbox.jobs
+            swap(&jobs, &inbox.jobs)
         }
         gatherWrites = true
-        defer { gatherWrites = false }
-        for job in jobs {
+        defer {
+            gatherWrites = false
+            if jobs.capacity <= Self.maxSpareJobs { spareJobs = jobs }
+        }
+        jobs.reverse()
+        while let job = jobs.popLast() {
             switch job {
             case .durableAnswered(let tag, let ticket, let response):
                 guard let connection = lookUp(tag) else { continue }

@@ -18,7 +18,7 @@ import Glibc
 /// other writers' writes) do not pass through it.
 ///
 /// Confined to its channel's event loop: the durable answers and backlog wake-ups that come from other threads hop
-/// back to it (`LiveConnectionServices`), and timer and future callbacks run there (`assumeIsolated`).
+/// back to it (`ChannelConnectionServices`), and timer and future callbacks run there (`assumeIsolated`).
 final class RequestChannelHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -89,7 +89,7 @@ final class RequestChannelHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
-        let actions = machine.read(&incoming, now: context.eventLoop.now, services: LiveConnectionServices(handler: self, context: context))
+        let actions = machine.read(&incoming, now: context.eventLoop.now, services: ChannelConnectionServices(handler: self, context: context))
         perform(actions, context: context)
     }
 
@@ -110,13 +110,13 @@ final class RequestChannelHandler: ChannelInboundHandler {
     /// A durable request's answer, back on the event loop.
     fileprivate func durableAnswered(context: ChannelHandlerContext, _ ticket: DurableTicket, _ response: Response) {
         let loop = context.eventLoop
-        let actions = machine.durableAnswered(ticket, response, now: { loop.now }, services: LiveConnectionServices(handler: self, context: context))
+        let actions = machine.durableAnswered(ticket, response, now: { loop.now }, services: ChannelConnectionServices(handler: self, context: context))
         perform(actions, context: context)
     }
 
     /// Room in the daemon-wide backlog, back on the event loop.
     fileprivate func backlogHasRoom(context: ChannelHandlerContext) {
-        perform(machine.backlogHasRoom(now: context.eventLoop.now, services: LiveConnectionServices(handler: self, context: context)), context: context)
+        perform(machine.backlogHasRoom(now: context.eventLoop.now, services: ChannelConnectionServices(handler: self, context: context)), context: context)
     }
 
     /// Carries out what the machine decided. Writing may call back into the handler (writability changes, or the
@@ -189,14 +189,11 @@ final class RequestChannelHandler: ChannelInboundHandler {
     }
 }
 
-/// `ConnectionServices` over the live core and registry, for one event of one connection. Built per event from
-/// references the handler holds for the event's duration, and routes completions from other threads (the journal's
-/// writer, another connection leaving the backlog) back to the connection's event loop.
-///
-/// It takes no references: the core is reached through `Unmanaged._withUnsafeGuaranteedRef`, because a retain of
-/// `ApplicationCore` is not cheap (it is referenced weakly, so its count lives in a side table: ~170 instructions
-/// per retain and release pair, 0.6 % of a CHECK, measured with callgrind).
-private struct LiveConnectionServices: ConnectionServices {
+/// `ConnectionServices` over the live core and registry (the shared part in `LiveConnectionServices`), for one event
+/// of one connection. Built per event from references the handler holds for the event's duration, and routes
+/// completions from other threads (the journal's writer, another connection leaving the backlog) back to the
+/// connection's event loop. It takes no references (see `LiveConnectionServices` on the core's).
+private struct ChannelConnectionServices: LiveConnectionServices {
     unowned(unsafe) let handler: RequestChannelHandler
     unowned(unsafe) let context: ChannelHandlerContext
     let core: Unmanaged<ApplicationCore>
@@ -207,24 +204,7 @@ private struct LiveConnectionServices: ConnectionServices {
         self.core = Unmanaged.passUnretained(handler.core)
     }
 
-    func allows(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
-        handler.registry.allows(peer, role: role)
-    }
-
-    func permits(_ peer: PeerCredentials?, role: SocketRole) -> Bool {
-        handler.registry.permits(peer, role: role)
-    }
-
-    func checkBatch(_ requests: [CheckRequest], caller: UInt32?, into results: inout [CheckResult]) {
-        core._withUnsafeGuaranteedRef { $0.checkBatch(requests, caller: caller, into: &results) }
-    }
-
-    /// The completion of requests that never wait for the journal.
-    private static let answeredAtOnce: @Sendable (Response) -> Void = { _ in }
-
-    func answerAtOnce(_ request: Request, from caller: Caller) -> Response? {
-        core._withUnsafeGuaranteedRef { $0.handle(request, from: caller, completion: Self.answeredAtOnce) }
-    }
+    var registry: ConnectionRegistry { handler.registry }
 
     func submitDurable(_ request: Request, from caller: Caller, ticket: DurableTicket, leavesBacklog: Bool) -> Response? {
         let loop = context.eventLoop
@@ -241,23 +221,11 @@ private struct LiveConnectionServices: ConnectionServices {
         return immediate
     }
 
-    func tryEnterBacklog() -> Bool {
-        handler.registry.backlog.tryEnter()
-    }
-
     func notifyWhenBacklogHasRoom() -> Bool {
         let loop = context.eventLoop
         let boundContext = NIOLoopBound(context, eventLoop: loop)
         let bound = NIOLoopBound(handler, eventLoop: loop)
         return handler.registry.backlog.notifyWhenRoom { loop.execute { bound.value.backlogHasRoom(context: boundContext.value) } }
-    }
-
-    func leaveBacklog() {
-        handler.registry.backlog.leave()
-    }
-
-    func watchDecisions(licenseID: String) -> DecisionSubscription {
-        core._withUnsafeGuaranteedRef { $0.watchDecisions(licenseID: licenseID) }
     }
 }
 

@@ -52,6 +52,37 @@ final class CalendarTests: XCTestCase {
         XCTAssertEqual(bounds(.month, 949_363_200_000 + 28 * Millis.day), [949_363_200_000, 951_868_800_000])
     }
 
+    /// The bounds as dates converted back to days (the earlier implementation, from the calendar's definition):
+    /// the month from its anchor day (1: the first) to the same day of the next month.
+    private func referenceMonth(_ time: UnixMillis, anchorDay: UInt8) -> [UnixMillis] {
+        let anchor = Int64(min(max(anchorDay, 1), 28))
+        let time = min(max(time, UTCCalendar.supportedRange.lowerBound), UTCCalendar.supportedRange.upperBound)
+        let (year, month, day) = CivilDate.date(days: CivilDate.floorDivide(time, Millis.day))
+        var (startYear, startMonth) = (year, month)
+        if day < anchor { (startYear, startMonth) = month == 1 ? (year - 1, 12) : (year, month - 1) }
+        let (endYear, endMonth) = startMonth == 12 ? (startYear + 1, 1) : (startYear, startMonth + 1)
+        return [CivilDate.days(year: startYear, month: startMonth, day: anchor) * Millis.day, CivilDate.days(year: endYear, month: endMonth, day: anchor) * Millis.day]
+    }
+
+    func testMonthBoundsAgreeWithTheCalendarDefinitionEveryDay() {
+        // Every day from 1969 to 2101 (leap years, the non-leap 2100, the epoch), at its first and last instant and
+        // at noon, for anchor days at both ends and between (0 and above 28 are clamped as the license's anchor
+        // is); then the ends of the supported range.
+        var times: [UnixMillis] = []
+        for day in Int64(-366)...Int64(48_000) {
+            times += [day * Millis.day, day * Millis.day + 12 * Millis.hour, (day + 1) * Millis.day - 1]
+        }
+        times += [UTCCalendar.supportedRange.lowerBound, UTCCalendar.supportedRange.upperBound, .min, .max, UTCCalendar.supportedRange.lowerBound + 40 * Millis.day]
+        for anchor: UInt8 in [0, 1, 2, 15, 27, 28, 29, 30] {
+            for time in times {
+                let b = UTCCalendar.bounds(of: .month, containing: time, anchorDay: anchor)
+                guard [b.start, b.end] == referenceMonth(time, anchorDay: anchor) else {
+                    return XCTFail("anchor \(anchor), time \(time): \([b.start, b.end]) != \(referenceMonth(time, anchorDay: anchor))")
+                }
+            }
+        }
+    }
+
     func testDecemberRollsOverToJanuary() {
         XCTAssertEqual(bounds(.month, Self.jan2028 - 1), [Self.dec2027, Self.jan2028], "2027-12-31T23:59:59.999")
         XCTAssertEqual(bounds(.month, Self.dec2027 + 15 * Millis.day), [Self.dec2027, Self.jan2028])

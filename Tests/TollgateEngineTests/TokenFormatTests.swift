@@ -109,6 +109,23 @@ final class TokenFormatTests: XCTestCase {
         XCTAssertGreaterThan(tried, 3 * 57 * 60)
     }
 
+    func testRejectsEveryOtherByteAtEveryPosition() {
+        // Every byte value, not only characters: the digit table must refuse each non-digit byte (above 0x7F
+        // included) wherever it stands, and a different digit fails the checksum.
+        var rng = SplitMix64(seed: 17)
+        let token = Array(TokenFormat.make(environment: .live, randomBytes: rng.bytes(32)).utf8)
+        XCTAssertEqual(token.withUnsafeBufferPointer { TokenFormat.validate(utf8: $0) }, .live)
+        for position in token.indices {
+            for byte in UInt8.min...UInt8.max where byte != token[position] {
+                var mutated = token
+                mutated[position] = byte
+                if mutated.withUnsafeBufferPointer({ TokenFormat.validate(utf8: $0) }) != nil {
+                    XCTFail("accepted byte \(byte) at position \(position)")
+                }
+            }
+        }
+    }
+
     func testRejectsEveryAdjacentTransposition() {
         // Swapping two neighbours is a burst of at most 16 bits, which CRC-32 always detects.
         var rng = SplitMix64(seed: 13)

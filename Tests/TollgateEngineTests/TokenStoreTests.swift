@@ -117,6 +117,9 @@ final class TokenStoreTests: XCTestCase {
             XCTAssertEqual(store.record(id: id), expected, "\(what): by id", file: file, line: line)
             XCTAssertEqual(store[expected.hash], expected, "\(what): by hash", file: file, line: line)
             XCTAssertEqual(store.hash(id: id), expected.hash, what, file: file, line: line)
+            // What the check path reads, built from the entry without the record, is the record's.
+            XCTAssertEqual(store.view(hash: expected.hash)?.view, TokenView(expected), "\(what): view by hash", file: file, line: line)
+            XCTAssertEqual(store.view(id: id), TokenView(expected), "\(what): view by id", file: file, line: line)
         }
         XCTAssertEqual(Set(store.licenseIDs), Set(model.byLicense.keys), what, file: file, line: line)
         for subject in (0..<7).map({ "svc-\($0)" }) + ["nobody"] {
