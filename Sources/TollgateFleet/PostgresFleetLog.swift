@@ -60,7 +60,8 @@ enum PostgresFleetLog {
     /// (FLEET.md 4.2), and no host cut off mid-transaction can leave it held (as BEGIN … COMMIT over several round
     /// trips could, idle in transaction until TCP notices, stalling every host's commits). The keys are inserted
     /// before the head row is locked (the UPDATE's new value counts the records kept), so two hosts claiming the same
-    /// key wait on each other's key, never on the head row in the opposite order.
+    /// key wait on each other's key, never on the head row in the opposite order; and in key order, so that two
+    /// batches holding the same keys in different orders (a client retrying on another host) wait, never deadlock.
     static func commit(_ batch: [OutboundQueue.Record], hostID: String, incarnation: UInt64, on connection: PostgresConnection, logger: Logger) async throws -> Set<UInt64> {
         precondition(!batch.isEmpty)
         let references = batch.map { Int64(bitPattern: $0.reference) }
@@ -74,7 +75,7 @@ enum PostgresFleetLog {
                 FROM unnest(\(references)::bigint[], \(types)::smallint[], \(payloads)::bytea[], \(keys)::text[]) WITH ORDINALITY AS u(ref, type, payload, key, ord)),
             claimed AS (
                 INSERT INTO tollgate_idempotency_keys (key, origin, incarnation, origin_ref)
-                SELECT key, \(hostID), \(incarnationValue), ref FROM batch WHERE key IS NOT NULL ORDER BY ord
+                SELECT key, \(hostID), \(incarnationValue), ref FROM batch WHERE key IS NOT NULL ORDER BY key
                 ON CONFLICT (key) DO NOTHING
                 RETURNING origin_ref),
             kept AS MATERIALIZED (
@@ -86,20 +87,21 @@ enum PostgresFleetLog {
                 SELECT head.seq - kept.total + kept.n, \(hostID), \(incarnationValue), kept.ref, kept.type, kept.payload
                 FROM head, kept
                 RETURNING origin_ref)
-            SELECT ARRAY(SELECT b.ref FROM batch b WHERE b.ref NOT IN (SELECT origin_ref FROM written) ORDER BY b.ord)
+            SELECT ARRAY(SELECT b.ref FROM batch b WHERE b.ref NOT IN (SELECT origin_ref FROM written) ORDER BY b.ord),
+                (SELECT count(*) FROM head)
             FROM (SELECT pg_notify('tollgate_log', \(hostID))) AS woken
             """, logger: logger)
         var refused = Set<UInt64>()
         var answered = false
-        for try await references in rows.decode([Int64].self) {
+        var headRows: Int64 = 0
+        for try await (references, heads) in rows.decode(([Int64], Int64).self) {
             answered = true
+            headRows = heads
             for reference in references { refused.insert(UInt64(bitPattern: reference)) }
         }
         guard answered else { throw FleetLogError("the commit statement returned no row") }
-        // Only a key can keep a record out of the log; a keyless one left out means no head row was updated.
-        if batch.contains(where: { $0.key == nil && refused.contains($0.reference) }) {
-            throw FleetLogError("the log head row is missing; was the schema changed by hand?")
-        }
+        // Without the head row nothing was written, though every keyed record would look refused as a duplicate.
+        guard headRows == 1 else { throw FleetLogError("the log head row is missing; was the schema changed by hand?") }
         return refused
     }
 

@@ -75,13 +75,16 @@ final class ForwardAuthFastPath: ChannelInboundHandler, RemovableChannelHandler 
     /// NIOHTTP1 from this request on: its decoder goes in front of `ForwardAuthHandler` and gets the bytes not yet
     /// answered; this handler leaves the pipeline.
     private func handOver(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        handedOver = true
         do {
             try context.pipeline.syncOperations.addHandler(makeDecoder(), position: .before(connection))
         } catch {
-            // The channel is closing (the pipeline refuses new handlers): nothing more to answer.
+            // The pipeline refused the decoder (the channel is closing): nothing more is read or answered here, and
+            // raw bytes must never reach `ForwardAuthHandler`, which reads only decoded request parts.
+            closing = true
+            context.close(promise: nil)
             return
         }
+        handedOver = true
         context.fireChannelRead(wrapInboundOut(buffer))
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }

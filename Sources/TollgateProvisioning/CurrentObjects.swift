@@ -30,6 +30,7 @@ public struct CurrentObjects: Sendable, Hashable {
     /// dry runs and to check that applying twice changes nothing the second time.
     public func applying(_ document: ProvisioningDocument, prune: Bool = false) -> CurrentObjects {
         var next = prune ? CurrentObjects() : self
+        if prune && !document.managesRoles { next.roles = roles }  // a file without `roles:` leaves them alone
         for org in document.orgs { next.orgs[org.id] = org }
         for plan in document.plans { next.plans[plan.id] = plan }
         for license in document.licenses { next.licenses[license.id] = license }

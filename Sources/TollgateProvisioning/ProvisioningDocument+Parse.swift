@@ -116,6 +116,7 @@ extension ProvisioningDocument {
                 licensePaths.append(licenseReader.path)
             }
         }
+        document.managesRoles = reader.has("roles")
         for var roleReader in attempt({ () throws(ProvisioningError) in try reader.mappings("roles") }) ?? [] {
             guard let role = attempt({ () throws(ProvisioningError) in try readRole(&roleReader) }) else { continue }
             if attempt({ () throws(ProvisioningError) in try firstPaths.register(role.name, kind: "role", at: roleReader.child("name")) }) != nil {

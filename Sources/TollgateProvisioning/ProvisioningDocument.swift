@@ -13,17 +13,25 @@ public struct ProvisioningDocument: Sendable, Hashable {
     /// daemon configuration's `identity.roles` (`RoleDocument`); the issuer each names must be one of the daemon's
     /// configured providers (the daemon refuses the put otherwise).
     public var roles: [IdentityRole]
+    /// Whether the file has a `roles:` key (`roles: []` included): only then does `apply --prune` delete the roles
+    /// it does not name. A file written before roles were policy has none, and pruning with it must not delete the
+    /// roles the daemon seeded from its configuration (each deletion is journaled and outlives the configuration).
+    public var managesRoles: Bool
     /// The forward-auth routes of an `http:` section, checked by the same reader and rules as the daemon's
     /// configuration (`RouteDocument`, `Validation.routes`). They are not applied: routes are tollgated's
     /// configuration (`http.routes`), which a running daemon reloads on SIGHUP; the file only gets them checked
     /// beside the plans whose scopes they name.
     public var http: RouteTable?
 
-    public init(plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = [], roles: [IdentityRole] = [], http: RouteTable? = nil) {
+    public init(
+        plans: [Plan] = [], orgs: [OrgSpec] = [], licenses: [LicenseSpec] = [], roles: [IdentityRole] = [], managesRoles: Bool = false,
+        http: RouteTable? = nil
+    ) {
         self.plans = plans
         self.orgs = orgs
         self.licenses = licenses
         self.roles = roles
+        self.managesRoles = managesRoles || !roles.isEmpty
         self.http = http
     }
 

@@ -13,12 +13,14 @@ public enum ProvisioningPlan {
     /// With `prune`, `current` must hold every object on the daemon: those the document does not name are deleted,
     /// after every put (a license the file moves off a plan is moved before the plan goes) and users first —
     /// roles, then licenses, then plans, then organisations, each in id order — since the daemon refuses to delete
-    /// what is still in use.
+    /// what is still in use. Roles are pruned only when the document has a `roles:` key (`managesRoles`).
     public static func diff(document: ProvisioningDocument, current: CurrentObjects, prune: Bool = false) -> [ProvisioningChange] {
         var changes = puts(document: document, current: current)
         guard prune else { return changes }
-        let roles = Set(document.roles.map(\.name))
-        for name in current.roles.keys.sorted() where !roles.contains(name) { changes.append(.delete(.role, id: name)) }
+        if document.managesRoles {
+            let roles = Set(document.roles.map(\.name))
+            for name in current.roles.keys.sorted() where !roles.contains(name) { changes.append(.delete(.role, id: name)) }
+        }
         let named = Set(document.licenses.map(\.id))
         for id in current.licenses.keys.sorted() where !named.contains(id) { changes.append(.delete(.license, id: id)) }
         let plans = Set(document.plans.map(\.id))

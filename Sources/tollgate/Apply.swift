@@ -121,7 +121,7 @@ struct Apply: AsyncParsableCommand {
         if prune {
             return CurrentObjects(
                 plans: try await connection.plans(), orgs: try await connection.orgs(), licenses: try await connection.licenses().map(\.spec),
-                roles: try await connection.roles())
+                roles: document.managesRoles ? try await connection.roles() : [])
         }
         var current = CurrentObjects()
         for org in document.orgs { current.orgs[org.id] = try await absentIfNotFound { try await connection.org(id: org.id) } }

@@ -87,4 +87,22 @@ final class RoleProvisioningTests: XCTestCase {
         XCTAssertTrue(ProvisioningPlan.diff(document: exported, current: CurrentObjects(plans: document.plans, licenses: document.licenses, roles: document.roles)).allSatisfy { !$0.isChange })
         XCTAssertFalse(ProvisioningDocument(plans: [Plan(id: "p", entitlements: ["*"])]).yaml().contains("roles"), "no roles: no roles section")
     }
+
+    /// A file written before roles were policy has no `roles:` key: `apply --prune` with it must not delete the roles
+    /// the daemon seeded from its configuration (a deletion is journaled and outlives the configuration). An explicit
+    /// `roles: []` does prune them.
+    func testPruneLeavesRolesAloneUnlessTheFileHasARolesKey() throws {
+        let seeded = IdentityRole(name: "seeded", issuer: "https://idp", audiences: ["a"], scopes: ["read"])
+        let withoutKey = try ProvisioningDocument.parse(yaml: "plans:\n  - {id: pro, entitlements: [read]}\n")
+        XCTAssertFalse(withoutKey.managesRoles)
+        let current = CurrentObjects(plans: withoutKey.plans, roles: [seeded])
+        let changes = ProvisioningPlan.diff(document: withoutKey, current: current, prune: true)
+        XCTAssertFalse(changes.contains(.delete(.role, id: "seeded")), "\(changes)")
+        XCTAssertEqual(current.applying(withoutKey, prune: true).roles["seeded"], seeded)
+
+        let emptyRoles = try ProvisioningDocument.parse(yaml: "plans:\n  - {id: pro, entitlements: [read]}\nroles: []\n")
+        XCTAssertTrue(emptyRoles.managesRoles)
+        XCTAssertTrue(ProvisioningPlan.diff(document: emptyRoles, current: current, prune: true).contains(.delete(.role, id: "seeded")))
+        XCTAssertNil(current.applying(emptyRoles, prune: true).roles["seeded"])
+    }
 }

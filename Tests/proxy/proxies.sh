@@ -227,8 +227,15 @@ if start_haproxy haproxy "$haproxy_port" "$haproxy_echo_port" "$http_socket"; th
     pass "haproxy starts with examples/haproxy/haproxy.cfg and tollgate-auth.lua"
     through_proxy haproxy "http://127.0.0.1:$haproxy_port"
     tg license set lic-haproxy-rl --plan gw >/dev/null && issue haproxy-rl lic-haproxy-rl read || fail "haproxy: provisioning"
+    # HAProxy passes underscores in header names on, and CGI-style backends read X_Tollgate_Subject as X-Tollgate-Subject.
+    request "http://127.0.0.1:$haproxy_port/api/items/9" -H "@$dir/haproxy-rl.h" -H "X_Tollgate_Subject: forged-underscore"
+    if [ "$code" = 200 ] && grep -q "underscored=" <<<"$body" && ! grep -q "forged-underscore" <<<"$body"; then
+        pass "haproxy: a client's X_Tollgate_* (underscore) headers do not reach the backend either"
+    else
+        fail "haproxy: a client's X_Tollgate_* headers do not reach the backend" "status $code, body: $body"
+    fi
     request "http://127.0.0.1:$haproxy_port/api/items/1" -H "@$dir/haproxy-rl.h"
-    if [ "$code" = 200 ] && [ "$(header RateLimit-Limit)" = 5 ] && [ "$(header RateLimit-Remaining)" = 4 ] && [ -n "$(header RateLimit-Reset)" ]; then
+    if [ "$code" = 200 ] && [ "$(header RateLimit-Limit)" = 5 ] && [ "$(header RateLimit-Remaining)" = 3 ] && [ -n "$(header RateLimit-Reset)" ]; then
         pass "haproxy: an allowed response carries Tollgate's RateLimit-Limit, -Remaining and -Reset to the client"
     else
         fail "haproxy: an allowed response carries RateLimit-*" "status $code, headers: $headers"

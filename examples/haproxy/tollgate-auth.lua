@@ -10,7 +10,8 @@
 --
 -- The argument is where Tollgate's HTTP listener is: `unix@PATH` (its socket) or `ADDRESS:PORT` (its loopback
 -- port). For every request the action
---   1. removes the client's own X-Tollgate-* headers, so the backend sees Tollgate's values or none;
+--   1. removes the client's own X-Tollgate-* headers (and X_Tollgate_* ones), so the backend sees Tollgate's values
+--      or none;
 --   2. asks Tollgate's forward-auth endpoint with the request's method, path and query, and host
 --      (X-Forwarded-Method/-Uri/-Host, the shape Traefik and Caddy send) and its Authorization header;
 --   3. on a 2xx, copies the identity headers (X-Tollgate-Token-Id, -License, -Subject, -Plan) onto the request
@@ -42,7 +43,11 @@ local function fail_closed(txn)
 end
 
 core.register_action("tollgate-auth", { "http-req" }, function(txn, destination)
-    for _, name in ipairs(identity_headers) do txn.http:req_del_header(name) end
+    -- Every header a backend could read as one of Tollgate's: CGI, WSGI and PHP map X_Tollgate_Subject and
+    -- X-Tollgate-Subject to the same variable, and HAProxy passes underscores in names on.
+    for name, _ in pairs(txn.http:req_get_headers()) do
+        if name:lower():match("^x[-_]tollgate[-_]") then txn.http:req_del_header(name) end
+    end
 
     local request_headers = {
         ["x-forwarded-method"] = { txn.sf:method() },
