@@ -118,7 +118,7 @@ final class ForwardAuthFastPathTests: XCTestCase {
             let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder()))
             try channel.writeInbound(ByteBuffer(bytes: bytes))
             guard case .head(let head)? = try channel.readInbound(as: HTTPServerRequestPart.self) else { return XCTFail("NIOHTTP1 read no head: \(text)") }
-            try bytes.withUnsafeBytes { raw in
+            bytes.withUnsafeBytes { raw in
                 guard case .complete(let request) = parser.parse(raw, into: &fields) else { return XCTFail("declined: \(text)") }
                 XCTAssertEqual(request.isHead, head.method == .HEAD, text)
                 XCTAssertTrue(head.uri.hasPrefix(ForwardAuth.endpointPath), text)
@@ -138,35 +138,16 @@ final class ForwardAuthFastPathTests: XCTestCase {
 
     // MARK: - The pipeline
 
-    private var directory: String!
-    private var core: ApplicationCore!
-    private var secret = ""
+    private var fixture: OneTokenCore!
+    private var core: ApplicationCore { fixture.core }
+    private var secret: String { fixture.secret }
 
     override func setUp() async throws {
-        directory = NSTemporaryDirectory() + "tollgate-fast-path-tests-" + UUID().uuidString
-        let (journal, recovered) = try Journal.open(directory: directory, options: JournalOptions(fsync: false))
-        core = ApplicationCore(
-            state: try ApplicationCore.rebuildState(from: recovered), journal: journal, recovery: recovered.report,
-            clock: SystemWallClock(), options: .init(), logger: Logger(label: "fast-path-tests") { _ in SwiftLogNoOpLogHandler() })
-        _ = await send(.planPut(Plan(id: "p", entitlements: ["read"], quotas: [QuotaRule(meter: "requests", period: .month, limit: 100)])))
-        _ = await send(.licensePut(LicenseSpec(id: "lic", customer: "c", plan: "p", status: .active)))
-        guard case .issue(let secret, _) = await send(.issue(IssueRequest(licenseID: "lic", subject: "svc", scopes: ["read"]))) else {
-            return XCTFail("could not issue a token")
-        }
-        self.secret = secret
+        fixture = try await OneTokenCore(label: "fast-path-tests")
     }
 
     override func tearDown() async throws {
-        try? core.currentJournal.close()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    private func send(_ request: Request) async -> Response {
-        await withCheckedContinuation { continuation in
-            if let now = core.handle(request, from: .daemon, completion: { continuation.resume(returning: $0) }) {
-                continuation.resume(returning: now)
-            }
-        }
+        fixture?.close()
     }
 
     private func channel(_ limits: HTTPLimits = HTTPLimits()) throws -> EmbeddedChannel {

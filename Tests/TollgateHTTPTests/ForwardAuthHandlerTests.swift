@@ -16,35 +16,16 @@ import XCTest
 /// core: keep-alive, every limit, malformed input, the idle timeout driven by the embedded loop's clock. Nothing
 /// here sleeps.
 final class ForwardAuthHandlerTests: XCTestCase {
-    private var directory: String!
-    private var core: ApplicationCore!
-    private var secret = ""
+    private var fixture: OneTokenCore!
+    private var core: ApplicationCore { fixture.core }
+    private var secret: String { fixture.secret }
 
     override func setUp() async throws {
-        directory = NSTemporaryDirectory() + "tollgate-http-tests-" + UUID().uuidString
-        let (journal, recovered) = try Journal.open(directory: directory, options: JournalOptions(fsync: false))
-        core = ApplicationCore(
-            state: try ApplicationCore.rebuildState(from: recovered), journal: journal, recovery: recovered.report,
-            clock: SystemWallClock(), options: .init(), logger: Logger(label: "http-tests") { _ in SwiftLogNoOpLogHandler() })
-        _ = await send(.planPut(Plan(id: "p", entitlements: ["read"], quotas: [QuotaRule(meter: "requests", period: .month, limit: 100)])))
-        _ = await send(.licensePut(LicenseSpec(id: "lic", customer: "c", plan: "p", status: .active)))
-        guard case .issue(let secret, _) = await send(.issue(IssueRequest(licenseID: "lic", subject: "svc", scopes: ["read"]))) else {
-            return XCTFail("could not issue a token")
-        }
-        self.secret = secret
+        fixture = try await OneTokenCore(label: "http-tests")
     }
 
     override func tearDown() async throws {
-        try? core.currentJournal.close()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    private func send(_ request: Request) async -> Response {
-        await withCheckedContinuation { continuation in
-            if let now = core.handle(request, from: .daemon, completion: { continuation.resume(returning: $0) }) {
-                continuation.resume(returning: now)
-            }
-        }
+        fixture?.close()
     }
 
     private func frontEnd(_ limits: HTTPLimits = HTTPLimits(), routes: RouteTable? = nil) throws -> HTTPFrontEnd {
