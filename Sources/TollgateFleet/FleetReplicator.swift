@@ -216,7 +216,7 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
         let position = core.fleetPosition
         let live = try await bounded(connection, millis: settings.queryTimeoutMillis) {
             try await PostgresFleetLog.heartbeat(
-                hostID: self.settings.hostID, incarnation: self.incarnation, position: position, liveWithinMillis: 3 * self.settings.pollMillis,
+                hostID: self.settings.hostID, incarnation: self.incarnation, position: position, liveWithinMillis: self.settings.liveWindowMillis,
                 on: connection, logger: self.logger)
         }
         shared.withLockedValue { $0.liveHosts = live }

@@ -30,6 +30,14 @@ public struct FleetSettings: Sendable {
     /// Any one query; on timeout the connection is closed and made again (a half-open TCP session is noticed).
     public var queryTimeoutMillis: Int64
 
+    /// How recently a host's heartbeat must have been seen for it to count as live (FLEET.md 2.3): three polls, and
+    /// never less than the longest a live host's heartbeats can be apart (a poll, a commit that ran to its query
+    /// timeout, and the heartbeat's own query), so that a busy host never drops out of the count and back, each
+    /// change of which restarts every rate limiter full (FLEET.md 9.2).
+    public var liveWindowMillis: Int64 {
+        max(3 * pollMillis, pollMillis + 2 * queryTimeoutMillis)
+    }
+
     public init(
         addresses: [Address], database: String, user: String, password: String?, hostID: String,
         horizonMillis: Int64 = 30_000, pollMillis: Int64 = 1_000, commitTimeoutMillis: Int64 = 5_000, queryTimeoutMillis: Int64 = 2_000
