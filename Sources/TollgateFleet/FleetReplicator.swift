@@ -65,7 +65,7 @@ public final class FleetReplicator: ChangeReplicator, Sendable {
 
     public func enqueueUsage(payload: [UInt8], reference: UInt64, idempotencyKey: String, completion: @escaping @Sendable (UsageCommit) -> Void) {
         let deadline = clock.now().nanoseconds + settings.commitTimeoutMillis * 1_000_000
-        queue.enqueue(type: 5, payload: payload, reference: reference, key: idempotencyKey.isEmpty ? nil : idempotencyKey, deadline: deadline) { outcome in
+        queue.enqueue(type: LogCursor.usageType, payload: payload, reference: reference, key: idempotencyKey.isEmpty ? nil : idempotencyKey, deadline: deadline) { outcome in
             switch outcome {
             case .committed: completion(.counted)
             case .refused: completion(.duplicate)
