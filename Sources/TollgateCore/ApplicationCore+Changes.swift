@@ -78,7 +78,7 @@ extension ApplicationCore {
     }
 
     /// Decides a control- or data-plane change and applies it to the state. Called with the lock held.
-    private func decideLocked(_ request: Request, now: Timestamp, caller: UInt32?) throws -> (Response, StateChange?) {
+    func decideLocked(_ request: Request, now: Timestamp, caller: UInt32?) throws -> (Response, StateChange?) {
         switch request {
         case .meter(let meter):
             let (result, change) = try state.meter(meter, at: now, caller: caller)

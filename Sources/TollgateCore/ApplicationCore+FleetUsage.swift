@@ -19,9 +19,11 @@ extension ApplicationCore {
         let (result, change) = try state.meter(meter, at: now, caller: caller, counting: false)
         counters.meters &+= 1
         let key = meter.idempotencyKey
+        // A duplicate counts nothing: its quota is read without this request's quantity, as a single host answers one.
         let duplicate = { () -> MeterResult in
             var duplicate = result
             duplicate.duplicate = true
+            if !key.isEmpty, result.reason == .none, change != nil { duplicate.quota = state.quotaWithoutServing(meter, at: now, caller: caller) }
             return duplicate
         }()
         // A key this host's queue already holds: answered with the first METER's outcome, never queued twice.

@@ -22,8 +22,9 @@ extension Daemon {
     func seedRoles(_ roles: [IdentityRole], into core: ApplicationCore, occasion: String) async throws -> RoleSeeding {
         var seeding = RoleSeeding()
         for role in roles {
-            let (seeds, existing, deleted) = core.withState { ($0.seedsRole(named: role.name), $0.roles[role.name], $0.deletedRoles.contains(role.name)) }
-            guard seeds else {
+            // The test and the put under one lock hold: a ROLE_PUT or ROLE_DELETE is never overwritten here.
+            guard try await core.seedRoleDurably(role) else {
+                let (existing, deleted) = core.withState { ($0.roles[role.name], $0.deletedRoles.contains(role.name)) }
                 if deleted {
                     seeding.deleted.append(role.name)
                     logger.notice("the configuration names a role that was deleted (ROLE_DELETE); it is not seeded again (remove it from identity.roles, or put it with tollgate apply)", metadata: [
@@ -37,7 +38,6 @@ extension Daemon {
                 }
                 continue
             }
-            try await core.putDurably(.rolePut(role))
             seeding.created.append(role.name)
             logger.notice("identity role seeded from the configuration", metadata: [
                 "tollgate.audit": "1", "tollgate.actor": "config", "tollgate.occasion": "\(occasion)", "tollgate.role": "\(role.name)",

@@ -27,6 +27,11 @@ final class ForwardAuthFastPath: ChannelInboundHandler, RemovableChannelHandler 
     private var handedOver = false
     /// A request asked to close: nothing after it is read.
     private var closing = false
+    /// How many times the parser has read a head (what `ForwardAuthFastPathTests` bounds for a head in pieces).
+    private(set) var parses = 0
+    /// A pending start of at most this many bytes is parsed on every read, so a request line this parser declines
+    /// (another method or path) goes to NIOHTTP1 at once; beyond it, only bytes that could end the head are.
+    static let eagerlyParsedBytes = 64
 
     init(connection: ForwardAuthHandler, limits: HTTPLimits, maxHeaderFields: Int, makeDecoder: @escaping () -> ByteToMessageHandler<HTTPRequestDecoder>) {
         self.connection = connection
@@ -40,8 +45,19 @@ final class ForwardAuthFastPath: ChannelInboundHandler, RemovableChannelHandler 
         var buffer = unwrapInboundIn(data)
         if var held = pending {
             pending = nil
+            let scanned = held.readableBytes
             held.writeBuffer(&buffer)
             buffer = held
+            // Parsing the whole head again for every piece would cost O(max_header_bytes²) for a client sending
+            // one byte at a time: until the new bytes could end it (or the head is past its bound, NIOHTTP1's
+            // 431), nothing the parser answers can change from `incomplete` but an early `unsupported`, which
+            // NIOHTTP1 is then handed with the head's end.
+            if connection.servesFast, buffer.readableBytes > Self.eagerlyParsedBytes, buffer.readableBytes < parser.maxHeaderBytes,
+                !Self.mayEndHead(buffer, from: max(0, scanned - 2))
+            {
+                pending = buffer
+                return
+            }
         }
         while buffer.readableBytes > 0 {
             guard connection.servesFast else {
@@ -50,6 +66,7 @@ final class ForwardAuthFastPath: ChannelInboundHandler, RemovableChannelHandler 
                 return handOver(buffer, context: context)
             }
             let outcome = buffer.withUnsafeReadableBytes { bytes -> ForwardAuthRequestParser.Outcome in
+                parses &+= 1
                 let outcome = parser.parse(bytes, into: &fields)
                 if case .complete(let request) = outcome {
                     connection.serveFast(request, headers: ForwardAuthRequestHeaders(bytes: bytes, fields: fields), context: context)
@@ -69,6 +86,23 @@ final class ForwardAuthFastPath: ChannelInboundHandler, RemovableChannelHandler 
             case .unsupported:
                 return handOver(buffer, context: context)
             }
+        }
+    }
+
+    /// Whether the readable bytes from `offset` on hold an LF followed by LF or CRLF: the end of a head (the parser's
+    /// CRLF CRLF, or a bare-LF one it declines and NIOHTTP1 reads), the only place `incomplete` can end.
+    static func mayEndHead(_ buffer: ByteBuffer, from offset: Int) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes in
+            let lf = UInt8(ascii: "\n")
+            var index = offset
+            while index + 1 < bytes.count {
+                if bytes[index] == lf {
+                    if bytes[index + 1] == lf { return true }
+                    if bytes[index + 1] == UInt8(ascii: "\r"), index + 2 < bytes.count, bytes[index + 2] == lf { return true }
+                }
+                index += 1
+            }
+            return false
         }
     }
 

@@ -86,6 +86,47 @@ final class ExchangeCoreTests: XCTestCase {
         guard case .issue = await send(.exchange(ExchangeRequest(subjectToken: "good")), as: .api) else { return XCTFail("reactivated") }
     }
 
+    /// The configuration seeds a role only where the journal has no word (never held, or held and not deleted), the
+    /// test and the put under one lock hold: a ROLE_PUT racing a reload's seeding always stands.
+    func testSeedingPutsOnlyWhereTheJournalHasNoWordAndNeverOverwritesARacingPut() async throws {
+        await seed()
+        installRoleVerifier()
+        let applied = role(audiences: ["billing"])
+        _ = await send(.rolePut(applied))
+        let overApplied = try await core.seedRoleDurably(role())
+        XCTAssertFalse(overApplied)
+        XCTAssertEqual(core.withState { $0.roles["people"]?.audiences }, ["billing"])
+        _ = await send(.roleDelete(DeleteRequest(id: "people", actor: "ops")))
+        let overDeleted = try await core.seedRoleDurably(role())
+        XCTAssertFalse(overDeleted)
+        XCTAssertNil(core.withState { $0.roles["people"] })
+        var ci = role()
+        ci.name = "ci"
+        let fresh = try await core.seedRoleDurably(ci)
+        XCTAssertTrue(fresh)
+
+        // Seeding and ROLE_PUT of the same new name at once: whichever runs first, the put's contents stand.
+        for index in 0..<50 {
+            var configured = role()
+            configured.name = "r\(index)"
+            var put = role(audiences: ["billing"])
+            put.name = configured.name
+            let core = self.core!
+            async let seeding = core.seedRoleDurably(configured)
+            async let answer: Response = withCheckedContinuation { continuation in
+                if let now = core.handle(.rolePut(put), from: .daemon, completion: { continuation.resume(returning: $0) }) {
+                    continuation.resume(returning: now)
+                }
+            }
+            _ = try await (seeding, answer)
+            XCTAssertEqual(core.withState { $0.roles[put.name]?.audiences }, ["billing"], put.name)
+        }
+        try core.currentJournal.close()
+        try open()
+        XCTAssertEqual(core.withState { $0.roles["ci"]?.audiences }, ["tollgate"], "the seeding is durable")
+        XCTAssertNil(core.withState { $0.roles["people"] })
+    }
+
     func role(audiences: [String] = ["tollgate"], issuer: String = "https://idp") -> IdentityRole {
         var role = IdentityRole(name: "people", issuer: issuer, audiences: audiences, scopes: ["read"])
         role.license = "lic"

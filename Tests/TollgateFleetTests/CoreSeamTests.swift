@@ -240,6 +240,30 @@ final class CoreSeamTests: XCTestCase {
         XCTAssertEqual(status, .fleetUnconfirmed)
     }
 
+    /// A METER answered duplicate counts nothing here, so its quota reading leaves its own quantity out, as a single
+    /// host's duplicate does (10 of 10 left, not 7), for the log's answer and for a repeat that waited on it.
+    func testADuplicateReadsTheQuotaWithoutItsOwnQuantity() async throws {
+        let secret = try await provision()
+        core.attachReplicator(replicator, staleAt: clock.now().adding(millis: 60_000))
+        let answers = NIOLockedValueBox<[Response]>([])
+        start(.meter(MeterRequest(token: secret, meter: "requests", quantity: 3, idempotencyKey: "elsewhere")), answers: answers)
+        start(.meter(MeterRequest(token: secret, meter: "requests", quantity: 3, idempotencyKey: "elsewhere")), answers: answers)
+        try replicator.answerUsage(.duplicate)
+        await waitUntil { answers.withLockedValue { $0.count } == 2 }
+        for answer in answers.withLockedValue({ $0 }) {
+            guard case .meter(let result) = answer else { return XCTFail("\(answer)") }
+            XCTAssertTrue(result.duplicate)
+            XCTAssertEqual(result.quota?.limit, 10)
+            XCTAssertEqual(result.quota?.remaining, 10)
+        }
+        // A METER the log counts reads its own quantity in.
+        start(.meter(MeterRequest(token: secret, meter: "requests", quantity: 3, idempotencyKey: "here")), answers: answers)
+        try replicator.answerUsage(.counted)
+        await waitUntil { answers.withLockedValue { $0.count } == 3 }
+        guard case .meter(let counted) = answers.withLockedValue({ $0[2] }) else { return XCTFail() }
+        XCTAssertEqual(counted.quota?.remaining, 7)
+    }
+
     /// The live-host count divides every rate rule (FLEET.md 9): rate 30/s burst 30 on 3 hosts is 10/s burst 10 here.
     func testTheRateShareDividesRateAndBurst() async throws {
         _ = await send(.planPut(Plan(id: "r", entitlements: ["read"], rateLimits: [RateRule(pool: .license, ratePerSecond: 3, burst: 30)])))

@@ -237,6 +237,40 @@ final class ForwardAuthFastPathTests: XCTestCase {
         XCTAssertTrue(usesFastPath(channel))
     }
 
+    /// A head trickled one byte at a time is parsed on each of its first `eagerlyParsedBytes` bytes and then only
+    /// where the new bytes could end it, not once per byte (which is O(max_header_bytes²)); it is answered the same.
+    func testAHeadInPiecesIsParsedOnlyWhereItCouldEnd() throws {
+        let channel = try channel()
+        let padding = (0..<16).map { "X-Padding-\($0): " + String(repeating: "p", count: 40) + "\r\n" }.joined()
+        let request = forwardAuth("/v1/items/1", token: secret, extra: padding)
+        XCTAssertGreaterThan(request.utf8.count, 900)
+        let fastPath = try channel.pipeline.syncOperations.handler(type: ForwardAuthFastPath.self)
+        for byte in request.utf8 { _ = try? channel.writeInbound(ByteBuffer(bytes: [byte])) }
+        XCTAssertEqual(statusLines(try output(channel)), ["HTTP/1.1 200 OK"])
+        XCTAssertTrue(usesFastPath(channel))
+        XCTAssertLessThanOrEqual(fastPath.parses, ForwardAuthFastPath.eagerlyParsedBytes + 2, "parsed \(fastPath.parses) times for \(request.utf8.count) bytes")
+    }
+
+    /// Heads the parser declines, trickled: one ended by a bare LF is handed to NIOHTTP1 as it ends, one that grows
+    /// past the bound when it does; each is answered as when it arrives whole.
+    func testDeclinedHeadsInPiecesAreAnsweredAsWhole() throws {
+        let heads = [
+            "GET /v1/forward-auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /v1/open\r\nX-Original-Method: GET\r\nX-Long: " + String(repeating: "v", count: 80) + "\n\n",
+            "GET /v1/forward-auth HTTP/1.1\r\nHost: t\r\nX-Bad: \u{01}" + String(repeating: "v", count: 80) + "\r\n\r\n",
+            "GET /v1/forward-auth HTTP/1.1\r\nX-Padding: " + String(repeating: "a", count: 600),
+        ]
+        for head in heads {
+            let whole = try channel(HTTPLimits(maxHeaderBytes: 512))
+            write(whole, head)
+            let expected = try output(whole)
+            XCTAssertFalse(expected.isEmpty, head)
+            let pieces = try channel(HTTPLimits(maxHeaderBytes: 512))
+            for byte in head.utf8 { _ = try? pieces.writeInbound(ByteBuffer(bytes: [byte])) }
+            XCTAssertEqual(try output(pieces), expected, head)
+            XCTAssertEqual(pieces.isActive, whole.isActive, head)
+        }
+    }
+
     func testMalformedInputAfterAnsweredRequestsIs400AndCloses() throws {
         let channel = try channel()
         write(channel, forwardAuth("/v1/items/1", token: secret) + "GET /v1/forward-auth HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n")
