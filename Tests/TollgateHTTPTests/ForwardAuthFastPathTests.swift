@@ -159,24 +159,7 @@ final class ForwardAuthFastPathTests: XCTestCase {
         let frontEnd = HTTPFrontEnd(
             core: core, clock: SystemWallClock(), policy: ForwardAuthPolicy(routes: table), access: .anyone, limits: limits,
             logger: Logger(label: "h") { _ in SwiftLogNoOpLogHandler() })
-        let channel = EmbeddedChannel()
-        try HTTPFrontEnd.configure(channel.pipeline.syncOperations, frontEnd: frontEnd, decoderLimits: frontEnd.decoderLimits)
-        try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/unused")).wait()
-        return channel
-    }
-
-    private func write(_ channel: EmbeddedChannel, _ text: String) {
-        _ = try? channel.writeInbound(ByteBuffer(string: text))
-    }
-
-    private func output(_ channel: EmbeddedChannel) throws -> String {
-        var text = ""
-        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
-        return text
-    }
-
-    private func statusLines(_ text: String) -> [String] {
-        text.components(separatedBy: "HTTP/1.").dropFirst().map { "HTTP/1." + $0.components(separatedBy: "\r\n")[0] }
+        return try embeddedChannel(frontEnd)
     }
 
     private func usesFastPath(_ channel: EmbeddedChannel) -> Bool {
