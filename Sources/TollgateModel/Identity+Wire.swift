@@ -17,9 +17,9 @@ extension ByteBuffer {
         try writeWireString(role.userClaim)
         try writeWireString(role.license)
         try writeWireString(role.licenseClaim)
-        try writeWirePairs(role.licenseMapping.sorted { $0.key < $1.key }.map { KeyValue($0.key, $0.value) })
+        try writeWirePairs(role.licenseMapping.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.map { KeyValue($0.key, $0.value) })
         try writeWireString(role.orgClaim)
-        try writeWirePairs(role.orgMapping.sorted { $0.key < $1.key }.map { KeyValue($0.key, $0.value) })
+        try writeWirePairs(role.orgMapping.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.map { KeyValue($0.key, $0.value) })
         try writeWireStrings(role.scopes)
         try writeWireString(role.scopeClaim)
         writeInteger(role.maxTTLSeconds)
@@ -51,13 +51,20 @@ extension WireReader {
         return role
     }
 
-    /// A mapping sent as pairs: a key given twice is malformed (which one would win?).
+    /// A mapping sent as pairs in ascending order of their keys' UTF-8 bytes, each key once: the one encoding of a
+    /// mapping, so that a decoded role encodes to the bytes it came from. A key given twice is malformed (which one
+    /// would win?), and so are keys out of order.
     mutating func mapping(_ field: StaticString) throws -> [String: String] {
         var table: [String: String] = [:]
+        var previous: String?
         for pair in try pairs(field) {
             guard table.updateValue(pair.value, forKey: pair.key) == nil else {
                 throw WireError(.malformed, "\(context): \(field) names key \(pair.key.debugDescription) twice")
             }
+            if let previous, !previous.utf8.lexicographicallyPrecedes(pair.key.utf8) {
+                throw WireError(.malformed, "\(context): \(field) keys must be in ascending order (\(pair.key.debugDescription) after \(previous.debugDescription))")
+            }
+            previous = pair.key
         }
         return table
     }

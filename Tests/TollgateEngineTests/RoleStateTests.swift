@@ -115,4 +115,22 @@ final class RoleStateTests: XCTestCase {
         XCTAssertEqual(try StateChange.decode(type: 19, payload: ByteBuffer(bytes: try StateChange.roleDeleted(name: "ci", actor: "ops", at: 5).encodedPayload())),
             .roleDeleted(name: "ci", actor: "ops", at: 5))
     }
+
+    /// A mapping's pairs travel in ascending order of their keys' bytes, the one encoding of a mapping: pairs out of
+    /// order are malformed, so that a decoded role always encodes to the bytes it came from (found by fuzz-messages).
+    func testMappingPairsOutOfOrderAreMalformed() throws {
+        var mapped = role()
+        mapped.licenseClaim = "org"
+        mapped.license = ""
+        mapped.licenseMapping = ["k2zz": "lic_b", "k1zz": "lic_a"]
+        let payload = try StateChange.rolePut(mapped, at: 1).encodedPayload()
+        XCTAssertEqual(try StateChange.decode(type: 18, payload: ByteBuffer(bytes: payload)), .rolePut(mapped, at: 1))
+        let first = try XCTUnwrap(payload.indices.first { Array(payload[$0..<min($0 + 4, payload.count)]) == Array("k1zz".utf8) })
+        let second = try XCTUnwrap(payload.indices.first { Array(payload[$0..<min($0 + 4, payload.count)]) == Array("k2zz".utf8) })
+        XCTAssertLessThan(first, second, "encoded in ascending order")
+        var swapped = payload
+        swapped.replaceSubrange(first..<first + 4, with: Array("k2zz".utf8))
+        swapped.replaceSubrange(second..<second + 4, with: Array("k1zz".utf8))
+        XCTAssertThrowsError(try StateChange.decode(type: 18, payload: ByteBuffer(bytes: swapped)))
+    }
 }
